@@ -1,0 +1,1 @@
+"""Pure-torch AC-ODM agent pieces (networks, DDPG losses, policy files); no RLlib import here."""

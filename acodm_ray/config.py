@@ -1,0 +1,343 @@
+"""Typed experiment configuration, loaded from YAML and overridable from the command line.
+
+One dataclass per component (torchtitan style). `load_config` rejects unknown keys and values of
+the wrong type with an error that names the offending key, so a typo never silently falls back to
+a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from acodm_ray.agent.config import AgentConfig
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, or of the wrong type."""
+
+
+@dataclass
+class CorpusConfig:
+    """Where the multi-domain text comes from.
+
+    source:
+      - "bundled": the offline corpus built by `acodm corpus build` (real text from Debian packages);
+      - "tiny": the small slice shipped inside the package (tests, smoke runs);
+      - "json" | "parquet" | "text" | "csv": local files read with Hugging Face `datasets`;
+      - "hub": a dataset name on the Hugging Face hub (`path`), the only source that downloads.
+    Domains come either from a column (`domain_column`, dotted for nested fields such as The Pile's
+    `meta.pile_set_name`) or from one source per domain (`domain_files`).
+    """
+
+    source: str = "bundled"
+    path: str | None = None  # corpus dir for "bundled", hub name for "hub"
+    data_files: dict[str, list[str]] = field(default_factory=dict)  # split -> files (column mode)
+    domain_files: dict[str, list[str]] = field(default_factory=dict)  # domain -> files (file mode)
+    domain_column: str = "domain"
+    text_column: str = "text"
+    domains: list[str] = field(default_factory=list)  # restrict to / order by these; empty = all
+    validation_fraction: float = 0.05  # used only when the source has no validation split
+    max_docs_per_domain: int | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass
+class TokenizerConfig:
+    """Train a byte-level BPE on the corpus (cached), or load an existing tokenizer."""
+
+    path: str | None = None  # tokenizer.json file or HF tokenizer directory; None = train one
+    vocab_size: int = 4096
+    train_max_chars_per_domain: int = 2_000_000
+
+
+@dataclass
+class ModelConfig:
+    """A Hugging Face causal LM trained from scratch. Defaults are a tiny GPT-NeoX (Pythia shape)."""
+
+    model_type: str = "gpt_neox"
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int | None = None  # None = 4 * hidden_size
+    max_position_embeddings: int = 2048
+    hf_overrides: dict[str, Any] = field(default_factory=dict)  # any extra HF config field
+    trust_remote_code: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation of the LM (proxy or target)."""
+
+    steps: int = 100
+    seq_len: int = 64
+    micro_batch_size: int = 8
+    grad_accum: int = 8  # micro-batches per optimizer step; each micro-batch is one domain
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 10
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    seed: int = 0
+    eval_every: int = 25
+    eval_batches: int = 4  # validation micro-batches per domain
+    checkpoint_every: int = 50
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    dtype: str = "float32"  # "float32" | "bfloat16" (autocast)
+
+
+@dataclass
+class SignalConfig:
+    """The per-domain signals of SPEC.md: state features and gradient-alignment scores."""
+
+    param_suffix: str | None = None  # weight name suffix of the tracked matrices; None = by model type
+    alignment_layers: int = 3  # top-half layers whose gradients give the alignment scores
+    progress_scale: float = 100.0
+    score_clip: float = 999.0  # clip of the norm-scaled alignment scores before z-normalisation
+    z_clip: float = 3.0
+
+
+@dataclass
+class MixerConfig:
+    """Which mixer chooses the domain weights, and its knobs."""
+
+    name: str = "odm"  # uniform | natural | file | odm
+    weights_file: str | None = None  # for "file": YAML/JSON mapping domain -> weight
+    odm_variant: str = "smoothed_mean"  # smoothed_mean | exp3
+    odm_alpha: float = 0.5
+
+
+@dataclass
+class EnvConfig:
+    """The Gymnasium environment around proxy pretraining (envs/)."""
+
+    steps_per_action: int = 1  # optimizer steps trained with one action (decide_every)
+    action_epsilon: float = 1e-6  # weights = (a + eps) / sum(a + eps) for Box(0, 1) actions
+
+
+@dataclass
+class RLConfig:
+    """The RLlib run of jobs/proxy_rl.py. Every resource request is a config value, so a cluster
+    with an autoscaler scales by configuration alone."""
+
+    algo: str = "acodm"  # acodm | ppo | sac | appo
+    iterations: int = 10
+    num_env_runners: int = 0  # 0 = sample in the driver process; >1 = parallel proxies
+    num_envs_per_env_runner: int = 1
+    num_cpus_per_env_runner: float = 1.0
+    num_gpus_per_env_runner: float = 0.0
+    num_learners: int = 0
+    num_gpus_per_learner: float = 0.0
+    checkpoint_every: int = 5
+    min_time_s_per_iteration: float = 0.0
+    rollout_fragment_length: int | str = "auto"
+    train_batch_size: int = 32  # for on-policy algorithms (PPO, APPO)
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "acodm"
+    output_dir: str = "runs"
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    signals: SignalConfig = field(default_factory=SignalConfig)
+    mixer: MixerConfig = field(default_factory=MixerConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form, for jobs' own sections
+
+
+def cache_dir() -> Path:
+    """Where built corpora, tokenizers and token caches live (override with ACODM_HOME)."""
+    return Path(os.environ.get("ACODM_HOME", Path.home() / ".cache" / "acodm")).expanduser()
+
+
+# ---------------------------------------------------------------- building dataclasses from dicts
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`, converting only where it is lossless."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        return from_dict(tp, value, where)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp in (str, bool):
+        if not isinstance(value, tp):
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
+    """Build dataclass `cls` from `data`, refusing unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain, YAML/JSON-safe dict of a config dataclass (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
+    node[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
+    """Turn ["train.steps=10", "mixer.name=uniform"] into a nested dict (values parsed as YAML)."""
+    data: dict[str, Any] = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        _set_dotted(data, key.strip(), yaml.safe_load(raw))
+    return data
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with the safe loader; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    cls: type = ExperimentConfig,
+) -> Any:
+    """Load `cls` from a YAML file (or defaults), then apply `section.key=value` overrides."""
+    data = read_yaml(path) if path is not None else {}
+    data = deep_merge(data, parse_overrides(overrides))
+    cfg = from_dict(cls, data)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    """Range checks that types alone cannot express."""
+    t = cfg.train
+    positive = {
+        "train.steps": t.steps,
+        "train.seq_len": t.seq_len,
+        "train.micro_batch_size": t.micro_batch_size,
+        "train.grad_accum": t.grad_accum,
+        "train.eval_batches": t.eval_batches,
+        "model.hidden_size": cfg.model.hidden_size,
+        "model.num_layers": cfg.model.num_layers,
+        "model.num_heads": cfg.model.num_heads,
+        "tokenizer.vocab_size": cfg.tokenizer.vocab_size,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+    if t.lr <= 0 or t.min_lr < 0 or t.min_lr > t.lr:
+        raise ConfigError(f"need 0 <= train.min_lr <= train.lr and lr > 0, got {t.min_lr}, {t.lr}")
+    if t.dtype not in ("float32", "bfloat16"):
+        raise ConfigError(f"train.dtype must be float32 or bfloat16, got {t.dtype!r}")
+    if t.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"train.device must be auto, cpu or cuda, got {t.device!r}")
+    if cfg.model.hidden_size % cfg.model.num_heads:
+        raise ConfigError(
+            f"model.hidden_size ({cfg.model.hidden_size}) must be divisible by model.num_heads "
+            f"({cfg.model.num_heads})"
+        )
+    if not 0.0 <= cfg.corpus.validation_fraction < 1.0:
+        raise ConfigError(f"corpus.validation_fraction must be in [0, 1), got {cfg.corpus.validation_fraction}")
+    if cfg.mixer.odm_variant not in ("smoothed_mean", "exp3"):
+        raise ConfigError(f"mixer.odm_variant must be smoothed_mean or exp3, got {cfg.mixer.odm_variant!r}")
+    if not 0.0 <= cfg.mixer.odm_alpha < 1.0:
+        raise ConfigError(f"mixer.odm_alpha must be in [0, 1), got {cfg.mixer.odm_alpha}")
