@@ -100,6 +100,8 @@ class SignalConfig:
 
     param_suffix: str | None = None  # weight name suffix of the tracked matrices; None = by model type
     alignment_layers: int = 3  # top-half layers whose gradients give the alignment scores
+    state_layers: int | None = None  # tracked matrices in the state; None = every other layer.
+    # Fix it to the same number for a proxy and a target of different depth (policy transfer).
     progress_scale: float = 100.0
     score_clip: float = 999.0  # clip of the norm-scaled alignment scores before z-normalisation
     z_clip: float = 3.0

@@ -1,0 +1,32 @@
+"""Mixers behind one interface, and the factory that builds one from a MixerConfig."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from acodm_ray.config import MixerConfig
+from acodm_ray.mixers.base import Mixer
+from acodm_ray.mixers.odm import ODMMixer
+from acodm_ray.mixers.static import StaticMixer, file_mixer, natural_mixer, uniform_mixer
+
+MIXERS = ("uniform", "natural", "file", "odm")
+
+
+def build_mixer(cfg: MixerConfig, domains: Sequence[str], natural: np.ndarray) -> Mixer:
+    """The mixer `cfg.name` over `domains`; `natural` are the corpus's natural proportions."""
+    if cfg.name == "uniform":
+        return uniform_mixer(domains)
+    if cfg.name == "natural":
+        return natural_mixer(domains, natural)
+    if cfg.name == "file":
+        if not cfg.weights_file:
+            raise ValueError("mixer.name is 'file' but mixer.weights_file is not set")
+        return file_mixer(domains, cfg.weights_file)
+    if cfg.name == "odm":
+        return ODMMixer(domains, natural, cfg.odm_variant, cfg.odm_alpha)
+    raise ValueError(f"unknown mixer {cfg.name!r}; valid mixers are {list(MIXERS)}")
+
+
+__all__ = ["Mixer", "StaticMixer", "ODMMixer", "build_mixer", "MIXERS"]

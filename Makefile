@@ -1,0 +1,29 @@
+# Two-command quick start:  make demo  |  make test
+# torch is pinned (constraints.txt) and installed first, so setup never pulls CUDA wheels by accident.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+DEMO_CONFIG ?= configs/demo.yaml
+
+.PHONY: setup demo test corpus clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+corpus: setup
+	$(VENV)/bin/acodm corpus build
+
+demo: corpus
+	$(VENV)/bin/acodm pretrain --config $(DEMO_CONFIG) --mixer odm --overwrite
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+clean:
+	rm -rf $(VENV) runs results

@@ -1,0 +1,87 @@
+"""The `acodm` command line.
+
+  acodm corpus build [--out DIR] [--force]      build the bundled offline corpus (Debian packages)
+  acodm pretrain --config configs/demo.yaml --mixer odm [--set train.steps=50] [--resume]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from acodm_ray.config import ConfigError, load_config
+from acodm_ray.mixers import MIXERS
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """--config and --set, shared by every command that takes an experiment config."""
+    parser.add_argument("--config", default=None, help="YAML preset, e.g. configs/demo.yaml")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.steps=20 (repeatable)",
+    )
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", default=None, help="run name (default: from the config and mixer)")
+    parser.add_argument("--output-dir", default=None, help="parent of the run directory (default: config output_dir)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    group.add_argument("--overwrite", action="store_true", help="delete an existing run of the same name first")
+
+
+def cmd_corpus_build(args: argparse.Namespace) -> int:
+    from acodm_ray.data.build import build_bundled_corpus
+
+    out = build_bundled_corpus(Path(args.out) if args.out else None, force=args.force)
+    print(f"corpus ready: {out}")
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from acodm_ray.pretrain import pretrain
+
+    overrides = list(args.overrides)
+    if args.mixer:
+        overrides.append(f"mixer.name={args.mixer}")
+    cfg = load_config(args.config, overrides)
+    run_dir = Path(args.output_dir or cfg.output_dir) / (args.name or f"{cfg.name}-{cfg.mixer.name}")
+    summary = pretrain(cfg, run_dir, resume=args.resume, overwrite=args.overwrite)
+    ppl = summary["final_val_ppl"].get("average")
+    print(f"done: {summary['steps']} steps, average validation perplexity {ppl:.2f}; run dir {run_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="acodm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    corpus = sub.add_parser("corpus", help="corpus tools")
+    corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)
+    build = corpus_sub.add_parser("build", help="build the bundled offline corpus from Debian packages")
+    build.add_argument("--out", default=None, help="output directory (default: $ACODM_HOME/corpus/debian-v1)")
+    build.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    build.set_defaults(func=cmd_corpus_build)
+
+    pre = sub.add_parser("pretrain", help="pretrain an LM with a mixer (single process)")
+    add_config_args(pre)
+    add_run_args(pre)
+    pre.add_argument("--mixer", choices=MIXERS, default=None, help="mixer (overrides mixer.name)")
+    pre.set_defaults(func=cmd_pretrain)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
+        print(f"acodm: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""ActorMixer: a frozen exported AC-ODM actor chooses the weights from the training state.
+
+This is proxy mode's transfer step (SPEC.md): the policy learned on a small proxy reads the
+target's own state. The policy file names the domains and the state layout it was trained with;
+a corpus with other domains, another domain order or another state size is refused, because the
+actor's inputs and outputs would silently mean something else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from acodm_ray.agent.policy_file import load_policy
+from acodm_ray.mixers.base import Mixer
+
+
+class PolicyMismatchError(ValueError):
+    """A policy trained for other domains or another state layout than the run's."""
+
+
+def check_policy_matches(meta: dict[str, Any], domains: Sequence[str], state_dim: int | None) -> None:
+    policy_domains = list(meta["domains"])
+    if policy_domains != list(domains):
+        if sorted(policy_domains) == sorted(domains):
+            raise PolicyMismatchError(
+                f"policy domains are in another order: policy {policy_domains}, corpus {list(domains)}"
+            )
+        raise PolicyMismatchError(
+            f"policy was trained on domains {policy_domains}, the corpus has {list(domains)} "
+            f"(missing from corpus: {sorted(set(policy_domains) - set(domains))}, "
+            f"not in policy: {sorted(set(domains) - set(policy_domains))})"
+        )
+    if state_dim is not None and int(meta["state_dim"]) != state_dim:
+        raise PolicyMismatchError(
+            f"policy expects a state of dimension {meta['state_dim']}, this run's state has {state_dim} "
+            f"(state = 3K + 2L + 1 with L tracked weight matrices: the target tracks another number of layers)"
+        )
+
+
+class ActorMixer(Mixer):
+    name = "acodm"
+
+    def __init__(self, policy_dir: str | Path, domains: Sequence[str], state_dim: int | None = None) -> None:
+        super().__init__(domains)
+        self.actor, self.meta = load_policy(policy_dir)
+        check_policy_matches(self.meta, self.domains, state_dim)
+        self.policy_dir = str(policy_dir)
+
+    @torch.no_grad()
+    def weights(self, state: np.ndarray | None = None) -> np.ndarray:
+        if state is None:
+            state = np.zeros(int(self.meta["state_dim"]), dtype=np.float32)
+        obs = torch.as_tensor(np.asarray(state, dtype=np.float32)).reshape(1, -1)
+        w = self.actor(obs)[0].double().numpy()
+        return w / w.sum()

@@ -1,0 +1,45 @@
+"""Run directories: where a run writes, and the rule that a finished run is never clobbered."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from acodm_ray.config import to_dict
+
+
+class RunDirExistsError(FileExistsError):
+    """The run directory already holds a run, and neither resume nor overwrite was asked for."""
+
+
+def prepare_run_dir(path: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+    """Create `path` for a new run, or reuse it for `resume`; refuse to write over an old run."""
+    path = Path(path)
+    if resume and overwrite:
+        raise ValueError("choose one of resume and overwrite, not both")
+    if path.exists() and any(path.iterdir()):
+        if overwrite:
+            shutil.rmtree(path)
+        elif not resume:
+            raise RunDirExistsError(
+                f"run directory {path} already exists; pass --resume to continue it, --overwrite to "
+                f"replace it, or choose another --name"
+            )
+    elif resume:
+        raise FileNotFoundError(f"cannot resume: run directory {path} does not exist")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_config(run_dir: Path, cfg: Any) -> None:
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)

@@ -1,0 +1,107 @@
+"""MixtureSampler: draws one domain per micro-batch from the current weights, then random windows
+of that domain's token stream.
+
+One domain per micro-batch is what lets the training step read each domain's gradient without an
+extra backward pass (SPEC.md). Two random generators keep distributed runs consistent: the domain
+plan uses a generator seeded the same on every worker (all workers train the same domains in a
+step), the windows use one seeded per rank (workers see different text).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+import numpy as np
+import torch
+
+
+class WeightsError(ValueError):
+    """Domain weights that are not a distribution over the sampler's domains."""
+
+
+def check_weights(weights: Sequence[float] | np.ndarray, domains: Sequence[str], atol: float = 1e-4) -> np.ndarray:
+    """Return `weights` as float64 if they are a distribution over `domains`, else raise."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or w.shape[0] != len(domains):
+        raise WeightsError(
+            f"weights have shape {tuple(w.shape)} but there are {len(domains)} domains {list(domains)}"
+        )
+    if not np.all(np.isfinite(w)):
+        bad = [d for d, x in zip(domains, w) if not np.isfinite(x)]
+        raise WeightsError(f"weights are not finite for domain(s) {bad}: {w.tolist()}")
+    if np.any(w < 0):
+        bad = [d for d, x in zip(domains, w) if x < 0]
+        raise WeightsError(f"weights are negative for domain(s) {bad}: {w.tolist()}")
+    total = float(w.sum())
+    if abs(total - 1.0) > atol:
+        raise WeightsError(f"weights sum to {total:.6f}, not 1: {w.tolist()}")
+    return w / total
+
+
+def weights_from_mapping(mapping: dict[str, float], domains: Sequence[str]) -> np.ndarray:
+    """Order a {domain: weight} mapping by `domains`, refusing unknown or missing domains."""
+    unknown = sorted(set(mapping) - set(domains))
+    if unknown:
+        raise WeightsError(f"unknown domain(s) {unknown}; the corpus has {list(domains)}")
+    missing = [d for d in domains if d not in mapping]
+    if missing:
+        raise WeightsError(f"no weight given for domain(s) {missing}")
+    return check_weights([float(mapping[d]) for d in domains], domains)
+
+
+class MixtureSampler:
+    def __init__(
+        self,
+        streams: dict[str, np.ndarray],
+        domains: Sequence[str],
+        seq_len: int,
+        micro_batch_size: int,
+        seed: int,
+        rank: int = 0,
+    ) -> None:
+        self.domains = list(domains)
+        if len(set(self.domains)) != len(self.domains):
+            raise ValueError(f"duplicate domain names in {self.domains}")
+        missing = [d for d in self.domains if d not in streams]
+        if missing:
+            raise ValueError(f"no token stream for domain(s) {missing}")
+        self.seq_len = seq_len
+        self.micro_batch_size = micro_batch_size
+        for domain in self.domains:
+            n = len(streams[domain])
+            if n < seq_len + 1:
+                raise ValueError(
+                    f"domain {domain!r} has {n} tokens, fewer than one training sequence "
+                    f"(seq_len + 1 = {seq_len + 1})"
+                )
+        self.streams = [np.asarray(streams[d]) for d in self.domains]
+        self.plan_rng = np.random.default_rng([seed, 0])
+        self.data_rng = np.random.default_rng([seed, 1, rank])
+
+    @property
+    def num_domains(self) -> int:
+        return len(self.domains)
+
+    def plan(self, weights: np.ndarray, num_micro_batches: int) -> np.ndarray:
+        """Domain index of each micro-batch of the next step, drawn i.i.d. from `weights`."""
+        w = check_weights(weights, self.domains)
+        return self.plan_rng.choice(self.num_domains, size=num_micro_batches, p=w)
+
+    def batch(self, domain_index: int) -> torch.Tensor:
+        """[micro_batch_size, seq_len + 1] windows of one domain (inputs and shifted labels)."""
+        stream = self.streams[domain_index]
+        starts = self.data_rng.integers(0, len(stream) - self.seq_len, size=self.micro_batch_size)
+        rows = np.stack([stream[s : s + self.seq_len + 1] for s in starts])
+        return torch.from_numpy(rows.astype(np.int64))
+
+    def state_dict(self) -> dict[str, str]:
+        """JSON strings, so checkpoints load with torch's `weights_only=True`."""
+        return {
+            "plan_rng": json.dumps(self.plan_rng.bit_generator.state),
+            "data_rng": json.dumps(self.data_rng.bit_generator.state),
+        }
+
+    def load_state_dict(self, state: dict[str, str]) -> None:
+        self.plan_rng.bit_generator.state = json.loads(state["plan_rng"])
+        self.data_rng.bit_generator.state = json.loads(state["data_rng"])

@@ -1,0 +1,117 @@
+"""The per-domain signals of SPEC.md: the agent's state vector and the gradient-alignment scores.
+
+Both are pure functions of numbers the training step already has, so they can be tested against
+brute-force computations and shared by the proxy env, the Ray Train workers and the baselines.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def znorm_clip(x: torch.Tensor, clip: float = 3.0) -> torch.Tensor:
+    """z-normalise across entries, then clip to [-clip, clip].
+
+    Uses the unbiased std like the reference (`tensor.std()`); a group of fewer than two entries has
+    no spread, so it maps to zeros instead of the reference's NaN.
+    """
+    x = x.to(torch.float64)
+    if x.numel() < 2:
+        return torch.zeros_like(x)
+    z = (x - x.mean()) / (x.std() + 1e-8)
+    return torch.clamp(z, -clip, clip)
+
+
+def alignment_scores(
+    domain_grads: torch.Tensor, sampled: torch.Tensor, score_clip: float = 999.0, z_clip: float = 3.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-domain gradient-alignment scores from per-domain mean gradients `domain_grads` [K, P].
+
+    s_i = sum_{j != i} <g_i, g_j> over the domains sampled in the step, divided by their mean
+    gradient norm and clipped (the "raw" scores), then z-normalised across the sampled domains and
+    clipped (the reward). A domain not sampled in the step has no gradient: its raw score and its
+    reward are 0, i.e. exactly the sampled domains' mean after normalisation (neutral).
+    """
+    num_domains = domain_grads.shape[0]
+    raw = torch.zeros(num_domains, dtype=torch.float64)
+    reward = torch.zeros(num_domains, dtype=torch.float64)
+    idx = torch.nonzero(sampled, as_tuple=False).flatten()
+    if idx.numel() > 0:
+        g = domain_grads[idx].to(torch.float64)
+        gram = g @ g.T
+        s = gram.sum(dim=1) - torch.diagonal(gram)
+        s = s / (g.norm(dim=1).mean() + 1e-6)
+        s = torch.clamp(s, -score_clip, score_clip)
+        raw[idx] = s
+        reward[idx] = znorm_clip(s, z_clip)
+    return raw.numpy(), reward.numpy()
+
+
+def state_dim(num_domains: int, num_tracked: int) -> int:
+    """3K + 2L + 1 (SPEC.md)."""
+    return 3 * num_domains + 2 * num_tracked + 1
+
+
+class StateTracker:
+    """Builds the 3K + 2L + 1 state vector and remembers what its "change" features need.
+
+    Per-domain loss of a domain not sampled in the step is carried forward from its last
+    observation (so its change is 0); a domain never observed yet takes the mean of this step's
+    observed losses, which is then carried forward like an observation.
+    """
+
+    def __init__(self, num_domains: int, num_tracked: int, progress_scale: float = 100.0, z_clip: float = 3.0):
+        self.num_domains = num_domains
+        self.num_tracked = num_tracked
+        self.progress_scale = progress_scale
+        self.z_clip = z_clip
+        self.last_losses = np.full(num_domains, np.nan)
+        self.prev_losses: np.ndarray | None = None
+
+    @property
+    def dim(self) -> int:
+        return state_dim(self.num_domains, self.num_tracked)
+
+    def fill_losses(self, losses: np.ndarray) -> np.ndarray:
+        """Losses of this step with unsampled domains carried forward (NaN marks "unsampled")."""
+        observed = np.isfinite(losses)
+        filled = np.where(observed, losses, self.last_losses)
+        unknown = ~np.isfinite(filled)
+        if unknown.any():
+            filled[unknown] = losses[observed].mean() if observed.any() else 0.0
+        self.last_losses = filled
+        return filled.copy()
+
+    def build(
+        self,
+        losses: np.ndarray,
+        counts: np.ndarray,
+        norms: np.ndarray,
+        delta_norms: np.ndarray,
+        progress: float,
+    ) -> np.ndarray:
+        """State after a step: [loss, Δloss, counts, ‖W‖, ‖ΔW‖] z-normalised per group, + progress."""
+        filled = self.fill_losses(np.asarray(losses, dtype=np.float64))
+        delta = np.zeros_like(filled) if self.prev_losses is None else filled - self.prev_losses
+        self.prev_losses = filled
+        groups = [filled, delta, np.asarray(counts, dtype=np.float64),
+                  np.asarray(norms, dtype=np.float64), np.asarray(delta_norms, dtype=np.float64)]
+        parts = [znorm_clip(torch.from_numpy(g), self.z_clip).numpy() for g in groups]
+        parts.append(np.array([progress * self.progress_scale]))
+        return np.concatenate(parts).astype(np.float32)
+
+    def initial(self) -> np.ndarray:
+        """State before the first step: nothing observed yet, progress 0."""
+        return np.zeros(self.dim, dtype=np.float32)
+
+    def state_dict(self) -> dict:
+        return {
+            "last_losses": torch.from_numpy(self.last_losses.copy()),
+            "prev_losses": None if self.prev_losses is None else torch.from_numpy(self.prev_losses.copy()),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_losses = state["last_losses"].numpy().copy()
+        prev = state["prev_losses"]
+        self.prev_losses = None if prev is None else prev.numpy().copy()

@@ -1,0 +1,349 @@
+"""The training step shared by the proxy env, the Ray Train workers and the baselines.
+
+`LMTrainer.step(weights)` runs one optimizer step: it draws one domain per micro-batch from the
+weights, accumulates gradients, clips, steps AdamW with warm-up + cosine LR, and returns the
+per-domain signals of SPEC.md (losses, counts, state vector, gradient-alignment scores).
+
+Per-domain gradients cost no extra backward pass: after each micro-batch the accumulated `.grad`
+of the few alignment matrices is read and the difference to the previous read is that micro-batch's
+gradient. Distributed runs plug in a `Collective` that sums gradients and per-domain statistics
+across workers; a single process uses the no-op default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from acodm_ray.config import ExperimentConfig
+from acodm_ray.model import alignment_params, build_model, state_params
+from acodm_ray.sampler import MixtureSampler, check_weights
+from acodm_ray.signals import StateTracker, alignment_scores
+
+if TYPE_CHECKING:
+    from acodm_ray.data.tokens import TokenizedCorpus
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The LM loss became NaN or infinite; the step's update was not applied."""
+
+
+class Collective:
+    """Cross-worker reductions. The default is a single process: nothing to reduce."""
+
+    world_size: int = 1
+
+    def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+
+@dataclass
+class StepSignals:
+    step: int  # optimizer steps done, after this one
+    loss: float  # mean loss over the step's micro-batches
+    losses: np.ndarray  # [K] mean loss per domain in this step; NaN where not sampled
+    counts: np.ndarray  # [K] sequences seen per domain in this step (all workers)
+    scores: np.ndarray  # [K] alignment scores, z-normalised: the reward vector
+    raw_scores: np.ndarray  # [K] alignment scores before z-normalisation
+    state: np.ndarray  # [3K + 2L + 1] state after the step
+    weights: np.ndarray  # [K] the weights the step sampled with
+    lr: float
+    grad_norm: float
+    tokens: int  # tokens trained on in this step (all workers)
+    seconds: float
+    finite: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def warmup_cosine(step: int, warmup: int, total: int, lr: float, min_lr: float) -> float:
+    """Linear warm-up to `lr`, then cosine decay to `min_lr` at `total` steps."""
+    if warmup > 0 and step < warmup:
+        return lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def build_optimizer(model: torch.nn.Module, cfg: ExperimentConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on biases, norms)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.train.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=tuple(cfg.train.betas))
+
+
+class LMTrainer:
+    """One LM, its optimizer and sampler, and the signal bookkeeping: everything a step needs."""
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        corpus: "TokenizedCorpus",
+        seed: int | None = None,
+        rank: int = 0,
+        collective: Collective | None = None,
+        compute_signals: bool = True,
+        model: torch.nn.Module | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.corpus = corpus
+        self.domains = list(corpus.domains)
+        self.seed = cfg.train.seed if seed is None else seed
+        self.collective = collective or Collective()
+        self.compute_signals = compute_signals
+        self.device = torch.device(device) if device is not None else resolve_device(cfg.train.device)
+        self.total_steps = cfg.train.steps
+        self.model = (model or build_model(cfg.model, corpus.vocab_size, corpus.eos_id, self.seed)).to(self.device)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.sampler = MixtureSampler(
+            corpus.train, self.domains, cfg.train.seq_len, cfg.train.micro_batch_size, self.seed, rank
+        )
+        self._check_validation()
+        self.align_params = [p for _, p in alignment_params(self.model, cfg.signals.alignment_layers, cfg.signals.param_suffix)]
+        tracked = state_params(self.model, cfg.signals.param_suffix, cfg.signals.state_layers)
+        self.state_params = [p for _, p in tracked]
+        self.state_names = [n for n, _ in tracked]
+        self.tracker = StateTracker(len(self.domains), len(self.state_params), cfg.signals.progress_scale, cfg.signals.z_clip)
+        self._snapshots = [p.detach().clone() for p in self.state_params]
+        self.step_count = 0
+        self.last_state = self.tracker.initial()
+
+    # ------------------------------------------------------------------ setup helpers
+
+    def _check_validation(self) -> None:
+        need = self.cfg.train.seq_len + 1
+        for domain in self.domains:
+            n = len(self.corpus.validation[domain])
+            if n < need:
+                raise ValueError(
+                    f"validation split of domain {domain!r} has {n} tokens, fewer than one sequence ({need})"
+                )
+
+    @property
+    def state_spec(self) -> dict[str, Any]:
+        """What the state vector means; exported with a policy so a mismatch can be refused."""
+        return {
+            "domains": self.domains,
+            "num_tracked": len(self.state_params),
+            "tracked_params": self.state_names,
+            "dim": self.tracker.dim,
+            "layout": ["loss", "loss_change", "counts", "weight_norm", "weight_change_norm", "progress"],
+            "progress_scale": self.cfg.signals.progress_scale,
+            "z_clip": self.cfg.signals.z_clip,
+        }
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.cfg.train.dtype == "bfloat16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _lr(self) -> float:
+        t = self.cfg.train
+        return warmup_cosine(self.step_count, t.warmup_steps, self.total_steps, t.lr, t.min_lr)
+
+    def _loss(self, batch: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Next-token cross-entropy of [B, T + 1] windows."""
+        logits = self.model(input_ids=batch[:, :-1]).logits.float()
+        return torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction=reduction
+        )
+
+    def _flat_align_grads(self) -> torch.Tensor:
+        return torch.cat([
+            (p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().to(torch.float32)
+            for p in self.align_params
+        ])
+
+    # ------------------------------------------------------------------ the step
+
+    def step(self, weights: np.ndarray) -> StepSignals:
+        """One optimizer step sampled with `weights`; returns the step's per-domain signals."""
+        start = time.perf_counter()
+        weights = check_weights(weights, self.domains)
+        num_micro = self.cfg.train.grad_accum
+        plan = self.sampler.plan(weights, num_micro)
+        K = len(self.domains)
+        loss_sum = torch.zeros(K, dtype=torch.float64)
+        mb_count = torch.zeros(K, dtype=torch.float64)
+        num_align = sum(p.numel() for p in self.align_params)
+        domain_grads = torch.zeros(K, num_align if self.compute_signals else 0, dtype=torch.float32)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.model.train()
+        prev = torch.zeros(num_align) if self.compute_signals else None
+        for d in plan:
+            batch = self.sampler.batch(int(d)).to(self.device)
+            with self._autocast():
+                loss = self._loss(batch)
+            (loss / num_micro).backward()
+            loss_sum[d] += loss.detach().double().cpu()
+            mb_count[d] += 1
+            if self.compute_signals:
+                cur = self._flat_align_grads().cpu()
+                domain_grads[d] += (cur - prev) * num_micro  # this micro-batch's mean-loss gradient
+                prev = cur
+        return self._finish_step(weights, loss_sum, mb_count, domain_grads, start)
+
+    def _finish_step(
+        self,
+        weights: np.ndarray,
+        loss_sum: torch.Tensor,
+        mb_count: torch.Tensor,
+        domain_grads: torch.Tensor,
+        start: float,
+    ) -> StepSignals:
+        world = self.collective.world_size
+        self.collective.sum_(loss_sum)
+        if self.compute_signals:
+            self.collective.sum_(domain_grads)
+        self._sync_grads()
+        counts_mb = mb_count * world  # the plan is the same on every worker
+        sampled = counts_mb > 0
+        losses = torch.full_like(loss_sum, float("nan"))
+        losses[sampled] = loss_sum[sampled] / counts_mb[sampled]
+        step_loss = float(loss_sum.sum() / counts_mb.sum())
+        finite = math.isfinite(step_loss)
+        lr = self._lr()
+        grad_norm = float("nan")
+        if finite:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip))
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.compute_signals and finite:
+            mean_grads = domain_grads / counts_mb.clamp(min=1).unsqueeze(1).float()
+            raw, scores = alignment_scores(mean_grads, sampled, self.cfg.signals.score_clip, self.cfg.signals.z_clip)
+        else:
+            raw = np.zeros(len(self.domains))
+            scores = np.zeros(len(self.domains))
+        self.step_count += 1
+        losses_np = losses.numpy()
+        state = self._state(losses_np if finite else np.full(len(self.domains), np.nan), counts_mb.numpy())
+        self.last_state = state
+        seqs = counts_mb.numpy() * self.cfg.train.micro_batch_size
+        return StepSignals(
+            step=self.step_count,
+            loss=step_loss,
+            losses=losses_np,
+            counts=seqs,
+            scores=scores,
+            raw_scores=raw,
+            state=state,
+            weights=weights,
+            lr=lr,
+            grad_norm=grad_norm,
+            tokens=int(seqs.sum()) * self.cfg.train.seq_len,
+            seconds=time.perf_counter() - start,
+            finite=finite,
+        )
+
+    def _sync_grads(self) -> None:
+        """Average gradients across workers (no-op on one process)."""
+        world = self.collective.world_size
+        if world == 1:
+            return
+        for p in self.model.parameters():
+            if p.grad is not None:
+                self.collective.sum_(p.grad)
+                p.grad.div_(world)
+
+    def _state(self, losses: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            norms = np.array([float(p.norm()) for p in self.state_params])
+            deltas = np.array([float((p - s).norm()) for p, s in zip(self.state_params, self._snapshots)])
+            for p, s in zip(self.state_params, self._snapshots):
+                s.copy_(p)
+        progress = self.step_count / max(1, self.total_steps)
+        return self.tracker.build(losses, counts * self.cfg.train.micro_batch_size, norms, deltas, progress)
+
+    # ------------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Per-domain validation perplexity on fixed windows, and their average (the paper's metric)."""
+        self.model.eval()
+        t = self.cfg.train
+        result: dict[str, float] = {}
+        for domain in self.domains:
+            stream = self.corpus.validation[domain]
+            n_windows = min(t.eval_batches * t.micro_batch_size, (len(stream) - 1) // t.seq_len)
+            rows = np.stack([stream[i * t.seq_len : i * t.seq_len + t.seq_len + 1] for i in range(n_windows)])
+            total, count = 0.0, 0
+            for chunk in np.array_split(rows, max(1, math.ceil(n_windows / t.micro_batch_size))):
+                batch = torch.from_numpy(chunk.astype(np.int64)).to(self.device)
+                with self._autocast():
+                    total += float(self._loss(batch, reduction="sum"))
+                count += batch[:, 1:].numel()
+            sums = torch.tensor([total, float(count)], dtype=torch.float64)
+            self.collective.sum_(sums)
+            result[domain] = math.exp(min(50.0, float(sums[0] / sums[1])))
+        result["average"] = float(np.mean([result[d] for d in self.domains]))
+        self.model.train()
+        return result
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "tracker": self.tracker.state_dict(),
+            "snapshots": [s.clone() for s in self._snapshots],
+            "last_state": torch.from_numpy(self.last_state.copy()),
+            "step": self.step_count,
+            "domains": list(self.domains),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if list(state["domains"]) != self.domains:
+            raise ValueError(
+                f"checkpoint was trained on domains {state['domains']}, this corpus has {self.domains}"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.tracker.load_state_dict(state["tracker"])
+        for s, saved in zip(self._snapshots, state["snapshots"]):
+            s.copy_(saved)
+        self.last_state = state["last_state"].numpy().copy()
+        self.step_count = int(state["step"])
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write atomically (temp file + rename), so a crash mid-write never corrupts the last checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint with `weights_only=True` (no code runs from the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt, truncated, or not a checkpoint
+        raise ValueError(f"checkpoint {path} could not be read ({type(err).__name__}: {err})") from err

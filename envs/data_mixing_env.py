@@ -1,0 +1,154 @@
+"""DataMixingEnv: proxy LM pretraining as a Gymnasium environment.
+
+- reset(): a fresh proxy LM (seeded from the env's RNG, so `reset(seed=s)` is reproducible);
+- step(action): map the action to domain weights on the simplex, train `steps_per_action` optimizer
+  steps through the shared training step, observe the SPEC.md state (3K + 2L + 1), and reward
+  r = sum_i w_i s_i with s the per-domain gradient-alignment scores;
+- info: the per-domain scores (the vector reward of AC-ODM's critic), losses, counts and the
+  weights actually used, plus `warmup` (ODM chose the weights) and `nonfinite_loss`;
+- the episode is truncated at the proxy's training budget (`train.steps` optimizer steps); a NaN or
+  infinite loss terminates it with `info["nonfinite_loss"] = True` instead of crashing a learner.
+
+Action mappings (`env.action_mapping`):
+- "simplex" (default): `Box(0, 1, (K,))`, w = (max(a, 0) + eps) / sum(max(a, 0) + eps). AC-ODM's
+  softmax output passes through unchanged; PPO/SAC/APPO work with RLlib's `normalize_actions`.
+- "softmax": `Box(-limit, limit, (K,))` logits, w = softmax(a); for algorithms whose actions are
+  unbounded Gaussian samples and should stay away from the simplex's corners.
+
+Warm-up: for the first `warmup_decisions` steps of each episode the env's ODM mixer chooses the
+weights (SPEC.md: AC-ODM warms up on ODM); the weights used are always reported in `info`, so an
+off-policy learner stores what was executed. ODM keeps learning from every step either way.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from acodm_ray.config import ExperimentConfig, from_dict
+from acodm_ray.data.load import load_tokenized
+from acodm_ray.mixers.odm import ODMMixer
+from acodm_ray.model import state_layer_indices
+from acodm_ray.signals import state_dim
+from acodm_ray.train_step import LMTrainer
+
+SOFTMAX_LIMIT = 10.0
+
+
+def action_to_weights(action: np.ndarray, mapping: str = "simplex", eps: float = 1e-6) -> np.ndarray:
+    """The documented action -> simplex mapping (see module docstring)."""
+    a = np.asarray(action, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"action has non-finite entries: {a.tolist()}")
+    if mapping == "simplex":
+        a = np.maximum(a, 0.0) + eps
+        return a / a.sum()
+    if mapping == "softmax":
+        z = np.exp(a - a.max())
+        return z / z.sum()
+    raise ValueError(f"unknown action mapping {mapping!r}; choose simplex or softmax")
+
+
+def observation_space(num_domains: int, num_tracked: int, z_clip: float, progress_scale: float) -> gym.spaces.Box:
+    """Feature groups are z-normalised and clipped to [-z_clip, z_clip]; progress is in [0, scale]."""
+    dim = state_dim(num_domains, num_tracked)
+    low = np.full(dim, -z_clip, dtype=np.float32)
+    high = np.full(dim, z_clip, dtype=np.float32)
+    low[-1], high[-1] = 0.0, progress_scale
+    return gym.spaces.Box(low, high, dtype=np.float32)
+
+
+def experiment_from(config: dict[str, Any] | ExperimentConfig) -> ExperimentConfig:
+    if isinstance(config, ExperimentConfig):
+        return config
+    return from_dict(ExperimentConfig, dict(config), "env_config.experiment")
+
+
+class DataMixingEnv(gym.Env):
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        """`config` (RLlib's env_config): {"experiment": ExperimentConfig or its dict,
+        "warmup_decisions": int, "action_mapping": "simplex" | "softmax"}."""
+        config = dict(config or {})
+        self.cfg = experiment_from(config.get("experiment", {}))
+        self.warmup_decisions = int(config.get("warmup_decisions", 0))
+        self.mapping = config.get("action_mapping", "simplex")
+        self.tokens, _ = load_tokenized(self.cfg)
+        self.domains = list(self.tokens.domains)
+        K = len(self.domains)
+        self.num_tracked = len(state_layer_indices(self.cfg.model.num_layers, self.cfg.signals.state_layers))
+        self.observation_space = observation_space(K, self.num_tracked, self.cfg.signals.z_clip,
+                                                   self.cfg.signals.progress_scale)
+        if self.mapping == "simplex":
+            self.action_space = gym.spaces.Box(0.0, 1.0, (K,), np.float32)
+        elif self.mapping == "softmax":
+            self.action_space = gym.spaces.Box(-SOFTMAX_LIMIT, SOFTMAX_LIMIT, (K,), np.float32)
+        else:
+            raise ValueError(f"unknown action mapping {self.mapping!r}; choose simplex or softmax")
+        self.trainer: LMTrainer | None = None
+        self.odm: ODMMixer | None = None
+        self.decisions = 0
+
+    @property
+    def max_decisions(self) -> int:
+        return math.ceil(self.cfg.train.steps / self.cfg.env.steps_per_action)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        proxy_seed = int(self.np_random.integers(0, 2**31 - 1))
+        self.trainer = LMTrainer(self.cfg, self.tokens, seed=proxy_seed)
+        if self.trainer.tracker.num_tracked != self.num_tracked:
+            raise ValueError(
+                f"the model tracks {self.trainer.tracker.num_tracked} matrices, the env expected "
+                f"{self.num_tracked}; set model.num_layers consistently"
+            )
+        self.odm = ODMMixer(self.domains, self.tokens.natural_proportions(), self.cfg.mixer.odm_variant,
+                            self.cfg.mixer.odm_alpha)
+        self.decisions = 0
+        return self.trainer.last_state.copy(), {"domains": self.domains, "proxy_seed": proxy_seed}
+
+    def step(self, action):
+        if self.trainer is None:
+            raise RuntimeError("call reset() before step()")
+        if self.trainer.step_count >= self.cfg.train.steps:
+            raise RuntimeError("the proxy's training budget is spent: the episode is over, call reset()")
+        warmup = self.decisions < self.warmup_decisions
+        weights = self.odm.weights() if warmup else action_to_weights(action, self.mapping, self.cfg.env.action_epsilon)
+        rewards, scores = [], []
+        signals = None
+        for _ in range(self.cfg.env.steps_per_action):
+            signals = self.trainer.step(weights)
+            if not signals.finite:
+                break
+            self.odm.update(signals)
+            scores.append(signals.scores)
+            rewards.append(float(weights @ signals.scores))
+            if self.trainer.step_count >= self.cfg.train.steps:
+                break
+        self.decisions += 1
+        nonfinite = not signals.finite
+        info = {
+            "scores": (np.mean(scores, axis=0) if scores else np.zeros(len(self.domains))).astype(np.float32),
+            "weights": weights.astype(np.float32),
+            "losses": np.nan_to_num(signals.losses, nan=0.0).astype(np.float32),
+            "counts": signals.counts.astype(np.float32),
+            "loss": float(signals.loss),
+            "warmup": warmup,
+            "nonfinite_loss": nonfinite,
+            "step": self.trainer.step_count,
+        }
+        obs = np.nan_to_num(signals.state, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+        reward = float(np.mean(rewards)) if rewards else 0.0
+        terminated = nonfinite
+        truncated = not nonfinite and self.trainer.step_count >= self.cfg.train.steps
+        return obs, reward, terminated, truncated, info
+
+    def evaluate(self) -> dict[str, float]:
+        """Per-domain validation perplexity of the current proxy."""
+        if self.trainer is None:
+            raise RuntimeError("call reset() before evaluate()")
+        return self.trainer.evaluate()

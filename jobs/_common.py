@@ -1,0 +1,41 @@
+"""Shared plumbing of the job entry points: import path, arguments, Ray start-up."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python jobs/x.py` and `ray job submit --working-dir .` alike
+    sys.path.insert(0, str(ROOT))
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    from acodm_ray.cli import add_config_args, add_run_args
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser)
+    add_run_args(parser)
+    return parser
+
+
+def init_ray(num_cpus: int | None = None) -> None:
+    """Join the cluster named by RAY_ADDRESS (set by `ray job submit`), else start a local one.
+
+    The job's own modules travel to workers through the runtime env's working_dir when submitted;
+    locally, PYTHONPATH points the workers at the repo.
+    """
+    import ray
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+        return
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    ray.init(num_cpus=num_cpus, include_dashboard=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})

@@ -1,0 +1,140 @@
+"""The proxy stage: train a mixing policy with RLlib on DataMixingEnv, checkpoint it, export it.
+
+`run_proxy_rl` is what `jobs/proxy_rl.py` calls. It builds the algorithm from the registry (so
+`--algo acodm|ppo|sac|appo` all run on the same env), trains for `rl.iterations`, saves an RLlib
+checkpoint every `rl.checkpoint_every` iterations (atomically: a crash never leaves a broken
+"latest"), resumes from it, logs every scalar of the result dict to TensorBoard, and exports the
+AC-ODM actor as a standalone policy (safetensors + JSON) that loads without RLlib.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from acodm_ray.config import ExperimentConfig, to_dict
+from acodm_ray.rundir import prepare_run_dir, write_config, write_json
+from envs import RLLIB_ENV, DataMixingEnv, register
+from policies.registry import build_algo_config
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoint"
+POLICY_DIR = "policy"
+
+
+def flatten_scalars(result: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Every finite number in RLlib's nested result dict, keyed by its path."""
+    out: dict[str, float] = {}
+    for key, value in result.items():
+        name = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(flatten_scalars(value, name))
+        elif isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
+            if math.isfinite(float(value)):
+                out[name] = float(value)
+    return out
+
+
+def env_config_for(cfg: ExperimentConfig, algo: str, max_decisions: int) -> dict[str, Any]:
+    """AC-ODM warms up on ODM for `agent.warmup_fraction` of the proxy's decisions; algorithms that
+    learn on-policy (PPO, APPO) or have no imitation phase (SAC) get no warm-up."""
+    warmup = round(cfg.agent.warmup_fraction * max_decisions) if algo == "acodm" else 0
+    return {"experiment": to_dict(cfg), "warmup_decisions": warmup, "action_mapping": "simplex"}
+
+
+def save_algo_checkpoint(algo, run_dir: Path) -> Path:
+    """Save to a temp dir, then swap it in, so the previous checkpoint survives a crash mid-save."""
+    final = run_dir / CHECKPOINT_DIR
+    tmp = run_dir / (CHECKPOINT_DIR + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    algo.save_to_path(str(tmp.resolve()))
+    old = run_dir / (CHECKPOINT_DIR + ".old")
+    if final.exists():
+        final.replace(old)
+    tmp.replace(final)
+    if old.exists():
+        shutil.rmtree(old)
+    return final
+
+
+def restore_algo(algo, run_dir: Path) -> None:
+    path = run_dir / CHECKPOINT_DIR
+    if not path.is_dir():
+        raise FileNotFoundError(f"cannot resume: no RLlib checkpoint at {path}")
+    try:
+        algo.restore_from_path(str(path.resolve()))
+    except Exception as err:
+        raise ValueError(f"RLlib checkpoint {path} could not be restored ({type(err).__name__}: {err})") from err
+
+
+def run_proxy_rl(
+    cfg: ExperimentConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    rollout: bool = True,
+) -> dict[str, Any]:
+    """Train `cfg.rl.algo` on the proxy env; returns the run summary (also written to summary.json)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    register()
+    algo_name = cfg.rl.algo
+    run_dir = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if not resume:
+        write_config(run_dir, cfg)
+    probe = DataMixingEnv({"experiment": to_dict(cfg)})  # builds the data caches once, on the driver
+    probe.reset(seed=cfg.train.seed)
+    state_spec = probe.trainer.state_spec
+    env_config = env_config_for(cfg, algo_name, probe.max_decisions)
+    warmup_updates = env_config["warmup_decisions"] * cfg.agent.updates_per_step
+    algo = build_algo_config(
+        algo_name, RLLIB_ENV, env_config, cfg.agent, cfg.rl, cfg.train.seed, warmup_updates=warmup_updates
+    ).build_algo()
+    if resume:
+        restore_algo(algo, run_dir)
+        log.info("resumed %s at iteration %d", run_dir, algo.iteration)
+    writer = SummaryWriter(str(run_dir / "tensorboard"))
+    history = run_dir / "iterations.jsonl"
+    try:
+        while algo.iteration < cfg.rl.iterations:
+            start = time.perf_counter()
+            result = algo.train()
+            scalars = flatten_scalars(result)
+            for key, value in scalars.items():
+                writer.add_scalar(key, value, algo.iteration)
+            record = {
+                "iteration": algo.iteration,
+                "seconds": time.perf_counter() - start,
+                "env_steps": scalars.get("num_env_steps_sampled_lifetime"),
+                "episode_return_mean": scalars.get("env_runners/episode_return_mean"),
+            }
+            with open(history, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            log.info("iteration %d: %s", algo.iteration, record)
+            if algo.iteration % cfg.rl.checkpoint_every == 0 or algo.iteration == cfg.rl.iterations:
+                save_algo_checkpoint(algo, run_dir)
+        summary: dict[str, Any] = {"algo": algo_name, "iterations": algo.iteration, "domains": probe.domains,
+                                   "checkpoint": str(run_dir / CHECKPOINT_DIR)}
+        if algo_name == "acodm":
+            from policies.export import export_actor
+
+            policy_dir = export_actor(algo, run_dir / POLICY_DIR, probe.domains, state_spec, to_dict(cfg))
+            summary["policy"] = str(policy_dir)
+            if rollout:
+                from acodm_ray.rollout import compare_with_odm
+
+                summary["rollout"] = compare_with_odm(policy_dir, cfg, run_dir)
+    finally:
+        writer.close()
+        algo.stop()
+    write_json(run_dir / "summary.json", summary)
+    return summary

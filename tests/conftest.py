@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny configs, a synthetic corpus, an isolated cache, one Ray session."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from acodm_ray.config import ExperimentConfig, load_config
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test writes caches under one temp dir, never the user's ~/.cache."""
+    monkeypatch.setenv("ACODM_HOME", str(tmp_path_factory.getbasetemp() / "acodm_home"))
+
+
+def tiny_config(**sections) -> ExperimentConfig:
+    """A model and batch small enough for 2 CPU cores (hidden 32, 2 layers, seq 16)."""
+    overrides = [
+        "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
+        "train.seq_len=16", "train.micro_batch_size=4", "train.grad_accum=6",
+        "train.steps=8", "train.warmup_steps=2", "train.eval_every=4", "train.eval_batches=2",
+        "train.checkpoint_every=4", "corpus.source=tiny", "tokenizer.vocab_size=512",
+    ]
+    for section, values in sections.items():
+        overrides += [f"{section}.{k}={v}" for k, v in values.items()]
+    return load_config(None, overrides)
+
+
+@pytest.fixture
+def cfg() -> ExperimentConfig:
+    return tiny_config()
+
+
+def synthetic_corpus(num_domains: int = 3, vocab: int = 64, length: int = 4000, seed: int = 0):
+    """Token streams whose domains use different token ranges, so their gradients differ."""
+    from acodm_ray.data.tokens import TokenizedCorpus
+
+    rng = np.random.default_rng(seed)
+    domains = [f"d{i}" for i in range(num_domains)]
+    span = vocab // num_domains
+
+    def stream(i: int, n: int) -> np.ndarray:
+        return rng.integers(i * span, (i + 1) * span, size=n).astype(np.int32)
+
+    return TokenizedCorpus(
+        domains=domains,
+        train={d: stream(i, length) for i, d in enumerate(domains)},
+        validation={d: stream(i, length // 4) for i, d in enumerate(domains)},
+        vocab_size=vocab,
+        eos_id=vocab - 1,
+    )
+
+
+@pytest.fixture
+def corpus():
+    return synthetic_corpus()
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One small Ray session for the whole test run (2 cores: never start two)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, object_store_memory=150 * 1024**2, include_dashboard=False,
+                 log_to_driver=False, ignore_reinit_error=True)
+    yield ray
+    ray.shutdown()

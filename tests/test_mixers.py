@@ -1,0 +1,96 @@
+"""Mixers: static recipes, weights files, and ODM against hand-computed values."""
+
+import math
+
+import numpy as np
+import pytest
+
+from acodm_ray.config import MixerConfig
+from acodm_ray.mixers import build_mixer
+from acodm_ray.mixers.odm import ODMMixer, exploration_rate
+from acodm_ray.sampler import WeightsError
+
+NAN = float("nan")
+
+
+def test_exploration_rate():
+    assert exploration_rate(2, 1) == 0.5  # sqrt(ln2/2) = 0.589 > 1/2
+    assert exploration_rate(2, 2) == pytest.approx(math.sqrt(math.log(2) / 4))
+    assert exploration_rate(22, 1000) == pytest.approx(math.sqrt(math.log(22) / 22000))
+
+
+def test_smoothed_mean_matches_hand_computation():
+    odm = ODMMixer(["a", "b"], np.array([0.75, 0.25]), "smoothed_mean", alpha=0.5)
+    np.testing.assert_allclose(odm.weights(), [0.75, 0.25])  # starts at natural proportions
+    # t=1: eps_1 = min(1/2, 0.589) = 0.5, so (1 - K eps) = 0: uniform
+    #      R = [0.5 e^1, 0.5 e^2] = [1.359141, 3.694528]
+    np.testing.assert_allclose(odm.update_from_losses(np.array([1.0, 2.0])), [0.5, 0.5], atol=1e-12)
+    np.testing.assert_allclose(odm.estimated_reward, [1.3591409, 3.6945280], atol=1e-6)
+    # t=2: only "a" sampled (loss 1.5): R_a = 0.5*1.359141 + 0.5*e^1.5 = 2.920415; R_b unchanged
+    #      eps_2 = sqrt(ln 2 / 4) = 0.416277; 1 - 2 eps_2 = 0.167445
+    #      p_a = 0.167445 * 2.920415 / 6.614943 + 0.416277 = 0.490202; p_b = 0.509798
+    w = odm.update_from_losses(np.array([1.5, NAN]))
+    np.testing.assert_allclose(odm.estimated_reward, [2.9204156, 3.6945280], atol=1e-6)
+    np.testing.assert_allclose(w, [0.490202, 0.509798], atol=1e-6)
+
+
+def test_exp3_matches_hand_computation():
+    odm = ODMMixer(["a", "b"], np.array([0.75, 0.25]), "exp3")
+    # t=1: R += (L/10)/p = [0.2/0.75, 0.3/0.25] = [0.266667, 1.2]; eps_1 = 0.5 -> uniform
+    np.testing.assert_allclose(odm.update_from_losses(np.array([2.0, 3.0])), [0.5, 0.5], atol=1e-12)
+    np.testing.assert_allclose(odm.estimated_reward, [0.2666667, 1.2], atol=1e-6)
+    # t=2: only "b" (loss 1.0): R_b += 0.1 / 0.5 = 1.4; prev eps = 0.5, eps_2 = 0.416277
+    #      softmax(0.5 * [0.266667, 1.4]) = [0.362005, 0.637995]
+    #      p = 0.167445 * softmax + 0.416277 = [0.476893, 0.523107]
+    w = odm.update_from_losses(np.array([NAN, 1.0]))
+    np.testing.assert_allclose(odm.estimated_reward, [0.2666667, 1.4], atol=1e-6)
+    np.testing.assert_allclose(w, [0.476893, 0.523107], atol=1e-5)
+
+
+def test_odm_favours_high_loss_domains_and_round_trips_state():
+    odm = ODMMixer(list("abc"), np.full(3, 1 / 3), "smoothed_mean")
+    for _ in range(200):
+        odm.update_from_losses(np.array([4.0, 2.0, 1.0]))
+    w = odm.weights()
+    assert w[0] > w[1] > w[2] and w.sum() == pytest.approx(1.0)
+    other = ODMMixer(list("abc"), np.full(3, 1 / 3), "smoothed_mean")
+    other.load_state_dict(odm.state_dict())
+    np.testing.assert_array_equal(other.update_from_losses(np.array([1.0, NAN, 3.0])),
+                                  odm.update_from_losses(np.array([1.0, NAN, 3.0])))
+
+
+def test_static_mixers(tmp_path):
+    natural = np.array([0.7, 0.2, 0.1])
+    domains = ["a", "b", "c"]
+    np.testing.assert_allclose(build_mixer(MixerConfig(name="uniform"), domains, natural).weights(), 1 / 3)
+    np.testing.assert_allclose(build_mixer(MixerConfig(name="natural"), domains, natural).weights(), natural)
+    f = tmp_path / "w.yaml"
+    f.write_text("c: 0.5\na: 0.25\nb: 0.25\n")
+    np.testing.assert_allclose(build_mixer(MixerConfig(name="file", weights_file=str(f)), domains, natural).weights(),
+                               [0.25, 0.25, 0.5])
+
+
+@pytest.mark.parametrize(
+    "content, error, match",
+    [
+        ('{"a": 0.5, "b": 0.5, "zz": 0}', WeightsError, "unknown domain.*zz"),
+        ('{"a": 0.5, "b": 0.5}', WeightsError, "no weight given for domain.*'c'"),
+        ('{"a": 0.5, "b": 0.5, "c": 0.5}', WeightsError, "sum to 1.5"),
+        ('{"a": NaN, "b": 0.5, "c": 0.5}', WeightsError, "not finite.*'a'"),
+        ('{"a": -0.5, "b": 0.5, "c": 1.0}', WeightsError, "negative.*'a'"),
+        ('{"a": "x", "b": 0.5, "c": 0.5}', ValueError, "non-numeric"),
+        ('[0.5, 0.5]', ValueError, "mapping"),
+    ],
+)
+def test_bad_weights_files(tmp_path, content, error, match):
+    f = tmp_path / "w.json"
+    f.write_text(content)
+    with pytest.raises(error, match=match):
+        build_mixer(MixerConfig(name="file", weights_file=str(f)), ["a", "b", "c"], np.full(3, 1 / 3))
+
+
+def test_missing_weights_file_and_unknown_mixer(tmp_path):
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        build_mixer(MixerConfig(name="file", weights_file=str(tmp_path / "no.yaml")), ["a"], np.ones(1))
+    with pytest.raises(ValueError, match="unknown mixer 'bandit'.*valid mixers"):
+        build_mixer(MixerConfig(name="bandit"), ["a"], np.ones(1))

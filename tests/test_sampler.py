@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+
+from acodm_ray.sampler import MixtureSampler, WeightsError, check_weights, weights_from_mapping
+
+
+def make_sampler(seed=0, length=500, seq_len=16):
+    streams = {d: np.arange(length, dtype=np.int32) + 1000 * i for i, d in enumerate("abc")}
+    return MixtureSampler(streams, list("abc"), seq_len=seq_len, micro_batch_size=4, seed=seed)
+
+
+def test_plan_honours_weights_statistically():
+    sampler = make_sampler()
+    w = np.array([0.6, 0.3, 0.1])
+    n = 30_000
+    freq = np.bincount(sampler.plan(w, n), minlength=3) / n
+    # 4 binomial standard deviations: fails only if the sampler ignores the weights.
+    tol = 4 * np.sqrt(w * (1 - w) / n)
+    assert np.all(np.abs(freq - w) < tol), (freq, w)
+
+
+def test_zero_weight_domain_is_never_drawn():
+    sampler = make_sampler()
+    assert 1 not in set(sampler.plan(np.array([0.5, 0.0, 0.5]), 2000).tolist())
+
+
+def test_batch_windows_come_from_the_chosen_domain():
+    sampler = make_sampler()
+    batch = sampler.batch(2)
+    assert batch.shape == (4, 17)
+    assert (batch >= 2000).all() and (batch < 2500).all()
+    # consecutive tokens: windows are contiguous slices of the stream
+    assert (batch[:, 1:] - batch[:, :-1] == 1).all()
+
+
+@pytest.mark.parametrize(
+    "weights, match",
+    [
+        ([0.5, 0.5], "shape"),
+        ([0.7, 0.7, -0.4], "negative"),
+        ([0.2, 0.2, 0.2], "sum to"),
+        ([np.nan, 0.5, 0.5], "not finite"),
+    ],
+)
+def test_bad_weights_are_refused(weights, match):
+    with pytest.raises(WeightsError, match=match):
+        check_weights(weights, list("abc"))
+
+
+def test_weights_mapping_unknown_and_missing_domains():
+    with pytest.raises(WeightsError, match="unknown domain.*'zz'"):
+        weights_from_mapping({"a": 0.5, "b": 0.5, "zz": 0.0}, list("ab"))
+    with pytest.raises(WeightsError, match="no weight given for domain.*'b'"):
+        weights_from_mapping({"a": 1.0}, list("ab"))
+
+
+def test_domain_shorter_than_a_sequence_is_refused():
+    streams = {"a": np.arange(100, dtype=np.int32), "b": np.arange(10, dtype=np.int32)}
+    with pytest.raises(ValueError, match="domain 'b' has 10 tokens, fewer than one training sequence"):
+        MixtureSampler(streams, ["a", "b"], seq_len=16, micro_batch_size=2, seed=0)
+
+
+def test_duplicate_and_missing_domains_are_refused():
+    streams = {"a": np.arange(100, dtype=np.int32)}
+    with pytest.raises(ValueError, match="duplicate"):
+        MixtureSampler(streams, ["a", "a"], seq_len=4, micro_batch_size=2, seed=0)
+    with pytest.raises(ValueError, match="no token stream for domain.*'b'"):
+        MixtureSampler(streams, ["a", "b"], seq_len=4, micro_batch_size=2, seed=0)
+
+
+def test_state_dict_round_trip_reproduces_draws():
+    sampler = make_sampler(seed=3)
+    w = np.array([0.2, 0.3, 0.5])
+    sampler.plan(w, 5), sampler.batch(0)
+    state = sampler.state_dict()
+    expected = (sampler.plan(w, 7), sampler.batch(1))
+    other = make_sampler(seed=99)
+    other.load_state_dict(state)
+    got = (other.plan(w, 7), other.batch(1))
+    assert np.array_equal(expected[0], got[0]) and np.array_equal(expected[1], got[1])
+
+
+def test_ranks_share_the_plan_but_not_the_windows():
+    streams = {d: np.arange(5000, dtype=np.int32) for d in "ab"}
+    r0 = MixtureSampler(streams, ["a", "b"], 16, 4, seed=1, rank=0)
+    r1 = MixtureSampler(streams, ["a", "b"], 16, 4, seed=1, rank=1)
+    w = np.array([0.5, 0.5])
+    assert np.array_equal(r0.plan(w, 50), r1.plan(w, 50))
+    assert not np.array_equal(r0.batch(0), r1.batch(0))
