@@ -1,0 +1,59 @@
+"""Config loading: strict keys, types, YAML errors, overrides, presets."""
+
+from pathlib import Path
+
+import pytest
+
+from acodm_ray.config import ConfigError, load_config
+
+PRESETS = sorted(Path("configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_presets_load(preset):
+    cfg = load_config(preset)
+    assert cfg.train.steps > 0
+
+
+def test_overrides_and_defaults():
+    cfg = load_config("configs/tiny.yaml", ["train.steps=3", "mixer.name=uniform", "train.betas=[0.8, 0.9]"])
+    assert cfg.train.steps == 3 and cfg.mixer.name == "uniform" and cfg.train.betas == (0.8, 0.9)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["train.stepz=3"], r"config.train: unknown key\(s\) \['stepz'\]"),
+        (["bogus.x=1"], r"config: unknown key\(s\) \['bogus'\]"),
+        (["train.steps=many"], "config.train.steps: expected an integer, got str 'many'"),
+        (["train.lr=true"], "config.train.lr: expected a number"),
+        (["corpus.domains=python"], "config.corpus.domains: expected a list"),
+        (["train.steps=0"], "train.steps must be positive"),
+        (["model.num_heads=3"], "divisible"),
+        (["mixer.odm_variant=ucb"], "odm_variant"),
+        (["train"], "must look like section.key=value"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, overrides)
+
+
+def test_malformed_and_missing_yaml(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {steps: 3\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping at the top level"):
+        load_config(listy)
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("name: !!python/object/apply:os.system ['touch /tmp/acodm-pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(evil)
