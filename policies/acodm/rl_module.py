@@ -1,0 +1,127 @@
+"""The AC-ODM RLModule: softmax actor, vector critic, their targets (new API stack).
+
+The networks and the DDPG math come from `acodm_ray.agent` (written once, shared with the online
+agent). `forward_train` computes both losses through those functions so a (DDP-wrapped) forward
+pass holds everything the learner back-propagates; which losses (warm-up or DDPG) depends on the
+`num_updates` buffer, which the learner advances and which is saved with the module's state, so
+the warm-up phase survives checkpoint/restore.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.utils import make_target_network
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
+from ray.rllib.core.rl_module.rl_module import RLModule
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+from ray.rllib.utils.annotations import override
+
+from acodm_ray.agent import ddpg
+from acodm_ray.agent.config import AgentConfig
+from acodm_ray.agent.networks import Actor, VectorCritic
+
+VECTOR_REWARDS = "vector_rewards"
+ACTOR_LOSS = "actor_loss"
+CRITIC_LOSS = "critic_loss"
+IN_WARMUP = "in_warmup"
+
+_DEFAULTS = AgentConfig()
+DEFAULT_MODEL_CONFIG: dict[str, Any] = {
+    "actor_hidden": _DEFAULTS.actor_hidden,
+    "actor_layers": _DEFAULTS.actor_layers,
+    "critic_hidden": _DEFAULTS.critic_hidden,
+    "critic_layers": _DEFAULTS.critic_layers,
+    "exploration_noise": _DEFAULTS.exploration_noise,
+    "gamma": _DEFAULTS.gamma,
+    "warmup_updates": 0,
+}
+
+
+class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
+    """pi(s) -> softmax weights; Q(s, a) -> R^K. On env runners only the actor is built."""
+
+    @override(RLModule)
+    def setup(self) -> None:
+        if not isinstance(self.action_space, gym.spaces.Box) or len(self.action_space.shape) != 1:
+            raise ValueError(
+                f"AC-ODM needs a 1-D Box action space (one weight per domain), got {self.action_space}"
+            )
+        if not isinstance(self.observation_space, gym.spaces.Box) or len(self.observation_space.shape) != 1:
+            raise ValueError(f"AC-ODM needs a 1-D Box observation space, got {self.observation_space}")
+        cfg = {**DEFAULT_MODEL_CONFIG, **(self.model_config or {})}
+        self._cfg = cfg
+        state_dim = int(self.observation_space.shape[0])
+        num_domains = int(self.action_space.shape[0])
+        self.actor = Actor(state_dim, num_domains, int(cfg["actor_hidden"]), int(cfg["actor_layers"]))
+        if not self.inference_only:
+            self.critic = VectorCritic(
+                state_dim, num_domains, int(cfg["critic_hidden"]), int(cfg["critic_layers"])
+            )
+        # Learner updates done so far; decides warm-up vs DDPG. A buffer, so it is checkpointed.
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
+
+    # ------------------------------------------------------------------ target networks
+    @override(TargetNetworkAPI)
+    def make_target_networks(self) -> None:
+        self.target_actor = make_target_network(self.actor)
+        self.target_critic = make_target_network(self.critic)
+
+    @override(TargetNetworkAPI)
+    def get_target_network_pairs(self) -> list[tuple[torch.nn.Module, torch.nn.Module]]:
+        return [(self.actor, self.target_actor), (self.critic, self.target_critic)]
+
+    @override(TargetNetworkAPI)
+    def forward_target(self, batch: dict[str, Any]) -> dict[str, Any]:
+        obs = batch[Columns.OBS]
+        with torch.no_grad():
+            weights = self.target_actor(obs)
+            return {"target_weights": weights, "target_q": self.target_critic(obs, weights)}
+
+    @override(InferenceOnlyAPI)
+    def get_non_inference_attributes(self) -> list[str]:
+        return ["critic", "target_actor", "target_critic"]
+
+    # ------------------------------------------------------------------ forward passes
+    @property
+    def warmup_updates(self) -> int:
+        return int(self._cfg["warmup_updates"])
+
+    def in_warmup(self) -> bool:
+        return int(self.num_updates.item()) < self.warmup_updates
+
+    @override(RLModule)
+    def _forward_inference(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        with torch.no_grad():
+            return {Columns.ACTIONS: self.actor(batch[Columns.OBS])}
+
+    @override(RLModule)
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        with torch.no_grad():
+            weights = self.actor(batch[Columns.OBS])
+            noise = float(self._cfg["exploration_noise"])
+            return {Columns.ACTIONS: ddpg.explore(weights, noise)}
+
+    @override(RLModule)
+    def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        obs = batch[Columns.OBS]
+        # ACTIONS are the weights the env executed (the learner connector puts them there).
+        actions = batch[Columns.ACTIONS].to(obs.dtype)
+        rewards = batch[VECTOR_REWARDS].to(obs.dtype)
+        gamma = float(self._cfg["gamma"])
+        if self.in_warmup():
+            a_loss = ddpg.imitation_loss(self.actor, obs, actions)
+            c_loss = ddpg.warmup_critic_loss(self.critic, obs, actions, rewards, gamma)
+            warm = True
+        else:
+            c_loss = ddpg.critic_loss(
+                self.critic, self.target_actor, self.target_critic, obs, actions, rewards,
+                batch[Columns.NEXT_OBS], batch[Columns.TERMINATEDS], gamma,
+            )
+            a_loss = ddpg.actor_loss(self.actor, self.critic, obs)
+            warm = False
+        return {ACTOR_LOSS: a_loss, CRITIC_LOSS: c_loss, IN_WARMUP: warm}

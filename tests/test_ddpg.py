@@ -1,0 +1,335 @@
+"""The pure-torch AC-ODM agent: networks, DDPG/warm-up losses, targets, exploration, policy files."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from acodm_ray.agent import ddpg
+from acodm_ray.agent.config import AgentConfig
+from acodm_ray.agent.networks import Actor, VectorCritic, build_networks
+from acodm_ray.agent.policy_file import (
+    META_FILE,
+    WEIGHTS_FILE,
+    PolicyFileError,
+    load_policy,
+    save_policy,
+)
+
+GAMMA = 0.95
+
+
+# ----------------------------------------------------------------------------- stub networks
+class LinearCritic(nn.Module):
+    """Q(s, a) = s Ws + a Wa: simple enough to evaluate by an independent numpy formula."""
+
+    def __init__(self, ws: np.ndarray, wa: np.ndarray) -> None:
+        super().__init__()
+        self.ws = nn.Parameter(torch.tensor(ws, dtype=torch.float64))
+        self.wa = nn.Parameter(torch.tensor(wa, dtype=torch.float64))
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return obs @ self.ws + actions @ self.wa
+
+
+class SoftmaxActor(nn.Module):
+    """pi(s) = softmax(s W)."""
+
+    def __init__(self, w: np.ndarray) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(w, dtype=torch.float64))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(obs @ self.w, dim=-1)
+
+
+def np_softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+# A fixed tiny batch: B = 3 transitions, S = 2 state features, K = 2 domains.
+OBS = np.array([[0.5, -1.0], [1.0, 2.0], [-0.5, 0.0]])
+NEXT_OBS = np.array([[1.5, 0.0], [0.0, 1.0], [2.0, -2.0]])
+ACTIONS = np.array([[0.25, 0.75], [0.5, 0.5], [0.9, 0.1]])
+REWARDS = np.array([[1.0, -1.0], [0.5, 0.0], [-2.0, 3.0]])
+DONES = np.array([0.0, 1.0, 0.0])
+WS, WA = np.array([[1.0, 2.0], [-1.0, 0.5]]), np.array([[0.3, -0.2], [1.0, 0.4]])
+TWS, TWA = np.array([[0.5, -1.0], [2.0, 1.0]]), np.array([[-0.7, 0.1], [0.2, 0.9]])
+TW_ACTOR = np.array([[1.0, -1.0], [0.5, 2.0]])
+W_ACTOR = np.array([[-0.3, 0.8], [1.2, 0.1]])
+
+
+def t(x: np.ndarray) -> torch.Tensor:
+    return torch.tensor(x, dtype=torch.float64)
+
+
+def test_critic_loss_matches_explicit_formula():
+    critic = LinearCritic(WS, WA)
+    target_critic, target_actor = LinearCritic(TWS, TWA), SoftmaxActor(TW_ACTOR)
+    loss = ddpg.critic_loss(
+        critic, target_actor, target_critic, t(OBS), t(ACTIONS), t(REWARDS), t(NEXT_OBS),
+        t(DONES), GAMMA,
+    )
+    next_a = np_softmax(NEXT_OBS @ TW_ACTOR)
+    y = REWARDS + GAMMA * (1.0 - DONES)[:, None] * (NEXT_OBS @ TWS + next_a @ TWA)
+    expected = np.mean((OBS @ WS + ACTIONS @ WA - y) ** 2)
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+    # A terminal transition's target is its reward alone.
+    y_t = ddpg.critic_targets(target_actor, target_critic, t(REWARDS), t(NEXT_OBS), t(DONES), GAMMA)
+    np.testing.assert_allclose(y_t[1].numpy(), REWARDS[1])
+
+
+def test_critic_loss_literal_value():
+    """One transition, K = 1, constant networks: Q = 2, Q' = 4, r = 1, gamma = 0.5 ->
+    y = 1 + 0.5 * 4 = 3, loss = (2 - 3)^2 = 1; with done = 1: y = 1, loss = 1 as well; with
+    r = 0 and done = 0: y = 2, loss = 0."""
+    critic = LinearCritic(np.zeros((1, 1)), np.array([[2.0]]))
+    target_critic = LinearCritic(np.zeros((1, 1)), np.array([[4.0]]))
+    target_actor = SoftmaxActor(np.zeros((1, 1)))  # softmax over one domain = 1
+    obs, a = t(np.array([[0.7]])), t(np.array([[1.0]]))
+    args = (critic, target_actor, target_critic, obs, a)
+    assert ddpg.critic_loss(*args, t(np.array([[1.0]])), obs, t(np.array([0.0])), 0.5).item() == 1.0
+    assert ddpg.critic_loss(*args, t(np.array([[1.0]])), obs, t(np.array([1.0])), 0.5).item() == 1.0
+    assert ddpg.critic_loss(*args, t(np.array([[0.0]])), obs, t(np.array([0.0])), 0.5).item() == 0.0
+
+
+def test_actor_loss_matches_explicit_formula():
+    actor, critic = SoftmaxActor(W_ACTOR), LinearCritic(WS, WA)
+    loss = ddpg.actor_loss(actor, critic, t(OBS))
+    pi = np_softmax(OBS @ W_ACTOR)
+    expected = -np.mean(OBS @ WS + pi @ WA)
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+    loss.backward()
+    assert actor.w.grad is not None and actor.w.grad.abs().sum() > 0
+    assert critic.ws.grad is None and critic.wa.grad is None  # no gradient reaches the critic
+
+
+def test_warmup_losses_match_explicit_formulas():
+    actor, critic = SoftmaxActor(W_ACTOR), LinearCritic(WS, WA)
+    odm = np.array([[0.6, 0.4], [0.1, 0.9], [0.5, 0.5]])
+    imit = ddpg.imitation_loss(actor, t(OBS), t(odm))
+    assert imit.item() == pytest.approx(np.mean((np_softmax(OBS @ W_ACTOR) - odm) ** 2), rel=1e-12)
+    warm = ddpg.warmup_critic_loss(critic, t(OBS), t(ACTIONS), t(REWARDS), GAMMA)
+    expected = np.mean((OBS @ WS + ACTIONS @ WA - (1 + GAMMA) * REWARDS) ** 2)
+    assert warm.item() == pytest.approx(expected, rel=1e-12)
+    # Literal: Q = 2, r = 1, gamma = 0.5 -> y = 1.5, loss = 0.25.
+    c1 = LinearCritic(np.zeros((1, 1)), np.array([[2.0]]))
+    one = t(np.array([[1.0]]))
+    assert ddpg.warmup_critic_loss(c1, one, one, one, 0.5).item() == 0.25
+
+
+def test_soft_update_math():
+    online, target = nn.Linear(3, 2), nn.Linear(3, 2)
+    before = [p.detach().clone() for p in target.parameters()]
+    ddpg.soft_update(target, online, 0.1)
+    for b, o, tp in zip(before, online.parameters(), target.parameters()):
+        torch.testing.assert_close(tp, 0.1 * o + 0.9 * b)
+    ddpg.soft_update(target, online, 1.0)
+    for o, tp in zip(online.parameters(), target.parameters()):
+        assert torch.equal(tp, o)  # tau = 1 is an exact hard copy
+    snapshot = [p.detach().clone() for p in target.parameters()]
+    ddpg.soft_update(target, nn.Linear(3, 2), 0.0)
+    assert all(torch.equal(a, b) for a, b in zip(snapshot, target.parameters()))
+    with pytest.raises(ValueError, match="tau"):
+        ddpg.soft_update(target, online, 1.5)
+
+
+@pytest.mark.parametrize("k", [3, 22])
+def test_explore_keeps_a_distribution(k):
+    gen = torch.Generator().manual_seed(0)
+    w = torch.softmax(torch.randn(64, k, generator=gen), dim=-1)
+    noisy = ddpg.explore(w, 1e-3, gen)
+    assert noisy.shape == w.shape
+    assert torch.all(noisy >= 0)
+    torch.testing.assert_close(noisy.sum(-1), torch.ones(64))
+    assert not torch.equal(noisy, w)
+    assert (noisy - w).abs().max() < 2e-3 * k  # a small perturbation
+    assert torch.equal(ddpg.explore(w, 0.0, gen), w)
+    # Noise larger than every weight: a row may vanish; it keeps its input weights.
+    tiny = torch.full((1, k), 1.0 / k)
+    out = ddpg.explore(tiny, 10.0, gen)
+    torch.testing.assert_close(out.sum(-1), torch.ones(1))
+    assert torch.all(out >= 0)
+
+
+def tiny_nets(seed: int = 0) -> tuple[Actor, VectorCritic]:
+    torch.manual_seed(seed)
+    return Actor(7, 3, 16, 2), VectorCritic(7, 3, 16, 2)
+
+
+def params(m: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in m.parameters()]
+
+
+def same(a: list[torch.Tensor], m: nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, m.parameters()))
+
+
+def test_actor_step_updates_actor_only():
+    actor, critic = tiny_nets()
+    a_opt, c_opt = torch.optim.Adam(actor.parameters(), 1e-2), torch.optim.Adam(critic.parameters(), 1e-2)
+    obs = torch.randn(8, 7)
+    a0, c0 = params(actor), params(critic)
+    ddpg.actor_loss(actor, critic, obs).backward()
+    assert all(p.grad is None for p in critic.parameters())
+    a_opt.step()
+    c_opt.step()  # even stepping the critic's optimizer (the reference's slip) cannot move it
+    assert not same(a0, actor)
+    assert same(c0, critic)
+
+
+def test_reference_slip_is_detectable():
+    """The reference steps the CRITIC's optimizer with the actor's loss: the actor never moves.
+    The check used above (actor parameters change after an actor step) catches that."""
+    actor, critic = tiny_nets()
+    c_opt = torch.optim.Adam(critic.parameters(), 1e-2)
+    a0 = params(actor)
+    loss = -critic(torch.randn(8, 7), actor(torch.randn(8, 7))).mean()  # the reference's loss
+    loss.backward()
+    c_opt.step()
+    assert same(a0, actor)
+
+
+def test_critic_step_updates_critic_only():
+    actor, critic = tiny_nets()
+    target_actor, target_critic = copy.deepcopy(actor), copy.deepcopy(critic)
+    c_opt = torch.optim.Adam(critic.parameters(), 1e-2)
+    b = 8
+    obs, next_obs = torch.randn(b, 7), torch.randn(b, 7)
+    actions = torch.softmax(torch.randn(b, 3), -1)
+    a0, c0 = params(actor), params(critic)
+    ta0, tc0 = params(target_actor), params(target_critic)
+    loss = ddpg.critic_loss(
+        critic, target_actor, target_critic, obs, actions, torch.randn(b, 3), next_obs,
+        torch.zeros(b), GAMMA,
+    )
+    loss.backward()
+    assert all(p.grad is None for p in actor.parameters())
+    assert all(p.grad is None for m in (target_actor, target_critic) for p in m.parameters())
+    c_opt.step()
+    assert not same(c0, critic)
+    assert same(a0, actor) and same(ta0, target_actor) and same(tc0, target_critic)
+    # Warm-up losses keep the same separation.
+    actor.zero_grad(), critic.zero_grad(set_to_none=True)
+    ddpg.imitation_loss(actor, obs, actions).backward()
+    assert all(p.grad is None for p in critic.parameters())
+    ddpg.warmup_critic_loss(critic, obs, actions, torch.randn(b, 3), GAMMA).backward()
+    assert all(p.grad is not None for p in critic.parameters())
+
+
+def test_networks_shapes_and_config():
+    cfg = AgentConfig(actor_hidden=16, actor_layers=2, critic_hidden=8, critic_layers=3)
+    actor, critic = build_networks(cfg, 10, 4)
+    obs = torch.randn(5, 10)
+    w = actor(obs)
+    assert w.shape == (5, 4)
+    torch.testing.assert_close(w.sum(-1), torch.ones(5))
+    assert critic(obs, w).shape == (5, 4)
+    assert sum(isinstance(m, nn.LayerNorm) for m in actor.modules()) == 2
+    assert sum(isinstance(m, nn.LayerNorm) for m in critic.modules()) == 3
+    with pytest.raises(ValueError, match="layers"):
+        Actor(10, 4, 16, 0)
+    with pytest.raises(ValueError, match="num_domains"):
+        VectorCritic(10, 0, 16, 1)
+
+
+# ----------------------------------------------------------------------------- policy files
+def test_policy_file_roundtrip(tmp_path):
+    torch.manual_seed(1)
+    actor = Actor(7, 3, 16, 2)
+    domains = ["web", "code", "books"]
+    spec = {"groups": ["loss", "dloss", "seen", "norm", "dnorm", "progress"], "K": 3, "L": 0}
+    out = save_policy(tmp_path / "pol", actor, domains, spec, {"gamma": 0.95})
+    assert {p.name for p in out.iterdir()} == {WEIGHTS_FILE, META_FILE}
+    loaded, meta = load_policy(out)
+    obs = torch.randn(4, 7)
+    with torch.no_grad():
+        assert torch.equal(loaded(obs), actor.eval()(obs))
+    assert meta["domains"] == domains and meta["state_spec"] == spec
+    assert (meta["state_dim"], meta["num_domains"], meta["hidden"], meta["layers"]) == (7, 3, 16, 2)
+    assert meta["config"] == {"gamma": 0.95}
+    with pytest.raises(PolicyFileError, match="domain"):
+        save_policy(tmp_path / "bad", actor, ["a", "b"], spec, {})
+
+
+def test_policy_file_missing_paths(tmp_path):
+    with pytest.raises(PolicyFileError, match=str(tmp_path / "nope")):
+        load_policy(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PolicyFileError, match="policy.json"):
+        load_policy(tmp_path / "empty")
+    save_policy(tmp_path / "pol", Actor(4, 2, 8, 1), ["a", "b"], {}, {})
+    (tmp_path / "pol" / WEIGHTS_FILE).unlink()
+    with pytest.raises(PolicyFileError, match=WEIGHTS_FILE):
+        load_policy(tmp_path / "pol")
+
+
+class _Booby:
+    """Unpickling this creates a marker file (stands for arbitrary code execution)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickled_policy_is_refused_without_unpickling(tmp_path):
+    # Control: unpickling really would create the marker.
+    control = tmp_path / "control_marker"
+    pickle.loads(pickle.dumps(_Booby(str(control))))
+    assert control.exists()
+
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_Booby(str(marker)))
+    # (a) a pickle file passed as the policy
+    pkl = tmp_path / "policy.pkl"
+    pkl.write_bytes(payload)
+    with pytest.raises(PolicyFileError, match="refused"):
+        load_policy(pkl)
+    # (b) a torch.save-style .pt file passed as the policy
+    pt = tmp_path / "actor.pt"
+    pt.write_bytes(payload)
+    with pytest.raises(PolicyFileError, match="not a policy directory"):
+        load_policy(pt)
+    # (c) a policy directory whose weights file is a pickle in disguise
+    d = save_policy(tmp_path / "pol", Actor(4, 2, 8, 1), ["a", "b"], {}, {})
+    (d / WEIGHTS_FILE).write_bytes(payload)
+    with pytest.raises(PolicyFileError, match="safetensors"):
+        load_policy(d)
+    # (d) metadata that is not JSON
+    d2 = save_policy(tmp_path / "pol2", Actor(4, 2, 8, 1), ["a", "b"], {}, {})
+    (d2 / META_FILE).write_bytes(payload)
+    with pytest.raises(PolicyFileError, match="JSON"):
+        load_policy(d2)
+    assert not marker.exists()
+
+
+def test_policy_file_wrong_format(tmp_path):
+    d = save_policy(tmp_path / "pol", Actor(4, 2, 8, 1), ["a", "b"], {}, {})
+    meta = json.loads((d / META_FILE).read_text())
+    meta["format_version"] = 99
+    (d / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(PolicyFileError, match="format_version"):
+        load_policy(d)
+
+
+def test_agent_package_does_not_import_rllib():
+    code = (
+        "import sys, acodm_ray.agent.ddpg, acodm_ray.agent.networks, acodm_ray.agent.policy_file;"
+        "bad = [m for m in sys.modules if m == 'ray.rllib' or m.startswith('ray.rllib.')];"
+        "assert not bad, bad"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
