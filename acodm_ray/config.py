@@ -140,8 +140,35 @@ class RLConfig:
     num_gpus_per_learner: float = 0.0
     checkpoint_every: int = 5
     min_time_s_per_iteration: float = 0.0
+    min_sample_timesteps_per_iteration: int = 100  # env steps (proxy optimizer steps) per iteration
     rollout_fragment_length: int | str = "auto"
     train_batch_size: int = 32  # for on-policy algorithms (PPO, APPO)
+
+
+@dataclass
+class TargetConfig:
+    """Target pretraining on Ray Train (jobs/target_pretrain.py, acodm_ray/target.py). Every resource
+    request is a config value, so a cluster with an autoscaler scales by configuration alone."""
+
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float | None = None  # None = 1 per worker when use_gpu
+    resources_per_worker: dict[str, float] = field(default_factory=dict)  # extra (custom) resources
+    backend: str = "auto"  # torch.distributed backend: auto (nccl on GPU, gloo on CPU) | gloo | nccl
+    decide_every: int = 1  # optimizer steps per mixer decision
+    max_failures: int = 3  # worker-group restarts from the last checkpoint before the run fails
+    storage_path: str | None = None  # Ray Train storage (checkpoints); None = <run dir>/ray_train
+    keep_checkpoints: int = 2
+    policy: str | None = None  # exported AC-ODM policy dir (proxy mode); None = use `mixer`
+    online_acodm: bool = False  # non-proxy mode: the AC-ODM agent learns online on the target
+    compute_scores: bool = False  # alignment scores also for mixers that do not learn from them
+    server_name: str = "acodm-policy-server"
+    server_namespace: str = "acodm"
+    server_detached: bool = False
+    server_timeout_s: float = 30.0
+    check_weights_sync: bool = True  # assert identical weights on every worker at every step
+    rank_logs: bool = True  # per-rank weights log (ranks/rank<r>.jsonl) in the run dir
 
 
 @dataclass
@@ -157,6 +184,7 @@ class ExperimentConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form, for jobs' own sections
 
 
@@ -343,3 +371,20 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"mixer.odm_variant must be smoothed_mean or exp3, got {cfg.mixer.odm_variant!r}")
     if not 0.0 <= cfg.mixer.odm_alpha < 1.0:
         raise ConfigError(f"mixer.odm_alpha must be in [0, 1), got {cfg.mixer.odm_alpha}")
+    validate_target(cfg.target)
+
+
+def validate_target(tc: TargetConfig) -> None:
+    for key in ("num_workers", "decide_every", "keep_checkpoints"):
+        if getattr(tc, key) < 1:
+            raise ConfigError(f"target.{key} must be >= 1, got {getattr(tc, key)}")
+    if tc.cpus_per_worker < 0 or (tc.gpus_per_worker is not None and tc.gpus_per_worker < 0):
+        raise ConfigError("target.cpus_per_worker and target.gpus_per_worker must be >= 0")
+    if tc.max_failures < -1:
+        raise ConfigError(f"target.max_failures must be >= -1 (-1 = retry forever), got {tc.max_failures}")
+    if tc.backend not in ("auto", "gloo", "nccl"):
+        raise ConfigError(f"target.backend must be auto, gloo or nccl, got {tc.backend!r}")
+    if tc.server_timeout_s <= 0:
+        raise ConfigError(f"target.server_timeout_s must be positive, got {tc.server_timeout_s}")
+    if tc.policy and tc.online_acodm:
+        raise ConfigError("target.policy (proxy mode) and target.online_acodm (non-proxy mode) exclude each other")

@@ -22,6 +22,24 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def in_submitted_job() -> bool:
+    """True inside `ray job submit`: the job supervisor passes its config in this variable."""
+    return "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+
+
+def resolve_output_dir(path: str) -> Path:
+    """Where runs go. A submitted job runs in a temporary copy of the working dir that Ray deletes,
+    so there a relative `output_dir` resolves under $ACODM_OUTPUT_ROOT (default ~/acodm-runs)."""
+    out = Path(path).expanduser()
+    if out.is_absolute():
+        return out
+    if os.environ.get("ACODM_OUTPUT_ROOT"):
+        return Path(os.environ["ACODM_OUTPUT_ROOT"]).expanduser() / out
+    if in_submitted_job():
+        return Path.home() / "acodm-runs" / out
+    return out.resolve()
+
+
 def init_ray(num_cpus: int | None = None) -> None:
     """Join the cluster named by RAY_ADDRESS (set by `ray job submit`), else start a local one.
 

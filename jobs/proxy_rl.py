@@ -11,10 +11,9 @@ loads without RLlib) and, for AC-ODM, a rollout of the policy against ODM from t
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-from _common import base_parser, init_ray
+from _common import base_parser, init_ray, resolve_output_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"proxy_rl: error: {err}", file=sys.stderr)
         return 2
-    run_dir = Path(args.output_dir or cfg.output_dir) / (args.name or f"{cfg.name}-proxy-{cfg.rl.algo}")
+    run_dir = resolve_output_dir(args.output_dir or cfg.output_dir) / (args.name or f"{cfg.name}-proxy-{cfg.rl.algo}")
     init_ray()
     from policies.run import run_proxy_rl
 

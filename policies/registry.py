@@ -109,7 +109,10 @@ def build_algo_config(
         rollout_fragment_length=rl_cfg.rollout_fragment_length,
     )
     cfg.learners(num_learners=rl_cfg.num_learners, num_gpus_per_learner=rl_cfg.num_gpus_per_learner)
-    cfg.reporting(min_time_s_per_iteration=rl_cfg.min_time_s_per_iteration)
+    cfg.reporting(
+        min_time_s_per_iteration=rl_cfg.min_time_s_per_iteration,
+        min_sample_timesteps_per_iteration=rl_cfg.min_sample_timesteps_per_iteration,
+    )
     cfg.fault_tolerance(
         restart_failed_env_runners=True,
         delay_between_env_runner_restarts_s=ENV_RUNNER_RESTART_DELAY_S,

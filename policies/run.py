@@ -116,6 +116,7 @@ def run_proxy_rl(
                 "seconds": time.perf_counter() - start,
                 "env_steps": scalars.get("num_env_steps_sampled_lifetime"),
                 "episode_return_mean": scalars.get("env_runners/episode_return_mean"),
+                "healthy_env_runners": algo.env_runner_group.num_healthy_remote_workers(),
             }
             with open(history, "a") as f:
                 f.write(json.dumps(record) + "\n")
