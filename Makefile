@@ -20,7 +20,7 @@ corpus: setup
 	$(VENV)/bin/acodm corpus build
 
 demo: corpus
-	$(VENV)/bin/acodm pretrain --config $(DEMO_CONFIG) --mixer odm --overwrite
+	$(PY) jobs/proxy_rl.py --config $(DEMO_CONFIG) --overwrite
 
 test: setup
 	$(VENV)/bin/pytest -q

@@ -54,6 +54,8 @@ class TokenizerConfig:
     """Train a byte-level BPE on the corpus (cached), or load an existing tokenizer."""
 
     path: str | None = None  # tokenizer.json file or HF tokenizer directory; None = train one
+    from_hub: bool = False  # allow `path` to be a hub name (downloads); off: local files only
+    trust_remote_code: bool = False
     vocab_size: int = 4096
     train_max_chars_per_domain: int = 2_000_000
 

@@ -117,6 +117,8 @@ def run_proxy_rl(
                 "env_steps": scalars.get("num_env_steps_sampled_lifetime"),
                 "episode_return_mean": scalars.get("env_runners/episode_return_mean"),
                 "healthy_env_runners": algo.env_runner_group.num_healthy_remote_workers(),
+                "env_step_s": scalars.get("env_runners/env_step_timer"),
+                "learner_update_s": scalars.get("timers/learner_update_timer"),
             }
             with open(history, "a") as f:
                 f.write(json.dumps(record) + "\n")

@@ -37,6 +37,8 @@ class TokenizerError(ValueError):
 
 def load_or_train_tokenizer(cfg: TokenizerConfig, corpus: TextCorpus) -> PreTrainedTokenizerFast:
     """`cfg.path` loaded, or a BPE trained on `corpus` (cached by corpus fingerprint + cfg)."""
+    if cfg.path and cfg.from_hub and not Path(cfg.path).expanduser().exists():
+        return load_hub_tokenizer(cfg.path, cfg.trust_remote_code)
     if cfg.path:
         return load_tokenizer(cfg.path)
     if cfg.vocab_size < MIN_VOCAB:
@@ -125,6 +127,15 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     if not isinstance(tokenizer, PreTrainedTokenizerFast):
         raise TokenizerError(f"tokenizer at {path} has no fast (Rust) implementation; got {type(tokenizer).__name__}")
     ensure_eos(tokenizer, str(path))
+    return tokenizer
+
+
+def load_hub_tokenizer(name: str, trust_remote_code: bool = False) -> PreTrainedTokenizerFast:
+    """A tokenizer named on the Hugging Face hub: only when the config says `from_hub: true`."""
+    tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    if not isinstance(tokenizer, PreTrainedTokenizerFast):
+        raise TokenizerError(f"hub tokenizer {name} has no fast (Rust) implementation; got {type(tokenizer).__name__}")
+    ensure_eos(tokenizer, name)
     return tokenizer
 
 
