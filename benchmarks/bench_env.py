@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_train_step import BareLoop  # noqa: E402
+from benchmarks.bench_train_step import BareLoop  # noqa: E402
 
 from acodm_ray.config import load_config, to_dict  # noqa: E402
+from benchmarks.report import machine, table, update_section  # noqa: E402
 from acodm_ray.train_step import LMTrainer  # noqa: E402
 from envs import DataMixingEnv  # noqa: E402
 
@@ -64,6 +64,16 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
+    med_ms = {k: 1000 * v for k, v in med.items()}
+    body = (
+        f"Command: `python benchmarks/bench_env.py {' '.join(sys.argv[1:])}`  \n"
+        f"Machine: {machine()}; median of {args.rounds} interleaved rounds of {args.steps} steps.\n\n"
+        + table(["what", "ms per step (median)", "ratio to env step"],
+                [[k, med_ms[k], med[k] / med["env_step"]] for k in ("bare", "train_step", "env_step")])
+        + f"\n\nEnv step over the bare training step: {result['env_over_train_step']:.3f}x; over a bare "
+        f"PyTorch loop: {result['env_over_bare']:.3f}x."
+    )
+    update_section("env_step", body)
     print(json.dumps({k: result[k] for k in ("seconds_per_step_median", "env_over_train_step", "env_over_bare")},
                      indent=2))
 

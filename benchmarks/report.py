@@ -1,0 +1,38 @@
+"""Write a benchmark's table into its own section of BENCHMARKS.md (between marker comments),
+so re-running one benchmark refreshes its table and leaves the others alone."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import torch
+
+BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{torch.get_num_threads()} CPU threads ({cpu}), {gpu}, torch {torch.__version__}"
+
+
+def table(header: list[str], rows: list[list[object]]) -> str:
+    def cell(x: object) -> str:
+        return f"{x:,.3g}" if isinstance(x, float) else str(x)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(x) for x in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def update_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    block = f"{begin}\n{body.strip()}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
