@@ -2,6 +2,7 @@
 
   acodm corpus build [--out DIR] [--force]      build the bundled offline corpus (Debian packages)
   acodm pretrain --config configs/demo.yaml --mixer odm [--set train.steps=50] [--resume]
+  acodm doctor [--local] [--config FILE]          what is installed and what the demo still needs
 """
 
 from __future__ import annotations
@@ -42,16 +43,25 @@ def cmd_corpus_build(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from acodm_ray.pretrain import pretrain
+    from acodm_ray.safety import check_output_path
 
     overrides = list(args.overrides)
     if args.mixer:
         overrides.append(f"mixer.name={args.mixer}")
     cfg = load_config(args.config, overrides)
-    run_dir = Path(args.output_dir or cfg.output_dir) / (args.name or f"{cfg.name}-{cfg.mixer.name}")
+    run_dir = check_output_path(Path(args.output_dir or cfg.output_dir), args.name or f"{cfg.name}-{cfg.mixer.name}")
     summary = pretrain(cfg, run_dir, resume=args.resume, overwrite=args.overwrite)
     ppl = summary["final_val_ppl"].get("average")
     print(f"done: {summary['steps']} steps, average validation perplexity {ppl:.2f}; run dir {run_dir}")
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from acodm_ray.doctor import run_doctor
+
+    code, text = run_doctor(args.config, local=args.local, timeout=args.timeout)
+    print(text)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_args(pre)
     pre.add_argument("--mixer", choices=MIXERS, default=None, help="mixer (overrides mixer.name)")
     pre.set_defaults(func=cmd_pretrain)
+
+    doctor = sub.add_parser("doctor", help="check the environment: versions, GPUs, Ray cluster, corpus, auth")
+    doctor.add_argument("--config", default=None, help="check this config's corpus and output dir (default: the demo's)")
+    doctor.add_argument("--local", action="store_true", help="also start a throwaway local Ray to list its resources")
+    doctor.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a cluster probe")
+    doctor.set_defaults(func=cmd_doctor)
     return parser
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from acodm_ray.agent.config import AgentConfig
+from acodm_ray.tracking import TrackingConfig
 
 
 class ConfigError(ValueError):
@@ -187,6 +188,7 @@ class ExperimentConfig:
     agent: AgentConfig = field(default_factory=AgentConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     target: TargetConfig = field(default_factory=TargetConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form, for jobs' own sections
 
 

@@ -55,5 +55,6 @@ def init_ray(num_cpus: int | None = None) -> None:
         ray.init()
         return
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    ray.init(num_cpus=num_cpus, include_dashboard=False,
+    # address="local": never join a stale head that `ray start` left in /tmp/ray by accident.
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})

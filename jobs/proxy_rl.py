@@ -35,7 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"proxy_rl: error: {err}", file=sys.stderr)
         return 2
-    run_dir = resolve_output_dir(args.output_dir or cfg.output_dir) / (args.name or f"{cfg.name}-proxy-{cfg.rl.algo}")
+    from acodm_ray.safety import check_output_path
+
+    try:
+        run_dir = check_output_path(resolve_output_dir(args.output_dir or cfg.output_dir),
+                                    args.name or f"{cfg.name}-proxy-{cfg.rl.algo}")
+    except ValueError as err:
+        print(f"proxy_rl: error: {err}", file=sys.stderr)
+        return 2
     init_ray()
     from policies.run import run_proxy_rl
 

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from acodm_ray.config import ExperimentConfig, to_dict
 from acodm_ray.rundir import prepare_run_dir, write_config, write_json
+from acodm_ray.tracking import ResultLogger, flatten_scalars, require_backends
 from envs import RLLIB_ENV, DataMixingEnv, register
 from policies.registry import build_algo_config
 
@@ -28,19 +27,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 POLICY_DIR = "policy"
-
-
-def flatten_scalars(result: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """Every finite number in RLlib's nested result dict, keyed by its path."""
-    out: dict[str, float] = {}
-    for key, value in result.items():
-        name = f"{prefix}/{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            out.update(flatten_scalars(value, name))
-        elif isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
-            if math.isfinite(float(value)):
-                out[name] = float(value)
-    return out
 
 
 def env_config_for(cfg: ExperimentConfig, algo: str, max_decisions: int) -> dict[str, Any]:
@@ -84,8 +70,7 @@ def run_proxy_rl(
     rollout: bool = True,
 ) -> dict[str, Any]:
     """Train `cfg.rl.algo` on the proxy env; returns the run summary (also written to summary.json)."""
-    from torch.utils.tensorboard import SummaryWriter
-
+    require_backends(cfg)
     register()
     algo_name = cfg.rl.algo
     run_dir = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
@@ -102,15 +87,14 @@ def run_proxy_rl(
     if resume:
         restore_algo(algo, run_dir)
         log.info("resumed %s at iteration %d", run_dir, algo.iteration)
-    writer = SummaryWriter(str(run_dir / "tensorboard"))
+    results = ResultLogger(cfg, run_dir, params=to_dict(cfg), resume=resume)
     history = run_dir / "iterations.jsonl"
     try:
         while algo.iteration < cfg.rl.iterations:
             start = time.perf_counter()
             result = algo.train()
             scalars = flatten_scalars(result)
-            for key, value in scalars.items():
-                writer.add_scalar(key, value, algo.iteration)
+            results.log(scalars, step=algo.iteration)
             record = {
                 "iteration": algo.iteration,
                 "seconds": time.perf_counter() - start,
@@ -137,7 +121,7 @@ def run_proxy_rl(
 
                 summary["rollout"] = compare_with_odm(policy_dir, cfg, run_dir)
     finally:
-        writer.close()
+        results.close()
         algo.stop()
     write_json(run_dir / "summary.json", summary)
     return summary

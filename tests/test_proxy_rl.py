@@ -3,10 +3,13 @@
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +79,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Until the job server answers on 127.0.0.1:port (or the head process dies)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "ray start --head exited early"
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=2)
+            return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"Ray head's job server did not answer on port {port}")
+
+
 @pytest.mark.slow
 def test_job_submitted_to_a_local_head_node_succeeds(tmp_path):
     """`ray start --head` + `ray job submit --working-dir . -- python jobs/proxy_rl.py` (loopback only)."""
@@ -84,23 +100,37 @@ def test_job_submitted_to_a_local_head_node_succeeds(tmp_path):
            "ACODM_OUTPUT_ROOT": str(tmp_path / "out")}
     env.pop("RAY_ADDRESS", None)
     gcs, dash = free_port(), free_port()
+    # Every port of its own: the test session's cluster already holds Ray's default agent ports.
+    ports = [f"--{name}={free_port()}" for name in (
+        "dashboard-agent-grpc-port", "dashboard-agent-listen-port", "metrics-export-port",
+        "runtime-env-agent-port", "ray-client-server-port", "node-manager-port", "object-manager-port")]
     ray_cli = str(bin_dir / "ray")
     temp_dir = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")  # short: Ray's unix sockets cap path length
-    head = subprocess.run([ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
-                           f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--num-cpus=1",
-                           "--include-dashboard=true", f"--temp-dir={temp_dir}"],
-                          env=env, capture_output=True, text=True, timeout=120)
-    assert head.returncode == 0, head.stdout[-2000:] + head.stderr[-2000:]
+    # --block in its own process group: stopping it later kills exactly this cluster. `ray stop`
+    # would kill every Ray process on the machine, the test session's own cluster included.
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+                             f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--num-cpus=1",
+                             "--include-dashboard=true", f"--temp-dir={temp_dir}", *ports],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_for_port(dash, head)
     try:
-        job = subprocess.run(
-            [ray_cli, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", ".", "--",
-             "python", "jobs/proxy_rl.py", *FAST, "--iterations", "1", "--name", "job"],
-            env=env, capture_output=True, text=True, timeout=300,
-        )
+        for _ in range(30):  # the job agent starts a little after the dashboard answers
+            job = subprocess.run(
+                [ray_cli, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", ".", "--",
+                 "python", "jobs/proxy_rl.py", *FAST, "--iterations", "1", "--name", "job"],
+                env=env, capture_output=True, text=True, timeout=300,
+            )
+            if "No available agent" not in job.stdout + job.stderr:
+                break
+            time.sleep(2)
         assert job.returncode == 0, job.stdout[-1500:] + job.stderr[-1500:]
         assert "succeeded" in job.stdout + job.stderr
         run = tmp_path / "out" / "runs" / "job"
         assert (run / "policy" / "actor.safetensors").is_file()
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -1,0 +1,83 @@
+"""Target stage: pretrain the target LM on Ray Train, its domain weights served by a PolicyServer actor.
+
+    python jobs/target_pretrain.py --config configs/demo.yaml --policy runs/demo-proxy-acodm/policy
+    python jobs/target_pretrain.py --config configs/demo.yaml --mixer odm --set target.num_workers=2
+    python jobs/target_pretrain.py --config configs/demo.yaml --online-acodm      # non-proxy mode
+    ray job submit --working-dir . -- python jobs/target_pretrain.py --config configs/demo.yaml --policy ...
+
+Exactly one mixer: --policy DIR (an exported AC-ODM actor, proxy mode), --mixer
+uniform|natural|file|odm, or --online-acodm (the agent learns on the target itself); default:
+the config's `mixer`. Resources, decision interval, fault tolerance and the server's name come from
+the config's `target` section (--set target.num_workers=4 --set target.use_gpu=true ...).
+
+Writes runs/<name>/: config.yaml, metrics.jsonl + steps.csv + eval.csv + TensorBoard (rank 0),
+ranks/rank<r>.jsonl (weights per rank and step), events.jsonl, ray_train/ (Ray Train checkpoints:
+--resume continues from the latest), model/ (save_pretrained + tokenizer), policy/ (online mode:
+the learned actor), weights.png, val_ppl.png, summary.json.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import _common  # noqa: F401  (puts the repo on sys.path)
+from _common import base_parser, init_ray
+
+try:
+    from _common import resolve_output_dir
+except ImportError:  # older _common
+    def resolve_output_dir(path: str) -> Path:
+        return Path(path).expanduser().resolve()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from acodm_ray.config import ConfigError, load_config
+    from acodm_ray.mixers import MIXERS
+
+    parser = base_parser(__doc__)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--policy", default=None, help="exported policy directory (proxy mode)")
+    which.add_argument("--mixer", choices=MIXERS, default=None, help="static or ODM mixer (overrides mixer.name)")
+    which.add_argument("--online-acodm", action="store_true", help="non-proxy mode: learn the agent online")
+    parser.add_argument("--num-workers", type=int, default=None, help="overrides target.num_workers")
+    args = parser.parse_args(argv)
+    overrides = list(args.overrides)
+    if args.policy:
+        overrides.append(f"target.policy={str(Path(args.policy).expanduser().resolve())}")
+    if args.mixer:
+        overrides += [f"mixer.name={args.mixer}", "target.policy=null", "target.online_acodm=false"]
+    if args.online_acodm:
+        overrides += ["target.online_acodm=true", "target.policy=null"]
+    if args.num_workers is not None:
+        overrides.append(f"target.num_workers={args.num_workers}")
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as err:
+        print(f"target_pretrain: error: {err}", file=sys.stderr)
+        return 2
+    from acodm_ray.target import mixer_label
+
+    run_dir = resolve_output_dir(args.output_dir or cfg.output_dir) / (args.name or f"{cfg.name}-target-{mixer_label(cfg)}")
+    init_ray()
+    from acodm_ray.policy_server import PolicyServerError
+    from acodm_ray.target import TargetTrainingError, run_target
+
+    try:
+        summary = run_target(cfg, run_dir, resume=args.resume, overwrite=args.overwrite)
+    except (ValueError, FileNotFoundError, FileExistsError, PolicyServerError, TargetTrainingError) as err:
+        print(f"target_pretrain: error: {err}", file=sys.stderr)
+        return 2
+    ppl = (summary.get("final_val_ppl") or {}).get("average")
+    print(f"target_pretrain: done: {summary['steps']} steps with {summary['mixer']} on "
+          f"{summary['num_workers']} worker(s), average validation perplexity "
+          f"{'n/a' if ppl is None else f'{ppl:.2f}'}; run dir {run_dir}")
+    print(f"target_pretrain: model: {summary['model_dir']}")
+    if summary.get("server_failures"):
+        print(f"target_pretrain: warning: the policy server was unreachable at {summary['server_failures']} "
+              "decision(s); the last weights were kept", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Experiment tracking: TensorBoard by default, MLflow / W&B opt-in and optional."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from acodm_ray import tracking
+from acodm_ray.config import ConfigError, ExperimentConfig, from_dict, load_config, to_dict
+from acodm_ray.tracking import (
+    ResultLogger,
+    TrackingConfig,
+    TrackingError,
+    flatten_scalars,
+    mlflow_tracking_uri,
+    ray_logger_callbacks,
+    train_callbacks,
+)
+
+
+def _pretend_missing(monkeypatch, *names):
+    """Make `names` look uninstalled, whatever this environment has."""
+    real = tracking.importlib.util.find_spec
+    monkeypatch.setattr(tracking.importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name in names else real(name, *a, **k))
+
+
+def test_defaults_are_tensorboard_only_and_offline():
+    tc = ExperimentConfig().tracking
+    assert (tc.tensorboard, tc.mlflow, tc.wandb) == (True, False, False)
+    assert tc.wandb_mode == "offline" and tc.mlflow_tracking_uri is None
+    assert train_callbacks(tc, "unused") == [] and ray_logger_callbacks(tc) == []
+
+
+def test_default_logger_writes_tensorboard_events(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = load_config("configs/tiny.yaml")
+    with ResultLogger(cfg, tmp_path / "run", params=to_dict(cfg)) as results:
+        assert results.backends == ["tensorboard"]
+        for it in (1, 2):
+            results.log({"env_runners": {"episode_return_mean": 0.5 * it}, "nan": math.nan, "text": "x",
+                         "flag": True}, step=it)
+    events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert acc.Tags()["scalars"] == ["env_runners/episode_return_mean"]
+    assert [(e.step, e.value) for e in acc.Scalars("env_runners/episode_return_mean")] == [(1, 0.5), (2, 1.0)]
+    assert not (tmp_path / "run" / "tracking.json").exists()  # no MLflow / W&B run ids to remember
+
+
+def test_tensorboard_can_be_turned_off(tmp_path):
+    cfg = load_config(None, ["tracking.tensorboard=false"])
+    with ResultLogger(cfg, tmp_path / "run") as results:
+        assert results.backends == []
+        results.log({"a": 1.0}, step=1)
+    assert not (tmp_path / "run" / "tensorboard").exists()
+
+
+@pytest.mark.parametrize("pkg", ["mlflow", "wandb"])
+def test_enabled_but_missing_backend_names_the_install_command(tmp_path, monkeypatch, pkg):
+    _pretend_missing(monkeypatch, pkg)
+    cfg = load_config(None, [f"tracking.{pkg}=true"])
+    with pytest.raises(TrackingError, match=rf"tracking\.{pkg}=true .*`pip install {pkg}`"):
+        ResultLogger(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    with pytest.raises(TrackingError, match=f"pip install {pkg}"):
+        ray_logger_callbacks(cfg, tmp_path)
+    with pytest.raises(TrackingError, match=f"pip install {pkg}"):
+        train_callbacks(cfg, tmp_path)
+    assert issubclass(TrackingError, ValueError)  # the entry points' `except ValueError` prints it
+
+
+def test_both_missing_are_named_together(monkeypatch):
+    _pretend_missing(monkeypatch, "mlflow", "wandb")
+    cfg = load_config(None, ["tracking.mlflow=true", "tracking.wandb=true"])
+    with pytest.raises(TrackingError, match="pip install mlflow.*pip install wandb"):
+        tracking.require_backends(cfg)
+
+
+def test_config_keys_and_values_are_validated():
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['mlfow'\]"):
+        load_config(None, ["tracking.mlfow=true"])
+    with pytest.raises(ConfigError, match="tracking.mlflow: expected bool"):
+        load_config(None, ["tracking.mlflow=maybe"])
+    with pytest.raises(ConfigError, match="tracking.wandb_mode must be one of"):
+        load_config(None, ["tracking.wandb_mode=cloud"])
+    with pytest.raises(ConfigError, match="tracking.wandb_project must not be empty"):
+        load_config(None, ["tracking.wandb_project=' '"])
+    cfg = load_config("configs/demo.yaml", ["tracking.mlflow=true", "tracking.mlflow_experiment=proxy"])
+    assert cfg.tracking == TrackingConfig(mlflow=True, mlflow_experiment="proxy")
+    assert from_dict(ExperimentConfig, to_dict(cfg)).tracking == cfg.tracking  # round trip (env configs)
+
+
+def test_mlflow_uri_defaults_to_a_file_store_in_the_run_dir(tmp_path):
+    assert mlflow_tracking_uri(TrackingConfig(mlflow=True), tmp_path / "r") == (tmp_path / "r" / "mlruns").as_uri()
+    assert mlflow_tracking_uri(TrackingConfig(mlflow=True, mlflow_tracking_uri="http://mlflow:5000"), None) \
+        == "http://mlflow:5000"
+    with pytest.raises(TrackingError, match="run dir"):
+        mlflow_tracking_uri(TrackingConfig(mlflow=True), None)
+
+
+def test_flatten_scalars_keeps_finite_numbers_only():
+    import numpy as np
+
+    flat = flatten_scalars({"a": 1, "b": {"c": np.float32(2.5), "d": math.inf, "e": None},
+                            "f": "s", "g": False, "h": np.int64(3)})
+    assert flat == {"a": 1.0, "b/c": 2.5, "h": 3.0}
+
+
+def test_mlflow_run_is_logged_and_resumed(tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    cfg = load_config(None, ["tracking.mlflow=true", "tracking.tensorboard=false"])
+    with ResultLogger(cfg, tmp_path / "run", params={"train": {"lr": 0.1}}) as results:
+        results.log({"loss": 2.0, "timers/x(y)": 1.0}, step=1)
+    with ResultLogger(cfg, tmp_path / "run", resume=True) as results:
+        results.log({"loss": 1.0}, step=2)
+    client = mlflow.tracking.MlflowClient(tracking_uri=(tmp_path / "run" / "mlruns").as_uri())
+    runs = client.search_runs([client.get_experiment_by_name("acodm").experiment_id])
+    assert len(runs) == 1 and runs[0].data.params == {"train.lr": "0.1"}
+    assert [(m.step, m.value) for m in client.get_metric_history(runs[0].info.run_id, "loss")] == [(1, 2.0), (2, 1.0)]
+
+
+def test_wandb_offline_run_needs_no_account(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg = load_config(None, ["tracking.wandb=true", "tracking.tensorboard=false"])
+    with ResultLogger(cfg, tmp_path / "run") as results:
+        results.log({"loss": 2.0}, step=1)
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
