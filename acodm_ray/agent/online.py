@@ -1,0 +1,203 @@
+"""The online AC-ODM agent of non-proxy mode, as a `Mixer` (SPEC.md, "Two modes").
+
+The agent learns while the target itself pretrains (the policy server holds it when
+`target.online_acodm` is set):
+
+- warm-up (the first `round(agent.warmup_fraction * train.steps)` steps): ODM chooses the weights
+  (behaviour policy); every learning update trains the actor to imitate the executed ODM weights
+  (`ddpg.imitation_loss`) and the critic towards r + gamma r (`ddpg.warmup_critic_loss`);
+- when warm-up ends the target networks are hard-copied from the online networks (tau = 1);
+- then DDPG: the actor's softmax output with the reference's exploration noise (`ddpg.explore`, for
+  any K), critic TD loss against the target networks (`ddpg.critic_loss`), actor loss
+  -Q(s, pi(s)) with a frozen critic (`ddpg.actor_loss`), Polyak target updates (`ddpg.soft_update`).
+
+Every loss and update comes from `acodm_ray.agent.ddpg` (the functions the RLlib learner uses
+too): the DDPG math is written once. Each optimizer is stepped by its own network's loss only.
+
+Transitions are (state_t, executed weights_t, vector reward = the step's per-domain alignment
+scores, state_{t+1}); `state_t` is the state the previous step ended in (zeros before the first
+step, like the trainer's initial state). ODM keeps learning from every step, so the warm-up's
+behaviour is exactly ODM's.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from acodm_ray.agent import ddpg
+from acodm_ray.agent.config import AgentConfig
+from acodm_ray.agent.networks import build_networks
+from acodm_ray.agent.replay import ReplayBuffer
+from acodm_ray.mixers.base import Mixer
+from acodm_ray.mixers.odm import ODMMixer
+from acodm_ray.train_step import StepSignals
+
+
+class OnlineACODM(Mixer):
+    name = "acodm-online"
+
+    def __init__(
+        self,
+        domains: Sequence[str],
+        natural: np.ndarray,
+        state_dim: int,
+        agent: AgentConfig,
+        total_steps: int,
+        odm_variant: str = "smoothed_mean",
+        odm_alpha: float = 0.5,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(domains)
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        self.cfg = agent
+        self.state_dim = int(state_dim)
+        self.total_steps = int(total_steps)
+        self.seed = int(seed)
+        self.odm = ODMMixer(self.domains, natural, odm_variant, odm_alpha)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.actor, self.critic = build_networks(agent, self.state_dim, self.num_domains)
+        self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=agent.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=agent.critic_lr)
+        self.buffer = ReplayBuffer(agent.replay_capacity, self.state_dim, self.num_domains, seed)
+        self.noise_rng = torch.Generator().manual_seed(seed + 1)
+        self.warmup_steps = int(round(agent.warmup_fraction * self.total_steps))
+        self.steps_seen = 0  # transitions observed (= target optimizer steps)
+        self.num_updates = 0  # gradient updates of the agent
+        self.targets_synced = self.warmup_steps == 0  # targets are deep copies already
+        self.last_state = np.zeros(self.state_dim, dtype=np.float32)
+        self.last_losses: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ acting
+
+    @property
+    def in_warmup(self) -> bool:
+        return self.steps_seen < self.warmup_steps
+
+    def _obs(self, state: np.ndarray | None) -> torch.Tensor:
+        if state is None:
+            state = self.last_state
+        s = np.nan_to_num(np.asarray(state, dtype=np.float32).reshape(-1), nan=0.0, posinf=0.0, neginf=0.0)
+        if s.shape != (self.state_dim,):
+            raise ValueError(f"state has {s.shape[0]} entries, the agent expects {self.state_dim}")
+        return torch.from_numpy(s).reshape(1, -1)
+
+    @torch.no_grad()
+    def greedy_weights(self, state: np.ndarray | None = None) -> np.ndarray:
+        """The actor's output without exploration noise."""
+        w = self.actor(self._obs(state))[0].double().numpy()
+        return w / w.sum()
+
+    @torch.no_grad()
+    def weights(self, state: np.ndarray | None = None) -> np.ndarray:
+        """ODM's weights during warm-up, then the actor's output with exploration noise."""
+        if self.in_warmup:
+            return self.odm.weights()
+        w = self.actor(self._obs(state))
+        w = ddpg.explore(w, self.cfg.exploration_noise, self.noise_rng)[0].double().numpy()
+        return w / w.sum()
+
+    # ------------------------------------------------------------------ learning
+
+    def update(self, signals: StepSignals) -> None:
+        next_state = np.nan_to_num(np.asarray(signals.state, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        done = int(signals.step) >= self.total_steps
+        self.buffer.add(self.last_state, signals.weights, signals.scores, next_state, done)
+        self.odm.update(signals)
+        warm = self.in_warmup  # this transition was chosen by the warm-up behaviour (ODM)
+        self.steps_seen += 1
+        self.last_state = next_state
+        if len(self.buffer) >= self.cfg.batch_size:
+            for _ in range(self.cfg.updates_per_step):
+                self.learn(warm)
+        if not self.targets_synced and not self.in_warmup:
+            # warm-up is over: the targets start from the (imitation-trained) online networks
+            ddpg.soft_update(self.target_actor, self.actor, 1.0)
+            ddpg.soft_update(self.target_critic, self.critic, 1.0)
+            self.targets_synced = True
+
+    def learn(self, warmup: bool) -> dict[str, float]:
+        """One gradient update of critic then actor on a replay batch; each optimizer is stepped
+        by its own loss."""
+        b = self.buffer.sample(self.cfg.batch_size)
+        gamma = self.cfg.gamma
+        if warmup:
+            c_loss = ddpg.warmup_critic_loss(self.critic, b["obs"], b["actions"], b["rewards"], gamma)
+        else:
+            c_loss = ddpg.critic_loss(self.critic, self.target_actor, self.target_critic, b["obs"],
+                                      b["actions"], b["rewards"], b["next_obs"], b["dones"], gamma)
+        self.critic_opt.zero_grad(set_to_none=True)
+        c_loss.backward()
+        self.critic_opt.step()
+        if warmup:
+            a_loss = ddpg.imitation_loss(self.actor, b["obs"], b["actions"])
+        else:
+            a_loss = ddpg.actor_loss(self.actor, self.critic, b["obs"])
+        self.actor_opt.zero_grad(set_to_none=True)
+        a_loss.backward()
+        self.actor_opt.step()
+        self.critic_opt.zero_grad(set_to_none=True)  # nothing of the actor loss may linger
+        if not warmup:
+            ddpg.soft_update(self.target_actor, self.actor, self.cfg.tau)
+            ddpg.soft_update(self.target_critic, self.critic, self.cfg.tau)
+        self.num_updates += 1
+        self.last_losses = {"actor_loss": a_loss.item(), "critic_loss": c_loss.item(), "warmup": float(warmup)}
+        return self.last_losses
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, targets, optimizers, replay buffer, ODM, counters and RNGs (loads with
+        torch's weights_only=True)."""
+        return {
+            "kind": self.name,
+            "domains": list(self.domains),
+            "state_dim": self.state_dim,
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "target_actor": self.target_actor.state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "odm": self.odm.state_dict(),
+            "noise_rng": self.noise_rng.get_state(),
+            "steps_seen": self.steps_seen,
+            "num_updates": self.num_updates,
+            "warmup_steps": self.warmup_steps,
+            "targets_synced": self.targets_synced,
+            "last_state": torch.from_numpy(self.last_state.copy()),
+            "last_losses": json.dumps(self.last_losses),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("kind") != self.name:
+            raise ValueError(f"mixer state is for {state.get('kind')!r}, not {self.name!r}")
+        if list(state["domains"]) != self.domains or int(state["state_dim"]) != self.state_dim:
+            raise ValueError(
+                f"agent state is for domains {state['domains']} / state_dim {state['state_dim']}, "
+                f"this agent has {self.domains} / {self.state_dim}"
+            )
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.target_actor.load_state_dict(state["target_actor"])
+        self.target_critic.load_state_dict(state["target_critic"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.odm.load_state_dict(state["odm"])
+        self.noise_rng.set_state(state["noise_rng"])
+        self.steps_seen = int(state["steps_seen"])
+        self.num_updates = int(state["num_updates"])
+        self.warmup_steps = int(state["warmup_steps"])
+        self.targets_synced = bool(state["targets_synced"])
+        self.last_state = state["last_state"].numpy().copy()
+        self.last_losses = json.loads(state["last_losses"])
