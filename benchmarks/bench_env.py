@@ -40,7 +40,7 @@ def main() -> None:
     env.reset(seed=0)
     K = len(env.domains)
     action = np.full(K, 1.0 / K, dtype=np.float32)
-    weights = action.astype(np.float64)
+    weights = np.full(K, 1.0 / K)
     trainer = LMTrainer(cfg, env.tokens, seed=1)
     bare = BareLoop(cfg, env.tokens)
     runners = {"bare": lambda: bare.step(weights), "train_step": lambda: trainer.step(weights),

@@ -122,6 +122,34 @@ def inprocess_latency(policy_dir: Path, domains, state_dim: int, calls: int) -> 
     return {"p50_ms": 1e3 * percentile(lat, 50), "p99_ms": 1e3 * percentile(lat, 99), "calls": calls}
 
 
+def write_markdown(result: dict) -> None:
+    """The BENCHMARKS.md section, rendered from a result (fresh, or read back with --from-json)."""
+    s, q, tp = result["served_policy_vs_static"], result["query_latency"], result["throughput"]
+    from benchmarks.report import machine, table, update_section
+
+    body = (
+        f"Machine: {machine()}; `{result['config']}` ({result['steps']} steps, medians over {result['repeats']} repeats), "
+        f"{result['num_domains']} domains, state dim {result['state_dim']}, {result['cpus_per_worker']} CPU per worker.\n\n"
+        + table(["", "static (uniform)", "served policy", "overhead"], [
+            ["per-step wall clock (ms)", s["step_ms_static"], s["step_ms_served_policy"], f"{s['step_time_overhead_pct']:+.1f}%"],
+            ["decision: query + broadcast (ms)", s["decide_ms_static"], s["decide_ms_served_policy"],
+             f"{s['decision_overhead_pct_of_step']:+.2f}% of a step"],
+            ["loop minus training step (ms)", s["loop_overhead_ms_static"], s["loop_overhead_ms_served_policy"],
+             f"{s['paired_overhead_pct_of_step']:+.2f}% of a step"],
+            ["peak RSS, rank-0 worker (MB)", s["worker_peak_rss_mb_static"], s["worker_peak_rss_mb_served_policy"],
+             f"{s['worker_memory_overhead_pct']:+.1f}%"],
+            ["peak RSS, server actor (MB)", s["server_peak_rss_mb_static"], s["server_peak_rss_mb_served_policy"], ""],
+        ])
+        + "\n\n" + table(["weights(state) latency", "p50 (ms)", "p99 (ms)"],
+                         [[k, v["p50_ms"], v["p99_ms"]] for k, v in q.items()])
+        + "\n\n" + table(["workers", "tokens/step", "tokens/s"], [
+            [1, tp["tokens_per_step_1_worker"], tp["tokens_per_s_1_worker"]],
+            [2, tp["tokens_per_step_2_workers"], tp["tokens_per_s_2_workers"]]])
+        + f"\n\nSpeed-up 2 vs 1 worker: {tp['speedup_2_vs_1']:.2f}x."
+    )
+    update_section("target", body)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/demo.yaml")
@@ -133,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy", default=None, help="an exported policy (default: a fresh actor of the config's size)")
     parser.add_argument("--out", default=str(RESULT))
     parser.add_argument("--markdown", action="store_true", help="also refresh the section in BENCHMARKS.md")
+    parser.add_argument("--from-json", default=None, help="only render BENCHMARKS.md from an earlier result file")
     args = parser.parse_args(argv)
+    if args.from_json:
+        write_markdown(json.loads(Path(args.from_json).read_text()))
+        return 0
 
     import ray
     import torch
@@ -248,29 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         k: (round(v["p50_ms"], 3), round(v["p99_ms"], 3)) for k, v in q.items()}, "throughput": tp,
         "seconds_total": round(result["seconds_total"], 1)}, indent=2))
     if args.markdown:
-        from benchmarks.report import machine, table, update_section
-
-        body = (
-            f"Machine: {machine()}; `{args.config}` ({args.steps} steps, medians over {args.repeats} repeats), "
-            f"{len(domains)} domains, state dim {spec_state['dim']}, {args.cpus_per_worker} CPU per worker.\n\n"
-            + table(["", "static (uniform)", "served policy", "overhead"], [
-                ["per-step wall clock (ms)", s["step_ms_static"], s["step_ms_served_policy"], f"{s['step_time_overhead_pct']:+.1f}%"],
-                ["decision: query + broadcast (ms)", s["decide_ms_static"], s["decide_ms_served_policy"],
-                 f"{s['decision_overhead_pct_of_step']:+.2f}% of a step"],
-                ["loop minus training step (ms)", s["loop_overhead_ms_static"], s["loop_overhead_ms_served_policy"],
-                 f"{s['paired_overhead_pct_of_step']:+.2f}% of a step"],
-                ["peak RSS, rank-0 worker (MB)", s["worker_peak_rss_mb_static"], s["worker_peak_rss_mb_served_policy"],
-                 f"{s['worker_memory_overhead_pct']:+.1f}%"],
-                ["peak RSS, server actor (MB)", s["server_peak_rss_mb_static"], s["server_peak_rss_mb_served_policy"], ""],
-            ])
-            + "\n\n" + table(["weights(state) latency", "p50 (ms)", "p99 (ms)"],
-                             [[k, v["p50_ms"], v["p99_ms"]] for k, v in q.items()])
-            + "\n\n" + table(["workers", "tokens/step", "tokens/s"], [
-                [1, tp["tokens_per_step_1_worker"], tp["tokens_per_s_1_worker"]],
-                [2, tp["tokens_per_step_2_workers"], tp["tokens_per_s_2_workers"]]])
-            + f"\n\nSpeed-up 2 vs 1 worker: {tp['speedup_2_vs_1']:.2f}x."
-        )
-        update_section("target", body)
+        write_markdown(result)
     return 0
 
 

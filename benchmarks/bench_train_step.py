@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -93,9 +92,26 @@ def time_steps(runner, weights, steps):
     return time.perf_counter() - start
 
 
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def reset_peak_rss_kb() -> int:
+    """Reset the kernel's peak-RSS mark (Linux: write 5 to clear_refs); returns the current RSS."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_kb("VmRSS")
+
+
+def peak_rss_kb() -> int:
+    return _status_kb("VmHWM")
+
+
 def peak_rss_mb(variant: str, args) -> float:
-    """Peak-RSS growth while training `steps` steps of one variant, in a fresh process (ru_maxrss is
-    per process), over the peak after loading data and building the model."""
+    """Peak RSS while training `steps` steps of one variant, over its RSS before them, in a fresh
+    process (after one warm-up step, so optimizer state already exists)."""
     cmd = [sys.executable, __file__, "--config", args.config, "--steps", str(args.steps), "--rss-only", variant]
     cmd += ["--synthetic"] if args.synthetic else []
     cmd += sum((["--set", o] for o in args.overrides), [])
@@ -136,9 +152,10 @@ def main() -> None:
 
     if args.rss_only:
         runner = make_variant(args.rss_only, cfg, tokens)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        time_steps(runner, weights, 1)  # optimizer state and autograd buffers exist from here on
+        before = reset_peak_rss_kb()
         time_steps(runner, weights, args.steps)
-        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+        print((peak_rss_kb() - before) / 1024)
         return
 
     variants = ["bare", "step", "signals"]

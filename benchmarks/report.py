@@ -19,7 +19,9 @@ def machine() -> str:
 
 def table(header: list[str], rows: list[list[object]]) -> str:
     def cell(x: object) -> str:
-        return f"{x:,.3g}" if isinstance(x, float) else str(x)
+        if isinstance(x, float):
+            return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+        return str(x)
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(x) for x in row) + " |" for row in rows]
