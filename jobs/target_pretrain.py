@@ -22,13 +22,7 @@ import sys
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-from _common import base_parser, init_ray
-
-try:
-    from _common import resolve_output_dir
-except ImportError:  # older _common
-    def resolve_output_dir(path: str) -> Path:
-        return Path(path).expanduser().resolve()
+from _common import base_parser, init_ray, resolve_output_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,9 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"target_pretrain: error: {err}", file=sys.stderr)
         return 2
+    from acodm_ray.safety import check_output_path
     from acodm_ray.target import mixer_label
 
-    run_dir = resolve_output_dir(args.output_dir or cfg.output_dir) / (args.name or f"{cfg.name}-target-{mixer_label(cfg)}")
+    try:
+        run_dir = check_output_path(resolve_output_dir(args.output_dir or cfg.output_dir),
+                                    args.name or f"{cfg.name}-target-{mixer_label(cfg)}")
+    except ValueError as err:
+        print(f"target_pretrain: error: {err}", file=sys.stderr)
+        return 2
     init_ray()
     from acodm_ray.policy_server import PolicyServerError
     from acodm_ray.target import TargetTrainingError, run_target
