@@ -13,6 +13,8 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -336,6 +338,13 @@ def test_policy_client_falls_back_to_last_weights_when_the_actor_dies(ray_sessio
     expected = ActorMixer(policy, domains, dim).weights(state)
     assert fresh and np.allclose(w, expected)
     ray.kill(handle, no_restart=True)
+    deadline = time.monotonic() + 30  # ray.kill is asynchronous: wait until the actor is really gone
+    while time.monotonic() < deadline:
+        try:
+            ray.get(handle.ping.remote(), timeout=5)
+            time.sleep(0.2)
+        except Exception:
+            break
     w2, fresh2 = client.weights(state * 2)
     assert not fresh2 and np.array_equal(w2, w) and client.failures == 1
     assert client.state_dict() is None
