@@ -175,6 +175,25 @@ class TargetConfig:
 
 
 @dataclass
+class CompareConfig:
+    """The method comparison of jobs/compare.py (acodm_ray/compare.py). `target` and `proxy` are
+    overrides shaped like this config (e.g. {train: {steps: 120}, model: {hidden_size: 64}}): the
+    target runs use the config + `target`; the AC-ODM proxy stage uses that + `proxy`. `quick`
+    (applied under --quick, before --set) may hold any section, `compare` included."""
+
+    methods: list[str] = field(default_factory=lambda: ["uniform", "natural", "odm", "acodm", "acodm-online"])
+    seeds: int = 3  # runs per method, with train.seed = first_seed, first_seed + 1, ...
+    first_seed: int = 0
+    state_layers: int | None = None  # tracked matrices in proxy AND target state; None = the target's default
+    target: dict[str, Any] = field(default_factory=dict)
+    proxy: dict[str, Any] = field(default_factory=dict)
+    proxy_per_seed: bool = True  # one proxy policy per seed (False: the first seed's policy for all)
+    proxy_cpus: float = 1.0  # CPUs of the Ray task that runs a proxy stage
+    concurrency: int = 1  # runs (proxy stages and target runs) at the same time
+    quick: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "acodm"
     output_dir: str = "runs"
@@ -189,6 +208,7 @@ class ExperimentConfig:
     rl: RLConfig = field(default_factory=RLConfig)
     target: TargetConfig = field(default_factory=TargetConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form, for jobs' own sections
 
 

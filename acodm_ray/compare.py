@@ -1,0 +1,751 @@
+"""The paper's comparison at laptop scale: the same target model trained with uniform weights, natural
+proportions, ODM, AC-ODM in proxy mode and AC-ODM in non-proxy mode, with the same token budget and
+the same seeds, and the paper's headline figures computed from the runs' own records.
+
+Library side (no RLlib import). `run_comparison` plans and schedules the runs; the AC-ODM proxy stage
+(RLlib) comes in as a callable from the job layer (`policies/compare_proxy.py`). Every target run is
+`acodm_ray.target.run_target` (Ray Train, the mixer served by a `PolicyServer`).
+
+Config: the experiment config describes the target, `compare.target` overrides it for the target
+runs and `compare.proxy` further for the proxy stage (a smaller model, its own steps and RL
+iterations); `signals.state_layers` is set to the same count on both so the proxy's policy fits the
+target's state. `compare.quick` (under `--quick`) shrinks everything for smoke tests.
+
+Headline figures (`headline`), per seed and then mean ± sample standard deviation over seeds:
+- steps to reach ODM's best average validation perplexity (ODM's best over its own run, same seed):
+  the first evaluated step at which the method's average perplexity is <= that value; `None`
+  ("not reached") when it never gets there; the ratio of those steps to ODM's own (steps to its best);
+- final average and per-domain validation perplexity;
+- per-step time (median over steps of the full training iteration on rank 0: mixer query, training
+  step, mixer update, logging; from ranks/rank0.jsonl) and peak memory (worker process peak RSS,
+  plus the policy server's peak RSS) against static mixing (uniform) of the same seed;
+- wall-clock per run, and of the proxy stage for AC-ODM in proxy mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import platform
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from acodm_ray.config import (
+    ConfigError,
+    ExperimentConfig,
+    deep_merge,
+    from_dict,
+    parse_overrides,
+    read_yaml,
+    to_dict,
+    validate,
+)
+
+log = logging.getLogger(__name__)
+
+METHODS: dict[str, str] = {
+    "uniform": "static, uniform weights",
+    "natural": "static, natural proportions (train tokens per domain)",
+    "odm": "ODM: bandit on per-domain losses, online",
+    "acodm": "AC-ODM, proxy mode: policy learned with RLlib on a smaller proxy, frozen on the target",
+    "acodm-online": "AC-ODM, non-proxy mode: the agent learns online on the target",
+}
+REFERENCE = "odm"  # the paper's headline: steps to reach ODM's best validation perplexity
+STATIC_BASELINES = ("uniform", "natural")  # overheads are measured against the first one present
+
+# --quick when the config has no `compare.quick` of its own: tiny model, few steps, one seed.
+DEFAULT_QUICK: dict[str, Any] = {
+    "model": {"hidden_size": 32, "num_layers": 2, "num_heads": 2},
+    "train": {"seq_len": 32, "micro_batch_size": 4, "grad_accum": 6, "eval_batches": 1},
+    "agent": {"actor_hidden": 32, "actor_layers": 2, "critic_hidden": 32, "critic_layers": 2,
+              "batch_size": 4, "warmup_fraction": 0.25},
+    "compare": {
+        "seeds": 1,
+        "target": {"train": {"steps": 8, "warmup_steps": 2, "eval_every": 4, "checkpoint_every": 8}},
+        "proxy": {"model": {"hidden_size": 16}, "train": {"steps": 8},
+                  "rl": {"iterations": 1, "min_sample_timesteps_per_iteration": 8, "checkpoint_every": 1}},
+    },
+}
+
+
+class CompareError(ValueError):
+    """A comparison cannot be set up (bad method list, incompatible proxy, ...)."""
+
+
+# ---------------------------------------------------------------------- configuration
+
+
+def parse_methods(methods: str | Sequence[str]) -> list[str]:
+    """"uniform,odm" or ["uniform", "odm"] -> checked list (order kept, duplicates dropped)."""
+    items = methods.split(",") if isinstance(methods, str) else list(methods)
+    out: list[str] = []
+    for item in items:
+        name = str(item).strip()
+        if name and name not in out:
+            out.append(name)
+    unknown = [m for m in out if m not in METHODS]
+    if unknown:
+        raise CompareError(f"unknown method(s) {unknown}; valid methods are: {', '.join(METHODS)}")
+    if not out:
+        raise CompareError(f"no method given; valid methods are: {', '.join(METHODS)}")
+    return out
+
+
+def load_compare_config(path: str | Path | None, overrides: list[str] | None = None,
+                        quick: bool = False) -> ExperimentConfig:
+    """The config file, then (under `quick`) its `compare.quick` section or `DEFAULT_QUICK`, then the
+    `--set` overrides (which win over quick)."""
+    data = read_yaml(path) if path is not None else {}
+    cli = parse_overrides(overrides)
+    if quick:
+        probe = from_dict(ExperimentConfig, deep_merge(data, cli))
+        data = deep_merge(data, probe.compare.quick or DEFAULT_QUICK)
+    cfg = from_dict(ExperimentConfig, deep_merge(data, cli))
+    validate(cfg)
+    validate_compare(cfg)
+    return cfg
+
+
+def validate_compare(cfg: ExperimentConfig) -> None:
+    c = cfg.compare
+    try:
+        c.methods = parse_methods(c.methods)
+    except CompareError as err:
+        raise ConfigError(f"compare.methods: {err}") from err
+    if c.seeds < 1:
+        raise ConfigError(f"compare.seeds must be >= 1, got {c.seeds}")
+    if c.concurrency < 1:
+        raise ConfigError(f"compare.concurrency must be >= 1, got {c.concurrency}")
+    if c.proxy_cpus <= 0:
+        raise ConfigError(f"compare.proxy_cpus must be positive, got {c.proxy_cpus}")
+    if c.state_layers is not None and c.state_layers < 1:
+        raise ConfigError(f"compare.state_layers must be >= 1, got {c.state_layers}")
+    for key in ("target", "proxy"):
+        if "compare" in getattr(c, key):
+            raise ConfigError(f"compare.{key} cannot hold a compare section")
+    tgt = target_config(cfg, c.methods[0], c.first_seed)  # refuses bad override keys now, not mid-run
+    if tgt.model.num_layers < state_layers(cfg):
+        raise ConfigError(f"compare.state_layers = {state_layers(cfg)} but the target has only "
+                          f"{tgt.model.num_layers} layer(s)")
+    if "acodm" in c.methods:
+        prx = proxy_config(cfg, c.first_seed)
+        if prx.model.num_layers < state_layers(cfg):
+            raise ConfigError(
+                f"the proxy has {prx.model.num_layers} layer(s) but the state tracks {state_layers(cfg)} "
+                f"(compare.state_layers, or the target's every-other-layer count for "
+                f"{tgt.model.num_layers} layers); give the proxy more layers or set compare.state_layers"
+            )
+
+
+def _build(data: dict[str, Any], where: str) -> ExperimentConfig:
+    try:
+        cfg = from_dict(ExperimentConfig, data)
+        validate(cfg)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from err
+    return cfg
+
+
+def state_layers(cfg: ExperimentConfig) -> int:
+    """Tracked matrices in the state of proxy and target alike (policy transfer needs one size)."""
+    from acodm_ray.model import state_layer_indices
+
+    if cfg.compare.state_layers is not None:
+        return cfg.compare.state_layers
+    tgt = deep_merge(to_dict(cfg), cfg.compare.target)
+    if (tgt.get("signals") or {}).get("state_layers") is not None:
+        return int(tgt["signals"]["state_layers"])
+    return len(state_layer_indices(int(tgt["model"]["num_layers"])))
+
+
+def _common(data: dict[str, Any], cfg: ExperimentConfig, seed: int) -> dict[str, Any]:
+    data = deep_merge(data, {"train": {"seed": int(seed)}, "signals": {"state_layers": state_layers(cfg)}})
+    data["compare"] = to_dict(dataclasses.replace(cfg.compare, quick={}))
+    return data
+
+
+def target_config(cfg: ExperimentConfig, method: str, seed: int, policy: str | None = None,
+                  server_name: str | None = None) -> ExperimentConfig:
+    """The target run of `method` with `seed`: config + compare.target + the method's mixer."""
+    parse_methods([method])
+    data = _common(deep_merge(to_dict(cfg), cfg.compare.target), cfg, seed)
+    target = {"policy": None, "online_acodm": False}
+    if method in ("uniform", "natural", "odm"):
+        data = deep_merge(data, {"mixer": {"name": method}})
+    elif method == "acodm":
+        target["policy"] = policy  # None while validating: the proxy stage makes it
+    elif method == "acodm-online":
+        target["online_acodm"] = True
+        data = deep_merge(data, {"mixer": {"name": "odm"}})  # the agent's warm-up behaviour is ODM
+    if server_name:
+        target["server_name"] = server_name
+    data = deep_merge(data, {"target": target})
+    return _build(data, f"compare.target ({method}, seed {seed})")
+
+
+def proxy_config(cfg: ExperimentConfig, seed: int) -> ExperimentConfig:
+    """The proxy stage of `seed`: config + compare.target + compare.proxy, AC-ODM on RLlib."""
+    data = deep_merge(deep_merge(to_dict(cfg), cfg.compare.target), cfg.compare.proxy)
+    data = deep_merge(_common(data, cfg, seed), {"rl": {"algo": "acodm"}})
+    return _build(data, f"compare.proxy (seed {seed})")
+
+
+def seeds_of(cfg: ExperimentConfig) -> list[int]:
+    return [cfg.compare.first_seed + i for i in range(cfg.compare.seeds)]
+
+
+# ---------------------------------------------------------------------- planning and scheduling
+
+
+@dataclass
+class RunSpec:
+    key: str  # "proxy-seed0", "odm-seed0", ...
+    kind: str  # "proxy" | "target"
+    seed: int
+    run_dir: Path
+    method: str | None = None
+    depends: str | None = None  # key of the proxy stage an "acodm" target run needs
+
+
+def plan(cfg: ExperimentConfig, out_dir: Path) -> list[RunSpec]:
+    """Proxy stages first (the AC-ODM target runs wait for theirs), then the target runs, seed by seed
+    (the online agent, the slowest, first within a seed)."""
+    methods, seeds = cfg.compare.methods, seeds_of(cfg)
+    specs: list[RunSpec] = []
+    if "acodm" in methods:
+        proxy_seeds = seeds if cfg.compare.proxy_per_seed else seeds[:1]
+        specs += [RunSpec(f"proxy-seed{s}", "proxy", s, out_dir / "proxy" / f"proxy-seed{s}") for s in proxy_seeds]
+    slow_first = sorted(methods, key=lambda m: m != "acodm-online")  # the slowest runs first: a shorter tail
+    for s in seeds:
+        for m in slow_first:
+            dep = None
+            if m == "acodm":
+                dep = f"proxy-seed{s if cfg.compare.proxy_per_seed else seeds[0]}"
+            specs.append(RunSpec(f"{m}-seed{s}", "target", s, out_dir / "runs" / f"{m}-seed{s}", m, dep))
+    return specs
+
+
+WALL_FILE = "compare_wall.json"  # in each run dir: the run's wall-clock, kept for --resume
+ProxyRunner = Callable[[ExperimentConfig, Path, bool], dict]  # (proxy cfg, run dir, overwrite) -> summary with "policy"
+TargetRunner = Callable[..., dict]  # run_target(cfg, run_dir, resume=, overwrite=)
+
+
+def _finished(run_dir: Path, steps: int | None = None) -> dict | None:
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    if steps is not None and summary.get("steps") != steps:
+        return None
+    return summary
+
+
+def run_comparison(
+    cfg: ExperimentConfig,
+    out_dir: str | Path,
+    proxy_runner: ProxyRunner | None,
+    target_runner: TargetRunner | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    quick: bool = False,
+    config_path: str | None = None,
+) -> dict[str, Any]:
+    """Run every (method, seed) and the proxy stages, then write summary.json, table.md and the plots
+    into `out_dir`. With `resume`, runs that already finished are read back instead of rerun. A failed
+    run is recorded under "failures" (its dependants too) and the others go on."""
+    from acodm_ray.rundir import prepare_run_dir, write_config, write_json
+
+    if target_runner is None:
+        from acodm_ray.target import run_target as target_runner
+    validate_compare(cfg)
+    if "acodm" in cfg.compare.methods and proxy_runner is None:
+        raise CompareError("method 'acodm' needs a proxy runner (policies.compare_proxy)")
+    out_dir = prepare_run_dir(Path(out_dir).expanduser().resolve(), resume=resume, overwrite=overwrite)
+    previous = json.loads((out_dir / "summary.json").read_text()) if resume and (out_dir / "summary.json").is_file() else {}
+    write_config(out_dir, cfg)
+    specs = plan(cfg, out_dir)
+    tag = out_dir.name
+    results: dict[str, dict] = {}
+    failures: dict[str, str] = {}
+    started = time.perf_counter()
+
+    def earlier_wall(spec: RunSpec) -> float | None:
+        path = spec.run_dir / WALL_FILE
+        if path.is_file():
+            return json.loads(path.read_text()).get("wall_s")
+        if spec.kind == "proxy":
+            return (((previous.get("proxy") or {}).get("runs") or {}).get(str(spec.seed)) or {}).get("wall_s")
+        return ((previous.get("runs") or {}).get(spec.key) or {}).get("wall_s")
+
+    def execute(spec: RunSpec) -> dict:
+        t0 = time.perf_counter()
+        if spec.kind == "proxy":
+            pcfg = proxy_config(cfg, spec.seed)
+            done = _finished(spec.run_dir) if resume else None
+            if done and done.get("policy") and Path(done["policy"]).is_dir():
+                return {**done, "skipped": True, "wall_s": earlier_wall(spec), "run_dir": str(spec.run_dir)}
+            summary = proxy_runner(pcfg, spec.run_dir, True)
+        else:
+            policy = results[spec.depends]["policy"] if spec.depends else None
+            tcfg = target_config(cfg, spec.method, spec.seed, policy=policy, server_name=f"cmp-{tag}-{spec.key}")
+            done = _finished(spec.run_dir, tcfg.train.steps) if resume else None
+            if done:
+                return {**done, "skipped": True, "wall_s": earlier_wall(spec)}
+            summary = target_runner(tcfg, spec.run_dir, resume=False, overwrite=True)
+        summary = dict(summary)
+        summary["wall_s"] = time.perf_counter() - t0
+        write_json(spec.run_dir / WALL_FILE, {"key": spec.key, "wall_s": summary["wall_s"]})
+        return summary
+
+    pending = list(specs)
+    running: dict[Any, RunSpec] = {}
+    with ThreadPoolExecutor(max_workers=cfg.compare.concurrency) as pool:
+        while pending or running:
+            for spec in list(pending):
+                if spec.depends and spec.depends in failures:
+                    pending.remove(spec)
+                    failures[spec.key] = f"not run: {spec.depends} failed"
+            while len(running) < cfg.compare.concurrency:
+                ready = next((s for s in pending if not s.depends or s.depends in results), None)
+                if ready is None:
+                    break
+                pending.remove(ready)
+                log.info("compare: starting %s", ready.key)
+                running[pool.submit(execute, ready)] = ready
+            if not running:
+                break
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in done:
+                spec = running.pop(fut)
+                try:
+                    results[spec.key] = fut.result()
+                    log.info("compare: %s %s", spec.key, "finished earlier: read back" if results[spec.key].get("skipped")
+                             else f"done in {results[spec.key].get('wall_s') or 0.0:.0f} s")
+                except Exception as err:  # keep going; reported in the summary
+                    log.exception("compare: %s failed", spec.key)
+                    failures[spec.key] = f"{type(err).__name__}: {err}"
+    wall = time.perf_counter() - started
+
+    runs = {s.key: load_run(s.run_dir) for s in specs if s.kind == "target" and s.key in results}
+    summary = summarize(cfg, specs, runs, results, failures)
+    summary.update({
+        "name": out_dir.name, "config": config_path, "quick": quick, "out_dir": str(out_dir),
+        "wall_clock_s": wall + float(previous.get("wall_clock_s") or 0.0), "wall_clock_s_this_invocation": wall,
+        "resumed": bool(resume), "machine": machine(), "concurrency": cfg.compare.concurrency,
+    })
+    summary["files"] = write_outputs(summary, runs, specs, out_dir)
+    write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+# ---------------------------------------------------------------------- reading a run back
+
+
+@dataclass
+class RunData:
+    """What the comparison needs from one target run directory."""
+
+    domains: list[str]
+    eval_steps: list[int]
+    ppl: dict[str, list[float]]  # "average" and every domain -> values at eval_steps
+    weights: np.ndarray  # [steps, K], the weights trained with at every step
+    step_seconds: list[float]  # full training iteration on rank 0, per step
+    mixer_seconds: list[float]  # that iteration minus the training step inside it (paired, same step)
+    worker_peak_rss_mb: float | None
+    server_peak_rss_mb: float | None
+    seconds: float | None  # run_target's own wall-clock
+    summary: dict[str, Any] = field(default_factory=dict)
+    run_dir: str = ""
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    from acodm_ray.metrics import read_metrics
+
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    domains = list(summary["domains"])
+    steps, evals = read_metrics(run_dir)
+    rank0 = _jsonl(run_dir / "ranks" / "rank0.jsonl")
+    train_s = {int(r["step"]): float(r["seconds"]) for r in steps if r.get("seconds") is not None}
+    if rank0:
+        seconds = [float(r["seconds"]) for r in rank0]
+        rss = [float(r["max_rss_mb"]) for r in rank0 if r.get("max_rss_mb") is not None]
+        mixer = [float(r["seconds"]) - train_s[int(r["step"])] for r in rank0 if int(r["step"]) in train_s]
+    else:  # rank logs off: the training step's own time, no memory
+        seconds, rss, mixer = list(train_s.values()), [], []
+    keys = ["average", *domains]
+    return RunData(
+        domains=domains,
+        eval_steps=[int(r["step"]) for r in evals],
+        ppl={k: [float(r[f"val_ppl/{k}"]) for r in evals] for k in keys},
+        weights=np.array([[r[f"weight/{d}"] for d in domains] for r in steps], dtype=float).reshape(len(steps), len(domains)),
+        step_seconds=seconds,
+        mixer_seconds=mixer,
+        worker_peak_rss_mb=max(rss) if rss else None,
+        server_peak_rss_mb=(summary.get("server") or {}).get("max_rss_mb"),
+        seconds=summary.get("seconds"),
+        summary=summary,
+        run_dir=str(run_dir),
+    )
+
+
+# ---------------------------------------------------------------------- the headline computations
+
+
+def _finite(x: Any) -> bool:
+    return x is not None and isinstance(x, (int, float, np.floating, np.integer)) and math.isfinite(float(x))
+
+
+def steps_to_reach(steps: Sequence[int], values: Sequence[float], target: float) -> int | None:
+    """First step whose value is <= target (lower is better); None if it never gets there."""
+    for s, v in zip(steps, values):
+        if _finite(v) and float(v) <= target:
+            return int(s)
+    return None
+
+
+def best_point(steps: Sequence[int], values: Sequence[float]) -> tuple[int, float] | None:
+    pairs = [(int(s), float(v)) for s, v in zip(steps, values) if _finite(v)]
+    if not pairs:
+        return None
+    value = min(v for _, v in pairs)
+    return next(p for p in pairs if p[1] == value)
+
+
+def mean_spread(values: Sequence[float | None]) -> dict[str, Any] | None:
+    """Mean, sample standard deviation (0 for one value), min, max and count of the finite values."""
+    xs = [float(v) for v in values if _finite(v)]
+    if not xs:
+        return None
+    return {"mean": float(np.mean(xs)), "std": float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0,
+            "min": min(xs), "max": max(xs), "n": len(xs)}
+
+
+def steps_to_reference(curves: dict[str, dict[int, tuple[Sequence[int], Sequence[float]]]],
+                       reference: str = REFERENCE) -> dict[str, dict[int, dict[str, Any]]]:
+    """Per method and seed: the reference's best value of that seed (`target`), the steps the method
+    needs to reach it (None: not reached) and their ratio to the steps the reference needs (its
+    first step at its best). `curves`: {method: {seed: (eval steps, average val ppl)}}."""
+    if reference not in curves:
+        raise CompareError(f"the reference method {reference!r} has no runs")
+    out: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in curves}
+    for seed, (ref_steps, ref_values) in curves[reference].items():
+        ref_best = best_point(ref_steps, ref_values)
+        if ref_best is None:
+            continue
+        ref_step, target = ref_best
+        for method, by_seed in curves.items():
+            if seed not in by_seed:
+                continue
+            steps = steps_to_reach(*by_seed[seed], target)
+            out[method][seed] = {"target": target, "steps": steps, "reference_steps": ref_step,
+                                 "ratio": None if steps is None else steps / ref_step}
+    return out
+
+
+def headline_steps(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± spread over seeds of the steps and ratios (of the seeds that reached the target)."""
+    reached = [r for r in per_seed.values() if r["steps"] is not None]
+    return {
+        "seeds": len(per_seed),
+        "reached": len(reached),
+        "steps": mean_spread([r["steps"] for r in reached]),
+        "ratio": mean_spread([r["ratio"] for r in reached]),
+        "per_seed": {str(s): r for s, r in per_seed.items()},
+    }
+
+
+def overhead_pct(values: dict[int, float | None], baseline: dict[int, float | None]) -> dict[str, Any] | None:
+    """(value / baseline - 1) * 100 per seed (same seed), then mean ± spread."""
+    pct = [100.0 * (values[s] / baseline[s] - 1.0) for s in values
+           if _finite(values.get(s)) and _finite(baseline.get(s)) and baseline[s] > 0]
+    return mean_spread(pct)
+
+
+# ---------------------------------------------------------------------- summary
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {"cpus": os.cpu_count(), "platform": platform.platform(),
+                            "processor": platform.processor() or platform.machine(),
+                            "torch": torch.__version__,
+                            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    try:
+        import ray
+
+        info["ray"] = ray.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3, 1)
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        pass
+    return info
+
+
+def _by_method(specs: list[RunSpec], runs: dict[str, RunData]) -> dict[str, dict[int, RunData]]:
+    out: dict[str, dict[int, RunData]] = {}
+    for s in specs:
+        if s.kind == "target" and s.key in runs:
+            out.setdefault(s.method, {})[s.seed] = runs[s.key]
+    return out
+
+
+def summarize(cfg: ExperimentConfig, specs: list[RunSpec], runs: dict[str, RunData],
+              results: dict[str, dict], failures: dict[str, str]) -> dict[str, Any]:
+    methods = [m for m in cfg.compare.methods]
+    by_method = _by_method(specs, runs)
+    domains = next(iter(runs.values())).domains if runs else []
+    tcfg = target_config(cfg, methods[0], cfg.compare.first_seed)
+    summary: dict[str, Any] = {
+        "methods": methods,
+        "method_descriptions": {m: METHODS[m] for m in methods},
+        "seeds": seeds_of(cfg),
+        "domains": domains,
+        "reference": REFERENCE,
+        "target": {"model": to_dict(tcfg.model), "steps": tcfg.train.steps, "seq_len": tcfg.train.seq_len,
+                   "micro_batch_size": tcfg.train.micro_batch_size, "grad_accum": tcfg.train.grad_accum,
+                   "tokens_per_step": tcfg.train.seq_len * tcfg.train.micro_batch_size * tcfg.train.grad_accum
+                   * tcfg.target.num_workers,
+                   "eval_every": tcfg.train.eval_every, "eval_batches": tcfg.train.eval_batches,
+                   "num_workers": tcfg.target.num_workers, "cpus_per_worker": tcfg.target.cpus_per_worker,
+                   "state_layers": tcfg.signals.state_layers},
+        "failures": failures,
+    }
+    if "acodm" in methods:
+        pcfg = proxy_config(cfg, cfg.compare.first_seed)
+        proxies = {s.seed: results[s.key] for s in specs if s.kind == "proxy" and s.key in results}
+        summary["proxy"] = {
+            "model": to_dict(pcfg.model), "steps": pcfg.train.steps, "rl_iterations": pcfg.rl.iterations,
+            "env_steps_per_iteration": pcfg.rl.min_sample_timesteps_per_iteration,
+            "per_seed": cfg.compare.proxy_per_seed,
+            "runs": {str(seed): {"policy": r.get("policy"), "wall_s": r.get("wall_s"), "run_dir": r.get("run_dir")}
+                     for seed, r in proxies.items()},
+            "wall_s": mean_spread([r.get("wall_s") for r in proxies.values()]),
+        }
+
+    static = next((m for m in STATIC_BASELINES if m in by_method), None)
+    summary["static_baseline"] = static
+    curves = {m: {seed: (r.eval_steps, r.ppl["average"]) for seed, r in by_seed.items()} for m, by_seed in by_method.items()}
+    to_ref = steps_to_reference(curves) if REFERENCE in curves else {}
+    table: dict[str, Any] = {}
+    per_run: dict[str, dict[str, Any]] = {}
+    for m in methods:
+        by_seed = by_method.get(m, {})
+        if not by_seed:
+            table[m] = {"runs": 0}
+            continue
+        step_ms = {s: 1000.0 * float(np.median(r.step_seconds)) if r.step_seconds else None for s, r in by_seed.items()}
+        mixer_ms = {s: 1000.0 * float(np.median(r.mixer_seconds)) if r.mixer_seconds else None for s, r in by_seed.items()}
+        mixer_pct = {s: 100.0 * mixer_ms[s] / (step_ms[s] - mixer_ms[s])
+                     if _finite(mixer_ms[s]) and _finite(step_ms[s]) and step_ms[s] > mixer_ms[s] else None for s in by_seed}
+        worker = {s: r.worker_peak_rss_mb for s, r in by_seed.items()}
+        total = {s: (r.worker_peak_rss_mb + r.server_peak_rss_mb)
+                 if _finite(r.worker_peak_rss_mb) and _finite(r.server_peak_rss_mb) else None for s, r in by_seed.items()}
+        wall = {s: results[f"{m}-seed{s}"].get("wall_s") for s in by_seed}
+        final = {k: mean_spread([r.ppl[k][-1] if r.ppl[k] else None for r in by_seed.values()])
+                 for k in ["average", *domains]}
+        best_avg = mean_spread([(best_point(r.eval_steps, r.ppl["average"]) or (None, None))[1] for r in by_seed.values()])
+        weights = np.mean([r.weights[-1] for r in by_seed.values() if len(r.weights)], axis=0)
+        entry: dict[str, Any] = {
+            "runs": len(by_seed),
+            "final_val_ppl": final,
+            "best_average_val_ppl": best_avg,
+            "step_ms": mean_spread(list(step_ms.values())),
+            "mixer_ms": mean_spread(list(mixer_ms.values())),
+            "mixer_pct_of_step": mean_spread(list(mixer_pct.values())),
+            "worker_peak_rss_mb": mean_spread(list(worker.values())),
+            "peak_rss_mb": mean_spread(list(total.values())),
+            "wall_s": mean_spread(list(wall.values())),
+            "final_weights": {d: float(w) for d, w in zip(domains, weights)},
+            "max_final_weight": {"domain": domains[int(np.argmax(weights))], "weight": float(np.max(weights))},
+            "max_final_weight_per_seed": {
+                str(s): {"domain": domains[int(np.argmax(r.weights[-1]))], "weight": float(np.max(r.weights[-1]))}
+                for s, r in by_seed.items() if len(r.weights)},
+        }
+        if m in to_ref:
+            entry["steps_to_reference"] = headline_steps(to_ref[m])
+        if static and m != static:
+            b = by_method[static]
+            entry["step_time_overhead_pct"] = overhead_pct(step_ms, {s: 1000.0 * float(np.median(r.step_seconds))
+                                                                      if r.step_seconds else None for s, r in b.items()})
+            entry["memory_overhead_pct"] = overhead_pct(total, {s: (r.worker_peak_rss_mb or 0) + (r.server_peak_rss_mb or 0)
+                                                                 if _finite(r.worker_peak_rss_mb) and _finite(r.server_peak_rss_mb)
+                                                                 else None for s, r in b.items()})
+            entry["worker_memory_overhead_pct"] = overhead_pct(worker, {s: r.worker_peak_rss_mb for s, r in b.items()})
+        if m == "acodm" and "proxy" in summary:
+            entry["proxy_wall_s"] = summary["proxy"]["wall_s"]
+        table[m] = entry
+        for s, r in by_seed.items():
+            per_run[f"{m}-seed{s}"] = {
+                "method": m, "seed": s, "run_dir": r.run_dir,
+                "final_val_ppl": {k: (r.ppl[k][-1] if r.ppl[k] else None) for k in ["average", *domains]},
+                "best_average_val_ppl": (best_point(r.eval_steps, r.ppl["average"]) or (None, None))[1],
+                "eval_steps": r.eval_steps, "average_val_ppl": r.ppl["average"],
+                "step_ms_median": step_ms[s], "mixer_ms_median": mixer_ms[s], "worker_peak_rss_mb": r.worker_peak_rss_mb,
+                "server_peak_rss_mb": r.server_peak_rss_mb, "run_seconds": r.seconds, "wall_s": wall[s],
+                "steps_to_reference": (to_ref.get(m) or {}).get(s),
+                "final_weights": {d: float(w) for d, w in zip(domains, r.weights[-1])} if len(r.weights) else None,
+                "agent": r.summary.get("agent"),
+            }
+    summary["headline"] = table
+    summary["runs"] = per_run
+    return summary
+
+
+# ---------------------------------------------------------------------- outputs: table and plots
+
+
+def _fmt(stat: dict[str, Any] | None, digits: int = 1, pct: bool = False) -> str:
+    if not stat:
+        return "n/a"
+    sign = "+" if pct and stat["mean"] >= 0 else ""
+    unit = "%" if pct else ""
+    if stat["n"] == 1:
+        return f"{sign}{stat['mean']:.{digits}f}{unit}"
+    return f"{sign}{stat['mean']:.{digits}f}{unit} ± {stat['std']:.{digits}f}"
+
+
+def _fmt_steps(h: dict[str, Any] | None) -> tuple[str, str]:
+    if not h:
+        return "n/a", "n/a"
+    if not h["reached"]:
+        return f"not reached (0/{h['seeds']})", "–"
+    reached = "" if h["reached"] == h["seeds"] else f" (reached {h['reached']}/{h['seeds']})"
+    return _fmt(h["steps"], 0) + reached, _fmt(h["ratio"], 2)
+
+
+def render_table(summary: dict[str, Any]) -> str:
+    """table.md: headline table, final per-domain perplexity, final weights."""
+    methods, domains = summary["methods"], summary["domains"]
+    head = summary["headline"]
+    static = summary.get("static_baseline") or "static"
+    n = len(summary["seeds"])
+    spread = "mean ± sample std over seeds" if n > 1 else "one seed"
+    lines = [
+        f"Target: {summary['target']['model']['num_layers']} layers × {summary['target']['model']['hidden_size']} hidden, "
+        f"{summary['target']['steps']} steps × {summary['target']['tokens_per_step']:,} tokens, "
+        f"evaluated every {summary['target']['eval_every']} steps; seeds {summary['seeds']} ({spread}).",
+    ]
+    if "proxy" in summary:
+        p = summary["proxy"]
+        lines.append(
+            f"AC-ODM proxy: {p['model']['num_layers']} layers × {p['model']['hidden_size']} hidden, "
+            f"{p['steps']}-step episodes, {p['rl_iterations']} RLlib iterations × {p['env_steps_per_iteration']} env steps"
+            f" ({'one policy per seed' if p['per_seed'] else 'one policy for all seeds'})."
+        )
+    lines += ["", f"| method | steps to ODM's best avg val ppl | ratio to ODM | final avg val ppl | best avg val ppl "
+                  f"| step time (ms) | step time vs {static} | mixer ms/step (paired) | peak RSS worker+server (MiB) | memory vs {static} "
+                  f"| wall-clock per run (s) | largest final weight (per seed) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for m in methods:
+        h = head.get(m, {})
+        if not h.get("runs"):
+            lines.append(f"| {m} | failed | | | | | | | | | | |")
+            continue
+        steps, ratio = _fmt_steps(h.get("steps_to_reference"))
+        wall = _fmt(h["wall_s"], 0)
+        if h.get("proxy_wall_s"):
+            wall += f" (+ proxy {_fmt(h['proxy_wall_s'], 0)})"
+        per_seed = h.get("max_final_weight_per_seed") or {"-": h["max_final_weight"]}
+        spread_w = max(h["final_weights"].values()) - min(h["final_weights"].values())
+        largest = "all equal" if spread_w < 1e-6 else ", ".join(f"{w['domain']} {w['weight']:.2f}" for w in per_seed.values())
+        lines.append(
+            f"| {m} | {steps} | {ratio} | {_fmt(h['final_val_ppl']['average'])} | {_fmt(h['best_average_val_ppl'])} "
+            f"| {_fmt(h['step_ms'], 0)} | {_fmt(h.get('step_time_overhead_pct'), 1, True) if m != static else '(baseline)'} "
+            f"| {_fmt(h.get('mixer_ms'), 1)} "
+            f"| {_fmt(h['peak_rss_mb'], 0)} | {_fmt(h.get('memory_overhead_pct'), 1, True) if m != static else '(baseline)'} "
+            f"| {wall} | {largest} |"
+        )
+    lines += ["", "Final validation perplexity per domain (" + spread + "):", "",
+              "| method | " + " | ".join(domains) + " | average |", "|---|" + "---|" * (len(domains) + 1)]
+    for m in methods:
+        h = head.get(m, {})
+        if h.get("runs"):
+            lines.append(f"| {m} | " + " | ".join(_fmt(h["final_val_ppl"][d]) for d in domains)
+                         + f" | {_fmt(h['final_val_ppl']['average'])} |")
+    lines += ["", "Domain weights at the last step (mean over seeds):", "",
+              "| method | " + " | ".join(domains) + " |", "|---|" + "---|" * len(domains)]
+    for m in methods:
+        h = head.get(m, {})
+        if h.get("runs"):
+            lines.append(f"| {m} | " + " | ".join(f"{h['final_weights'][d]:.3f}" for d in domains) + " |")
+    if summary.get("failures"):
+        lines += ["", "Failed runs: " + "; ".join(f"{k}: {v}" for k, v in summary["failures"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def _curve(by_seed: dict[int, RunData], key: str) -> tuple[list[int], np.ndarray, np.ndarray | None]:
+    """Mean and spread over seeds at the eval steps every seed has."""
+    common = sorted(set.intersection(*(set(r.eval_steps) for r in by_seed.values())))
+    rows = np.array([[r.ppl[key][r.eval_steps.index(s)] for s in common] for r in by_seed.values()], dtype=float)
+    spread = rows.std(axis=0, ddof=1) if len(rows) > 1 else None
+    return common, rows.mean(axis=0), spread
+
+
+def write_outputs(summary: dict[str, Any], runs: dict[str, RunData], specs: list[RunSpec], out_dir: Path) -> dict[str, str]:
+    """table.md, val_ppl.png (average), val_ppl_domains.png (per domain), weights.png (per method)."""
+    from acodm_ray.plots import plot_curve_panels, plot_curves, plot_weight_trajectories
+
+    files = {"table": str(out_dir / "table.md")}
+    (out_dir / "table.md").write_text(render_table(summary))
+    by_method = _by_method(specs, runs)
+    methods = [m for m in summary["methods"] if m in by_method]
+    if not methods:
+        return files
+    domains = summary["domains"]
+    band = " (band: ± std over seeds)" if len(summary["seeds"]) > 1 else ""
+    curves = {m: _curve(by_method[m], "average") for m in methods}
+    files["val_ppl"] = str(plot_curves(curves, out_dir / "val_ppl.png", ylabel="average validation perplexity",
+                                       title="average validation perplexity" + band))
+    panels = {k: {m: _curve(by_method[m], k) for m in methods} for k in ["average", *domains]}
+    files["val_ppl_domains"] = str(plot_curve_panels(panels, out_dir / "val_ppl_domains.png",
+                                                     title="validation perplexity per domain" + band))
+    # the weights each run trained with (a mean over seeds would show a mix no run used)
+    first = min(summary["seeds"])
+    traj = {m: by_method[m][first].weights for m in methods if first in by_method[m] and len(by_method[m][first].weights)}
+    if traj:
+        files["weights"] = str(plot_weight_trajectories(traj, domains, out_dir / "weights.png",
+                                                        title=f"domain weights per step (seed {first})",
+                                                        ncols=3 if len(traj) > 3 else None, dpi=80))
+    if len(summary["seeds"]) > 1:
+        grid = {f"{m}, seed {s}": by_method[m][s].weights for m in methods for s in summary["seeds"]
+                if s in by_method[m] and len(by_method[m][s].weights)}
+        files["weights_seeds"] = str(plot_weight_trajectories(grid, domains, out_dir / "weights_seeds.png",
+                                                              title="domain weights per step, every run",
+                                                              ncols=len(summary["seeds"]), dpi=60))
+    return files
+
+
+def headline_lines(summary: dict[str, Any]) -> list[str]:
+    """A few lines for the terminal."""
+    out = []
+    for m in summary["methods"]:
+        h = summary["headline"].get(m, {})
+        if not h.get("runs"):
+            out.append(f"{m}: failed")
+            continue
+        steps, ratio = _fmt_steps(h.get("steps_to_reference"))
+        out.append(f"{m}: final avg val ppl {_fmt(h['final_val_ppl']['average'])}, steps to ODM's best {steps} "
+                   f"(ratio {ratio}), step {_fmt(h['step_ms'], 0)} ms")
+    return out
+
+
+__all__ = ["METHODS", "REFERENCE", "DEFAULT_QUICK", "CompareError", "parse_methods", "load_compare_config",
+           "validate_compare", "target_config", "proxy_config", "plan", "run_comparison", "load_run",
+           "steps_to_reach", "best_point", "steps_to_reference", "headline_steps", "mean_spread", "overhead_pct",
+           "summarize", "render_table", "write_outputs", "headline_lines"]

@@ -1,0 +1,86 @@
+"""The paper's comparison at laptop scale: uniform, natural proportions, ODM, AC-ODM (proxy mode) and
+AC-ODM (non-proxy mode) pretraining the same target with the same token budget and seeds.
+
+    python jobs/compare.py --config configs/demo.yaml --seeds 3
+    python jobs/compare.py --config configs/tiny.yaml --quick                  # smoke test
+    python jobs/compare.py --config configs/demo.yaml --methods uniform,odm,acodm --seeds 2
+    ray job submit --working-dir . -- python jobs/compare.py --config configs/demo.yaml
+
+Budgets come from the config's `compare:` section (target steps, proxy model and RL iterations,
+concurrency); `--quick` applies `compare.quick` (tiny sizes, one seed, few steps); `--set` wins over
+both. Methods: uniform, natural, odm, acodm (policy learned by RLlib on a smaller proxy, then frozen
+on the target), acodm-online (the agent learns on the target itself).
+
+Writes results/<name>/: summary.json (every figure, per run and per method), table.md, val_ppl.png
+(average validation perplexity vs steps, mean ± std over seeds), val_ppl_domains.png (per domain),
+weights.png (domain weights over steps, one panel per method), config.yaml, runs/<method>-seed<s>/
+(each target run, as jobs/target_pretrain.py writes it) and proxy/proxy-seed<s>/ (each proxy stage).
+--resume reads back the runs that finished and reruns the others.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import _common  # noqa: F401  (puts the repo on sys.path)
+from _common import base_parser, init_ray, resolve_output_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    import json
+
+    from acodm_ray.compare import CompareError, headline_lines, load_compare_config, parse_methods
+    from acodm_ray.config import ConfigError
+
+    parser = base_parser(__doc__)
+    parser.add_argument("--seeds", type=int, default=None, help="runs per method (overrides compare.seeds)")
+    parser.add_argument("--methods", default=None, help="comma-separated (overrides compare.methods): "
+                        "uniform,natural,odm,acodm,acodm-online")
+    parser.add_argument("--quick", action="store_true", help="smoke-test sizes (compare.quick): tiny, 1 seed, few steps")
+    parser.add_argument("--concurrency", type=int, default=None, help="runs at the same time (compare.concurrency)")
+    args = parser.parse_args(argv)
+    overrides = list(args.overrides)
+    try:
+        if args.methods is not None:
+            overrides.append(f"compare.methods={json.dumps(parse_methods(args.methods))}")
+        if args.seeds is not None:
+            overrides.append(f"compare.seeds={args.seeds}")
+        if args.concurrency is not None:
+            overrides.append(f"compare.concurrency={args.concurrency}")
+        cfg = load_compare_config(args.config, overrides, quick=args.quick)
+    except (ConfigError, CompareError) as err:
+        print(f"compare: error: {err}", file=sys.stderr)
+        return 2
+    from acodm_ray.safety import check_output_path
+
+    name = args.name or f"{cfg.name}-compare" + ("-quick" if args.quick else "")
+    try:
+        out_dir = check_output_path(resolve_output_dir(args.output_dir or "results"), name)
+    except ValueError as err:
+        print(f"compare: error: {err}", file=sys.stderr)
+        return 2
+    if out_dir.exists() and any(out_dir.iterdir()) and not (args.resume or args.overwrite):
+        print(f"compare: error: {out_dir} already exists; pass --resume, --overwrite or another --name", file=sys.stderr)
+        return 2
+    init_ray()
+    from acodm_ray.compare import run_comparison
+    from policies.compare_proxy import ray_proxy_runner
+
+    try:
+        summary = run_comparison(cfg, out_dir, ray_proxy_runner(cfg.compare.proxy_cpus), resume=args.resume,
+                                 overwrite=args.overwrite, quick=args.quick, config_path=args.config)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"compare: error: {err}", file=sys.stderr)
+        return 2
+    for line in headline_lines(summary):
+        print(f"compare: {line}")
+    print(f"compare: done in {summary['wall_clock_s']:.0f} s; table {out_dir / 'table.md'}; summary {out_dir / 'summary.json'}")
+    if summary["failures"]:
+        for key, why in summary["failures"].items():
+            print(f"compare: error: {key}: {why}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

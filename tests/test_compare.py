@@ -1,0 +1,290 @@
+"""The method comparison (jobs/compare.py, acodm_ray/compare.py, policies/compare_proxy.py): the
+headline computations on hand-made curves, the config plumbing, and the quick comparison on
+configs/tiny.yaml end to end (every method trains, every output is written, the numbers are finite)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from acodm_ray.compare import (
+    METHODS,
+    CompareError,
+    best_point,
+    headline_steps,
+    load_compare_config,
+    mean_spread,
+    overhead_pct,
+    parse_methods,
+    plan,
+    proxy_config,
+    render_table,
+    steps_to_reach,
+    steps_to_reference,
+    target_config,
+)
+from acodm_ray.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "jobs"))
+import compare as compare_job  # noqa: E402
+
+STEPS = [10, 20, 30, 40]
+
+
+# ---------------------------------------------------------------------- headline computations
+
+
+def test_steps_to_reach_is_the_first_step_at_or_below_the_target():
+    values = [100.0, 80.0, 60.0, 65.0]
+    assert steps_to_reach(STEPS, values, 80.0) == 20  # equality counts
+    assert steps_to_reach(STEPS, values, 79.9) == 30
+    assert steps_to_reach(STEPS, values, 60.0) == 30
+    assert steps_to_reach(STEPS, values, 59.9) is None  # never gets there
+    assert steps_to_reach(STEPS, [float("nan"), 70.0, None, 50.0], 60.0) == 40  # non-finite values skipped
+    assert best_point(STEPS, values) == (30, 60.0)
+    assert best_point(STEPS, [5.0, 3.0, 3.0, 4.0]) == (20, 3.0)  # first step on ties
+    assert best_point(STEPS, [float("nan")] * 4) is None
+
+
+def test_steps_to_reference_per_seed_ratio_and_not_reached():
+    curves = {
+        # seed 0: ODM's best is 60 at step 30; seed 1: 50 at step 40
+        "odm": {0: (STEPS, [100.0, 80.0, 60.0, 65.0]), 1: (STEPS, [90.0, 70.0, 55.0, 50.0])},
+        "fast": {0: (STEPS, [90.0, 60.0, 50.0, 45.0]), 1: (STEPS, [60.0, 50.0, 45.0, 40.0])},
+        "slow": {0: (STEPS, [120.0, 100.0, 70.0, 61.0]), 1: (STEPS, [80.0, 70.0, 60.0, 50.0])},
+    }
+    res = steps_to_reference(curves, "odm")
+    assert res["odm"][0] == {"target": 60.0, "steps": 30, "reference_steps": 30, "ratio": 1.0}
+    assert res["odm"][1]["steps"] == 40 and res["odm"][1]["ratio"] == 1.0
+    assert res["fast"][0]["steps"] == 20 and res["fast"][0]["ratio"] == pytest.approx(2 / 3)
+    assert res["fast"][1]["steps"] == 20 and res["fast"][1]["ratio"] == pytest.approx(0.5)
+    assert res["slow"][0]["steps"] is None and res["slow"][0]["ratio"] is None  # 61 > 60: not reached
+    assert res["slow"][1]["steps"] == 40 and res["slow"][1]["ratio"] == 1.0
+
+    fast = headline_steps(res["fast"])
+    assert (fast["seeds"], fast["reached"]) == (2, 2)
+    assert fast["steps"]["mean"] == 20 and fast["steps"]["std"] == 0
+    assert fast["ratio"]["mean"] == pytest.approx(7 / 12)
+    assert fast["ratio"]["std"] == pytest.approx(np.std([2 / 3, 0.5], ddof=1))
+    slow = headline_steps(res["slow"])
+    assert (slow["seeds"], slow["reached"]) == (2, 1)  # mean over the seeds that reached it
+    assert slow["steps"]["mean"] == 40 and slow["ratio"]["mean"] == 1.0 and slow["ratio"]["n"] == 1
+
+    never = headline_steps(steps_to_reference({"odm": curves["odm"], "x": {0: (STEPS, [200.0] * 4)}})["x"])
+    assert never["reached"] == 0 and never["steps"] is None and never["ratio"] is None
+    with pytest.raises(CompareError, match="reference"):
+        steps_to_reference({"fast": curves["fast"]}, "odm")
+
+
+def test_mean_spread_and_overhead():
+    s = mean_spread([1.0, 2.0, 3.0, None, float("nan")])
+    assert s == {"mean": 2.0, "std": pytest.approx(1.0), "min": 1.0, "max": 3.0, "n": 3}
+    assert mean_spread([5.0])["std"] == 0.0
+    assert mean_spread([None, float("inf")]) is None
+    # per seed against the same seed's baseline: +10% and +30%
+    o = overhead_pct({0: 110.0, 1: 130.0, 2: None}, {0: 100.0, 1: 100.0, 2: 100.0})
+    assert o["mean"] == pytest.approx(20.0) and o["n"] == 2
+    assert overhead_pct({0: 1.0}, {1: 1.0}) is None
+
+
+def _summary_for_table(reached: int) -> dict:
+    def stat(x):
+        return {"mean": x, "std": 0.5, "min": x, "max": x, "n": 2}
+
+    per = {"seeds": 2, "reached": reached, "steps": stat(30.0) if reached else None,
+           "ratio": stat(1.0) if reached else None, "per_seed": {}}
+    entry = {"runs": 2, "final_val_ppl": {"average": stat(50.0), "a": stat(40.0), "b": stat(60.0)},
+             "best_average_val_ppl": stat(49.0), "step_ms": stat(100.0), "peak_rss_mb": stat(900.0),
+             "wall_s": stat(60.0), "final_weights": {"a": 0.97, "b": 0.03},
+             "max_final_weight": {"domain": "a", "weight": 0.97}, "steps_to_reference": per,
+             "step_time_overhead_pct": stat(2.0), "memory_overhead_pct": stat(-1.0)}
+    return {"methods": ["uniform", "acodm"], "domains": ["a", "b"], "seeds": [0, 1], "static_baseline": "uniform",
+            "target": {"model": {"num_layers": 2, "hidden_size": 32}, "steps": 40, "tokens_per_step": 512,
+                       "eval_every": 10},
+            "headline": {"uniform": {**entry, "final_weights": {"a": 0.5, "b": 0.5}}, "acodm": entry}, "failures": {}}
+
+
+def test_table_says_not_reached_and_marks_the_baseline():
+    text = render_table(_summary_for_table(reached=0))
+    row = next(line for line in text.splitlines() if line.startswith("| acodm |"))
+    assert "not reached (0/2)" in row and "50.0 ± 0.5" in row and "+2.0% ± 0.5" in row and "a 0.97" in row
+    base = next(line for line in text.splitlines() if line.startswith("| uniform |"))
+    assert "(baseline)" in base and "all equal" in base
+    assert "reached 1/2" in render_table(_summary_for_table(reached=1))
+
+
+# ---------------------------------------------------------------------- configuration
+
+
+def test_unknown_methods_are_refused_with_the_valid_list(capsys):
+    assert parse_methods("uniform, odm,uniform,acodm-online") == ["uniform", "odm", "acodm-online"]
+    with pytest.raises(CompareError, match="valid methods are: uniform, natural, odm, acodm, acodm-online"):
+        parse_methods("uniform,doremi")
+    with pytest.raises(CompareError, match="no method"):
+        parse_methods(" , ")
+    rc = compare_job.main(["--config", "configs/tiny.yaml", "--quick", "--methods", "odm,doremi"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "doremi" in err and all(m in err for m in METHODS)
+    with pytest.raises(ConfigError, match="doremi"):
+        load_compare_config("configs/tiny.yaml", ["compare.methods=[odm, doremi]"])
+
+
+def test_quick_overrides_and_proxy_state_size(tmp_path):
+    full = load_compare_config("configs/demo.yaml")
+    quick = load_compare_config("configs/demo.yaml", quick=True)
+    assert full.compare.seeds == 3 and quick.compare.seeds == 1
+    assert load_compare_config("configs/demo.yaml", ["compare.seeds=2"], quick=True).compare.seeds == 2  # --set wins
+    for cfg in (full, quick):
+        tgt, prx = target_config(cfg, "odm", 1), proxy_config(cfg, 1)
+        assert prx.model.hidden_size < tgt.model.hidden_size, "the proxy must be smaller than the target"
+        assert prx.signals.state_layers == tgt.signals.state_layers  # same state size: the policy transfers
+        assert tgt.train.seed == prx.train.seed == 1 and prx.rl.algo == "acodm"
+    assert target_config(full, "acodm-online", 0).target.online_acodm
+    assert target_config(full, "natural", 0).mixer.name == "natural"
+    assert target_config(full, "acodm", 0, policy="/p").target.policy == "/p"
+    # every (method, seed) gets one target run; the AC-ODM runs wait for their seed's proxy stage
+    specs = plan(full, tmp_path)
+    assert len([s for s in specs if s.kind == "target"]) == 15
+    assert {s.depends for s in specs if s.method == "acodm"} == {"proxy-seed0", "proxy-seed1", "proxy-seed2"}
+    with pytest.raises(ConfigError, match="proxy has 1 layer"):
+        load_compare_config("configs/demo.yaml", ["compare.proxy.model.num_layers=1"])
+    with pytest.raises(ConfigError, match="stepz"):
+        load_compare_config("configs/demo.yaml", ["compare.target.train.stepz=3"])
+
+
+# ---------------------------------------------------------------------- end to end
+
+
+def _all_numbers(obj, path="summary"):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _all_numbers(v, f"{path}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _all_numbers(v, f"{path}[{i}]")
+    elif isinstance(obj, float):
+        yield path, obj
+
+
+@pytest.mark.slow
+def test_quick_comparison_end_to_end(ray_session, tmp_path):
+    rc = compare_job.main(["--config", "configs/tiny.yaml", "--quick", "--output-dir", str(tmp_path), "--name", "cmp"])
+    assert rc == 0
+    out = tmp_path / "cmp"
+    for name in ("summary.json", "table.md", "val_ppl.png", "val_ppl_domains.png", "weights.png", "config.yaml"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["methods"] == list(METHODS) and summary["seeds"] == [0] and not summary["failures"]
+    table = (out / "table.md").read_text()
+    for method in METHODS:
+        run = out / "runs" / f"{method}-seed0"
+        run_summary = json.loads((run / "summary.json").read_text())
+        assert run_summary["steps"] == 6, method
+        h = summary["headline"][method]
+        assert h["runs"] == 1
+        assert math.isfinite(h["final_val_ppl"]["average"]["mean"]) and h["final_val_ppl"]["average"]["mean"] > 1
+        assert math.isfinite(h["step_ms"]["mean"]) and h["peak_rss_mb"]["mean"] > 0
+        assert h["steps_to_reference"]["seeds"] == 1
+        assert f"| {method} |" in table
+    # the proxy mode policy came from this comparison's own proxy stage, with the target's state size
+    policy = Path(summary["proxy"]["runs"]["0"]["policy"])
+    assert policy.is_dir() and policy.parent == out / "proxy" / "proxy-seed0"
+    assert json.loads((out / "runs" / "acodm-seed0" / "summary.json").read_text())["policy"] == str(policy)
+    assert summary["headline"]["odm"]["steps_to_reference"]["per_seed"]["0"]["ratio"] == 1.0
+    assert "agent" in json.loads((out / "runs" / "acodm-online-seed0" / "summary.json").read_text())
+    for path, value in _all_numbers(summary):
+        assert math.isfinite(value), path
+    # an existing comparison is not clobbered
+    assert compare_job.main(["--config", "configs/tiny.yaml", "--quick", "--output-dir", str(tmp_path), "--name", "cmp"]) == 2
+
+
+# ---------------------------------------------------------------------- orchestration, without Ray
+
+
+DOMAINS = ["a", "b"]
+# average validation perplexity at steps 2, 4, 6, 8 of each method: ODM's best is 50 at step 8;
+# acodm gets there at step 4 (ratio 0.5), natural never does
+CURVES = {"uniform": [90, 70, 55, 51], "natural": [95, 80, 70, 60], "odm": [90, 70, 60, 50],
+          "acodm": [80, 50, 45, 40], "acodm-online": [85, 65, 50, 48]}
+
+
+def fake_target_runner(calls):
+    def run(cfg, run_dir, resume=False, overwrite=False):
+        from acodm_ray.target import mixer_label
+
+        method = "acodm" if cfg.target.policy else mixer_label(cfg)
+        calls.append((method, cfg.train.seed, cfg.target.policy))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        slow = {"acodm-online": 1.2, "acodm": 1.05}.get(method, 1.0)  # per-step seconds vs uniform
+        with open(run_dir / "metrics.jsonl", "w") as f, open(run_dir / "ranks.tmp", "w") as r:
+            for step in range(1, 9):
+                w = [0.9, 0.1] if method == "acodm" else [0.5, 0.5]
+                f.write(json.dumps({"kind": "step", "step": step, "seconds": 0.09 * slow,
+                                    **{f"weight/{d}": x for d, x in zip(DOMAINS, w)}}) + "\n")
+                r.write(json.dumps({"step": step, "seconds": 0.1 * slow, "max_rss_mb": 1000.0 + step}) + "\n")
+                if step % 2 == 0:
+                    avg = CURVES[method][step // 2 - 1] + cfg.train.seed  # seeds shift the curves alike
+                    f.write(json.dumps({"kind": "eval", "step": step, "val_ppl/average": float(avg),
+                                        "val_ppl/a": avg - 1.0, "val_ppl/b": avg + 1.0}) + "\n")
+        (run_dir / "ranks").mkdir(exist_ok=True)
+        (run_dir / "ranks.tmp").replace(run_dir / "ranks" / "rank0.jsonl")
+        summary = {"steps": cfg.train.steps, "domains": DOMAINS, "seconds": 5.0, "mixer": method,
+                   "server": {"max_rss_mb": 400.0 if method == "uniform" else 420.0}}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+        return summary
+
+    return run
+
+
+def fake_proxy_runner(calls, fail_seeds=()):
+    def run(cfg, run_dir, overwrite):
+        calls.append(cfg.train.seed)
+        if cfg.train.seed in fail_seeds:
+            raise RuntimeError("proxy crashed")
+        (run_dir / "policy").mkdir(parents=True, exist_ok=True)
+        summary = {"algo": "acodm", "policy": str(run_dir / "policy")}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+        return summary
+
+    return run
+
+
+def test_run_comparison_headline_failure_and_resume(tmp_path):
+    from acodm_ray.compare import run_comparison
+
+    cfg = load_compare_config("configs/tiny.yaml", ["compare.seeds=2", "compare.concurrency=3",
+                                                    "compare.target.train.steps=8"])
+    targets, proxies = [], []
+    out = tmp_path / "cmp"
+    summary = run_comparison(cfg, out, fake_proxy_runner(proxies, fail_seeds=(1,)), fake_target_runner(targets))
+    assert summary["failures"] == {"proxy-seed1": "RuntimeError: proxy crashed", "acodm-seed1": "not run: proxy-seed1 failed"}
+    assert len(targets) == 9 and sorted(proxies) == [0, 1]
+    # the AC-ODM target run used its own seed's proxy policy
+    assert ("acodm", 0, str(out / "proxy" / "proxy-seed0" / "policy")) in targets
+    h = summary["headline"]
+    assert h["acodm"]["runs"] == 1 and h["acodm"]["steps_to_reference"]["per_seed"]["0"]["ratio"] == 0.5
+    assert h["natural"]["steps_to_reference"]["reached"] == 0
+    assert "not reached (0/2)" in (out / "table.md").read_text()
+    assert h["acodm-online"]["step_time_overhead_pct"]["mean"] == pytest.approx(20.0)
+    assert h["acodm-online"]["mixer_ms"]["mean"] == pytest.approx(12.0)  # 120 ms iteration - 108 ms step
+    assert h["odm"]["memory_overhead_pct"]["mean"] == pytest.approx(100 * (1428 / 1408 - 1))
+    assert h["acodm"]["max_final_weight_per_seed"] == {"0": {"domain": "a", "weight": 0.9}}
+    for name in ("val_ppl.png", "val_ppl_domains.png", "weights.png", "weights_seeds.png"):
+        assert (out / name).is_file(), name
+
+    # --resume: only the failed proxy stage and its AC-ODM run are run again; the rest is read back
+    targets.clear(), proxies.clear()
+    walls = {k: r["wall_s"] for k, r in summary["runs"].items()}
+    again = run_comparison(cfg, out, fake_proxy_runner(proxies), fake_target_runner(targets), resume=True)
+    assert proxies == [1] and [t[:2] for t in targets] == [("acodm", 1)]
+    assert not again["failures"] and again["headline"]["acodm"]["runs"] == 2
+    assert again["headline"]["acodm"]["steps_to_reference"]["ratio"] == {"mean": 0.5, "std": 0.0, "min": 0.5,
+                                                                          "max": 0.5, "n": 2}
+    assert all(again["runs"][k]["wall_s"] == pytest.approx(w) for k, w in walls.items())  # kept, not re-timed
+    assert again["resumed"] and again["wall_clock_s"] >= summary["wall_clock_s"]
