@@ -51,13 +51,54 @@ from acodm_ray.config import (
 
 log = logging.getLogger(__name__)
 
-METHODS: dict[str, str] = {
-    "uniform": "static, uniform weights",
-    "natural": "static, natural proportions (train tokens per domain)",
-    "odm": "ODM: bandit on per-domain losses, online",
-    "acodm": "AC-ODM, proxy mode: policy learned with RLlib on a smaller proxy, frozen on the target",
-    "acodm-online": "AC-ODM, non-proxy mode: the agent learns online on the target",
+@dataclass(frozen=True)
+class Method:
+    """One way of choosing the target's domain weights.
+
+    kind: "mixer" (a mixer runs online on the target; `overrides` go into the target config),
+    "proxy" (a policy is learned on a smaller proxy and frozen on the target; `overrides` go into
+    the proxy stage's config) or "online" (the AC-ODM agent learns on the target itself).
+    trainer (proxy kind): "rl" (RLlib trains `rl.algo` on DataMixingEnv and exports its policy) or
+    "mixer" (the proxy pretrains with a mixer; its weight trajectory is replayed by progress).
+    width_scale (proxy kind): multiplies the actor's and critic's hidden width."""
+
+    description: str
+    kind: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    trainer: str = "rl"
+    width_scale: float | None = None
+
+
+METHODS: dict[str, Method] = {
+    "uniform": Method("static, uniform weights", "mixer", {"mixer": {"name": "uniform"}}),
+    "natural": Method("static, natural proportions (train tokens per domain)", "mixer", {"mixer": {"name": "natural"}}),
+    "odm": Method("ODM: bandit on per-domain losses, online (smoothed mean)", "mixer",
+                  {"mixer": {"name": "odm", "odm_variant": "smoothed_mean"}}),
+    "odm-exp3": Method("ODM with the textbook EXP3 update, online", "mixer",
+                       {"mixer": {"name": "odm", "odm_variant": "exp3"}}),
+    "alignment": Method("gradient-alignment mixer, no RL (DoGE rule on AC-ODM's scores), online on the target",
+                        "mixer", {"mixer": {"name": "alignment"}}),
+    "alignment-proxy": Method("gradient-alignment mixer run on the proxy, its weight trajectory replayed by progress",
+                              "proxy", {"mixer": {"name": "alignment"}}, trainer="mixer"),
+    "acodm": Method("AC-ODM, proxy mode: policy learned with RLlib on a smaller proxy, frozen on the target", "proxy"),
+    "acodm-online": Method("AC-ODM, non-proxy mode: the agent learns online on the target", "online"),
+    "acodm-gamma0": Method("AC-ODM proxy mode with gamma = 0 (the critic predicts the immediate reward: a "
+                           "contextual bandit)", "proxy", {"agent": {"gamma": 0.0}}),
+    "acodm-lossreward": Method("AC-ODM proxy mode rewarded by per-domain loss decrease instead of gradient alignment",
+                               "proxy", {"env": {"reward": "loss"}}),
+    "acodm-nowarmup": Method("AC-ODM proxy mode without the ODM warm-up and actor imitation", "proxy",
+                             {"agent": {"warmup_fraction": 0.0}}),
+    "acodm-narrow": Method("AC-ODM proxy mode, actor and critic 4x narrower", "proxy", width_scale=0.25),
+    "acodm-wide": Method("AC-ODM proxy mode, actor and critic 4x wider", "proxy", width_scale=4.0),
+    "ppo": Method("RLlib PPO on the same env (scalar reward), policy transferred like AC-ODM's", "proxy",
+                  {"rl": {"algo": "ppo"}}),
+    "sac": Method("RLlib SAC on the same env (scalar reward), policy transferred like AC-ODM's", "proxy",
+                  {"rl": {"algo": "sac"}}),
+    "appo": Method("RLlib APPO on the same env (scalar reward), policy transferred like AC-ODM's", "proxy",
+                   {"rl": {"algo": "appo"}}),
 }
+DEFAULT_METHODS = ["uniform", "natural", "odm", "acodm", "acodm-online"]  # the paper's comparison
+SIZE_SEP = "@"  # "acodm@small": a proxy method with the proxy size compare.proxy_sizes["small"]
 REFERENCE = "odm"  # the paper's headline: steps to reach ODM's best validation perplexity
 STATIC_BASELINES = ("uniform", "natural")  # overheads are measured against the first one present
 
@@ -83,20 +124,48 @@ class CompareError(ValueError):
 # ---------------------------------------------------------------------- configuration
 
 
-def parse_methods(methods: str | Sequence[str]) -> list[str]:
-    """"uniform,odm" or ["uniform", "odm"] -> checked list (order kept, duplicates dropped)."""
+def split_method(name: str) -> tuple[str, str | None]:
+    """"acodm@small" -> ("acodm", "small"); "odm" -> ("odm", None)."""
+    base, sep, size = name.partition(SIZE_SEP)
+    return base, (size if sep else None)
+
+
+def method_of(name: str) -> Method:
+    return METHODS[split_method(name)[0]]
+
+
+def _valid_methods_text() -> str:
+    proxy = [m for m, spec in METHODS.items() if spec.kind == "proxy"]
+    return (f"{', '.join(METHODS)}; a proxy method ({', '.join(proxy)}) may take a proxy size from "
+            f"compare.proxy_sizes as <method>{SIZE_SEP}<size>")
+
+
+def parse_methods(methods: str | Sequence[str], sizes: dict[str, Any] | None = None) -> list[str]:
+    """"uniform,odm" or ["uniform", "odm"] -> checked list (order kept, duplicates dropped). With
+    `sizes` (compare.proxy_sizes) the size of every "<method>@<size>" is checked too."""
     items = methods.split(",") if isinstance(methods, str) else list(methods)
     out: list[str] = []
     for item in items:
         name = str(item).strip()
         if name and name not in out:
             out.append(name)
-    unknown = [m for m in out if m not in METHODS]
+    unknown = []
+    for name in out:
+        base, size = split_method(name)
+        if base not in METHODS or (size is not None and (METHODS[base].kind != "proxy" or not size)):
+            unknown.append(name)
+        elif size is not None and sizes is not None and size not in sizes:
+            raise CompareError(f"method {name!r}: no proxy size {size!r} in compare.proxy_sizes "
+                               f"(sizes: {sorted(sizes) or 'none'})")
     if unknown:
-        raise CompareError(f"unknown method(s) {unknown}; valid methods are: {', '.join(METHODS)}")
+        raise CompareError(f"unknown method(s) {unknown}; valid methods are: {_valid_methods_text()}")
     if not out:
-        raise CompareError(f"no method given; valid methods are: {', '.join(METHODS)}")
+        raise CompareError(f"no method given; valid methods are: {_valid_methods_text()}")
     return out
+
+
+def proxy_methods(methods: Sequence[str]) -> list[str]:
+    return [m for m in methods if method_of(m).kind == "proxy"]
 
 
 def load_compare_config(path: str | Path | None, overrides: list[str] | None = None,
@@ -117,29 +186,32 @@ def load_compare_config(path: str | Path | None, overrides: list[str] | None = N
 def validate_compare(cfg: ExperimentConfig) -> None:
     c = cfg.compare
     try:
-        c.methods = parse_methods(c.methods)
+        c.methods = parse_methods(c.methods, c.proxy_sizes)
     except CompareError as err:
         raise ConfigError(f"compare.methods: {err}") from err
     if c.seeds < 1:
         raise ConfigError(f"compare.seeds must be >= 1, got {c.seeds}")
     if c.concurrency < 1:
         raise ConfigError(f"compare.concurrency must be >= 1, got {c.concurrency}")
-    if c.proxy_cpus <= 0:
-        raise ConfigError(f"compare.proxy_cpus must be positive, got {c.proxy_cpus}")
+    if c.proxy_cpus <= 0 or c.proxy_gpus < 0:
+        raise ConfigError(f"compare.proxy_cpus must be positive and compare.proxy_gpus >= 0, got {c.proxy_cpus}, {c.proxy_gpus}")
     if c.state_layers is not None and c.state_layers < 1:
         raise ConfigError(f"compare.state_layers must be >= 1, got {c.state_layers}")
     for key in ("target", "proxy"):
         if "compare" in getattr(c, key):
             raise ConfigError(f"compare.{key} cannot hold a compare section")
+    for size, over in c.proxy_sizes.items():
+        if not isinstance(over, dict) or "compare" in over:
+            raise ConfigError(f"compare.proxy_sizes.{size} must be a config override without a compare section")
     tgt = target_config(cfg, c.methods[0], c.first_seed)  # refuses bad override keys now, not mid-run
     if tgt.model.num_layers < state_layers(cfg):
         raise ConfigError(f"compare.state_layers = {state_layers(cfg)} but the target has only "
                           f"{tgt.model.num_layers} layer(s)")
-    if "acodm" in c.methods:
-        prx = proxy_config(cfg, c.first_seed)
+    for method in proxy_methods(c.methods):
+        prx = proxy_config(cfg, c.first_seed, method)
         if prx.model.num_layers < state_layers(cfg):
             raise ConfigError(
-                f"the proxy has {prx.model.num_layers} layer(s) but the state tracks {state_layers(cfg)} "
+                f"the proxy of {method} has {prx.model.num_layers} layer(s) but the state tracks {state_layers(cfg)} "
                 f"(compare.state_layers, or the target's every-other-layer count for "
                 f"{tgt.model.num_layers} layers); give the proxy more layers or set compare.state_layers"
             )
@@ -176,13 +248,14 @@ def target_config(cfg: ExperimentConfig, method: str, seed: int, policy: str | N
                   server_name: str | None = None) -> ExperimentConfig:
     """The target run of `method` with `seed`: config + compare.target + the method's mixer."""
     parse_methods([method])
+    spec = method_of(method)
     data = _common(deep_merge(to_dict(cfg), cfg.compare.target), cfg, seed)
     target = {"policy": None, "online_acodm": False}
-    if method in ("uniform", "natural", "odm"):
-        data = deep_merge(data, {"mixer": {"name": method}})
-    elif method == "acodm":
+    if spec.kind == "mixer":
+        data = deep_merge(data, spec.overrides)
+    elif spec.kind == "proxy":
         target["policy"] = policy  # None while validating: the proxy stage makes it
-    elif method == "acodm-online":
+    else:  # online
         target["online_acodm"] = True
         data = deep_merge(data, {"mixer": {"name": "odm"}})  # the agent's warm-up behaviour is ODM
     if server_name:
@@ -191,11 +264,30 @@ def target_config(cfg: ExperimentConfig, method: str, seed: int, policy: str | N
     return _build(data, f"compare.target ({method}, seed {seed})")
 
 
-def proxy_config(cfg: ExperimentConfig, seed: int) -> ExperimentConfig:
-    """The proxy stage of `seed`: config + compare.target + compare.proxy, AC-ODM on RLlib."""
+def proxy_config(cfg: ExperimentConfig, seed: int, method: str = "acodm") -> ExperimentConfig:
+    """The proxy stage of `method` (a proxy-kind method, optionally "<method>@<size>") and `seed`:
+    config + compare.target + compare.proxy + compare.proxy_sizes[size] + the method's overrides."""
+    base, size = split_method(method)
+    spec = METHODS[base]
+    if spec.kind != "proxy":
+        raise CompareError(f"method {method!r} has no proxy stage")
     data = deep_merge(deep_merge(to_dict(cfg), cfg.compare.target), cfg.compare.proxy)
+    if size is not None:
+        if size not in cfg.compare.proxy_sizes:
+            raise CompareError(f"no proxy size {size!r} in compare.proxy_sizes (sizes: {sorted(cfg.compare.proxy_sizes)})")
+        data = deep_merge(data, cfg.compare.proxy_sizes[size])
     data = deep_merge(_common(data, cfg, seed), {"rl": {"algo": "acodm"}})
-    return _build(data, f"compare.proxy (seed {seed})")
+    data = deep_merge(data, spec.overrides)
+    if spec.width_scale is not None:
+        agent = data.setdefault("agent", {})
+        for key in ("actor_hidden", "critic_hidden"):
+            agent[key] = max(4, int(round(int(agent.get(key, getattr(cfg.agent, key))) * spec.width_scale)))
+    return _build(data, f"compare.proxy ({method}, seed {seed})")
+
+
+def proxy_key(method: str, seed: int) -> str:
+    """The proxy stage's key and run-dir name ("proxy-seed0" for plain acodm, as before)."""
+    return f"proxy-seed{seed}" if method == "acodm" else f"proxy-{method}-seed{seed}"
 
 
 def seeds_of(cfg: ExperimentConfig) -> list[int]:
@@ -211,30 +303,30 @@ class RunSpec:
     kind: str  # "proxy" | "target"
     seed: int
     run_dir: Path
-    method: str | None = None
-    depends: str | None = None  # key of the proxy stage an "acodm" target run needs
+    method: str | None = None  # the target run's method, or the method the proxy stage learns for
+    depends: str | None = None  # key of the proxy stage a proxy-mode target run needs
 
 
 def plan(cfg: ExperimentConfig, out_dir: Path) -> list[RunSpec]:
-    """Proxy stages first (the AC-ODM target runs wait for theirs), then the target runs, seed by seed
-    (the online agent, the slowest, first within a seed)."""
+    """Proxy stages first (the proxy-mode target runs wait for theirs), then the target runs, seed by
+    seed (the online agent, the slowest, first within a seed)."""
     methods, seeds = cfg.compare.methods, seeds_of(cfg)
+    proxy_seeds = seeds if cfg.compare.proxy_per_seed else seeds[:1]
     specs: list[RunSpec] = []
-    if "acodm" in methods:
-        proxy_seeds = seeds if cfg.compare.proxy_per_seed else seeds[:1]
-        specs += [RunSpec(f"proxy-seed{s}", "proxy", s, out_dir / "proxy" / f"proxy-seed{s}") for s in proxy_seeds]
-    slow_first = sorted(methods, key=lambda m: m != "acodm-online")  # the slowest runs first: a shorter tail
+    for m in proxy_methods(methods):
+        specs += [RunSpec(proxy_key(m, s), "proxy", s, out_dir / "proxy" / proxy_key(m, s), m) for s in proxy_seeds]
+    slow_first = sorted(methods, key=lambda m: method_of(m).kind != "online")  # the slowest runs first: a shorter tail
     for s in seeds:
         for m in slow_first:
-            dep = None
-            if m == "acodm":
-                dep = f"proxy-seed{s if cfg.compare.proxy_per_seed else seeds[0]}"
+            dep = proxy_key(m, s if cfg.compare.proxy_per_seed else seeds[0]) if method_of(m).kind == "proxy" else None
             specs.append(RunSpec(f"{m}-seed{s}", "target", s, out_dir / "runs" / f"{m}-seed{s}", m, dep))
     return specs
 
 
 WALL_FILE = "compare_wall.json"  # in each run dir: the run's wall-clock, kept for --resume
-ProxyRunner = Callable[[ExperimentConfig, Path, bool], dict]  # (proxy cfg, run dir, overwrite) -> summary with "policy"
+# (proxy cfg, run dir, overwrite[, trainer="mixer"]) -> summary with "policy"; trainer is passed
+# only for the methods whose proxy stage is a mixer run (Method.trainer), not RLlib
+ProxyRunner = Callable[..., dict]
 TargetRunner = Callable[..., dict]  # run_target(cfg, run_dir, resume=, overwrite=)
 
 
@@ -266,8 +358,8 @@ def run_comparison(
     if target_runner is None:
         from acodm_ray.target import run_target as target_runner
     validate_compare(cfg)
-    if "acodm" in cfg.compare.methods and proxy_runner is None:
-        raise CompareError("method 'acodm' needs a proxy runner (policies.compare_proxy)")
+    if proxy_methods(cfg.compare.methods) and proxy_runner is None:
+        raise CompareError(f"methods {proxy_methods(cfg.compare.methods)} need a proxy runner (policies.compare_proxy)")
     out_dir = prepare_run_dir(Path(out_dir).expanduser().resolve(), resume=resume, overwrite=overwrite)
     previous = json.loads((out_dir / "summary.json").read_text()) if resume and (out_dir / "summary.json").is_file() else {}
     write_config(out_dir, cfg)
@@ -282,17 +374,20 @@ def run_comparison(
         if path.is_file():
             return json.loads(path.read_text()).get("wall_s")
         if spec.kind == "proxy":
-            return (((previous.get("proxy") or {}).get("runs") or {}).get(str(spec.seed)) or {}).get("wall_s")
+            stage = (previous.get("proxies") or {}).get(spec.method) or (previous.get("proxy") if spec.method == "acodm" else None)
+            return (((stage or {}).get("runs") or {}).get(str(spec.seed)) or {}).get("wall_s")
         return ((previous.get("runs") or {}).get(spec.key) or {}).get("wall_s")
 
     def execute(spec: RunSpec) -> dict:
         t0 = time.perf_counter()
         if spec.kind == "proxy":
-            pcfg = proxy_config(cfg, spec.seed)
+            pcfg = proxy_config(cfg, spec.seed, spec.method)
             done = _finished(spec.run_dir) if resume else None
             if done and done.get("policy") and Path(done["policy"]).is_dir():
                 return {**done, "skipped": True, "wall_s": earlier_wall(spec), "run_dir": str(spec.run_dir)}
-            summary = proxy_runner(pcfg, spec.run_dir, True)
+            trainer = method_of(spec.method).trainer
+            extra = {} if trainer == "rl" else {"trainer": trainer}
+            summary = proxy_runner(pcfg, spec.run_dir, True, **extra)
         else:
             policy = results[spec.depends]["policy"] if spec.depends else None
             tcfg = target_config(cfg, spec.method, spec.seed, policy=policy, server_name=f"cmp-{tag}-{spec.key}")
@@ -513,7 +608,8 @@ def summarize(cfg: ExperimentConfig, specs: list[RunSpec], runs: dict[str, RunDa
     tcfg = target_config(cfg, methods[0], cfg.compare.first_seed)
     summary: dict[str, Any] = {
         "methods": methods,
-        "method_descriptions": {m: METHODS[m] for m in methods},
+        "method_descriptions": {m: method_of(m).description + (f" (proxy size {split_method(m)[1]})" if split_method(m)[1] else "")
+                                for m in methods},
         "seeds": seeds_of(cfg),
         "domains": domains,
         "reference": REFERENCE,
@@ -526,17 +622,27 @@ def summarize(cfg: ExperimentConfig, specs: list[RunSpec], runs: dict[str, RunDa
                    "state_layers": tcfg.signals.state_layers},
         "failures": failures,
     }
-    if "acodm" in methods:
-        pcfg = proxy_config(cfg, cfg.compare.first_seed)
-        proxies = {s.seed: results[s.key] for s in specs if s.kind == "proxy" and s.key in results}
-        summary["proxy"] = {
-            "model": to_dict(pcfg.model), "steps": pcfg.train.steps, "rl_iterations": pcfg.rl.iterations,
-            "env_steps_per_iteration": pcfg.rl.min_sample_timesteps_per_iteration,
+    proxies: dict[str, dict[str, Any]] = {}
+    for method in proxy_methods(methods):
+        pcfg = proxy_config(cfg, cfg.compare.first_seed, method)
+        stages = {s.seed: results[s.key] for s in specs if s.kind == "proxy" and s.method == method and s.key in results}
+        trainer = method_of(method).trainer
+        proxies[method] = {
+            "model": to_dict(pcfg.model), "steps": pcfg.train.steps, "trainer": trainer,
+            "algo": pcfg.rl.algo if trainer == "rl" else None, "mixer": pcfg.mixer.name if trainer == "mixer" else None,
+            "rl_iterations": pcfg.rl.iterations if trainer == "rl" else None,
+            "env_steps_per_iteration": pcfg.rl.min_sample_timesteps_per_iteration if trainer == "rl" else None,
+            "agent": {k: getattr(pcfg.agent, k) for k in ("actor_hidden", "actor_layers", "critic_hidden", "critic_layers",
+                                                          "gamma", "warmup_fraction")} if trainer == "rl" else None,
+            "reward": pcfg.env.reward if trainer == "rl" else None,
             "per_seed": cfg.compare.proxy_per_seed,
             "runs": {str(seed): {"policy": r.get("policy"), "wall_s": r.get("wall_s"), "run_dir": r.get("run_dir")}
-                     for seed, r in proxies.items()},
-            "wall_s": mean_spread([r.get("wall_s") for r in proxies.values()]),
+                     for seed, r in stages.items()},
+            "wall_s": mean_spread([r.get("wall_s") for r in stages.values()]),
         }
+    if proxies:
+        summary["proxies"] = proxies
+        summary["proxy"] = proxies.get("acodm") or next(iter(proxies.values()))
 
     static = next((m for m in STATIC_BASELINES if m in by_method), None)
     summary["static_baseline"] = static
@@ -587,8 +693,8 @@ def summarize(cfg: ExperimentConfig, specs: list[RunSpec], runs: dict[str, RunDa
                                                                  if _finite(r.worker_peak_rss_mb) and _finite(r.server_peak_rss_mb)
                                                                  else None for s, r in b.items()})
             entry["worker_memory_overhead_pct"] = overhead_pct(worker, {s: r.worker_peak_rss_mb for s, r in b.items()})
-        if m == "acodm" and "proxy" in summary:
-            entry["proxy_wall_s"] = summary["proxy"]["wall_s"]
+        if m in proxies:
+            entry["proxy_wall_s"] = proxies[m]["wall_s"]
         table[m] = entry
         for s, r in by_seed.items():
             per_run[f"{m}-seed{s}"] = {
@@ -641,11 +747,12 @@ def render_table(summary: dict[str, Any]) -> str:
         f"{summary['target']['steps']} steps × {summary['target']['tokens_per_step']:,} tokens, "
         f"evaluated every {summary['target']['eval_every']} steps; seeds {summary['seeds']} ({spread}).",
     ]
-    if "proxy" in summary:
-        p = summary["proxy"]
+    for method, p in (summary.get("proxies") or ({"acodm": summary["proxy"]} if "proxy" in summary else {})).items():
+        how = (f"{p['rl_iterations']} RLlib iterations × {p['env_steps_per_iteration']} env steps"
+               if p.get("trainer", "rl") == "rl" else f"one {p.get('mixer')} mixer run, weights replayed by progress")
         lines.append(
-            f"AC-ODM proxy: {p['model']['num_layers']} layers × {p['model']['hidden_size']} hidden, "
-            f"{p['steps']}-step episodes, {p['rl_iterations']} RLlib iterations × {p['env_steps_per_iteration']} env steps"
+            f"Proxy of {method}: {p['model']['num_layers']} layers × {p['model']['hidden_size']} hidden, "
+            f"{p['steps']}-step episodes, {how}"
             f" ({'one policy per seed' if p['per_seed'] else 'one policy for all seeds'})."
         )
     lines += ["", f"| method | steps to ODM's best avg val ppl | ratio to ODM | final avg val ppl | best avg val ppl "
@@ -745,7 +852,7 @@ def headline_lines(summary: dict[str, Any]) -> list[str]:
     return out
 
 
-__all__ = ["METHODS", "REFERENCE", "DEFAULT_QUICK", "CompareError", "parse_methods", "load_compare_config",
+__all__ = ["Method", "METHODS", "DEFAULT_METHODS", "split_method", "method_of", "proxy_methods", "proxy_key", "REFERENCE", "DEFAULT_QUICK", "CompareError", "parse_methods", "load_compare_config",
            "validate_compare", "target_config", "proxy_config", "plan", "run_comparison", "load_run",
            "steps_to_reach", "best_point", "steps_to_reference", "headline_steps", "mean_spread", "overhead_pct",
            "summarize", "render_table", "write_outputs", "headline_lines"]

@@ -114,10 +114,19 @@ class SignalConfig:
 class MixerConfig:
     """Which mixer chooses the domain weights, and its knobs."""
 
-    name: str = "odm"  # uniform | natural | file | odm
+    name: str = "odm"  # uniform | natural | file | odm | alignment
     weights_file: str | None = None  # for "file": YAML/JSON mapping domain -> weight
     odm_variant: str = "smoothed_mean"  # smoothed_mean | exp3
     odm_alpha: float = 0.5
+    # alignment (acodm_ray/mixers/alignment.py, DoGE's rule): step size lr_t / mu, clipped scores,
+    # mixed with a uniform floor
+    alignment_mu: float = 1e-3
+    alignment_clip_min: float = -5.0
+    alignment_clip_max: float = 5.0
+    alignment_floor: float = 0.05
+
+
+ENV_REWARDS = ("alignment", "loss")
 
 
 @dataclass
@@ -126,6 +135,7 @@ class EnvConfig:
 
     steps_per_action: int = 1  # optimizer steps trained with one action (decide_every)
     action_epsilon: float = 1e-6  # weights = (a + eps) / sum(a + eps) for Box(0, 1) actions
+    reward: str = "alignment"  # alignment (SPEC.md) | loss (ablation: per-domain loss decrease)
 
 
 @dataclass
@@ -182,6 +192,9 @@ class CompareConfig:
     (applied under --quick, before --set) may hold any section, `compare` included."""
 
     methods: list[str] = field(default_factory=lambda: ["uniform", "natural", "odm", "acodm", "acodm-online"])
+    # named proxy sizes for the proxy-size sweep: method "acodm@small" learns on config + target +
+    # proxy + proxy_sizes["small"] (overrides shaped like this config, e.g. {model: {hidden_size: 32}})
+    proxy_sizes: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: int = 3  # runs per method, with train.seed = first_seed, first_seed + 1, ...
     first_seed: int = 0
     state_layers: int | None = None  # tracked matrices in proxy AND target state; None = the target's default
@@ -189,6 +202,7 @@ class CompareConfig:
     proxy: dict[str, Any] = field(default_factory=dict)
     proxy_per_seed: bool = True  # one proxy policy per seed (False: the first seed's policy for all)
     proxy_cpus: float = 1.0  # CPUs of the Ray task that runs a proxy stage
+    proxy_gpus: float = 0.0  # GPUs of that task (the proxy env trains there when rl.num_env_runners is 0)
     concurrency: int = 1  # runs (proxy stages and target runs) at the same time
     quick: dict[str, Any] = field(default_factory=dict)
 
@@ -393,6 +407,13 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"corpus.validation_fraction must be in [0, 1), got {cfg.corpus.validation_fraction}")
     if cfg.mixer.odm_variant not in ("smoothed_mean", "exp3"):
         raise ConfigError(f"mixer.odm_variant must be smoothed_mean or exp3, got {cfg.mixer.odm_variant!r}")
+    if cfg.env.reward not in ENV_REWARDS:
+        raise ConfigError(f"env.reward must be one of {list(ENV_REWARDS)}, got {cfg.env.reward!r}")
+    m = cfg.mixer
+    if m.alignment_mu <= 0 or m.alignment_clip_min > m.alignment_clip_max or not 0.0 <= m.alignment_floor <= 1.0:
+        raise ConfigError(f"mixer: need alignment_mu > 0, alignment_clip_min <= alignment_clip_max and "
+                          f"alignment_floor in [0, 1], got {m.alignment_mu}, {m.alignment_clip_min}, "
+                          f"{m.alignment_clip_max}, {m.alignment_floor}")
     if not 0.0 <= cfg.mixer.odm_alpha < 1.0:
         raise ConfigError(f"mixer.odm_alpha must be in [0, 1), got {cfg.mixer.odm_alpha}")
     validate_target(cfg.target)

@@ -48,6 +48,20 @@ def alignment_scores(
     return raw.numpy(), reward.numpy()
 
 
+def loss_decrease_scores(previous: np.ndarray, losses: np.ndarray, z_clip: float = 3.0) -> np.ndarray:
+    """The `reward: loss` ablation's per-domain reward: how much each domain's mean training loss fell
+    since the last step that sampled it, z-normalised across the domains that have both values and
+    clipped, like the alignment reward. A domain not sampled now, or never before, gets 0 (neutral).
+
+    `previous` and `losses` hold NaN where a domain has no value."""
+    previous, losses = np.asarray(previous, dtype=np.float64), np.asarray(losses, dtype=np.float64)
+    out = np.zeros_like(losses)
+    both = np.isfinite(previous) & np.isfinite(losses)
+    if both.any():
+        out[both] = znorm_clip(torch.from_numpy(previous[both] - losses[both]), z_clip).numpy()
+    return out
+
+
 def state_dim(num_domains: int, num_tracked: int) -> int:
     """3K + 2L + 1 (SPEC.md)."""
     return 3 * num_domains + 2 * num_tracked + 1

@@ -71,6 +71,7 @@ from acodm_ray.policy_server import (
     start_policy_server,
     stop_policy_server,
 )
+from acodm_ray.mixers import SCORE_MIXERS
 from acodm_ray.rundir import RunDirExistsError, prepare_run_dir, write_config, write_json
 from acodm_ray.train_step import Collective, NonFiniteLossError, load_checkpoint, save_checkpoint
 
@@ -453,7 +454,7 @@ def train_worker(config: dict[str, Any]) -> None:
     K = len(tokens.domains)
     client = PolicyClient(config["server"], tc.server_name, tc.server_namespace, tc.server_timeout_s) if rank == 0 else None
     # alignment scores cost a [K, P] all-reduce per step: only when the mixer learns from them
-    compute_scores = tc.online_acodm or tc.compute_scores
+    compute_scores = tc.online_acodm or tc.compute_scores or (not tc.policy and cfg.mixer.name in SCORE_MIXERS)
     trainer = LMTrainer(cfg, tokens, seed=t.seed, rank=rank, collective=collective,
                         compute_signals=compute_scores, device=device)
 

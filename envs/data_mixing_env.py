@@ -3,7 +3,8 @@
 - reset(): a fresh proxy LM (seeded from the env's RNG, so `reset(seed=s)` is reproducible);
 - step(action): map the action to domain weights on the simplex, train `steps_per_action` optimizer
   steps through the shared training step, observe the SPEC.md state (3K + 2L + 1), and reward
-  r = sum_i w_i s_i with s the per-domain gradient-alignment scores;
+  r = sum_i w_i s_i with s the per-domain gradient-alignment scores (`env.reward: loss`, an
+  ablation: s_i is instead the z-normalised decrease of domain i's training loss);
 - info: the per-domain scores (the vector reward of AC-ODM's critic), losses, counts and the
   weights actually used, plus `warmup` (ODM chose the weights) and `nonfinite_loss`;
 - the episode is truncated at the proxy's training budget (`train.steps` optimizer steps); a NaN or
@@ -32,7 +33,7 @@ from acodm_ray.config import ExperimentConfig, from_dict
 from acodm_ray.data.load import load_tokenized
 from acodm_ray.mixers.odm import ODMMixer
 from acodm_ray.model import state_layer_indices
-from acodm_ray.signals import state_dim
+from acodm_ray.signals import loss_decrease_scores, state_dim
 from acodm_ray.train_step import LMTrainer
 
 SOFTMAX_LIMIT = 10.0
@@ -109,6 +110,7 @@ class DataMixingEnv(gym.Env):
         self.odm = ODMMixer(self.domains, self.tokens.natural_proportions(), self.cfg.mixer.odm_variant,
                             self.cfg.mixer.odm_alpha)
         self.decisions = 0
+        self.last_losses = np.full(len(self.domains), np.nan)
         return self.trainer.last_state.copy(), {"domains": self.domains, "proxy_seed": proxy_seed}
 
     def step(self, action):
@@ -125,8 +127,9 @@ class DataMixingEnv(gym.Env):
             if not signals.finite:
                 break
             self.odm.update(signals)
-            scores.append(signals.scores)
-            rewards.append(float(weights @ signals.scores))
+            step_scores = self._reward_vector(signals)
+            scores.append(step_scores)
+            rewards.append(float(weights @ step_scores))
             if self.trainer.step_count >= self.cfg.train.steps:
                 break
         self.decisions += 1
@@ -146,6 +149,16 @@ class DataMixingEnv(gym.Env):
         terminated = nonfinite
         truncated = not nonfinite and self.trainer.step_count >= self.cfg.train.steps
         return obs, reward, terminated, truncated, info
+
+    def _reward_vector(self, signals) -> np.ndarray:
+        """The per-domain reward of a step: alignment scores (SPEC.md), or with `env.reward: loss`
+        the ablation's per-domain loss decrease since each domain was last sampled."""
+        if self.cfg.env.reward == "alignment":
+            return signals.scores
+        sampled = np.isfinite(signals.losses)
+        out = loss_decrease_scores(self.last_losses, signals.losses, self.cfg.signals.z_clip)
+        self.last_losses = np.where(sampled, signals.losses, self.last_losses)
+        return out
 
     def evaluate(self) -> dict[str, float]:
         """Per-domain validation perplexity of the current proxy."""

@@ -8,8 +8,15 @@ AC-ODM (non-proxy mode) pretraining the same target with the same token budget a
 
 Budgets come from the config's `compare:` section (target steps, proxy model and RL iterations,
 concurrency); `--quick` applies `compare.quick` (tiny sizes, one seed, few steps); `--set` wins over
-both. Methods: uniform, natural, odm, acodm (policy learned by RLlib on a smaller proxy, then frozen
-on the target), acodm-online (the agent learns on the target itself).
+both. Methods (default: the paper's five): uniform, natural, odm, acodm (policy learned by RLlib on a
+smaller proxy, then frozen on the target), acodm-online (the agent learns on the target itself); and
+for ablations: odm-exp3, alignment (the gradient-alignment mixer, no RL), alignment-proxy (its weight
+schedule from the proxy, replayed), acodm-gamma0, acodm-lossreward, acodm-nowarmup, acodm-narrow,
+acodm-wide, ppo, sac, appo. A proxy method takes a proxy size from compare.proxy_sizes as
+<method>@<size> (the proxy-size sweep):
+
+    python jobs/compare.py --config configs/demo.yaml --name demo-ablation \
+        --methods uniform,odm,alignment,acodm,acodm-gamma0,acodm-lossreward,acodm@small,acodm@large
 
 Writes results/<name>/: summary.json (every figure, per run and per method), table.md, val_ppl.png
 (average validation perplexity vs steps, mean ± std over seeds), val_ppl_domains.png (per domain),
@@ -25,24 +32,26 @@ import sys
 import _common  # noqa: F401  (puts the repo on sys.path)
 from _common import base_parser, init_ray, resolve_output_dir
 
+from acodm_ray.compare import METHODS
+
 
 def main(argv: list[str] | None = None) -> int:
     import json
 
-    from acodm_ray.compare import CompareError, headline_lines, load_compare_config, parse_methods
+    from acodm_ray.compare import CompareError, headline_lines, load_compare_config
     from acodm_ray.config import ConfigError
 
     parser = base_parser(__doc__)
     parser.add_argument("--seeds", type=int, default=None, help="runs per method (overrides compare.seeds)")
-    parser.add_argument("--methods", default=None, help="comma-separated (overrides compare.methods): "
-                        "uniform,natural,odm,acodm,acodm-online")
+    parser.add_argument("--methods", default=None, help="comma-separated (overrides compare.methods), any of: "
+                        + ", ".join(METHODS) + "; proxy methods also as <method>@<size> (compare.proxy_sizes)")
     parser.add_argument("--quick", action="store_true", help="smoke-test sizes (compare.quick): tiny, 1 seed, few steps")
     parser.add_argument("--concurrency", type=int, default=None, help="runs at the same time (compare.concurrency)")
     args = parser.parse_args(argv)
     overrides = list(args.overrides)
     try:
         if args.methods is not None:
-            overrides.append(f"compare.methods={json.dumps(parse_methods(args.methods))}")
+            overrides.append(f"compare.methods={json.dumps([m.strip() for m in args.methods.split(',') if m.strip()])}")
         if args.seeds is not None:
             overrides.append(f"compare.seeds={args.seeds}")
         if args.concurrency is not None:
@@ -67,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from policies.compare_proxy import ray_proxy_runner
 
     try:
-        summary = run_comparison(cfg, out_dir, ray_proxy_runner(cfg.compare.proxy_cpus), resume=args.resume,
+        summary = run_comparison(cfg, out_dir, ray_proxy_runner(cfg.compare.proxy_cpus, cfg.compare.proxy_gpus), resume=args.resume,
                                  overwrite=args.overwrite, quick=args.quick, config_path=args.config)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"compare: error: {err}", file=sys.stderr)

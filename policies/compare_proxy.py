@@ -1,6 +1,7 @@
-"""The AC-ODM proxy stage of the method comparison (jobs/compare.py, acodm_ray/compare.py): RLlib
-trains the policy on a small proxy (`policies.run.run_proxy_rl`) inside a Ray task, so the proxy
-stages of several seeds, and the baselines' target runs, can share the cluster with each other."""
+"""The proxy stages of the method comparison (jobs/compare.py, acodm_ray/compare.py): RLlib trains a
+policy (AC-ODM or one of its variants, PPO, SAC, APPO) on a small proxy (`policies.run.run_proxy_rl`),
+or a mixer's weight schedule is recorded on it (`acodm_ray.trajectory`), inside a Ray task, so the
+proxy stages of several methods and seeds, and the target runs, can share the cluster."""
 
 from __future__ import annotations
 
@@ -12,36 +13,46 @@ from typing import Any, Callable
 from acodm_ray.config import ExperimentConfig, from_dict, to_dict
 
 
-def train_proxy_policy(cfg: ExperimentConfig, run_dir: str | Path, overwrite: bool = True) -> dict[str, Any]:
-    """Train and export the AC-ODM policy of `cfg` (rl.algo must be acodm) into <run_dir>/policy."""
-    from policies.run import run_proxy_rl
-
-    if cfg.rl.algo != "acodm":
-        raise ValueError(f"the comparison's proxy stage trains AC-ODM, got rl.algo={cfg.rl.algo!r}")
+def train_proxy_policy(cfg: ExperimentConfig, run_dir: str | Path, overwrite: bool = True,
+                       trainer: str = "rl") -> dict[str, Any]:
+    """The proxy stage of one method: RLlib trains `cfg.rl.algo` and exports its policy ("rl"), or
+    the proxy pretrains with `cfg.mixer` and its weight schedule is exported ("mixer"); either way
+    the policy lands in <run_dir>/policy."""
     start = time.perf_counter()
-    summary = run_proxy_rl(cfg, run_dir, overwrite=overwrite, rollout=False)
+    if trainer == "rl":
+        from policies.run import run_proxy_rl
+
+        summary = run_proxy_rl(cfg, run_dir, overwrite=overwrite, rollout=False)
+    elif trainer == "mixer":
+        from acodm_ray.trajectory import train_trajectory_policy
+
+        summary = train_trajectory_policy(cfg, run_dir, overwrite=overwrite)
+    else:
+        raise ValueError(f"unknown proxy trainer {trainer!r}; choose rl or mixer")
     if "policy" not in summary:
         raise RuntimeError(f"the proxy stage in {run_dir} exported no policy")
     return {**summary, "run_dir": str(Path(run_dir).resolve()), "seconds": time.perf_counter() - start}
 
 
-def _proxy_task(cfg_dict: dict[str, Any], run_dir: str, overwrite: bool, acodm_home: str | None) -> dict[str, Any]:
+def _proxy_task(cfg_dict: dict[str, Any], run_dir: str, overwrite: bool, acodm_home: str | None,
+                trainer: str) -> dict[str, Any]:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if acodm_home:
         os.environ["ACODM_HOME"] = acodm_home
-    return train_proxy_policy(from_dict(ExperimentConfig, cfg_dict), run_dir, overwrite)
+    return train_proxy_policy(from_dict(ExperimentConfig, cfg_dict), run_dir, overwrite, trainer)
 
 
-def ray_proxy_runner(num_cpus: float = 1.0) -> Callable[[ExperimentConfig, Path, bool], dict[str, Any]]:
-    """A proxy runner for `acodm_ray.compare.run_comparison` that trains in a Ray task of `num_cpus`."""
+def ray_proxy_runner(num_cpus: float = 1.0, num_gpus: float = 0.0) -> Callable[..., dict[str, Any]]:
+    """A proxy runner for `acodm_ray.compare.run_comparison` that trains in a Ray task of `num_cpus`
+    CPUs and `num_gpus` GPUs."""
 
-    def run(cfg: ExperimentConfig, run_dir: Path, overwrite: bool) -> dict[str, Any]:
+    def run(cfg: ExperimentConfig, run_dir: Path, overwrite: bool, trainer: str = "rl") -> dict[str, Any]:
         import ray
 
-        task = ray.remote(num_cpus=num_cpus, max_retries=0)(_proxy_task)
-        ref = task.remote(to_dict(cfg), str(Path(run_dir).resolve()), overwrite, os.environ.get("ACODM_HOME"))
+        task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0)(_proxy_task)
+        ref = task.remote(to_dict(cfg), str(Path(run_dir).resolve()), overwrite, os.environ.get("ACODM_HOME"), trainer)
         return ray.get(ref)
 
     return run

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from acodm_ray.compare import (
+    DEFAULT_METHODS,
     METHODS,
     CompareError,
     best_point,
@@ -124,7 +126,7 @@ def test_table_says_not_reached_and_marks_the_baseline():
 
 def test_unknown_methods_are_refused_with_the_valid_list(capsys):
     assert parse_methods("uniform, odm,uniform,acodm-online") == ["uniform", "odm", "acodm-online"]
-    with pytest.raises(CompareError, match="valid methods are: uniform, natural, odm, acodm, acodm-online"):
+    with pytest.raises(CompareError, match="valid methods are: uniform, natural, odm, odm-exp3, alignment, alignment-proxy, acodm, acodm-online"):
         parse_methods("uniform,doremi")
     with pytest.raises(CompareError, match="no method"):
         parse_methods(" , ")
@@ -151,8 +153,8 @@ def test_quick_overrides_and_proxy_state_size(tmp_path):
     # every (method, seed) gets one target run; the AC-ODM runs wait for their seed's proxy stage
     specs = plan(full, tmp_path)
     assert len([s for s in specs if s.kind == "target"]) == 15
-    assert {s.depends for s in specs if s.method == "acodm"} == {"proxy-seed0", "proxy-seed1", "proxy-seed2"}
-    with pytest.raises(ConfigError, match="proxy has 1 layer"):
+    assert {s.depends for s in specs if s.method == "acodm" and s.kind == "target"} == {"proxy-seed0", "proxy-seed1", "proxy-seed2"}
+    with pytest.raises(ConfigError, match="proxy of acodm has 1 layer"):
         load_compare_config("configs/demo.yaml", ["compare.proxy.model.num_layers=1"])
     with pytest.raises(ConfigError, match="stepz"):
         load_compare_config("configs/demo.yaml", ["compare.target.train.stepz=3"])
@@ -180,9 +182,9 @@ def test_quick_comparison_end_to_end(ray_session, tmp_path):
     for name in ("summary.json", "table.md", "val_ppl.png", "val_ppl_domains.png", "weights.png", "config.yaml"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["methods"] == list(METHODS) and summary["seeds"] == [0] and not summary["failures"]
+    assert summary["methods"] == DEFAULT_METHODS and summary["seeds"] == [0] and not summary["failures"]
     table = (out / "table.md").read_text()
-    for method in METHODS:
+    for method in DEFAULT_METHODS:
         run = out / "runs" / f"{method}-seed0"
         run_summary = json.loads((run / "summary.json").read_text())
         assert run_summary["steps"] == 6, method
@@ -243,8 +245,8 @@ def fake_target_runner(calls):
 
 
 def fake_proxy_runner(calls, fail_seeds=()):
-    def run(cfg, run_dir, overwrite):
-        calls.append(cfg.train.seed)
+    def run(cfg, run_dir, overwrite, trainer="rl"):
+        calls.append(cfg.train.seed if trainer == "rl" else (trainer, cfg.mixer.name, cfg.train.seed))
         if cfg.train.seed in fail_seeds:
             raise RuntimeError("proxy crashed")
         (run_dir / "policy").mkdir(parents=True, exist_ok=True)
@@ -288,3 +290,127 @@ def test_run_comparison_headline_failure_and_resume(tmp_path):
                                                                           "max": 0.5, "n": 2}
     assert all(again["runs"][k]["wall_s"] == pytest.approx(w) for k, w in walls.items())  # kept, not re-timed
     assert again["resumed"] and again["wall_clock_s"] >= summary["wall_clock_s"]
+
+
+# ---------------------------------------------------------------------- ablation methods
+
+
+ABLATION = ["uniform", "odm", "odm-exp3", "alignment", "alignment-proxy", "acodm", "acodm-gamma0",
+            "acodm-lossreward", "acodm-nowarmup", "acodm-narrow", "acodm-wide", "ppo", "sac", "acodm@small",
+            "acodm@large"]
+
+
+def test_every_ablation_method_builds_its_configs(tmp_path):
+    cfg = load_compare_config("configs/demo.yaml", [f"compare.methods={json.dumps(ABLATION)}", "compare.proxy_per_seed=false"])
+    base = proxy_config(cfg, 0, "acodm")
+    expect = {  # what each proxy variant changes against plain AC-ODM's proxy stage
+        "acodm-gamma0": lambda p: p.agent.gamma == 0.0 and base.agent.gamma == 0.95,
+        "acodm-lossreward": lambda p: p.env.reward == "loss" and base.env.reward == "alignment",
+        "acodm-nowarmup": lambda p: p.agent.warmup_fraction == 0.0 and base.agent.warmup_fraction > 0,
+        "acodm-narrow": lambda p: (p.agent.actor_hidden, p.agent.critic_hidden) == (32, 32),
+        "acodm-wide": lambda p: (p.agent.actor_hidden, p.agent.critic_hidden) == (512, 512),
+        "ppo": lambda p: p.rl.algo == "ppo",
+        "sac": lambda p: p.rl.algo == "sac",
+        "acodm@small": lambda p: p.model.hidden_size == 32 and p.rl.algo == "acodm",
+        "acodm@large": lambda p: p.model.hidden_size == 128 and p.model.num_layers == base.model.num_layers,
+        "alignment-proxy": lambda p: p.mixer.name == "alignment" and p.model == base.model,
+    }
+    for method, check in expect.items():
+        p = proxy_config(cfg, 0, method)
+        assert check(p), method
+        assert p.signals.state_layers == base.signals.state_layers and p.train.steps == base.train.steps, method
+    assert base.agent.actor_hidden == 128 and base.rl.algo == "acodm"
+    assert target_config(cfg, "odm-exp3", 0).mixer.odm_variant == "exp3"
+    assert target_config(cfg, "odm", 0).mixer.odm_variant == "smoothed_mean"
+    assert target_config(cfg, "alignment", 0).mixer.name == "alignment"
+    assert target_config(cfg, "acodm@small", 0, policy="/p").target.policy == "/p"
+    with pytest.raises(CompareError, match="no proxy stage"):
+        proxy_config(cfg, 0, "odm")
+    # one proxy stage per proxy method (proxy_per_seed: false), every target run of it waits for it
+    specs = plan(cfg, tmp_path)
+    proxies = [s for s in specs if s.kind == "proxy"]
+    assert sorted(s.method for s in proxies) == sorted([*expect, "acodm"])
+    assert {s.key for s in proxies} >= {"proxy-seed0", "proxy-acodm@small-seed0", "proxy-alignment-proxy-seed0"}
+    targets = [s for s in specs if s.kind == "target"]
+    assert len(targets) == 3 * len(ABLATION)
+    assert {s.depends for s in targets if s.method == "acodm-gamma0"} == {"proxy-acodm-gamma0-seed0"}
+    assert all(s.depends is None for s in targets if s.method in ("uniform", "odm", "odm-exp3", "alignment"))
+
+
+def test_unknown_ablation_names_and_sizes_are_refused(capsys):
+    with pytest.raises(CompareError, match="valid methods are: .*acodm-gamma0.*<method>@<size>"):
+        parse_methods("acodm-gamma1")
+    with pytest.raises(CompareError, match="unknown method"):
+        parse_methods("odm@small")  # a size only goes with a proxy method
+    with pytest.raises(ConfigError, match="no proxy size 'huge'.*'large', 'small'"):
+        load_compare_config("configs/demo.yaml", ["compare.methods=[odm, acodm@huge]"])
+    rc = compare_job.main(["--config", "configs/tiny.yaml", "--quick", "--methods", "odm,ppo2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "ppo2" in err and all(m in err for m in METHODS)
+
+
+def test_ablation_orchestration_passes_each_proxy_stage_its_trainer(tmp_path):
+    from acodm_ray.compare import run_comparison
+
+    methods = ["uniform", "odm", "alignment-proxy", "acodm", "acodm-gamma0"]
+    cfg = load_compare_config("configs/tiny.yaml", [f"compare.methods={json.dumps(methods)}", "compare.seeds=1",
+                                                    "compare.target.train.steps=8"])
+    targets, proxies = [], []
+    summary = run_comparison(cfg, tmp_path / "cmp", fake_proxy_runner(proxies), fake_target_runner(targets))
+    assert not summary["failures"]
+    # the mixer-trajectory stage got trainer="mixer" and the alignment mixer; RLlib stages the default
+    assert ("mixer", "alignment", 0) in proxies and proxies.count(0) == 2
+    assert set(summary["proxies"]) == {"alignment-proxy", "acodm", "acodm-gamma0"}
+    assert summary["proxies"]["alignment-proxy"]["trainer"] == "mixer"
+    assert summary["proxies"]["acodm-gamma0"]["agent"]["gamma"] == 0.0
+    assert summary["proxy"] == summary["proxies"]["acodm"]
+    policies = {t[2] for t in targets if t[2]}
+    assert policies == {str(tmp_path / "cmp" / "proxy" / k / "policy")
+                        for k in ("proxy-seed0", "proxy-alignment-proxy-seed0", "proxy-acodm-gamma0-seed0")}
+    table = (tmp_path / "cmp" / "table.md").read_text()
+    assert "Proxy of alignment-proxy" in table and "| acodm-gamma0 |" in table
+    assert summary["headline"]["acodm-gamma0"]["proxy_wall_s"]["n"] == 1
+
+
+RL_VARIANTS = ["acodm-gamma0", "acodm-lossreward", "acodm-nowarmup", "acodm-narrow", "acodm-wide"]
+
+
+@pytest.mark.parametrize("method", RL_VARIANTS)
+def test_each_acodm_variant_trains_a_couple_of_iterations(ray_session, tmp_path, method):
+    from policies.compare_proxy import train_proxy_policy
+
+    cfg = load_compare_config("configs/tiny.yaml", ["compare.proxy.train.steps=6", "compare.proxy.rl.iterations=2",
+                                                    "compare.proxy.rl.min_sample_timesteps_per_iteration=6"])
+    pcfg = proxy_config(cfg, 0, method)
+    summary = train_proxy_policy(pcfg, tmp_path / method)
+    records = [json.loads(line) for line in (tmp_path / method / "iterations.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [1, 2] and summary["iterations"] == 2
+    from acodm_ray.agent.policy_file import load_policy
+
+    actor, meta = load_policy(summary["policy"])
+    saved = meta["config"]
+    # the variant reached the trained agent: its knob is in the config the policy was trained with
+    assert {"acodm-gamma0": saved["agent"]["gamma"] == 0.0,
+            "acodm-lossreward": saved["env"]["reward"] == "loss",
+            "acodm-nowarmup": saved["agent"]["warmup_fraction"] == 0.0,
+            "acodm-narrow": actor.hidden == 8,
+            "acodm-wide": actor.hidden == 128}[method]
+    with torch.no_grad():
+        w = actor(torch.zeros(1, meta["state_dim"]))
+    assert torch.isfinite(w).all() and float(w.sum()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_paper_scale_preset_is_a_160m_proxy_and_a_1b_target_on_gpus(tmp_path):
+    """configs/paper-pythia.yaml loads and plans offline (nothing is downloaded before the runs)."""
+    cfg = load_compare_config("configs/paper-pythia.yaml", ["compare.methods=[uniform, odm, acodm, acodm-online, acodm@410m]"])
+    tgt, prx, prx410 = target_config(cfg, "odm", 0), proxy_config(cfg, 0), proxy_config(cfg, 0, "acodm@410m")
+    assert (tgt.model.hidden_size, tgt.model.num_layers, tgt.model.intermediate_size) == (2048, 16, 8192)  # Pythia-1B
+    assert (prx.model.hidden_size, prx.model.num_layers, prx.model.intermediate_size) == (768, 12, 3072)  # Pythia-160M
+    assert (prx410.model.hidden_size, prx410.model.num_layers) == (1024, 24)  # Pythia-410M
+    assert tgt.signals.state_layers == prx.signals.state_layers == prx410.signals.state_layers == 8
+    assert tgt.train.seq_len * tgt.train.micro_batch_size * tgt.train.grad_accum * tgt.target.num_workers == 2 ** 21
+    assert tgt.target.use_gpu and tgt.target.num_workers == 8 and cfg.compare.proxy_gpus == 1
+    assert tgt.corpus.source == "hub" and tgt.tokenizer.from_hub and tgt.train.dtype == "bfloat16"
+    assert (prx.agent.actor_hidden, prx.agent.actor_layers) == (1024, 5)  # the reference's networks
+    specs = plan(cfg, tmp_path)
+    assert [s.key for s in specs if s.kind == "proxy"] == ["proxy-seed0", "proxy-acodm@410m-seed0"]

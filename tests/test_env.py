@@ -1,5 +1,7 @@
 """DataMixingEnv: Gymnasium contract, action mapping, warm-up, reward, NaN handling."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -103,3 +105,28 @@ def test_gymnasium_and_rllib_registration():
     env = gym.make(GYM_ID, config=env_config())
     obs, _ = env.reset(seed=0)
     assert obs.shape == env.observation_space.shape
+
+
+def test_loss_reward_is_the_znormalised_loss_decrease_since_each_domain_was_last_sampled():
+    from acodm_ray.signals import loss_decrease_scores
+
+    # hand-computed: domains 0 and 2 have both losses (decreases 1.0 and 0.0; z = +-0.7071 with the
+    # unbiased std), domain 1 is new, domain 3 not sampled now -> 0
+    prev = np.array([3.0, np.nan, 2.0, 4.0])
+    now = np.array([2.0, 5.0, 2.0, np.nan])
+    np.testing.assert_allclose(loss_decrease_scores(prev, now), [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2), 0.0], atol=1e-6)
+    assert not loss_decrease_scores(np.full(3, np.nan), np.ones(3)).any()
+
+    env = DataMixingEnv(env_config(env={"reward": "loss"}))
+    env.reset(seed=0)
+    uniform = np.full(len(env.domains), 1.0 / len(env.domains), dtype=np.float32)
+    seen = np.full(len(env.domains), np.nan)
+    for _ in range(3):
+        _, reward, _, _, info = env.step(uniform)
+        losses = np.where(info["counts"] > 0, info["losses"], np.nan)
+        expected = loss_decrease_scores(seen, losses)
+        np.testing.assert_allclose(info["scores"], expected, atol=1e-5)
+        assert reward == pytest.approx(float(info["weights"] @ expected), abs=1e-5)
+        seen = np.where(np.isfinite(losses), losses, seen)
+    with pytest.raises(Exception, match="env.reward"):
+        DataMixingEnv(env_config(env={"reward": "accuracy"}))

@@ -94,3 +94,44 @@ def test_missing_weights_file_and_unknown_mixer(tmp_path):
         build_mixer(MixerConfig(name="file", weights_file=str(tmp_path / "no.yaml")), ["a"], np.ones(1))
     with pytest.raises(ValueError, match="unknown mixer 'bandit'.*valid mixers"):
         build_mixer(MixerConfig(name="bandit"), ["a"], np.ones(1))
+
+
+def test_alignment_mixer_matches_hand_computation():
+    from acodm_ray.mixers import AlignmentMixer
+    from acodm_ray.train_step import StepSignals
+
+    mixer = AlignmentMixer(["a", "b", "c"], mu=1e-3, clip_min=-5.0, clip_max=5.0, floor=0.1)
+    np.testing.assert_allclose(mixer.weights(), [1 / 3] * 3)  # starts uniform (DoGE)
+    # eta = lr / mu = 1; scores [2, -1, 7] clip to [2, -1, 5]; softmax of log(1/3) + s, then the floor
+    w = mixer.update_from_scores(np.array([2.0, -1.0, 7.0]), lr=1e-3)
+    e = [math.exp(2.0), math.exp(-1.0), math.exp(5.0)]
+    expected = [0.9 * x / sum(e) + 0.1 / 3 for x in e]
+    np.testing.assert_allclose(w, expected, rtol=1e-12)
+    assert w == pytest.approx([0.075916, 0.035453, 0.888631], abs=1e-6)
+    # a second step at half the learning rate: eta = 0.5; an unsampled domain (score 0) keeps its log weight
+    w2 = mixer.update_from_scores(np.array([0.0, 4.0, -2.0]), lr=5e-4)
+    logits = np.array([2.0, -1.0 + 2.0, 5.0 - 1.0])
+    z = np.exp(logits - logits.max())
+    np.testing.assert_allclose(w2, 0.9 * z / z.sum() + 0.1 / 3, rtol=1e-12)
+    # the step's signals drive it (raw scores, not the z-normalised reward), a NaN step is skipped
+    state = mixer.state_dict()
+    again = AlignmentMixer(["a", "b", "c"], floor=0.1)
+    again.load_state_dict(state)
+    np.testing.assert_allclose(again.weights(), w2)
+    sig = StepSignals(step=3, loss=1.0, losses=np.ones(3), counts=np.ones(3), scores=np.array([9.0, -9.0, 0.0]),
+                      raw_scores=np.array([0.0, 0.0, 1.0]), state=np.zeros(10, np.float32), weights=w2, lr=1e-3,
+                      grad_norm=1.0, tokens=1, seconds=0.1)
+    again.update(sig)
+    logits[2] += 1.0
+    z = np.exp(logits - logits.max())
+    np.testing.assert_allclose(again.weights(), 0.9 * z / z.sum() + 0.1 / 3, rtol=1e-12)
+    before = again.weights()
+    again.update(StepSignals(**{**sig.__dict__, "finite": False, "raw_scores": np.array([5.0, 5.0, -5.0])}))
+    np.testing.assert_allclose(again.weights(), before)
+    # built from the config like every mixer; bad knobs and non-finite scores are refused
+    built = build_mixer(MixerConfig(name="alignment", alignment_floor=0.2), ["a", "b"], np.array([0.5, 0.5]))
+    assert isinstance(built, AlignmentMixer) and built.floor == 0.2
+    with pytest.raises(ValueError, match="floor"):
+        AlignmentMixer(["a", "b"], floor=1.5)
+    with pytest.raises(ValueError, match="not finite"):
+        built.update_from_scores(np.array([np.nan, 1.0]), lr=1e-3)

@@ -7,11 +7,13 @@ from typing import Sequence
 import numpy as np
 
 from acodm_ray.config import MixerConfig
+from acodm_ray.mixers.alignment import AlignmentMixer
 from acodm_ray.mixers.base import Mixer
 from acodm_ray.mixers.odm import ODMMixer
 from acodm_ray.mixers.static import StaticMixer, file_mixer, natural_mixer, uniform_mixer
 
-MIXERS = ("uniform", "natural", "file", "odm")
+MIXERS = ("uniform", "natural", "file", "odm", "alignment")
+SCORE_MIXERS = ("alignment",)  # mixers that learn from the alignment scores (the step must compute them)
 
 
 def build_mixer(cfg: MixerConfig, domains: Sequence[str], natural: np.ndarray) -> Mixer:
@@ -26,7 +28,10 @@ def build_mixer(cfg: MixerConfig, domains: Sequence[str], natural: np.ndarray) -
         return file_mixer(domains, cfg.weights_file)
     if cfg.name == "odm":
         return ODMMixer(domains, natural, cfg.odm_variant, cfg.odm_alpha)
+    if cfg.name == "alignment":
+        return AlignmentMixer(domains, cfg.alignment_mu, cfg.alignment_clip_min, cfg.alignment_clip_max,
+                              cfg.alignment_floor)
     raise ValueError(f"unknown mixer {cfg.name!r}; valid mixers are {list(MIXERS)}")
 
 
-__all__ = ["Mixer", "StaticMixer", "ODMMixer", "build_mixer", "MIXERS"]
+__all__ = ["Mixer", "StaticMixer", "ODMMixer", "AlignmentMixer", "SCORE_MIXERS", "build_mixer", "MIXERS"]
