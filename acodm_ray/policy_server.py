@@ -1,6 +1,7 @@
 """PolicyServer: the mixer of a target run, served as a named Ray actor.
 
-The server holds one `Mixer` -- an exported AC-ODM actor (proxy mode, `ActorMixer`), a static or
+The server holds one `Mixer` -- an exported policy of any kind (proxy mode, `ActorMixer`: the
+AC-ODM actor, an RLlib PPO/APPO/SAC policy or a replayed weight schedule), a static or
 ODM mixer (`build_mixer`), or the online AC-ODM agent (non-proxy mode, `OnlineACODM`) -- and
 answers `weights(state)`, `update(signals)`, `state_dict()` / `load_state_dict()` (the mixer's
 state goes into every Ray Train checkpoint) and `describe()`.
@@ -30,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from acodm_ray.agent.config import AgentConfig
+from acodm_ray.agent.networks import Actor
 from acodm_ray.agent.policy_file import load_policy
 from acodm_ray.config import MixerConfig
 from acodm_ray.mixers import build_mixer
@@ -57,7 +59,7 @@ class PolicyServerUnavailable(RuntimeError):
 class MixerSpec:
     """Everything needed to build (and rebuild, on `reset`) the served mixer."""
 
-    kind: str  # "policy" (exported actor) | "mixer" (cfg.mixer: uniform/natural/file/odm) | "online"
+    kind: str  # "policy" (exported policy, any policy_file kind) | "mixer" (cfg.mixer: uniform/natural/file/odm) | "online"
     domains: list[str]
     natural: list[float]
     state_dim: int
@@ -209,12 +211,15 @@ class PolicyServer:
         }
         if self.spec.kind == "policy":
             out["policy_dir"] = self.spec.policy_dir
+            out["policy_kind"] = getattr(self.mixer, "kind", None)
         return out
 
     def actor_state(self) -> dict[str, Any] | None:
-        """The current actor (online agent or exported policy): weights and sizes, for export."""
+        """The current AC-ODM actor (online agent or exported "actor"-kind policy): weights and
+        sizes, for export. None for other mixers and for "mlp"/"trajectory" policies (those have no
+        hidden/layers; their policy directory is the export)."""
         actor = getattr(self.mixer, "actor", None)
-        if actor is None:
+        if not isinstance(actor, Actor):
             return None
         return {"state_dict": {k: v.detach().clone() for k, v in actor.state_dict().items()},
                 "state_dim": actor.state_dim, "num_domains": actor.num_domains,

@@ -28,8 +28,10 @@ def weight_trajectory(cfg: ExperimentConfig, tokens: TokenizedCorpus, mixer: Mix
     return {"weights": np.stack(weights), "val_ppl": trainer.evaluate()}
 
 
-def compare_with_odm(policy_dir: str | Path, cfg: ExperimentConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Roll out the policy and ODM on the proxy config; write weights_policy_vs_odm.png."""
+def compare_with_odm(policy_dir: str | Path, cfg: ExperimentConfig, out_dir: str | Path,
+                     label: str = "AC-ODM policy") -> dict[str, Any]:
+    """Roll out the policy (any exported kind) and ODM on the proxy config; write
+    weights_policy_vs_odm.png, the policy's curve named `label`."""
     from acodm_ray.data.load import load_tokenized
 
     tokens, _ = load_tokenized(cfg)
@@ -40,7 +42,7 @@ def compare_with_odm(policy_dir: str | Path, cfg: ExperimentConfig, out_dir: str
     odm = weight_trajectory(cfg, tokens, odm_mixer, seed)
     diff = np.abs(policy["weights"] - odm["weights"]).sum(axis=1) / 2  # total-variation distance per step
     png = plot_weight_trajectories(
-        {"AC-ODM policy": policy["weights"], "ODM": odm["weights"]}, tokens.domains,
+        {label: policy["weights"], "ODM": odm["weights"]}, tokens.domains,
         Path(out_dir) / "weights_policy_vs_odm.png", title="proxy rollout from the same seed",
     )
     return {

@@ -111,15 +111,16 @@ def run_proxy_rl(
                 save_algo_checkpoint(algo, run_dir)
         summary: dict[str, Any] = {"algo": algo_name, "iterations": algo.iteration, "domains": probe.domains,
                                    "checkpoint": str(run_dir / CHECKPOINT_DIR)}
-        if algo_name == "acodm":
-            from policies.export import export_actor
+        # every algorithm's policy: kind "actor" for acodm, "mlp" for ppo/sac/appo
+        from policies.export import export_policy
 
-            policy_dir = export_actor(algo, run_dir / POLICY_DIR, probe.domains, state_spec, to_dict(cfg))
-            summary["policy"] = str(policy_dir)
-            if rollout:
-                from acodm_ray.rollout import compare_with_odm
+        policy_dir = export_policy(algo, run_dir / POLICY_DIR, probe.domains, state_spec, to_dict(cfg))
+        summary["policy"] = str(policy_dir)
+        if rollout:
+            from acodm_ray.rollout import compare_with_odm
 
-                summary["rollout"] = compare_with_odm(policy_dir, cfg, run_dir)
+            label = "AC-ODM policy" if algo_name == "acodm" else f"{algo_name.upper()} policy"
+            summary["rollout"] = compare_with_odm(policy_dir, cfg, run_dir, label=label)
     finally:
         results.close()
         algo.stop()

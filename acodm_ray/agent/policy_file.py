@@ -1,8 +1,22 @@
-"""The exported AC-ODM actor: `actor.safetensors` + `policy.json`, loadable without RLlib.
+"""Exported mixing policies: `actor.safetensors` + `policy.json`, loadable without RLlib.
 
 Only safetensors (plain tensors) and JSON are ever read: a pickle or a torch `.pt` file can run
 arbitrary code when loaded, so anything else passed as a policy is refused before it is opened
 by a deserializer.
+
+policy.json holds "kind" (absent = "actor", files written before kinds existed), and
+`load_policy` returns (module, meta) for every kind, the module mapping states [B, state_dim]
+to domain weights on the simplex [B, K]:
+
+- "actor": the AC-ODM softmax `Actor` (meta "hidden", "layers"); `save_policy`.
+- "mlp": an RLlib PPO / APPO / SAC policy's deterministic action, rebuilt as `MLPPolicy` from the
+  data in meta "network" (layer list) and "action_steps" (post-processing ops); `save_mlp_policy`
+  (written by `policies.export.export_policy`).
+- "trajectory": a [T, K] weight schedule replayed by training progress, `TrajectoryPolicy`
+  (meta "num_steps", "progress_scale"); `save_trajectory_policy`.
+
+Every kind also has "format", "format_version", "domains", "state_dim", "num_domains",
+"state_spec" and "config".
 """
 
 from __future__ import annotations
@@ -11,20 +25,70 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from acodm_ray.agent.networks import Actor
+from acodm_ray.agent.policy_nets import MLPPolicy, TrajectoryPolicy
+from acodm_ray.sampler import WeightsError, check_weights
 
 WEIGHTS_FILE = "actor.safetensors"
 META_FILE = "policy.json"
 FORMAT_NAME = "acodm-policy"
 FORMAT_VERSION = 1
+KINDS = ("actor", "mlp", "trajectory")
+DEFAULT_KIND = "actor"  # files without a "kind" key (written before kinds existed)
+# keys every kind needs, then each kind's own
+COMMON_KEYS = ("domains", "state_dim", "num_domains")
+KIND_KEYS = {
+    "actor": ("hidden", "layers"),
+    "mlp": ("network", "action_steps"),
+    "trajectory": ("num_steps", "progress_scale"),
+}
 
 
 class PolicyFileError(ValueError):
     """A policy directory is missing, incomplete, or not in the safetensors + JSON format."""
+
+
+def policy_kind(meta: dict[str, Any]) -> str:
+    """The kind of a policy from its metadata ("actor" when the file predates kinds)."""
+    return meta.get("kind", DEFAULT_KIND)
+
+
+def _write(out_dir: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": FORMAT_NAME, "kind": meta["kind"]})
+    (out / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    return out
+
+
+def _base_meta(kind: str, domains: list[str], state_dim: int, state_spec: dict[str, Any],
+               config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "domains": domains,
+        "state_dim": int(state_dim),
+        "num_domains": len(domains),
+        "state_spec": state_spec,
+        "config": config,
+    }
+
+
+def _check_domains(domains: list[str], num_outputs: int, what: str) -> list[str]:
+    domains = [str(d) for d in domains]
+    if len(domains) != num_outputs:
+        raise PolicyFileError(f"{len(domains)} domain names given for {what} with {num_outputs} outputs")
+    if len(set(domains)) != len(domains):
+        raise PolicyFileError(f"duplicate domain names in {domains}")
+    return domains
 
 
 def save_policy(
@@ -35,28 +99,73 @@ def save_policy(
     config: dict[str, Any],
 ) -> Path:
     """Write the actor's weights and what is needed to rebuild and feed it; returns the dir."""
-    out = Path(out_dir)
+    domains = _check_domains(domains, actor.num_domains, "an actor")
+    meta = _base_meta("actor", domains, actor.state_dim, state_spec, config)
+    meta.update(hidden=actor.hidden, layers=actor.layers)
+    return _write(out_dir, actor.state_dict(), meta)
+
+
+def save_mlp_policy(
+    out_dir: str | Path,
+    policy: MLPPolicy,
+    domains: list[str],
+    state_spec: dict[str, Any],
+    config: dict[str, Any],
+    source: dict[str, Any] | None = None,
+) -> Path:
+    """Write an `MLPPolicy` (kind "mlp"): its Linear/LayerNorm tensors as safetensors, its layer
+    list and action steps as data. `source` (e.g. the RLlib algorithm and distribution it was
+    exported from) is stored as provenance under meta "source"; the loader does not use it."""
+    domains = _check_domains(domains, policy.num_domains, "an MLP policy")
+    meta = _base_meta("mlp", domains, policy.state_dim, state_spec, config)
+    meta.update(network=policy.network, action_steps=policy.action_steps, source=dict(source or {}))
+    return _write(out_dir, policy.state_dict(), meta)
+
+
+def _check_trajectory_rows(weights: np.ndarray, domains: list[str]) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or w.shape[0] < 1:
+        raise PolicyFileError(f"a trajectory needs weights of shape [T >= 1, K], got shape {tuple(w.shape)}")
+    if w.shape[1] != len(domains):
+        raise PolicyFileError(f"trajectory rows have {w.shape[1]} weights but there are {len(domains)} domains")
+    rows = []
+    for t, row in enumerate(w):
+        try:
+            rows.append(check_weights(row, domains))
+        except WeightsError as err:
+            raise PolicyFileError(f"trajectory row {t} (optimizer step {t}) is not a distribution: {err}") from err
+    return np.stack(rows)
+
+
+def _progress_scale(state_spec: dict[str, Any]) -> float:
+    scale = state_spec.get("progress_scale") if isinstance(state_spec, dict) else None
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale <= 0:
+        raise PolicyFileError(f"state_spec needs a positive 'progress_scale', got {scale!r}")
+    return float(scale)
+
+
+def save_trajectory_policy(
+    out_dir: str | Path,
+    weights: np.ndarray,
+    domains: list[str],
+    state_spec: dict[str, Any],
+    config: dict[str, Any],
+) -> Path:
+    """Write a weight schedule (kind "trajectory"): `weights` [T, K], row t = the weights used at
+    optimizer step t (0-based) of a T-step run. A target replays it by its own training progress
+    (the state's last entry / state_spec["progress_scale"]); see `TrajectoryPolicy`.
+    `state_spec` is as `LMTrainer.state_spec` (needs "dim" and "progress_scale")."""
     domains = [str(d) for d in domains]
-    if len(domains) != actor.num_domains:
-        raise PolicyFileError(
-            f"{len(domains)} domain names given for an actor with {actor.num_domains} outputs"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in actor.state_dict().items()}
-    save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
-    meta = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "domains": domains,
-        "state_dim": actor.state_dim,
-        "num_domains": actor.num_domains,
-        "hidden": actor.hidden,
-        "layers": actor.layers,
-        "state_spec": state_spec,
-        "config": config,
-    }
-    (out / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-    return out
+    _check_domains(domains, len(domains), "a trajectory")
+    rows = _check_trajectory_rows(weights, domains)
+    dim = state_spec.get("dim") if isinstance(state_spec, dict) else None
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise PolicyFileError(f"state_spec needs a positive integer 'dim', got {dim!r}")
+    scale = _progress_scale(state_spec)
+    policy = TrajectoryPolicy(torch.from_numpy(rows), scale)
+    meta = _base_meta("trajectory", domains, dim, state_spec, config)
+    meta.update(num_steps=policy.num_steps, progress_scale=scale)
+    return _write(out_dir, policy.state_dict(), meta)
 
 
 def _refuse_non_directory(path: Path) -> None:
@@ -66,8 +175,9 @@ def _refuse_non_directory(path: Path) -> None:
         raise PolicyFileError(
             f"{path} is a file, not a policy directory: a policy is a directory holding "
             f"{WEIGHTS_FILE} and {META_FILE}. Pickle/torch checkpoints (.pkl, .pt, .pth, .ckpt) "
-            "are refused because loading them can execute code; export the actor with "
-            "policies.export.export_actor or acodm_ray.agent.policy_file.save_policy."
+            "are refused because loading them can execute code; export a policy with "
+            "policies.export.export_policy or acodm_ray.agent.policy_file.save_policy / "
+            "save_mlp_policy / save_trajectory_policy."
         )
 
 
@@ -86,36 +196,70 @@ def _read_meta(path: Path) -> dict[str, Any]:
             f"{meta_path}: unsupported format_version {meta.get('format_version')!r} "
             f"(this code reads {FORMAT_VERSION})"
         )
-    for key in ("domains", "state_dim", "num_domains", "hidden", "layers"):
+    kind = policy_kind(meta)
+    if kind not in KINDS:
+        raise PolicyFileError(f"{meta_path}: unknown policy kind {kind!r}; valid kinds are {list(KINDS)}")
+    for key in COMMON_KEYS + KIND_KEYS[kind]:
         if key not in meta:
-            raise PolicyFileError(f"{meta_path}: missing key {key!r}")
+            raise PolicyFileError(f"{meta_path}: missing key {key!r} (policy kind {kind!r})")
+    if not isinstance(meta["domains"], list):
+        raise PolicyFileError(f"{meta_path}: domains must be a list of names, got {meta['domains']!r}")
     if len(meta["domains"]) != meta["num_domains"]:
         raise PolicyFileError(
             f"{meta_path}: {len(meta['domains'])} domains listed but num_domains={meta['num_domains']}"
         )
+    for key in ("state_dim", "num_domains"):
+        if isinstance(meta[key], bool) or not isinstance(meta[key], int) or meta[key] < 1:
+            raise PolicyFileError(f"{meta_path}: {key} must be a positive integer, got {meta[key]!r}")
     return meta
 
 
-def load_policy(policy_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Actor, dict[str, Any]]:
-    """Rebuild the exported actor (eval mode) and return it with its metadata."""
-    path = Path(policy_dir)
-    _refuse_non_directory(path)
-    meta = _read_meta(path)
-    weights_path = path / WEIGHTS_FILE
+def _read_tensors(weights_path: Path, device: str | torch.device) -> dict[str, torch.Tensor]:
     if not weights_path.is_file():
         raise PolicyFileError(f"policy weights not found: {weights_path}")
     try:
         # safetensors parses a JSON header and raw buffers; it never runs code from the file.
-        tensors = load_file(str(weights_path), device=str(device))
+        return load_file(str(weights_path), device=str(device))
     except (SafetensorError, OSError, ValueError) as err:
         raise PolicyFileError(
             f"{weights_path} is not a valid safetensors file ({err}); pickled or torch.save files "
             "are not accepted as policies"
         ) from err
-    actor = Actor(meta["state_dim"], meta["num_domains"], meta["hidden"], meta["layers"])
+
+
+def _build_module(meta: dict[str, Any]) -> nn.Module:
+    """The (untrained) module `meta` describes; raises ValueError/TypeError on bad metadata."""
+    kind = policy_kind(meta)
+    if kind == "actor":
+        return Actor(meta["state_dim"], meta["num_domains"], meta["hidden"], meta["layers"])
+    if kind == "mlp":
+        return MLPPolicy(meta["state_dim"], meta["num_domains"], meta["network"], meta["action_steps"])
+    T = meta["num_steps"]
+    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {T!r}")
+    return TrajectoryPolicy(torch.zeros(T, meta["num_domains"], dtype=torch.float64), meta["progress_scale"])
+
+
+def load_policy(policy_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the exported policy (eval mode) and return it with its metadata.
+
+    The module maps states [B, state_dim] to weights on the simplex [B, K] whatever the kind
+    (`meta["kind"]`, see the module docstring); its tensors must match the metadata exactly."""
+    path = Path(policy_dir)
+    _refuse_non_directory(path)
+    meta = _read_meta(path)
+    weights_path = path / WEIGHTS_FILE
+    tensors = _read_tensors(weights_path, device)
+    meta_path = path / META_FILE
     try:
-        actor.load_state_dict(tensors, strict=True)
+        module = _build_module(meta)
+    except (ValueError, TypeError, KeyError) as err:
+        raise PolicyFileError(f"{meta_path}: invalid {policy_kind(meta)!r} policy description: {err}") from err
+    try:
+        module.load_state_dict(tensors, strict=True)
     except RuntimeError as err:
-        raise PolicyFileError(f"{weights_path} does not match {path / META_FILE}: {err}") from err
-    actor.to(device).eval()
-    return actor, meta
+        raise PolicyFileError(f"{weights_path} does not match {meta_path}: {err}") from err
+    if isinstance(module, TrajectoryPolicy):
+        _check_trajectory_rows(module.weights.cpu().numpy(), list(meta["domains"]))
+    module.to(device).eval()
+    return module, meta

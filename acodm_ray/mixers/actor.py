@@ -1,9 +1,13 @@
-"""ActorMixer: a frozen exported AC-ODM actor chooses the weights from the training state.
+"""ActorMixer: a frozen exported policy chooses the weights from the training state.
 
 This is proxy mode's transfer step (SPEC.md): the policy learned on a small proxy reads the
 target's own state. The policy file names the domains and the state layout it was trained with;
 a corpus with other domains, another domain order or another state size is refused, because the
 actor's inputs and outputs would silently mean something else.
+
+Every policy kind of `acodm_ray.agent.policy_file` is served: the AC-ODM actor ("actor"), an
+RLlib PPO/APPO/SAC policy ("mlp") and a weight schedule replayed by progress ("trajectory"). A
+trajectory reads only the state's last entry (the progress), so it is not tied to a state size.
 """
 
 from __future__ import annotations
@@ -14,8 +18,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from acodm_ray.agent.policy_file import load_policy
+from acodm_ray.agent.policy_file import load_policy, policy_kind
 from acodm_ray.mixers.base import Mixer
+
+
+# kinds whose network reads the whole state (a trajectory reads only the progress entry)
+STATE_SIZED_KINDS = ("actor", "mlp")
+# the mixer's name per policy kind ("acodm" for the AC-ODM actor, as before kinds existed)
+MIXER_NAMES = {"actor": "acodm", "mlp": "policy-mlp", "trajectory": "policy-trajectory"}
 
 
 class PolicyMismatchError(ValueError):
@@ -34,7 +44,7 @@ def check_policy_matches(meta: dict[str, Any], domains: Sequence[str], state_dim
             f"(missing from corpus: {sorted(set(policy_domains) - set(domains))}, "
             f"not in policy: {sorted(set(domains) - set(policy_domains))})"
         )
-    if state_dim is not None and int(meta["state_dim"]) != state_dim:
+    if state_dim is not None and policy_kind(meta) in STATE_SIZED_KINDS and int(meta["state_dim"]) != state_dim:
         raise PolicyMismatchError(
             f"policy expects a state of dimension {meta['state_dim']}, this run's state has {state_dim} "
             f"(state = 3K + 2L + 1 with L tracked weight matrices: the target tracks another number of layers)"
@@ -46,8 +56,10 @@ class ActorMixer(Mixer):
 
     def __init__(self, policy_dir: str | Path, domains: Sequence[str], state_dim: int | None = None) -> None:
         super().__init__(domains)
-        self.actor, self.meta = load_policy(policy_dir)
+        self.actor, self.meta = load_policy(policy_dir)  # any kind: an nn.Module state -> weights
         check_policy_matches(self.meta, self.domains, state_dim)
+        self.kind = policy_kind(self.meta)
+        self.name = MIXER_NAMES[self.kind]
         self.policy_dir = str(policy_dir)
 
     @torch.no_grad()
