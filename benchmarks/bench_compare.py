@@ -1,12 +1,14 @@
-"""Put a finished method comparison (jobs/compare.py) into BENCHMARKS.md, section "comparison".
+"""Put a finished method comparison (jobs/compare.py) into BENCHMARKS.md, section "comparison" (or
+another: `--section ablation --title ...` for the ablation study).
 
     python jobs/compare.py --config configs/demo.yaml --seeds 3
     python benchmarks/bench_compare.py --summary results/demo-compare/summary.json \
         --command "python jobs/compare.py --config configs/demo.yaml --seeds 3" \
         --notes benchmarks/results/compare_notes.md
 
-Copies the comparison's PNGs to benchmarks/results/compare_*.png (committed, so BENCHMARKS.md can link
-them), its summary to benchmarks/results/compare.json, and writes the section: command, machine,
+Copies the comparison's PNGs to benchmarks/results/<section>_*.png (committed, so BENCHMARKS.md can link
+them; "compare_*" for the default section), its summary to benchmarks/results/<that>.json, and writes
+the section: command, machine,
 wall-clock, budgets, the table (table.md), the plots and the reading (--notes, a markdown file written
 by whoever read the numbers; regenerate it when the numbers change).
 """
@@ -40,13 +42,14 @@ def shrink_png(src: Path, dst: Path, colors: int = 96) -> None:
         im.convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(dst, optimize=True)
 
 
-def section(summary: dict, table: str, command: str, notes: str | None, plots: dict[str, str]) -> str:
+def section(summary: dict, table: str, command: str, notes: str | None, plots: dict[str, str],
+            title: str = "The paper's comparison, at laptop scale", numbers: str = "benchmarks/results/compare.json") -> str:
     m = summary["machine"]
     minutes = summary["wall_clock_s"] / 60
     lines = [
-        "## The paper's comparison, at laptop scale",
+        f"## {title}",
         "",
-        f"`{command}` (written by `benchmarks/bench_compare.py`; all numbers in `benchmarks/results/compare.json`).",
+        f"`{command}` (written by `benchmarks/bench_compare.py`; all numbers in `{numbers}`).",
         "",
         f"Machine: {m.get('cpus')} CPU cores ({m.get('processor')}), {m.get('memory_gb', '?')} GB RAM, "
         f"{m.get('gpu') or 'no GPU'}, torch {m.get('torch')}, Ray {m.get('ray')}; "
@@ -83,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--command", required=True, help="the command that produced it (shown in the section)")
     parser.add_argument("--notes", default=None, help="markdown file: the reading of the numbers")
     parser.add_argument("--no-update", action="store_true", help="print the section instead of writing BENCHMARKS.md")
+    parser.add_argument("--section", default="comparison", help="BENCHMARKS.md section to (re)write")
+    parser.add_argument("--title", default="The paper's comparison, at laptop scale", help="the section's heading")
     args = parser.parse_args(argv)
+    prefix = "compare" if args.section == "comparison" else args.section
     summary_path = Path(args.summary)
     summary = json.loads(summary_path.read_text())
     out_dir = summary_path.parent
@@ -93,17 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     for key in PLOTS:
         src = out_dir / f"{key}.png"
         if src.is_file():
-            dst = RESULTS / f"compare_{key}.png"
+            dst = RESULTS / f"{prefix}_{key}.png"
             shrink_png(src, dst)
             plots[key] = str(dst.relative_to(ROOT))
-    (RESULTS / "compare.json").write_text(json.dumps({"command": args.command, **summary}, indent=1))
+    numbers = RESULTS / f"{prefix}.json"
+    numbers.write_text(json.dumps({"command": args.command, **summary}, indent=1))
     notes = Path(args.notes).read_text() if args.notes else None
-    body = section(summary, table, args.command, notes, plots)
+    body = section(summary, table, args.command, notes, plots, args.title, str(numbers.relative_to(ROOT)))
     if args.no_update:
         print(body)
     else:
-        update_section("comparison", body)
-        print(f"bench_compare: wrote the comparison section of BENCHMARKS.md; plots {sorted(plots.values())}")
+        update_section(args.section, body)
+        print(f"bench_compare: wrote the {args.section} section of BENCHMARKS.md; plots {sorted(plots.values())}")
     return 0
 
 

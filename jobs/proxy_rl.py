@@ -4,8 +4,9 @@
     ray job submit --working-dir . -- python jobs/proxy_rl.py --config configs/demo.yaml
 
 Writes runs/<name>/: RLlib checkpoint (every rl.checkpoint_every iterations; --resume continues
-from it), TensorBoard logs, iterations.jsonl, the exported actor (policy/: safetensors + JSON,
-loads without RLlib) and, for AC-ODM, a rollout of the policy against ODM from the same seed.
+from it), TensorBoard logs, iterations.jsonl, the exported policy (policy/: safetensors + JSON,
+loads without RLlib; AC-ODM's softmax actor, or PPO/SAC/APPO's deterministic action rebuilt in
+plain torch) and a rollout of the policy against ODM from the same seed.
 """
 
 from __future__ import annotations

@@ -176,15 +176,20 @@ def _all_numbers(obj, path="summary"):
 
 @pytest.mark.slow
 def test_quick_comparison_end_to_end(ray_session, tmp_path):
-    rc = compare_job.main(["--config", "configs/tiny.yaml", "--quick", "--output-dir", str(tmp_path), "--name", "cmp"])
+    # the paper's five, and one of each other kind of method: an online mixer fed by the alignment
+    # scores, a mixer schedule replayed from the proxy, RLlib PPO transferred (kind "mlp"), an AC-ODM
+    # variant learned on a named proxy size
+    methods = [*DEFAULT_METHODS, "alignment", "alignment-proxy", "ppo", "acodm-lossreward@small"]
+    rc = compare_job.main(["--config", "configs/tiny.yaml", "--quick", "--output-dir", str(tmp_path), "--name", "cmp",
+                           "--methods", ",".join(methods)])
     assert rc == 0
     out = tmp_path / "cmp"
     for name in ("summary.json", "table.md", "val_ppl.png", "val_ppl_domains.png", "weights.png", "config.yaml"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["methods"] == DEFAULT_METHODS and summary["seeds"] == [0] and not summary["failures"]
+    assert summary["methods"] == methods and summary["seeds"] == [0] and not summary["failures"]
     table = (out / "table.md").read_text()
-    for method in DEFAULT_METHODS:
+    for method in methods:
         run = out / "runs" / f"{method}-seed0"
         run_summary = json.loads((run / "summary.json").read_text())
         assert run_summary["steps"] == 6, method
@@ -200,6 +205,11 @@ def test_quick_comparison_end_to_end(ray_session, tmp_path):
     assert json.loads((out / "runs" / "acodm-seed0" / "summary.json").read_text())["policy"] == str(policy)
     assert summary["headline"]["odm"]["steps_to_reference"]["per_seed"]["0"]["ratio"] == 1.0
     assert "agent" in json.loads((out / "runs" / "acodm-online-seed0" / "summary.json").read_text())
+    kinds = {m: json.loads((Path(summary["proxies"][m]["runs"]["0"]["policy"]) / "policy.json").read_text())["kind"]
+             for m in ("acodm", "alignment-proxy", "ppo", "acodm-lossreward@small")}
+    assert kinds == {"acodm": "actor", "alignment-proxy": "trajectory", "ppo": "mlp", "acodm-lossreward@small": "actor"}
+    assert summary["proxies"]["acodm-lossreward@small"]["model"]["hidden_size"] == 8  # tiny.yaml's "small"
+    assert summary["headline"]["alignment"]["final_weights"] != summary["headline"]["uniform"]["final_weights"]
     for path, value in _all_numbers(summary):
         assert math.isfinite(value), path
     # an existing comparison is not clobbered
