@@ -37,7 +37,11 @@ def env_config_for(cfg: ExperimentConfig, algo: str, max_decisions: int) -> dict
 
 
 def save_algo_checkpoint(algo, run_dir: Path) -> Path:
-    """Save to a temp dir, then swap it in, so the previous checkpoint survives a crash mid-save."""
+    """Save to a temp dir, then swap it in, so the previous checkpoint survives a crash mid-save.
+
+    A process killed inside the swap leaves `checkpoint.old` behind: next to a good `checkpoint/`
+    (killed after the swap) it is stale and removed; alone (killed between the two renames) it is
+    the last complete checkpoint, which `restore_algo` falls back to."""
     final = run_dir / CHECKPOINT_DIR
     tmp = run_dir / (CHECKPOINT_DIR + ".tmp")
     if tmp.exists():
@@ -45,6 +49,8 @@ def save_algo_checkpoint(algo, run_dir: Path) -> Path:
     algo.save_to_path(str(tmp.resolve()))
     old = run_dir / (CHECKPOINT_DIR + ".old")
     if final.exists():
+        if old.exists():  # stale: a crash after the previous swap; renaming onto it would fail
+            shutil.rmtree(old)
         final.replace(old)
     tmp.replace(final)
     if old.exists():
@@ -54,12 +60,17 @@ def save_algo_checkpoint(algo, run_dir: Path) -> Path:
 
 def restore_algo(algo, run_dir: Path) -> None:
     path = run_dir / CHECKPOINT_DIR
+    old = run_dir / (CHECKPOINT_DIR + ".old")
+    if not path.is_dir() and old.is_dir():
+        log.warning("no %s; resuming from %s (a checkpoint save was interrupted)", path, old)
+        path = old
     if not path.is_dir():
         raise FileNotFoundError(f"cannot resume: no RLlib checkpoint at {path}")
     try:
         algo.restore_from_path(str(path.resolve()))
     except Exception as err:
-        raise ValueError(f"RLlib checkpoint {path} could not be restored ({type(err).__name__}: {err})") from err
+        detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        raise ValueError(f"RLlib checkpoint {path} could not be restored ({detail})") from err
 
 
 def run_proxy_rl(

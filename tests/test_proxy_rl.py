@@ -1,5 +1,6 @@
 """jobs/proxy_rl.py end to end on the real env: every algorithm, resume, parallel proxies, job submit."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -92,12 +93,41 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> 
     raise TimeoutError(f"Ray head's job server did not answer on port {port}")
 
 
-@pytest.mark.slow
-def test_job_submitted_to_a_local_head_node_succeeds(tmp_path):
-    """`ray start --head` + `ray job submit --working-dir . -- python jobs/proxy_rl.py` (loopback only)."""
+class LocalHead:
+    """A `ray start --head` cluster of this test's own (see `local_ray_head`)."""
+
+    def __init__(self, cli: str, address: str, env: dict[str, str]):
+        self.cli, self.address, self.env = cli, address, env
+
+    def ray(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """`ray <args>` in this head's environment (pass `--address`, self.address, to `job` commands)."""
+        return subprocess.run([self.cli, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def submit(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """`ray job submit --working-dir . <args>`, retried while the job agent is not up yet."""
+        for _ in range(30):  # the job agent starts a little after the dashboard answers
+            job = self.ray("job", "submit", "--address", self.address, "--working-dir", ".", *args, timeout=timeout)
+            if "No available agent" not in job.stdout + job.stderr:
+                return job
+            time.sleep(2)
+        return job
+
+    def job_info(self, submission_id: str) -> dict:
+        """The job server's record of a job (status, driver pid, ...), straight from its REST API."""
+        with urllib.request.urlopen(f"{self.address}/api/jobs/{submission_id}", timeout=10) as r:
+            return json.loads(r.read())
+
+
+@contextlib.contextmanager
+def local_ray_head(num_cpus: int = 1, env: dict[str, str] | None = None):
+    """`ray start --head --block` on loopback with a free port for every port option, in its own
+    process group; yields a LocalHead and kills exactly that process group on exit.
+
+    Never `ray stop`: it would kill every Ray process on the machine, the test session's own cluster
+    included."""
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "ACODM_OUTPUT_ROOT": str(tmp_path / "out")}
+           **(env or {})}
     env.pop("RAY_ADDRESS", None)
     gcs, dash = free_port(), free_port()
     # Every port of its own: the test session's cluster already holds Ray's default agent ports.
@@ -106,31 +136,30 @@ def test_job_submitted_to_a_local_head_node_succeeds(tmp_path):
         "runtime-env-agent-port", "ray-client-server-port", "node-manager-port", "object-manager-port")]
     ray_cli = str(bin_dir / "ray")
     temp_dir = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")  # short: Ray's unix sockets cap path length
-    # --block in its own process group: stopping it later kills exactly this cluster. `ray stop`
-    # would kill every Ray process on the machine, the test session's own cluster included.
     head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
-                             f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--num-cpus=1",
+                             f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", f"--num-cpus={num_cpus}",
                              "--include-dashboard=true", f"--temp-dir={temp_dir}", *ports],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    wait_for_port(dash, head)
     try:
-        for _ in range(30):  # the job agent starts a little after the dashboard answers
-            job = subprocess.run(
-                [ray_cli, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", ".", "--",
-                 "python", "jobs/proxy_rl.py", *FAST, "--iterations", "1", "--name", "job"],
-                env=env, capture_output=True, text=True, timeout=300,
-            )
-            if "No available agent" not in job.stdout + job.stderr:
-                break
-            time.sleep(2)
+        wait_for_port(dash, head)
+        yield LocalHead(ray_cli, f"http://127.0.0.1:{dash}", env)
+    finally:
+        try:
+            os.killpg(head.pid, signal.SIGTERM)
+            head.wait(timeout=60)
+        except ProcessLookupError:  # the whole group is already gone
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_job_submitted_to_a_local_head_node_succeeds(tmp_path):
+    """`ray start --head` + `ray job submit --working-dir . -- python jobs/proxy_rl.py` (loopback only)."""
+    with local_ray_head(env={"ACODM_OUTPUT_ROOT": str(tmp_path / "out")}) as head:
+        job = head.submit("--", "python", "jobs/proxy_rl.py", *FAST, "--iterations", "1", "--name", "job")
         assert job.returncode == 0, job.stdout[-1500:] + job.stderr[-1500:]
         assert "succeeded" in job.stdout + job.stderr
         run = tmp_path / "out" / "runs" / "job"
         assert (run / "policy" / "actor.safetensors").is_file()
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-        shutil.rmtree(temp_dir, ignore_errors=True)
