@@ -4,7 +4,8 @@
 `--algo acodm|ppo|sac|appo` all run on the same env), trains for `rl.iterations`, saves an RLlib
 checkpoint every `rl.checkpoint_every` iterations (atomically: a crash never leaves a broken
 "latest"), resumes from it, logs every scalar of the result dict to TensorBoard, and exports the
-AC-ODM actor as a standalone policy (safetensors + JSON) that loads without RLlib.
+policy (AC-ODM's softmax actor, or PPO/SAC/APPO's deterministic action) as a standalone policy
+(safetensors + JSON) that loads without RLlib.
 """
 
 from __future__ import annotations
