@@ -68,6 +68,7 @@ class MixerSpec:
     agent: dict[str, Any] = field(default_factory=dict)  # AgentConfig as a dict (online)
     total_steps: int = 1
     seed: int = 0
+    progress_scale: float | None = None  # signals.progress_scale of the run (checked against a policy's)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -95,7 +96,7 @@ def check_spec(spec: MixerSpec) -> dict[str, Any] | None:
     if spec.kind != "policy":
         return None
     _, meta = load_policy(spec.policy_dir)
-    check_policy_matches(meta, spec.domains, spec.state_dim)
+    check_policy_matches(meta, spec.domains, spec.state_dim, spec.progress_scale)
     return meta
 
 
@@ -103,7 +104,7 @@ def build_server_mixer(spec: MixerSpec) -> Mixer:
     """The mixer a `MixerSpec` describes."""
     natural = np.asarray(spec.natural, dtype=np.float64)
     if spec.kind == "policy":
-        return ActorMixer(spec.policy_dir, spec.domains, spec.state_dim)
+        return ActorMixer(spec.policy_dir, spec.domains, spec.state_dim, spec.progress_scale)
     if spec.kind == "mixer":
         return build_mixer(MixerConfig(**spec.mixer), spec.domains, natural)
     from acodm_ray.agent.online import OnlineACODM

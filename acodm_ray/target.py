@@ -185,7 +185,8 @@ def state_spec_for(cfg: ExperimentConfig, vocab_size: int, eos_id: int, domains:
 def mixer_spec_for(cfg: ExperimentConfig, domains: list[str], natural: np.ndarray, state_dim: int) -> MixerSpec:
     """Which mixer the run serves: target.policy > target.online_acodm > cfg.mixer."""
     common = dict(domains=list(domains), natural=[float(x) for x in natural], state_dim=int(state_dim),
-                  mixer=dataclasses.asdict(cfg.mixer), total_steps=cfg.train.steps, seed=cfg.train.seed)
+                  mixer=dataclasses.asdict(cfg.mixer), total_steps=cfg.train.steps, seed=cfg.train.seed,
+                  progress_scale=cfg.signals.progress_scale)
     if cfg.target.policy:
         return MixerSpec(kind="policy", policy_dir=cfg.target.policy, **common)
     if cfg.target.online_acodm:

@@ -32,7 +32,14 @@ class PolicyMismatchError(ValueError):
     """A policy trained for other domains or another state layout than the run's."""
 
 
-def check_policy_matches(meta: dict[str, Any], domains: Sequence[str], state_dim: int | None) -> None:
+def policy_progress_scale(meta: dict[str, Any]) -> float | None:
+    """The scale the policy read training progress with (state[-1] = progress x scale)."""
+    scale = meta.get("progress_scale", (meta.get("state_spec") or {}).get("progress_scale"))
+    return None if scale is None else float(scale)
+
+
+def check_policy_matches(meta: dict[str, Any], domains: Sequence[str], state_dim: int | None,
+                         progress_scale: float | None = None) -> None:
     policy_domains = list(meta["domains"])
     if policy_domains != list(domains):
         if sorted(policy_domains) == sorted(domains):
@@ -49,15 +56,22 @@ def check_policy_matches(meta: dict[str, Any], domains: Sequence[str], state_dim
             f"policy expects a state of dimension {meta['state_dim']}, this run's state has {state_dim} "
             f"(state = 3K + 2L + 1 with L tracked weight matrices: the target tracks another number of layers)"
         )
+    policy_scale = policy_progress_scale(meta)
+    if progress_scale is not None and policy_scale is not None and policy_scale != float(progress_scale):
+        raise PolicyMismatchError(
+            f"policy reads training progress as (t / T) x {policy_scale:g}, this run's state has x "
+            f"{float(progress_scale):g} (signals.progress_scale): set it to {policy_scale:g} for this policy"
+        )
 
 
 class ActorMixer(Mixer):
     name = "acodm"
 
-    def __init__(self, policy_dir: str | Path, domains: Sequence[str], state_dim: int | None = None) -> None:
+    def __init__(self, policy_dir: str | Path, domains: Sequence[str], state_dim: int | None = None,
+                 progress_scale: float | None = None) -> None:
         super().__init__(domains)
         self.actor, self.meta = load_policy(policy_dir)  # any kind: an nn.Module state -> weights
-        check_policy_matches(self.meta, self.domains, state_dim)
+        check_policy_matches(self.meta, self.domains, state_dim, progress_scale)
         self.kind = policy_kind(self.meta)
         self.name = MIXER_NAMES[self.kind]
         self.policy_dir = str(policy_dir)
