@@ -748,7 +748,12 @@ def render_table(summary: dict[str, Any]) -> str:
         f"evaluated every {summary['target']['eval_every']} steps; seeds {summary['seeds']} ({spread}).",
     ]
     for method, p in (summary.get("proxies") or ({"acodm": summary["proxy"]} if "proxy" in summary else {})).items():
-        how = (f"{p['rl_iterations']} RLlib iterations × {p['env_steps_per_iteration']} env steps"
+        agent = p.get("agent")
+        how = (f"{p['rl_iterations']} RLlib iterations × {p['env_steps_per_iteration']} env steps of "
+               f"{p.get('algo') or 'acodm'}"
+               + (f" (actor {agent['actor_layers']}×{agent['actor_hidden']}, critic {agent['critic_layers']}×"
+                  f"{agent['critic_hidden']}, γ {agent['gamma']:g}, warm-up {agent['warmup_fraction']:g}, "
+                  f"reward {p.get('reward')})" if agent and (p.get("algo") or "acodm") == "acodm" else "")
                if p.get("trainer", "rl") == "rl" else f"one {p.get('mixer')} mixer run, weights replayed by progress")
         lines.append(
             f"Proxy of {method}: {p['model']['num_layers']} layers × {p['model']['hidden_size']} hidden, "
