@@ -97,7 +97,11 @@ def run_proxy_rl(
         algo_name, RLLIB_ENV, env_config, cfg.agent, cfg.rl, cfg.train.seed, warmup_updates=warmup_updates
     ).build_algo()
     if resume:
-        restore_algo(algo, run_dir)
+        try:
+            restore_algo(algo, run_dir)
+        except Exception:
+            algo.stop()  # free its env runners and learner before the error reaches the caller
+            raise
         log.info("resumed %s at iteration %d", run_dir, algo.iteration)
     results = ResultLogger(cfg, run_dir, params=to_dict(cfg), resume=resume)
     history = run_dir / "iterations.jsonl"
