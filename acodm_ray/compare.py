@@ -39,6 +39,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from acodm_ray.config import (
+    CompareConfig,
     ConfigError,
     ExperimentConfig,
     deep_merge,
@@ -97,7 +98,7 @@ METHODS: dict[str, Method] = {
     "appo": Method("RLlib APPO on the same env (scalar reward), policy transferred like AC-ODM's", "proxy",
                    {"rl": {"algo": "appo"}}),
 }
-DEFAULT_METHODS = ["uniform", "natural", "odm", "acodm", "acodm-online"]  # the paper's comparison
+DEFAULT_METHODS = list(CompareConfig().methods)  # the paper's comparison (compare.methods' default)
 SIZE_SEP = "@"  # "acodm@small": a proxy method with the proxy size compare.proxy_sizes["small"]
 REFERENCE = "odm"  # the paper's headline: steps to reach ODM's best validation perplexity
 STATIC_BASELINES = ("uniform", "natural")  # overheads are measured against the first one present
@@ -324,8 +325,7 @@ def plan(cfg: ExperimentConfig, out_dir: Path) -> list[RunSpec]:
 
 
 WALL_FILE = "compare_wall.json"  # in each run dir: the run's wall-clock, kept for --resume
-# (proxy cfg, run dir, overwrite[, trainer="mixer"]) -> summary with "policy"; trainer is passed
-# only for the methods whose proxy stage is a mixer run (Method.trainer), not RLlib
+# (proxy cfg, run dir, overwrite, trainer=Method.trainer) -> summary with "policy"
 ProxyRunner = Callable[..., dict]
 TargetRunner = Callable[..., dict]  # run_target(cfg, run_dir, resume=, overwrite=)
 
@@ -385,9 +385,7 @@ def run_comparison(
             done = _finished(spec.run_dir) if resume else None
             if done and done.get("policy") and Path(done["policy"]).is_dir():
                 return {**done, "skipped": True, "wall_s": earlier_wall(spec), "run_dir": str(spec.run_dir)}
-            trainer = method_of(spec.method).trainer
-            extra = {} if trainer == "rl" else {"trainer": trainer}
-            summary = proxy_runner(pcfg, spec.run_dir, True, **extra)
+            summary = proxy_runner(pcfg, spec.run_dir, True, trainer=method_of(spec.method).trainer)
         else:
             policy = results[spec.depends]["policy"] if spec.depends else None
             tcfg = target_config(cfg, spec.method, spec.seed, policy=policy, server_name=f"cmp-{tag}-{spec.key}")
@@ -627,19 +625,22 @@ def summarize(cfg: ExperimentConfig, specs: list[RunSpec], runs: dict[str, RunDa
         pcfg = proxy_config(cfg, cfg.compare.first_seed, method)
         stages = {s.seed: results[s.key] for s in specs if s.kind == "proxy" and s.method == method and s.key in results}
         trainer = method_of(method).trainer
-        proxies[method] = {
-            "model": to_dict(pcfg.model), "steps": pcfg.train.steps, "trainer": trainer,
-            "algo": pcfg.rl.algo if trainer == "rl" else None, "mixer": pcfg.mixer.name if trainer == "mixer" else None,
-            "rl_iterations": pcfg.rl.iterations if trainer == "rl" else None,
-            "env_steps_per_iteration": pcfg.rl.min_sample_timesteps_per_iteration if trainer == "rl" else None,
-            "agent": {k: getattr(pcfg.agent, k) for k in ("actor_hidden", "actor_layers", "critic_hidden", "critic_layers",
-                                                          "gamma", "warmup_fraction")} if trainer == "rl" else None,
-            "reward": pcfg.env.reward if trainer == "rl" else None,
+        stage = {
+            "model": to_dict(pcfg.model), "steps": pcfg.train.steps, "trainer": trainer, "algo": None, "mixer": None,
+            "rl_iterations": None, "env_steps_per_iteration": None, "agent": None, "reward": None,
             "per_seed": cfg.compare.proxy_per_seed,
             "runs": {str(seed): {"policy": r.get("policy"), "wall_s": r.get("wall_s"), "run_dir": r.get("run_dir")}
                      for seed, r in stages.items()},
             "wall_s": mean_spread([r.get("wall_s") for r in stages.values()]),
         }
+        if trainer == "rl":
+            stage.update(algo=pcfg.rl.algo, rl_iterations=pcfg.rl.iterations,
+                         env_steps_per_iteration=pcfg.rl.min_sample_timesteps_per_iteration, reward=pcfg.env.reward,
+                         agent={k: getattr(pcfg.agent, k) for k in ("actor_hidden", "actor_layers", "critic_hidden",
+                                                                    "critic_layers", "gamma", "warmup_fraction")})
+        else:
+            stage["mixer"] = pcfg.mixer.name
+        proxies[method] = stage
     if proxies:
         summary["proxies"] = proxies
         summary["proxy"] = proxies.get("acodm") or next(iter(proxies.values()))
@@ -735,6 +736,20 @@ def _fmt_steps(h: dict[str, Any] | None) -> tuple[str, str]:
     return _fmt(h["steps"], 0) + reached, _fmt(h["ratio"], 2)
 
 
+def _proxy_training(p: dict[str, Any]) -> str:
+    """How a proxy stage learned its policy (summary["proxies"][method]), in words."""
+    if p.get("trainer", "rl") != "rl":
+        return f"one {p.get('mixer')} mixer run, weights replayed by progress"
+    algo = p.get("algo") or "acodm"
+    text = f"{p['rl_iterations']} RLlib iterations × {p['env_steps_per_iteration']} env steps of {algo}"
+    agent = p.get("agent")
+    if agent and algo == "acodm":
+        text += (f" (actor {agent['actor_layers']}×{agent['actor_hidden']}, critic {agent['critic_layers']}×"
+                 f"{agent['critic_hidden']}, γ {agent['gamma']:g}, warm-up {agent['warmup_fraction']:g}, "
+                 f"reward {p.get('reward')})")
+    return text
+
+
 def render_table(summary: dict[str, Any]) -> str:
     """table.md: headline table, final per-domain perplexity, final weights."""
     methods, domains = summary["methods"], summary["domains"]
@@ -748,16 +763,9 @@ def render_table(summary: dict[str, Any]) -> str:
         f"evaluated every {summary['target']['eval_every']} steps; seeds {summary['seeds']} ({spread}).",
     ]
     for method, p in (summary.get("proxies") or ({"acodm": summary["proxy"]} if "proxy" in summary else {})).items():
-        agent = p.get("agent")
-        how = (f"{p['rl_iterations']} RLlib iterations × {p['env_steps_per_iteration']} env steps of "
-               f"{p.get('algo') or 'acodm'}"
-               + (f" (actor {agent['actor_layers']}×{agent['actor_hidden']}, critic {agent['critic_layers']}×"
-                  f"{agent['critic_hidden']}, γ {agent['gamma']:g}, warm-up {agent['warmup_fraction']:g}, "
-                  f"reward {p.get('reward')})" if agent and (p.get("algo") or "acodm") == "acodm" else "")
-               if p.get("trainer", "rl") == "rl" else f"one {p.get('mixer')} mixer run, weights replayed by progress")
         lines.append(
             f"Proxy of {method}: {p['model']['num_layers']} layers × {p['model']['hidden_size']} hidden, "
-            f"{p['steps']}-step episodes, {how}"
+            f"{p['steps']}-step episodes, {_proxy_training(p)}"
             f" ({'one policy per seed' if p['per_seed'] else 'one policy for all seeds'})."
         )
     lines += ["", f"| method | steps to ODM's best avg val ppl | ratio to ODM | final avg val ppl | best avg val ppl "

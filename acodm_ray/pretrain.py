@@ -94,6 +94,7 @@ def pretrain(
         "final_val_ppl": last_eval,
         "final_weights": dict(zip(tokens.domains, map(float, mixer.weights(trainer.last_state)))),
         "model_dir": str(model_dir),
+        "state_spec": trainer.state_spec,  # what the state meant (a policy exported from this run records it)
     }
     write_json(run_dir / "summary.json", summary)
     return summary

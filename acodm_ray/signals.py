@@ -62,6 +62,9 @@ def loss_decrease_scores(previous: np.ndarray, losses: np.ndarray, z_clip: float
     return out
 
 
+STATE_LAYOUT = ["loss", "loss_change", "counts", "weight_norm", "weight_change_norm", "progress"]  # the groups, in order
+
+
 def state_dim(num_domains: int, num_tracked: int) -> int:
     """3K + 2L + 1 (SPEC.md)."""
     return 3 * num_domains + 2 * num_tracked + 1

@@ -165,7 +165,7 @@ def state_spec_for(cfg: ExperimentConfig, vocab_size: int, eos_id: int, domains:
     from transformers import AutoModelForCausalLM
 
     from acodm_ray.model import build_hf_config, state_params
-    from acodm_ray.signals import state_dim
+    from acodm_ray.signals import STATE_LAYOUT, state_dim
 
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(build_hf_config(cfg.model, vocab_size, eos_id),
@@ -176,7 +176,7 @@ def state_spec_for(cfg: ExperimentConfig, vocab_size: int, eos_id: int, domains:
         "num_tracked": len(names),
         "tracked_params": names,
         "dim": state_dim(len(domains), len(names)),
-        "layout": ["loss", "loss_change", "counts", "weight_norm", "weight_change_norm", "progress"],
+        "layout": list(STATE_LAYOUT),
         "progress_scale": cfg.signals.progress_scale,
         "z_clip": cfg.signals.z_clip,
     }

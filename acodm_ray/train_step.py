@@ -25,7 +25,7 @@ import torch
 from acodm_ray.config import ExperimentConfig
 from acodm_ray.model import alignment_params, build_model, state_params
 from acodm_ray.sampler import MixtureSampler, check_weights
-from acodm_ray.signals import StateTracker, alignment_scores
+from acodm_ray.signals import STATE_LAYOUT, StateTracker, alignment_scores
 
 if TYPE_CHECKING:
     from acodm_ray.data.tokens import TokenizedCorpus
@@ -145,7 +145,7 @@ class LMTrainer:
             "num_tracked": len(self.state_params),
             "tracked_params": self.state_names,
             "dim": self.tracker.dim,
-            "layout": ["loss", "loss_change", "counts", "weight_norm", "weight_change_norm", "progress"],
+            "layout": list(STATE_LAYOUT),
             "progress_scale": self.cfg.signals.progress_scale,
             "z_clip": self.cfg.signals.z_clip,
         }

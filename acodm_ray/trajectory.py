@@ -17,20 +17,10 @@ import numpy as np
 from acodm_ray.agent.policy_file import save_trajectory_policy
 from acodm_ray.config import ExperimentConfig, to_dict
 from acodm_ray.metrics import read_metrics
-from acodm_ray.model import state_layer_indices
 from acodm_ray.pretrain import pretrain
 from acodm_ray.rundir import write_json
-from acodm_ray.signals import state_dim
 
 POLICY_DIR = "policy"
-
-
-def state_spec_of(cfg: ExperimentConfig, domains: list[str]) -> dict[str, Any]:
-    """What a policy for `cfg`'s state needs to know (the fields LMTrainer.state_spec checks)."""
-    num_tracked = len(state_layer_indices(cfg.model.num_layers, cfg.signals.state_layers))
-    return {"domains": list(domains), "num_tracked": num_tracked, "dim": state_dim(len(domains), num_tracked),
-            "layout": ["loss", "loss_change", "counts", "weight_norm", "weight_change_norm", "progress"],
-            "progress_scale": cfg.signals.progress_scale, "z_clip": cfg.signals.z_clip}
 
 
 def weights_per_step(run_dir: str | Path, domains: list[str]) -> np.ndarray:
@@ -48,7 +38,7 @@ def train_trajectory_policy(cfg: ExperimentConfig, run_dir: str | Path, overwrit
     weights = weights_per_step(run_dir, domains)
     if len(weights) != cfg.train.steps:
         raise RuntimeError(f"the proxy run in {run_dir} logged {len(weights)} steps, expected {cfg.train.steps}")
-    policy = save_trajectory_policy(run_dir / POLICY_DIR, weights, domains, state_spec_of(cfg, domains), to_dict(cfg))
+    policy = save_trajectory_policy(run_dir / POLICY_DIR, weights, domains, summary["state_spec"], to_dict(cfg))
     summary = {**summary, "policy": str(policy), "run_dir": str(run_dir.resolve())}
     write_json(run_dir / "summary.json", summary)
     return summary

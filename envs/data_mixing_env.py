@@ -101,7 +101,9 @@ class DataMixingEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         proxy_seed = int(self.np_random.integers(0, 2**31 - 1))
-        self.trainer = LMTrainer(self.cfg, self.tokens, seed=proxy_seed)
+        # the per-domain gradient copies behind the alignment scores are only needed when they are the reward
+        self.trainer = LMTrainer(self.cfg, self.tokens, seed=proxy_seed,
+                                 compute_signals=self.cfg.env.reward == "alignment")
         if self.trainer.tracker.num_tracked != self.num_tracked:
             raise ValueError(
                 f"the model tracks {self.trainer.tracker.num_tracked} matrices, the env expected "
