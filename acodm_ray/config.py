@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from acodm_ray.agent.config import AgentConfig
+from acodm_ray.agent.config import AgentConfig, check_agent
 from acodm_ray.tracking import TrackingConfig
 
 
@@ -83,6 +83,7 @@ class TrainConfig:
     seq_len: int = 64
     micro_batch_size: int = 8
     grad_accum: int = 8  # micro-batches per optimizer step; each micro-batch is one domain
+    coverage: str = "iid"  # iid | forced | weighted: how micro-batches go to domains (acodm_ray/sampler.py)
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup_steps: int = 10
@@ -105,8 +106,11 @@ class SignalConfig:
     alignment_layers: int = 3  # top-half layers whose gradients give the alignment scores
     state_layers: int | None = None  # tracked matrices in the state; None = every other layer.
     # Fix it to the same number for a proxy and a target of different depth (policy transfer).
-    progress_scale: float = 100.0
-    score_clip: float = 999.0  # clip of the norm-scaled alignment scores before z-normalisation
+    progress_scale: float = 1.0  # state[-1] = progress x scale; the reference's 100 drowns the other features
+    score: str = "total"  # total: <g_i, sum_j g_j> / running scale (ours) | paper: sum_{j!=i} <g_i, g_j>, z-scored
+    score_scale_beta: float = 0.95  # running scale of the "total" score
+    score_clip_total: float = 10.0  # clip of the running-scaled "total" score
+    score_clip: float = 999.0  # clip of the norm-scaled alignment scores before z-normalisation ("paper")
     z_clip: float = 3.0
 
 
@@ -407,6 +411,19 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"corpus.validation_fraction must be in [0, 1), got {cfg.corpus.validation_fraction}")
     if cfg.mixer.odm_variant not in ("smoothed_mean", "exp3"):
         raise ConfigError(f"mixer.odm_variant must be smoothed_mean or exp3, got {cfg.mixer.odm_variant!r}")
+    from acodm_ray.sampler import COVERAGES
+    from acodm_ray.signals import SCORES
+
+    if t.coverage not in COVERAGES:
+        raise ConfigError(f"train.coverage must be one of {list(COVERAGES)}, got {t.coverage!r}")
+    if cfg.signals.score not in SCORES:
+        raise ConfigError(f"signals.score must be one of {list(SCORES)}, got {cfg.signals.score!r}")
+    if not 0.0 <= cfg.signals.score_scale_beta < 1.0:
+        raise ConfigError(f"signals.score_scale_beta must be in [0, 1), got {cfg.signals.score_scale_beta}")
+    try:
+        check_agent(cfg.agent)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     if cfg.env.reward not in ENV_REWARDS:
         raise ConfigError(f"env.reward must be one of {list(ENV_REWARDS)}, got {cfg.env.reward!r}")
     m = cfg.mixer

@@ -32,7 +32,9 @@ def step_record(signals: StepSignals, domains: Sequence[str]) -> dict[str, Any]:
     for i, d in enumerate(domains):
         record[f"weight/{d}"] = float(signals.weights[i])
         record[f"loss/{d}"] = _finite_or_none(signals.losses[i])
-        record[f"score/{d}"] = float(signals.scores[i])
+        record[f"score/{d}"] = _finite_or_none(signals.scores[i])
+        if signals.effective is not None:
+            record[f"effective/{d}"] = float(signals.effective[i])
     return record
 
 

@@ -133,7 +133,7 @@ def mixer_learns(mixer: Mixer) -> bool:
 # ---------------------------------------------------------------------- signals over the wire
 
 
-_ARRAY_FIELDS = ("losses", "counts", "scores", "raw_scores", "state", "weights")
+_ARRAY_FIELDS = ("losses", "counts", "scores", "raw_scores", "state", "weights", "effective")
 _SCALAR_FIELDS = ("step", "loss", "lr", "grad_norm", "tokens", "seconds", "finite")
 
 

@@ -1,5 +1,17 @@
-"""MixtureSampler: draws one domain per micro-batch from the current weights, then random windows
-of that domain's token stream.
+"""MixtureSampler: decides which domain each micro-batch of a step comes from, then draws random
+windows of that domain's token stream.
+
+How the micro-batches of a step are given to domains (`train.coverage`, `allocate`):
+- "iid": each of the M micro-batches draws its domain i.i.d. from the weights, each counts 1/M in
+  the step's loss. With M = 4 and K = 7 at most 4 domains are seen (and scored) per step.
+- "forced" (the AC-ODM reference code): one micro-batch per domain, the other M - K drawn i.i.d.
+  from the weights, each counting 1/M. Every domain is scored every step, but the mix actually
+  trained on, n_i / M, is flatter than the weights.
+- "weighted": one micro-batch per domain plus the other M - K given out in proportion to the
+  weights (largest remainder), and domain i's micro-batches count w_i / n_i in the step's loss. Every
+  domain is scored every step AND the step's gradient is exactly sum_i w_i g_i: the effective mix
+  is the weights themselves.
+`effective_mix` says, for any coverage, how much each domain counted in the step's loss.
 
 One domain per micro-batch is what lets the training step read each domain's gradient without an
 extra backward pass (SPEC.md). Two random generators keep distributed runs consistent: the domain
@@ -50,6 +62,26 @@ def weights_from_mapping(mapping: dict[str, float], domains: Sequence[str]) -> n
     return check_weights([float(mapping[d]) for d in domains], domains)
 
 
+COVERAGES = ("iid", "forced", "weighted")
+
+
+def largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
+    """Integer counts summing to `total`, proportional to `weights` (Hamilton's method): floor of
+    total * w, then the leftover units to the largest fractional parts (lower index first on ties)."""
+    quota = np.asarray(weights, dtype=np.float64) * total
+    counts = np.floor(quota + 1e-12).astype(np.int64)
+    left = int(total - counts.sum())
+    if left > 0:
+        order = np.lexsort((np.arange(len(quota)), -(quota - counts)))  # largest remainder first
+        counts[order[:left]] += 1
+    return counts
+
+
+def effective_mix(plan: np.ndarray, loss_weights: np.ndarray, num_domains: int) -> np.ndarray:
+    """How much each domain counted in the step's loss: sum of its micro-batches' loss weights."""
+    return np.bincount(np.asarray(plan, dtype=np.int64), weights=loss_weights, minlength=num_domains)
+
+
 class MixtureSampler:
     def __init__(
         self,
@@ -87,6 +119,28 @@ class MixtureSampler:
         """Domain index of each micro-batch of the next step, drawn i.i.d. from `weights`."""
         w = check_weights(weights, self.domains)
         return self.plan_rng.choice(self.num_domains, size=num_micro_batches, p=w)
+
+    def allocate(self, weights: np.ndarray, num_micro_batches: int, coverage: str = "iid") -> tuple[np.ndarray, np.ndarray]:
+        """(domain of each micro-batch [M], its weight in the step's loss [M], summing to 1) under
+        `coverage` (module docstring)."""
+        w = check_weights(weights, self.domains)
+        M, K = int(num_micro_batches), self.num_domains
+        if coverage == "iid":
+            plan = self.plan_rng.choice(K, size=M, p=w)
+            return plan, np.full(M, 1.0 / M)
+        if coverage not in COVERAGES:
+            raise ValueError(f"unknown coverage {coverage!r}; choose one of {list(COVERAGES)}")
+        if M < K:
+            raise ValueError(
+                f"train.coverage {coverage!r} gives every domain a micro-batch, but train.grad_accum = {M} is "
+                f"smaller than the {K} domains: raise train.grad_accum to at least {K} or set train.coverage: iid"
+            )
+        if coverage == "forced":
+            plan = np.concatenate([np.arange(K), self.plan_rng.choice(K, size=M - K, p=w)])
+            return plan, np.full(M, 1.0 / M)
+        counts = 1 + largest_remainder(w, M - K)
+        plan = np.repeat(np.arange(K), counts)
+        return plan, (w / counts)[plan]
 
     def batch(self, domain_index: int) -> torch.Tensor:
         """[micro_batch_size, seq_len + 1] windows of one domain (inputs and shifted labels)."""

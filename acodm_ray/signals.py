@@ -48,6 +48,60 @@ def alignment_scores(
     return raw.numpy(), reward.numpy()
 
 
+SCORES = ("paper", "total")  # signals.score: which per-domain reward the trainer computes
+
+
+def total_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor) -> np.ndarray:
+    """s_i = <g_i, sum_j g_j> over the domains sampled in the step, self term included; NaN where a
+    domain was not sampled (it has no gradient, so no score: masked, not 0).
+
+    Why the self term: the step moves the LM by -lr * sum_j w_j g_j, so to first order it lowers
+    the SUM of the domain losses (K times the average the benchmark reports) by
+    lr * sum_i w_i <g_i, sum_j g_j> = lr * sum_i w_i s_i: the scalar reward r = sum_i w_i s_i is the
+    loss decrease the step buys. The paper's s_i drops <g_i, g_i> and then z-scores, which makes
+    sum_i s_i = 0 every step."""
+    num_domains = domain_grads.shape[0]
+    out = np.full(num_domains, np.nan)
+    idx = torch.nonzero(sampled, as_tuple=False).flatten()
+    if idx.numel() > 0:
+        g = domain_grads[idx].to(torch.float64)
+        out[idx.numpy()] = (g @ g.sum(dim=0)).numpy()
+    return out
+
+
+class RunningScale:
+    """Divides scores by a running mean of their magnitude instead of z-scoring them per step, so
+    their sign and their sum survive (a step that helps every domain scores positive everywhere)
+    while the reward keeps a steady size as gradients shrink over training.
+
+    m_t = beta m_{t-1} + (1 - beta) mean_i |s_i| (over finite entries), scale = m_t / (1 - beta^t)
+    (bias-corrected, as in Adam); scaled = clip(s / scale, -clip, clip); NaN stays NaN."""
+
+    def __init__(self, beta: float = 0.95, clip: float = 10.0) -> None:
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"beta must be in [0, 1), got {beta}")
+        self.beta, self.clip = float(beta), float(clip)
+        self.mean_abs = 0.0
+        self.count = 0
+
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
+        scores = np.asarray(scores, dtype=np.float64)
+        finite = np.isfinite(scores)
+        if not finite.any():
+            return scores.copy()
+        self.count += 1
+        self.mean_abs = self.beta * self.mean_abs + (1.0 - self.beta) * float(np.abs(scores[finite]).mean())
+        scale = self.mean_abs / (1.0 - self.beta ** self.count)
+        out = scores / scale if scale > 0 else np.zeros_like(scores)
+        return np.where(finite, np.clip(out, -self.clip, self.clip), np.nan)
+
+    def state_dict(self) -> dict:
+        return {"mean_abs": self.mean_abs, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean_abs, self.count = float(state["mean_abs"]), int(state["count"])
+
+
 def loss_decrease_scores(previous: np.ndarray, losses: np.ndarray, z_clip: float = 3.0) -> np.ndarray:
     """The `reward: loss` ablation's per-domain reward: how much each domain's mean training loss fell
     since the last step that sampled it, z-normalised across the domains that have both values and

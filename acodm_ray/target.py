@@ -349,7 +349,7 @@ def finish_run(cfg, run_dir: Path, checkpoint, tokens, tokenizer, spec: MixerSpe
         from acodm_ray.agent.policy_file import save_policy
 
         agent = payload["mixer"]["state"]
-        actor = Actor(spec.state_dim, len(spec.domains), cfg.agent.actor_hidden, cfg.agent.actor_layers)
+        actor = Actor.from_config(cfg.agent, spec.state_dim, len(spec.domains))
         actor.load_state_dict(agent["actor"])
         summary["policy"] = str(save_policy(run_dir / "policy", actor, list(tokens.domains), state_spec, to_dict(cfg)))
         summary["agent"] = {"updates": int(agent["num_updates"]), "warmup_steps": int(agent["warmup_steps"]),

@@ -1,12 +1,18 @@
 """The training step shared by the proxy env, the Ray Train workers and the baselines.
 
-`LMTrainer.step(weights)` runs one optimizer step: it draws one domain per micro-batch from the
-weights, accumulates gradients, clips, steps AdamW with warm-up + cosine LR, and returns the
-per-domain signals of SPEC.md (losses, counts, state vector, gradient-alignment scores).
+`LMTrainer.step(weights)` runs one optimizer step: it gives each micro-batch a domain and a weight
+in the step's loss (`train.coverage`, see `acodm_ray.sampler`), accumulates gradients, clips,
+steps AdamW with warm-up + cosine LR, and returns the per-domain signals of docs/method.md (losses,
+counts, the effective mix, state vector, gradient-alignment scores).
 
 Per-domain gradients cost no extra backward pass: after each micro-batch the accumulated `.grad`
-of the few alignment matrices is read and the difference to the previous read is that micro-batch's
-gradient. Distributed runs plug in a `Collective` that sums gradients and per-domain statistics
+of the few alignment matrices is read and the difference to the previous read, divided by the
+micro-batch's loss weight, is that micro-batch's gradient (a micro-batch whose weight is ~0 gets
+its gradient from `autograd.grad` on those matrices alone).
+
+Scores (`signals.score`): "paper" = sum_{j != i} <g_i, g_j>, z-scored per step (sums to 0);
+"total" = <g_i, sum_j g_j> divided by a running scale (`signals.RunningScale`), NaN where a domain
+was not sampled. Distributed runs plug in a `Collective` that sums gradients and per-domain statistics
 across workers; a single process uses the no-op default.
 """
 
@@ -24,11 +30,14 @@ import torch
 
 from acodm_ray.config import ExperimentConfig
 from acodm_ray.model import alignment_params, build_model, state_params
-from acodm_ray.sampler import MixtureSampler, check_weights
-from acodm_ray.signals import STATE_LAYOUT, StateTracker, alignment_scores
+from acodm_ray.sampler import MixtureSampler, check_weights, effective_mix
+from acodm_ray.signals import STATE_LAYOUT, RunningScale, StateTracker, alignment_scores, total_alignment
 
 if TYPE_CHECKING:
     from acodm_ray.data.tokens import TokenizedCorpus
+
+
+TINY_LOSS_WEIGHT = 1e-4  # below this a micro-batch's gradient is read with autograd.grad instead
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -50,8 +59,8 @@ class StepSignals:
     loss: float  # mean loss over the step's micro-batches
     losses: np.ndarray  # [K] mean loss per domain in this step; NaN where not sampled
     counts: np.ndarray  # [K] sequences seen per domain in this step (all workers)
-    scores: np.ndarray  # [K] alignment scores, z-normalised: the reward vector
-    raw_scores: np.ndarray  # [K] alignment scores before z-normalisation
+    scores: np.ndarray  # [K] the reward vector (signals.score); NaN = not scored ("total")
+    raw_scores: np.ndarray  # [K] the paper's alignment scores before z-normalisation (any signals.score)
     state: np.ndarray  # [3K + 2L + 1] state after the step
     weights: np.ndarray  # [K] the weights the step sampled with
     lr: float
@@ -59,6 +68,7 @@ class StepSignals:
     tokens: int  # tokens trained on in this step (all workers)
     seconds: float
     finite: bool = True
+    effective: np.ndarray | None = None  # [K] each domain's share of the step's loss (the mix trained on)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -123,6 +133,7 @@ class LMTrainer:
         self.state_names = [n for n, _ in tracked]
         self.tracker = StateTracker(len(self.domains), len(self.state_params), cfg.signals.progress_scale, cfg.signals.z_clip)
         self._snapshots = [p.detach().clone() for p in self.state_params]
+        self.score_scale = RunningScale(cfg.signals.score_scale_beta, cfg.signals.score_clip_total)
         self.step_count = 0
         self.last_state = self.tracker.initial()
 
@@ -179,8 +190,9 @@ class LMTrainer:
         start = time.perf_counter()
         weights = check_weights(weights, self.domains)
         num_micro = self.cfg.train.grad_accum
-        plan = self.sampler.plan(weights, num_micro)
+        plan, loss_weights = self.sampler.allocate(weights, num_micro, self.cfg.train.coverage)
         K = len(self.domains)
+        weighted_loss = torch.zeros(1, dtype=torch.float64)
         loss_sum = torch.zeros(K, dtype=torch.float64)
         mb_count = torch.zeros(K, dtype=torch.float64)
         num_align = sum(p.numel() for p in self.align_params)
@@ -188,18 +200,26 @@ class LMTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.model.train()
         prev = torch.zeros(num_align) if self.compute_signals else None
-        for d in plan:
+        for d, lam in zip(plan, loss_weights):
             batch = self.sampler.batch(int(d)).to(self.device)
             with self._autocast():
                 loss = self._loss(batch)
-            (loss / num_micro).backward()
+            if self.compute_signals and lam < TINY_LOSS_WEIGHT:  # the grad difference would be ~0 / ~0
+                own = torch.autograd.grad(loss, self.align_params, retain_graph=True)
+                domain_grads[d] += torch.cat([g.detach().flatten().float() for g in own]).cpu()
+                (loss * float(lam)).backward()
+                prev = self._flat_align_grads().cpu()
+            else:
+                (loss * float(lam)).backward()
+                if self.compute_signals:
+                    cur = self._flat_align_grads().cpu()
+                    domain_grads[d] += (cur - prev) / float(lam)  # this micro-batch's mean-loss gradient
+                    prev = cur
             loss_sum[d] += loss.detach().double().cpu()
+            weighted_loss += float(lam) * loss.detach().double().cpu()
             mb_count[d] += 1
-            if self.compute_signals:
-                cur = self._flat_align_grads().cpu()
-                domain_grads[d] += (cur - prev) * num_micro  # this micro-batch's mean-loss gradient
-                prev = cur
-        return self._finish_step(weights, loss_sum, mb_count, domain_grads, start)
+        effective = effective_mix(plan, loss_weights, K)
+        return self._finish_step(weights, loss_sum, mb_count, domain_grads, start, weighted_loss, effective)
 
     def _finish_step(
         self,
@@ -208,9 +228,12 @@ class LMTrainer:
         mb_count: torch.Tensor,
         domain_grads: torch.Tensor,
         start: float,
+        weighted_loss: torch.Tensor,
+        effective: np.ndarray,
     ) -> StepSignals:
         world = self.collective.world_size
         self.collective.sum_(loss_sum)
+        self.collective.sum_(weighted_loss)
         if self.compute_signals:
             self.collective.sum_(domain_grads)
         self._sync_grads()
@@ -218,7 +241,7 @@ class LMTrainer:
         sampled = counts_mb > 0
         losses = torch.full_like(loss_sum, float("nan"))
         losses[sampled] = loss_sum[sampled] / counts_mb[sampled]
-        step_loss = float(loss_sum.sum() / counts_mb.sum())
+        step_loss = float(weighted_loss.sum()) / world  # the loss the step optimised (mean over micro-batches for iid)
         finite = math.isfinite(step_loss)
         lr = self._lr()
         grad_norm = float("nan")
@@ -230,7 +253,7 @@ class LMTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.compute_signals and finite:
             mean_grads = domain_grads / counts_mb.clamp(min=1).unsqueeze(1).float()
-            raw, scores = alignment_scores(mean_grads, sampled, self.cfg.signals.score_clip, self.cfg.signals.z_clip)
+            raw, scores = self._scores(mean_grads, sampled)
         else:
             raw = np.zeros(len(self.domains))
             scores = np.zeros(len(self.domains))
@@ -253,7 +276,17 @@ class LMTrainer:
             tokens=int(seqs.sum()) * self.cfg.train.seq_len,
             seconds=time.perf_counter() - start,
             finite=finite,
+            effective=effective,
         )
+
+    def _scores(self, mean_grads: torch.Tensor, sampled: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(the paper's raw scores, the reward vector under `signals.score`). The raw scores are the
+        paper's whatever the reward, so the alignment mixer reads the same signal either way."""
+        sig = self.cfg.signals
+        raw, z = alignment_scores(mean_grads, sampled, sig.score_clip, sig.z_clip)
+        if sig.score == "paper":
+            return raw, z
+        return raw, self.score_scale(total_alignment(mean_grads, sampled))
 
     def _sync_grads(self) -> None:
         """Average gradients across workers (no-op on one process)."""
@@ -308,6 +341,7 @@ class LMTrainer:
             "sampler": self.sampler.state_dict(),
             "tracker": self.tracker.state_dict(),
             "snapshots": [s.clone() for s in self._snapshots],
+            "score_scale": self.score_scale.state_dict(),
             "last_state": torch.from_numpy(self.last_state.copy()),
             "step": self.step_count,
             "domains": list(self.domains),
@@ -326,6 +360,8 @@ class LMTrainer:
             s.copy_(saved)
         self.last_state = state["last_state"].numpy().copy()
         self.step_count = int(state["step"])
+        if "score_scale" in state:  # absent in checkpoints written before signals.score existed
+            self.score_scale.load_state_dict(state["score_scale"])
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:

@@ -2,11 +2,14 @@
 
 - reset(): a fresh proxy LM (seeded from the env's RNG, so `reset(seed=s)` is reproducible);
 - step(action): map the action to domain weights on the simplex, train `steps_per_action` optimizer
-  steps through the shared training step, observe the SPEC.md state (3K + 2L + 1), and reward
-  r = sum_i w_i s_i with s the per-domain gradient-alignment scores (`env.reward: loss`, an
-  ablation: s_i is instead the z-normalised decrease of domain i's training loss);
-- info: the per-domain scores (the vector reward of AC-ODM's critic), losses, counts and the
-  weights actually used, plus `warmup` (ODM chose the weights) and `nonfinite_loss`;
+  steps through the shared training step, observe the state of docs/method.md (3K + 2L + 1), and
+  reward r = sum_i w_i s_i with s the per-domain gradient-alignment scores of `signals.score`
+  (unscored domains, NaN, count 0 in r; `env.reward: loss`, an ablation: s_i is instead the
+  z-normalised decrease of domain i's training loss);
+- info: the per-domain scores (the vector reward of AC-ODM's critic) with `scored` (0 where a domain
+  got no score this step: 0 in `scores`, masked out of the critic's loss by the learner), losses,
+  counts, the weights actually used and the effective mix trained on (`train.coverage`), their
+  entropy, plus `warmup` (ODM chose the weights) and `nonfinite_loss`;
 - the episode is truncated at the proxy's training budget (`train.steps` optimizer steps); a NaN or
   infinite loss terminates it with `info["nonfinite_loss"] = True` instead of crashing a learner.
 
@@ -51,6 +54,14 @@ def action_to_weights(action: np.ndarray, mapping: str = "simplex", eps: float =
         z = np.exp(a - a.max())
         return z / z.sum()
     raise ValueError(f"unknown action mapping {mapping!r}; choose simplex or softmax")
+
+
+def _mean_rows(rows: list[np.ndarray]) -> np.ndarray:
+    """Entry-wise mean over steps of the scored values; NaN where no step scored the domain."""
+    stack = np.stack(rows)
+    seen = np.isfinite(stack).sum(axis=0)
+    total = np.nansum(stack, axis=0)
+    return np.where(seen > 0, total / np.maximum(seen, 1), np.nan)
 
 
 def observation_space(num_domains: int, num_tracked: int, z_clip: float, progress_scale: float) -> gym.spaces.Box:
@@ -122,7 +133,7 @@ class DataMixingEnv(gym.Env):
             raise RuntimeError("the proxy's training budget is spent: the episode is over, call reset()")
         warmup = self.decisions < self.warmup_decisions
         weights = self.odm.weights() if warmup else action_to_weights(action, self.mapping, self.cfg.env.action_epsilon)
-        rewards, scores = [], []
+        rewards, scores, effective = [], [], []
         signals = None
         for _ in range(self.cfg.env.steps_per_action):
             signals = self.trainer.step(weights)
@@ -131,14 +142,21 @@ class DataMixingEnv(gym.Env):
             self.odm.update(signals)
             step_scores = self._reward_vector(signals)
             scores.append(step_scores)
-            rewards.append(float(weights @ step_scores))
+            effective.append(signals.effective)
+            rewards.append(float(np.nansum(weights * step_scores)))
             if self.trainer.step_count >= self.cfg.train.steps:
                 break
         self.decisions += 1
         nonfinite = not signals.finite
+        K = len(self.domains)
+        step_vector = _mean_rows(scores) if scores else np.zeros(K)
+        mix = np.mean(effective, axis=0) if effective else weights
         info = {
-            "scores": (np.mean(scores, axis=0) if scores else np.zeros(len(self.domains))).astype(np.float32),
+            "scores": np.nan_to_num(step_vector, nan=0.0).astype(np.float32),
+            "scored": np.isfinite(step_vector).astype(np.float32),
             "weights": weights.astype(np.float32),
+            "effective": np.asarray(mix, dtype=np.float32),
+            "entropy": float(-(weights * np.log(np.maximum(weights, 1e-12))).sum()),
             "losses": np.nan_to_num(signals.losses, nan=0.0).astype(np.float32),
             "counts": signals.counts.astype(np.float32),
             "loss": float(signals.loss),

@@ -34,7 +34,8 @@ def _model_config(agent_cfg: AgentConfig) -> DefaultModelConfig:
 
 def _algo_base(algo: str, agent_cfg: AgentConfig, rl_cfg: RLConfig, warmup_updates: int) -> AlgorithmConfig:
     if algo == "acodm":
-        return acodm_config_from(agent_cfg, warmup_updates=warmup_updates)
+        total = rl_cfg.iterations * rl_cfg.min_sample_timesteps_per_iteration
+        return acodm_config_from(agent_cfg, warmup_updates=warmup_updates, total_env_steps=total)
     if algo == "ppo":
         from ray.rllib.algorithms.ppo import PPOConfig
 

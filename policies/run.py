@@ -37,6 +37,14 @@ def env_config_for(cfg: ExperimentConfig, algo: str, max_decisions: int) -> dict
     return {"experiment": to_dict(cfg), "warmup_decisions": warmup, "action_mapping": "simplex"}
 
 
+def learner_warmup_updates(cfg: ExperimentConfig, warmup_decisions: int) -> int:
+    """AC-ODM's imitation updates: `agent.warmup_updates`, or in the paper's setting (null) one per
+    warm-up decision of an episode (x updates_per_step), as before it was a setting."""
+    if cfg.agent.warmup_updates is not None:
+        return int(cfg.agent.warmup_updates)
+    return warmup_decisions * cfg.agent.updates_per_step
+
+
 def save_algo_checkpoint(algo, run_dir: Path) -> Path:
     """Save to a temp dir, then swap it in, so the previous checkpoint survives a crash mid-save.
 
@@ -92,9 +100,9 @@ def run_proxy_rl(
     probe.reset(seed=cfg.train.seed)
     state_spec = probe.trainer.state_spec
     env_config = env_config_for(cfg, algo_name, probe.max_decisions)
-    warmup_updates = env_config["warmup_decisions"] * cfg.agent.updates_per_step
     algo = build_algo_config(
-        algo_name, RLLIB_ENV, env_config, cfg.agent, cfg.rl, cfg.train.seed, warmup_updates=warmup_updates
+        algo_name, RLLIB_ENV, env_config, cfg.agent, cfg.rl, cfg.train.seed,
+        warmup_updates=learner_warmup_updates(cfg, env_config["warmup_decisions"]),
     ).build_algo()
     if resume:
         try:

@@ -6,6 +6,8 @@ no env-runner or learner actors (num_env_runners=0, num_learners=0) and tiny net
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +19,7 @@ from ray.rllib.core import DEFAULT_MODULE_ID  # noqa: E402
 from ray.rllib.core.columns import Columns  # noqa: E402
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME  # noqa: E402
 
-from acodm_ray.agent.config import AgentConfig  # noqa: E402
+from acodm_ray.agent.config import AgentConfig, lr_points  # noqa: E402
 from acodm_ray.agent.policy_file import load_policy  # noqa: E402
 from acodm_ray.config import RLConfig  # noqa: E402
 from policies.acodm.connectors import BEHAVIOUR_WARMUP  # noqa: E402
@@ -249,7 +251,12 @@ def test_unknown_algo_refused():
 def test_acodm_config_refuses_action_normalisation():
     cfg = build_algo_config("acodm", ToyMixEnv, ENV_CONFIG, AGENT, RLConfig(), seed=0)
     assert cfg.normalize_actions is False and cfg.clip_actions is False
-    assert (cfg.gamma, cfg.tau, cfg.actor_lr, cfg.critic_lr) == (0.95, 0.001, 1e-4, 1e-4)
+    assert (cfg.gamma, cfg.tau) == (0.95, 0.001)
+    total = RLConfig().iterations * RLConfig().min_sample_timesteps_per_iteration
+    assert cfg.actor_lr == lr_points(AGENT, 1e-4, total) and cfg.critic_lr == lr_points(AGENT, 1e-4, total)
+    constant = build_algo_config("acodm", ToyMixEnv, ENV_CONFIG, dataclasses.replace(AGENT, lr_schedule="constant"),
+                                 RLConfig(), seed=0)
+    assert (constant.actor_lr, constant.critic_lr) == (1e-4, 1e-4)
     assert cfg.replay_buffer_config["capacity"] == 500 and cfg.train_batch_size_per_learner == 8
     cfg.environment(normalize_actions=True)
     with pytest.raises(ValueError, match="normalize_actions"):

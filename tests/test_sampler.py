@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from acodm_ray.sampler import MixtureSampler, WeightsError, check_weights, weights_from_mapping
+from acodm_ray.sampler import (MixtureSampler, WeightsError, check_weights, effective_mix, largest_remainder,
+                               weights_from_mapping)
 
 
 def make_sampler(seed=0, length=500, seq_len=16):
@@ -87,3 +88,42 @@ def test_ranks_share_the_plan_but_not_the_windows():
     w = np.array([0.5, 0.5])
     assert np.array_equal(r0.plan(w, 50), r1.plan(w, 50))
     assert not np.array_equal(r0.batch(0), r1.batch(0))
+
+
+def test_largest_remainder_hand_computed():
+    # quotas 2.5, 1.2, 0.3 of 4: floors 2, 1, 0, the one left goes to the largest remainder (0.5)
+    np.testing.assert_array_equal(largest_remainder(np.array([0.625, 0.3, 0.075]), 4), [3, 1, 0])
+    np.testing.assert_array_equal(largest_remainder(np.array([0.5, 0.5]), 3), [2, 1])  # tie: lower index
+    np.testing.assert_array_equal(largest_remainder(np.array([0.2, 0.8]), 0), [0, 0])
+
+
+def test_iid_allocation_is_the_plan():
+    a, b = make_sampler(seed=3), make_sampler(seed=3)
+    w = np.array([0.6, 0.3, 0.1])
+    plan, lam = a.allocate(w, 8, "iid")
+    np.testing.assert_array_equal(plan, b.plan(w, 8))
+    np.testing.assert_allclose(lam, np.full(8, 1 / 8))
+
+
+def test_forced_allocation_gives_every_domain_one_then_draws():
+    sampler = make_sampler()
+    plan, lam = sampler.allocate(np.array([1.0, 0.0, 0.0]), 5, "forced")
+    np.testing.assert_array_equal(plan, [0, 1, 2, 0, 0])  # one each, then the weights' draws
+    np.testing.assert_allclose(effective_mix(plan, lam, 3), [0.6, 0.2, 0.2])  # flatter than the weights
+
+
+def test_weighted_allocation_hand_computed():
+    sampler = make_sampler()
+    w = np.array([0.5, 0.3, 0.2])
+    plan, lam = sampler.allocate(w, 7, "weighted")
+    # 1 each + largest_remainder(w, 4) = 1 + [2, 1, 1] (quotas 2, 1.2, 0.8: floors 2, 1, 0; leftover to 0.8)
+    np.testing.assert_array_equal(plan, [0, 0, 0, 1, 1, 2, 2])
+    np.testing.assert_allclose(lam, [0.5 / 3] * 3 + [0.15] * 2 + [0.1] * 2)
+    np.testing.assert_allclose(effective_mix(plan, lam, 3), w)  # the mix trained on IS the weights
+
+
+def test_coverage_needs_a_micro_batch_per_domain():
+    with pytest.raises(ValueError, match="grad_accum = 2 is smaller than the 3 domains"):
+        make_sampler().allocate(np.full(3, 1 / 3), 2, "weighted")
+    with pytest.raises(ValueError, match="unknown coverage 'all'"):
+        make_sampler().allocate(np.full(3, 1 / 3), 3, "all")

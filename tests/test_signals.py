@@ -5,8 +5,11 @@ import copy
 import numpy as np
 import torch
 
-from acodm_ray.signals import StateTracker, alignment_scores, state_dim, znorm_clip
+import pytest
+
+from acodm_ray.signals import RunningScale, StateTracker, alignment_scores, state_dim, total_alignment, znorm_clip
 from acodm_ray.train_step import LMTrainer
+from tests.conftest import tiny_config
 
 
 def brute_force_scores(grads: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
@@ -78,8 +81,70 @@ def test_state_layout_follows_spec():
     np.testing.assert_allclose(s2[K:2 * K], znorm_clip(torch.tensor(raw_delta)).numpy(), atol=1e-6)
 
 
-def test_trainer_scores_equal_per_domain_autograd(cfg, corpus):
-    """The grad-difference trick gives the same scores as separate backward passes per domain."""
+def test_total_alignment_keeps_the_self_term_and_masks_unsampled():
+    """s_i = <g_i, sum_j g_j> over sampled domains, by loops; NaN (not 0) where not sampled."""
+    g = np.array([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5]])
+    s = total_alignment(torch.tensor(g), torch.tensor([True, False, True]))
+    total = g[0] + g[2]  # (1.5, 2.5)
+    assert s[0] == pytest.approx(1 * 1.5 + 2 * 2.5) and s[2] == pytest.approx(0.5 * 1.5 + 0.5 * 2.5)
+    assert np.isnan(s[1])
+    # not zero-sum: two domains pulling the same way both score positive
+    assert s[0] > 0 and s[2] > 0
+
+
+def test_running_scale_hand_computed():
+    scale = RunningScale(beta=0.5, clip=10.0)
+    out1 = scale(np.array([2.0, -4.0, np.nan]))  # m1 = 0.5 * 3 = 1.5, scale = 1.5 / 0.5 = 3
+    np.testing.assert_allclose(out1[:2], [2 / 3, -4 / 3])
+    assert np.isnan(out1[2])
+    out2 = scale(np.array([1.0, 1.0, 1.0]))  # m2 = 0.75 + 0.5 = 1.25, scale = 1.25 / 0.75
+    np.testing.assert_allclose(out2, np.full(3, 0.75 / 1.25))
+    clipped = RunningScale(beta=0.0, clip=1.5)(np.array([1.0, 10.0]))  # scale 5.5
+    np.testing.assert_allclose(clipped, [1 / 5.5, 1.5])  # 10 / 5.5 = 1.82 clipped at 1.5
+    state = scale.state_dict()
+    again = RunningScale(beta=0.5, clip=10.0)
+    again.load_state_dict(state)
+    np.testing.assert_allclose(again(np.array([3.0])), scale(np.array([3.0])))
+    assert np.isnan(scale(np.array([np.nan, np.nan]))).all() and scale.count == 3  # nothing scored: unchanged
+
+
+def test_trainer_total_score_equals_per_domain_autograd(corpus):
+    """signals.score total under weighted coverage: every domain scored, s_i = <g_i, sum_j g_j> / scale
+    with g_i each domain's mean gradient by separate autograd passes, and the effective mix = w."""
+    cfg = tiny_config(train={"coverage": "weighted"}, signals={"score": "total"})
+    trainer = LMTrainer(cfg, corpus, device="cpu")
+    trainer.step(np.full(3, 1 / 3))
+    replay = copy.deepcopy(trainer)
+    weights = np.array([0.5, 0.3, 0.2])
+    signals = trainer.step(weights)
+    plan, lam = replay.sampler.allocate(weights, cfg.train.grad_accum, "weighted")
+    per_domain: dict[int, list[np.ndarray]] = {}
+    for d in plan:
+        loss = replay._loss(replay.sampler.batch(int(d)))
+        grads = torch.autograd.grad(loss, replay.align_params)
+        per_domain.setdefault(int(d), []).append(torch.cat([g.flatten() for g in grads]).numpy())
+    means = np.stack([np.mean(per_domain[i], axis=0) for i in range(3)]).astype(np.float64)
+    raw = means @ means.sum(axis=0)
+    expected = replay.score_scale(raw)
+    np.testing.assert_allclose(signals.scores, expected, rtol=2e-3)
+    np.testing.assert_allclose(signals.effective, weights, rtol=1e-12)
+    assert np.isfinite(signals.scores).all()
+
+
+def test_zero_weight_domain_is_scored_without_moving_the_model(corpus):
+    """weighted coverage: a domain with weight 0 still gets a micro-batch and a score, but no say in
+    the update (its loss weight is 0, so the step equals one on the other domains alone)."""
+    cfg = tiny_config(train={"coverage": "weighted"})
+    trainer = LMTrainer(cfg, corpus, device="cpu")
+    signals = trainer.step(np.array([0.0, 0.5, 0.5]))
+    assert np.isfinite(signals.scores).all() and signals.counts[0] > 0
+    assert signals.effective[0] == 0.0
+
+
+@pytest.mark.parametrize("score", ["paper", "total"])
+def test_trainer_paper_scores_equal_per_domain_autograd(corpus, score):
+    """raw_scores are the paper's whatever signals.score says (the alignment mixer reads them)."""
+    cfg = tiny_config(signals={"score": score})
     trainer = LMTrainer(cfg, corpus, device="cpu")
     trainer.step(np.full(3, 1 / 3))  # move off the initialisation
     replay = copy.deepcopy(trainer)
@@ -97,6 +162,10 @@ def test_trainer_scores_equal_per_domain_autograd(cfg, corpus):
     means = [np.mean(per_domain[i], axis=0) if i in per_domain else None for i in range(3)]
     exp_raw, exp_z = brute_force_scores(means)
     np.testing.assert_allclose(signals.raw_scores, exp_raw, rtol=1e-3, atol=1e-6)
-    np.testing.assert_allclose(signals.scores, exp_z, rtol=1e-3, atol=1e-4)
+    if score == "paper":
+        np.testing.assert_allclose(signals.scores, exp_z, rtol=1e-3, atol=1e-4)
+    else:
+        unsampled = [i for i in range(3) if i not in per_domain]
+        assert all(np.isnan(signals.scores[i]) for i in unsampled)
     counts = np.array([len(per_domain.get(i, [])) for i in range(3)]) * cfg.train.micro_batch_size
     np.testing.assert_array_equal(signals.counts, counts)

@@ -14,7 +14,7 @@ def test_step_returns_spec_signals(cfg, corpus):
     K, L = 3, len(trainer.state_params)
     assert L == 1  # 2 layers: every other layer from the top
     assert s.state.shape == (state_dim(K, L),)
-    assert s.state[-1] == pytest.approx(100.0 * 1 / cfg.train.steps)
+    assert s.state[-1] == pytest.approx(cfg.signals.progress_scale * 1 / cfg.train.steps)
     assert np.all(np.abs(s.state[:-1]) <= 3.0)
     assert s.counts.sum() == cfg.train.grad_accum * cfg.train.micro_batch_size
     sampled = s.counts > 0

@@ -4,13 +4,14 @@ Used by the RLlib learner (policies/acodm) and by the online agent of non-proxy 
 touches the parameters of exactly one network, so each optimizer can be stepped by its own loss
 (the reference code steps the critic's optimizer with the actor's loss; SPEC.md).
 
-Shapes: obs/next_obs (B, S), actions/weights (B, K), vector_rewards (B, K), dones (B,).
+Shapes: obs/next_obs (B, S), actions/weights (B, K), vector_rewards (B, K), dones (B,),
+behaviour (B,) (1 where ODM chose the row's weights). A NaN reward marks a domain that was not
+scored in that step (signals.score "total"): it is masked out of the critic loss, not taken as 0.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
@@ -23,6 +24,13 @@ def _done_mask(dones: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return mask
 
 
+def masked_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the finite entries of `target` (all of them: plain MSE)."""
+    mask = torch.isfinite(target)
+    diff = torch.where(mask, prediction - torch.nan_to_num(target), torch.zeros_like(prediction))
+    return diff.pow(2).sum() / mask.sum().clamp_min(1)
+
+
 def critic_targets(
     target_actor: nn.Module,
     target_critic: nn.Module,
@@ -31,7 +39,8 @@ def critic_targets(
     dones: torch.Tensor,
     gamma: float,
 ) -> torch.Tensor:
-    """y = r + gamma (1 - done) Q'(s', pi'(s')), per domain; no gradient (targets are constants)."""
+    """y = r + gamma (1 - done) Q'(s', pi'(s')), per domain; no gradient (targets are constants).
+    NaN rewards stay NaN (masked by `critic_loss`)."""
     with torch.no_grad():
         next_q = target_critic(next_obs, target_actor(next_obs))
         return vector_rewards + gamma * _done_mask(dones, next_q) * next_q
@@ -48,9 +57,10 @@ def critic_loss(
     dones: torch.Tensor,
     gamma: float,
 ) -> torch.Tensor:
-    """MSE(Q(s, a), r + gamma (1 - done) Q'(s', pi'(s'))): gradients reach only `critic`."""
+    """MSE(Q(s, a), r + gamma (1 - done) Q'(s', pi'(s'))) over the scored entries: gradients reach
+    only `critic`."""
     y = critic_targets(target_actor, target_critic, vector_rewards, next_obs, dones, gamma)
-    return F.mse_loss(critic(obs, actions), y)
+    return masked_mse(critic(obs, actions), y)
 
 
 def q_frozen(critic: nn.Module, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -61,16 +71,51 @@ def q_frozen(critic: nn.Module, obs: torch.Tensor, actions: torch.Tensor) -> tor
     return functional_call(critic, frozen, (obs, actions))
 
 
-def actor_loss(actor: nn.Module, critic: nn.Module, obs: torch.Tensor) -> torch.Tensor:
-    """-mean(Q(s, pi(s))) over batch and domains; the critic is not updated by this loss."""
-    return -q_frozen(critic, obs, actor(obs)).mean()
+def entropy(weights: torch.Tensor) -> torch.Tensor:
+    """H(w) = -sum_i w_i log w_i per row (B,)."""
+    return -(weights * torch.log(weights.clamp_min(1e-12))).sum(dim=-1)
+
+
+def actor_loss(
+    actor: nn.Module,
+    critic: nn.Module,
+    obs: torch.Tensor,
+    objective: str = "mean",
+    entropy_coef: float = 0.0,
+    gamma: float = 0.0,
+) -> torch.Tensor:
+    """The actor's loss; the critic is not updated by it (its parameters are detached).
+
+    objective "mean" (the paper): -mean_i Q_i(s, pi(s)) over batch and domains. With z-scored
+    rewards that sum to 0 its target is action-independent, and it ignores how pi spreads weight.
+    objective "weighted": -sum_i pi_i Q_i(s, pi(s)), the value of the scalar reward
+    r = sum_i w_i s_i, scaled by (1 - gamma) to per-step units, minus `entropy_coef` H(pi): its
+    optimum over the simplex is a softmax of the per-step values at temperature `entropy_coef`
+    instead of a vertex."""
+    weights = actor(obs)
+    q = q_frozen(critic, obs, weights)
+    if objective == "mean":
+        value = q.mean(dim=-1)
+    elif objective == "weighted":
+        value = (1.0 - gamma) * (weights * q).sum(dim=-1)
+    else:
+        raise ValueError(f"unknown actor objective {objective!r}; choose weighted or mean")
+    return -(value + entropy_coef * entropy(weights)).mean()
 
 
 def imitation_loss(
-    actor: nn.Module, obs: torch.Tensor, behaviour_weights: torch.Tensor
+    actor: nn.Module,
+    obs: torch.Tensor,
+    behaviour_weights: torch.Tensor,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Warm-up actor loss: MSE(pi(s), w_odm), so the actor starts from ODM's behaviour."""
-    return F.mse_loss(actor(obs), behaviour_weights.detach())
+    """Warm-up actor loss: MSE(pi(s), w_odm), so the actor starts from ODM's behaviour. With `rows`
+    (B,) only the rows it marks (the ones ODM chose) count; a batch with none gives 0."""
+    err = (actor(obs) - behaviour_weights.detach()).pow(2).mean(dim=-1)
+    if rows is None:
+        return err.mean()
+    mask = rows.to(err.dtype).reshape(-1)
+    return (err * mask).sum() / mask.sum().clamp_min(1)
 
 
 def warmup_critic_loss(
@@ -83,7 +128,25 @@ def warmup_critic_loss(
     """Warm-up critic loss of SPEC.md: MSE(Q(s, a), r + gamma r) (no bootstrapping from targets
     that are still random)."""
     y = (vector_rewards + gamma * vector_rewards).detach()
-    return F.mse_loss(critic(obs, actions), y)
+    return masked_mse(critic(obs, actions), y)
+
+
+def td_error(
+    critic: nn.Module,
+    target_actor: nn.Module,
+    target_critic: nn.Module,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    vector_rewards: torch.Tensor,
+    next_obs: torch.Tensor,
+    dones: torch.Tensor,
+    gamma: float,
+) -> float:
+    """Mean |Q(s, a) - y| over the scored entries (a diagnostic; no gradient)."""
+    with torch.no_grad():
+        y = critic_targets(target_actor, target_critic, vector_rewards, next_obs, dones, gamma)
+        mask = torch.isfinite(y)
+        return float((critic(obs, actions) - torch.nan_to_num(y)).abs()[mask].mean()) if mask.any() else 0.0
 
 
 @torch.no_grad()

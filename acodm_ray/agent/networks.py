@@ -34,11 +34,15 @@ def mlp_trunk(in_dim: int, hidden: int, layers: int) -> nn.Sequential:
 
 
 class Actor(nn.Module):
-    """pi(s) -> w in the simplex (softmax over K domains)."""
+    """pi(s) -> w in the simplex: (1 - K floor) softmax(logits) + floor. The floor (agent.weight_floor,
+    0 in the paper) is part of the network, so the exported policy keeps it on the target too."""
 
-    def __init__(self, state_dim: int, num_domains: int, hidden: int, layers: int) -> None:
+    def __init__(self, state_dim: int, num_domains: int, hidden: int, layers: int, floor: float = 0.0) -> None:
         super().__init__()
         _check_sizes(state_dim, num_domains, hidden, layers)
+        if not 0.0 <= floor * num_domains < 1.0:
+            raise ValueError(f"actor floor {floor} with {num_domains} domains: need 0 <= floor * K < 1")
+        self.floor = float(floor)
         self.state_dim = state_dim
         self.num_domains = num_domains
         self.hidden = hidden
@@ -48,13 +52,16 @@ class Actor(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: AgentConfig, state_dim: int, num_domains: int) -> "Actor":
-        return cls(state_dim, num_domains, cfg.actor_hidden, cfg.actor_layers)
+        return cls(state_dim, num_domains, cfg.actor_hidden, cfg.actor_layers, cfg.weight_floor)
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(obs))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.logits(obs), dim=-1)
+        w = torch.softmax(self.logits(obs), dim=-1)
+        if self.floor == 0.0:
+            return w
+        return (1.0 - self.num_domains * self.floor) * w + self.floor
 
 
 class VectorCritic(nn.Module):

@@ -3,13 +3,18 @@
 The agent learns while the target itself pretrains (the policy server holds it when
 `target.online_acodm` is set):
 
-- warm-up (the first `round(agent.warmup_fraction * train.steps)` steps): ODM chooses the weights
-  (behaviour policy); every learning update trains the actor to imitate the executed ODM weights
-  (`ddpg.imitation_loss`) and the critic towards r + gamma r (`ddpg.warmup_critic_loss`);
-- when warm-up ends the target networks are hard-copied from the online networks (tau = 1);
-- then DDPG: the actor's softmax output with the reference's exploration noise (`ddpg.explore`, for
-  any K), critic TD loss against the target networks (`ddpg.critic_loss`), actor loss
-  -Q(s, pi(s)) with a frozen critic (`ddpg.actor_loss`), Polyak target updates (`ddpg.soft_update`).
+- behaviour warm-up (the first `round(agent.warmup_fraction * train.steps)` steps): ODM chooses the
+  weights;
+- learning warm-up: the first `agent.warmup_updates` learner updates (paper, `warmup_updates: null`:
+  every update made while ODM chooses) train the actor to imitate the executed ODM weights
+  (`ddpg.imitation_loss`; with `agent.imitate_odm_only` on the ODM-chosen rows alone) and the
+  critic towards r + gamma r (`ddpg.warmup_critic_loss`);
+- before the first DDPG update the target networks are hard-copied from the online networks;
+- then DDPG: the actor's output with the reference's exploration noise (`ddpg.explore`, for any K),
+  critic TD loss against the target networks (`ddpg.critic_loss`), the actor loss of
+  `agent.actor_objective` with a frozen critic (`ddpg.actor_loss`), Polyak target updates
+  (`ddpg.soft_update`); both learning rates follow `agent.lr_schedule` over the run's steps;
+  `agent.freeze_actor` (the reference's behaviour) never steps the actor.
 
 Every loss and update comes from `acodm_ray.agent.ddpg` (the functions the RLlib learner uses
 too): the DDPG math is written once. Each optimizer is stepped by its own network's loss only.
@@ -30,7 +35,7 @@ import numpy as np
 import torch
 
 from acodm_ray.agent import ddpg
-from acodm_ray.agent.config import AgentConfig
+from acodm_ray.agent.config import AgentConfig, check_agent, lr_at, lr_points
 from acodm_ray.agent.networks import build_networks
 from acodm_ray.agent.replay import ReplayBuffer
 from acodm_ray.mixers.base import Mixer
@@ -55,6 +60,7 @@ class OnlineACODM(Mixer):
         super().__init__(domains)
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        check_agent(agent, len(self.domains))
         self.cfg = agent
         self.state_dim = int(state_dim)
         self.total_steps = int(total_steps)
@@ -72,7 +78,9 @@ class OnlineACODM(Mixer):
         self.warmup_steps = int(round(agent.warmup_fraction * self.total_steps))
         self.steps_seen = 0  # transitions observed (= target optimizer steps)
         self.num_updates = 0  # gradient updates of the agent
-        self.targets_synced = self.warmup_steps == 0  # targets are deep copies already
+        self.actor_lrs = lr_points(agent, agent.actor_lr, self.total_steps)
+        self.critic_lrs = lr_points(agent, agent.critic_lr, self.total_steps)
+        self.targets_synced = False
         self.last_state = np.zeros(self.state_dim, dtype=np.float32)
         self.last_losses: dict[str, float] = {}
 
@@ -110,23 +118,31 @@ class OnlineACODM(Mixer):
     def update(self, signals: StepSignals) -> None:
         next_state = np.nan_to_num(np.asarray(signals.state, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         done = int(signals.step) >= self.total_steps
-        self.buffer.add(self.last_state, signals.weights, signals.scores, next_state, done)
-        self.odm.update(signals)
         warm = self.in_warmup  # this transition was chosen by the warm-up behaviour (ODM)
+        self.buffer.add(self.last_state, signals.weights, signals.scores, next_state, done, behaviour=warm)
+        self.odm.update(signals)
         self.steps_seen += 1
         self.last_state = next_state
         if len(self.buffer) >= self.cfg.batch_size:
             for _ in range(self.cfg.updates_per_step):
-                self.learn(warm)
-        if not self.targets_synced and not self.in_warmup:
-            # warm-up is over: the targets start from the (imitation-trained) online networks
-            ddpg.soft_update(self.target_actor, self.actor, 1.0)
-            ddpg.soft_update(self.target_critic, self.critic, 1.0)
-            self.targets_synced = True
+                self.learn(self._update_is_warmup(warm))
+
+    def _update_is_warmup(self, warm_transition: bool) -> bool:
+        if self.cfg.warmup_updates is None:  # the paper: warm-up losses while ODM chooses
+            return warm_transition
+        return self.num_updates < self.cfg.warmup_updates
 
     def learn(self, warmup: bool) -> dict[str, float]:
         """One gradient update of critic then actor on a replay batch; each optimizer is stepped
         by its own loss."""
+        if not warmup and not self.targets_synced:
+            # warm-up is over: the targets start from the (imitation-trained) online networks
+            ddpg.soft_update(self.target_actor, self.actor, 1.0)
+            ddpg.soft_update(self.target_critic, self.critic, 1.0)
+            self.targets_synced = True
+        for opt, points in ((self.actor_opt, self.actor_lrs), (self.critic_opt, self.critic_lrs)):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(points, self.steps_seen)
         b = self.buffer.sample(self.cfg.batch_size)
         gamma = self.cfg.gamma
         if warmup:
@@ -138,18 +154,29 @@ class OnlineACODM(Mixer):
         c_loss.backward()
         self.critic_opt.step()
         if warmup:
-            a_loss = ddpg.imitation_loss(self.actor, b["obs"], b["actions"])
+            rows = b["behaviour"] if self.cfg.imitate_odm_only else None
+            a_loss = ddpg.imitation_loss(self.actor, b["obs"], b["actions"], rows)
         else:
-            a_loss = ddpg.actor_loss(self.actor, self.critic, b["obs"])
+            a_loss = ddpg.actor_loss(self.actor, self.critic, b["obs"], self.cfg.actor_objective,
+                                     self.cfg.entropy_coef, gamma)
         self.actor_opt.zero_grad(set_to_none=True)
-        a_loss.backward()
-        self.actor_opt.step()
+        grad_norm = 0.0
+        if not self.cfg.freeze_actor and a_loss.requires_grad:
+            a_loss.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.actor.parameters(), float("inf")))
+            self.actor_opt.step()
         self.critic_opt.zero_grad(set_to_none=True)  # nothing of the actor loss may linger
         if not warmup:
             ddpg.soft_update(self.target_actor, self.actor, self.cfg.tau)
             ddpg.soft_update(self.target_critic, self.critic, self.cfg.tau)
         self.num_updates += 1
-        self.last_losses = {"actor_loss": a_loss.item(), "critic_loss": c_loss.item(), "warmup": float(warmup)}
+        with torch.no_grad():
+            entropy = float(ddpg.entropy(self.actor(b["obs"])).mean())
+        td = ddpg.td_error(self.critic, self.target_actor, self.target_critic, b["obs"], b["actions"],
+                           b["rewards"], b["next_obs"], b["dones"], gamma)
+        self.last_losses = {"actor_loss": a_loss.item(), "critic_loss": c_loss.item(), "warmup": float(warmup),
+                            "td_error": td, "actor_grad_norm": grad_norm, "weight_entropy": entropy,
+                            "actor_lr": self.actor_opt.param_groups[0]["lr"]}
         return self.last_losses
 
     # ------------------------------------------------------------------ checkpoints

@@ -101,7 +101,7 @@ def save_policy(
     """Write the actor's weights and what is needed to rebuild and feed it; returns the dir."""
     domains = _check_domains(domains, actor.num_domains, "an actor")
     meta = _base_meta("actor", domains, actor.state_dim, state_spec, config)
-    meta.update(hidden=actor.hidden, layers=actor.layers)
+    meta.update(hidden=actor.hidden, layers=actor.layers, floor=actor.floor)
     return _write(out_dir, actor.state_dict(), meta)
 
 
@@ -231,7 +231,7 @@ def _build_module(meta: dict[str, Any]) -> nn.Module:
     """The (untrained) module `meta` describes; raises ValueError/TypeError on bad metadata."""
     kind = policy_kind(meta)
     if kind == "actor":
-        return Actor(meta["state_dim"], meta["num_domains"], meta["hidden"], meta["layers"])
+        return Actor(meta["state_dim"], meta["num_domains"], meta["hidden"], meta["layers"], float(meta.get("floor", 0.0)))
     if kind == "mlp":
         return MLPPolicy(meta["state_dim"], meta["num_domains"], meta["network"], meta["action_steps"])
     T = meta["num_steps"]

@@ -6,8 +6,8 @@ replay DDPG needs: fixed capacity, oldest transition overwritten first, uniform 
 replacement from a seeded generator, and a checkpointable state (tensors + a JSON RNG state, so
 it loads with torch's `weights_only=True`).
 
-A transition is (state_t, executed weights_t, vector reward r_t = per-domain scores, state_{t+1},
-done).
+A transition is (state_t, executed weights_t, vector reward r_t = per-domain scores (NaN = not
+scored), state_{t+1}, done, behaviour = 1 if ODM chose the weights).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-FIELDS = ("obs", "actions", "rewards", "next_obs", "dones")
+FIELDS = ("obs", "actions", "rewards", "next_obs", "dones", "behaviour")
 
 
 class ReplayBuffer:
@@ -33,6 +33,7 @@ class ReplayBuffer:
         self.rewards = np.zeros((capacity, num_domains), dtype=np.float32)
         self.next_obs = np.zeros((capacity, state_dim), dtype=np.float32)
         self.dones = np.zeros(capacity, dtype=np.float32)
+        self.behaviour = np.zeros(capacity, dtype=np.float32)
         self.ptr = 0  # next slot to write
         self.size = 0
         self.added = 0  # transitions ever added
@@ -41,7 +42,7 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def add(self, obs, action, reward, next_obs, done: bool = False) -> None:
+    def add(self, obs, action, reward, next_obs, done: bool = False, behaviour: bool = False) -> None:
         obs, action = np.asarray(obs, np.float32).reshape(-1), np.asarray(action, np.float32).reshape(-1)
         reward, next_obs = np.asarray(reward, np.float32).reshape(-1), np.asarray(next_obs, np.float32).reshape(-1)
         if obs.shape != (self.state_dim,) or next_obs.shape != (self.state_dim,):
@@ -53,6 +54,7 @@ class ReplayBuffer:
         i = self.ptr
         self.obs[i], self.actions[i], self.rewards[i], self.next_obs[i] = obs, action, reward, next_obs
         self.dones[i] = float(done)
+        self.behaviour[i] = float(behaviour)
         self.ptr = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
         self.added += 1
@@ -81,6 +83,7 @@ class ReplayBuffer:
         for name in FIELDS:
             arr = getattr(self, name)
             arr[:] = 0
-            arr[:size] = state[name].numpy()
+            if name in state:  # "behaviour" is absent from states saved before it existed
+                arr[:size] = state[name].numpy()
         self.ptr, self.size, self.added = int(state["ptr"]), size, int(state["added"])
         self.rng.bit_generator.state = json.loads(state["rng"])

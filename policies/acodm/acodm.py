@@ -21,8 +21,10 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 
 from acodm_ray.agent.config import AgentConfig
+from acodm_ray.agent.config import lr_points
 from policies.acodm.connectors import AddVectorRewardsAndExecutedActions
-from policies.acodm.rl_module import ACODMTorchRLModule
+from policies.acodm.replay import SeededEpisodeReplayBuffer
+from policies.acodm.rl_module import AGENT_MODEL_KEYS, ACODMTorchRLModule
 
 _PAPER = AgentConfig()
 
@@ -50,6 +52,11 @@ class ACODMConfig(SACConfig):
         self.critic_layers = _PAPER.critic_layers
         self.exploration_noise = _PAPER.exploration_noise
         self.warmup_updates = 0
+        self.actor_objective = _PAPER.actor_objective
+        self.weight_floor = _PAPER.weight_floor
+        self.entropy_coef = _PAPER.entropy_coef
+        self.imitate_odm_only = _PAPER.imitate_odm_only
+        self.freeze_actor = _PAPER.freeze_actor
         # The softmax output is already a valid Box(0, 1) action: no [-1, 1] unsquashing/clipping.
         self.normalize_actions = False
         self.clip_actions = False
@@ -64,10 +71,16 @@ class ACODMConfig(SACConfig):
         critic_layers: int | None = NotProvided,
         exploration_noise: float | None = NotProvided,
         warmup_updates: int | None = NotProvided,
+        actor_objective: str | None = NotProvided,
+        weight_floor: float | None = NotProvided,
+        entropy_coef: float | None = NotProvided,
+        imitate_odm_only: bool | None = NotProvided,
+        freeze_actor: bool | None = NotProvided,
         **kwargs: Any,
     ) -> Self:
-        """SAC's training() plus the network sizes, exploration noise and warm-up length
-        (`warmup_updates`: learner updates with imitation/warm-up losses before DDPG)."""
+        """SAC's training() plus the network sizes, exploration noise, warm-up length
+        (`warmup_updates`: learner updates with imitation/warm-up losses before DDPG) and the
+        AgentConfig switches of the same names (acodm_ray/agent/config.py)."""
         super().training(**kwargs)
         for name, value in (
             ("actor_hidden", actor_hidden),
@@ -76,6 +89,11 @@ class ACODMConfig(SACConfig):
             ("critic_layers", critic_layers),
             ("exploration_noise", exploration_noise),
             ("warmup_updates", warmup_updates),
+            ("actor_objective", actor_objective),
+            ("weight_floor", weight_floor),
+            ("entropy_coef", entropy_coef),
+            ("imitate_odm_only", imitate_odm_only),
+            ("freeze_actor", freeze_actor),
         ):
             if value is not NotProvided:
                 setattr(self, name, value)
@@ -137,24 +155,28 @@ class ACODMConfig(SACConfig):
     @property
     @override(AlgorithmConfig)
     def _model_config_auto_includes(self) -> dict[str, Any]:
-        return {
-            "actor_hidden": self.actor_hidden,
-            "actor_layers": self.actor_layers,
-            "critic_hidden": self.critic_hidden,
-            "critic_layers": self.critic_layers,
-            "exploration_noise": self.exploration_noise,
-            "gamma": self.gamma,
-            "warmup_updates": self.warmup_updates,
-        }
+        return {key: getattr(self, key) for key in AGENT_MODEL_KEYS}
 
 
 class ACODM(SAC):
-    """DQN's off-policy training loop with the AC-ODM module and learner."""
+    """DQN's off-policy training loop with the AC-ODM module and learner; its replay buffer samples
+    from a generator seeded with `config.seed` (policies/acodm/replay.py)."""
 
     @classmethod
     @override(SAC)
     def get_default_config(cls) -> ACODMConfig:
         return ACODMConfig()
+
+    @override(SAC)
+    def _create_local_replay_buffer_if_necessary(self, config):
+        buffer_cfg = dict(config.get("replay_buffer_config") or {})
+        if buffer_cfg.pop("type", None) != "EpisodeReplayBuffer":
+            return super()._create_local_replay_buffer_if_necessary(config)
+        return SeededEpisodeReplayBuffer(
+            seed=int(self.config.seed or 0),
+            metrics_num_episodes_for_smoothing=self.config.metrics_num_episodes_for_smoothing,
+            **buffer_cfg,
+        )
 
 
 def acodm_config_from(
@@ -162,17 +184,19 @@ def acodm_config_from(
     *,
     warmup_updates: int = 0,
     learning_starts: int | None = None,
+    total_env_steps: int = 0,
 ) -> ACODMConfig:
     """An ACODMConfig carrying the agent's hyperparameters. `warmup_updates` is the number of
-    learner updates trained with the warm-up losses (the job derives it from
-    `agent_cfg.warmup_fraction`); `learning_starts` is the number of env steps sampled before
-    the first update (default: one batch)."""
+    learner updates trained with the warm-up losses (`agent_cfg.warmup_updates`, or for the
+    paper's setting the job derives it from `agent_cfg.warmup_fraction`); `learning_starts` is the
+    number of env steps sampled before the first update (default: one batch); `total_env_steps` is
+    the horizon of `agent_cfg.lr_schedule`."""
     cfg = ACODMConfig()
     cfg.training(
         gamma=agent_cfg.gamma,
         tau=agent_cfg.tau,
-        actor_lr=agent_cfg.actor_lr,
-        critic_lr=agent_cfg.critic_lr,
+        actor_lr=_schedule(lr_points(agent_cfg, agent_cfg.actor_lr, total_env_steps)),
+        critic_lr=_schedule(lr_points(agent_cfg, agent_cfg.critic_lr, total_env_steps)),
         replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": agent_cfg.replay_capacity},
         train_batch_size_per_learner=agent_cfg.batch_size,
         num_steps_sampled_before_learning_starts=(
@@ -184,5 +208,15 @@ def acodm_config_from(
         critic_layers=agent_cfg.critic_layers,
         exploration_noise=agent_cfg.exploration_noise,
         warmup_updates=warmup_updates,
+        actor_objective=agent_cfg.actor_objective,
+        weight_floor=agent_cfg.weight_floor,
+        entropy_coef=agent_cfg.entropy_coef,
+        imitate_odm_only=agent_cfg.imitate_odm_only,
+        freeze_actor=agent_cfg.freeze_actor,
     )
     return cfg
+
+
+def _schedule(points: list[list[float]]) -> float | list[list[float]]:
+    """A constant lr as a number, a schedule as RLlib's [[timestep, value], ...] list."""
+    return points[0][1] if len(points) == 1 else points

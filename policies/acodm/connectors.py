@@ -4,7 +4,8 @@ A replay-buffer sample of a 1-step transition (s, a, r, s') carries infos [info_
 `info_t+1` is the one the env returned together with s' -- the transition's own. The stock
 `AddInfosFromEpisodesToTrainBatch` takes `info_t` (the previous step's), so this piece reads the
 episode's infos from index 1 on:
-  - info["scores"]  -> batch["vector_rewards"] (float32[K]): the vector critic's reward;
+  - info["scores"]  -> batch["vector_rewards"] (float32[K]): the vector critic's reward, NaN where
+    info["scored"] is 0 (the domain was not scored: the critic loss masks it out);
   - info["weights"] -> batch[ACTIONS]: the weights actually executed. They differ from the
     module's output during the env's warm-up (ODM chose them) and by the env's renormalisation;
     the executed weights are always the truth for Q(s, a) and for the imitation target.
@@ -25,12 +26,12 @@ from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.typing import EpisodeType
 
-from policies.acodm.rl_module import VECTOR_REWARDS
+from policies.acodm.rl_module import BEHAVIOUR_WARMUP, VECTOR_REWARDS
 
 SCORES_KEY = "scores"
+SCORED_KEY = "scored"
 WEIGHTS_KEY = "weights"
 WARMUP_KEY = "warmup"
-BEHAVIOUR_WARMUP = "behaviour_warmup"
 
 
 class AddVectorRewardsAndExecutedActions(ConnectorV2):
@@ -61,7 +62,10 @@ class AddVectorRewardsAndExecutedActions(ConnectorV2):
                         "AC-ODM needs the per-domain reward vector in info['scores'] of every "
                         f"env step; got info keys {sorted(info) if isinstance(info, dict) else info!r}"
                     )
-                scores.append(np.asarray(info[SCORES_KEY], dtype=np.float32))
+                vector = np.asarray(info[SCORES_KEY], dtype=np.float32)
+                if SCORED_KEY in info:
+                    vector = np.where(np.asarray(info[SCORED_KEY]) > 0, vector, np.float32(np.nan))
+                scores.append(vector)
                 w = info.get(WEIGHTS_KEY)
                 executed.append(np.asarray(actions[i] if w is None else w, dtype=np.float32))
                 warm.append(bool(info.get(WARMUP_KEY, False)))

@@ -26,7 +26,7 @@ from ray.rllib.utils.metrics import ALL_MODULES, NUM_TARGET_UPDATES
 from ray.rllib.utils.typing import ModuleID, ParamDict, TensorType
 
 from acodm_ray.agent import ddpg
-from policies.acodm.rl_module import ACTOR_LOSS, CRITIC_LOSS, IN_WARMUP, ACODMTorchRLModule
+from policies.acodm.rl_module import ACTOR_LOSS, CRITIC_LOSS, IN_WARMUP, TD_ERROR, WEIGHT_ENTROPY, ACODMTorchRLModule
 
 ACTOR_OPTIM = "actor"
 CRITIC_OPTIM = "critic"
@@ -100,6 +100,8 @@ class ACODMTorchLearner(TorchLearner):
                 "actor_loss": a_loss,
                 "critic_loss": c_loss,
                 "in_warmup": float(fwd_out[IN_WARMUP]),
+                "mean_abs_td_error": float(fwd_out[TD_ERROR]),  # not "td_error": DQN reads that key
+                "weight_entropy": float(fwd_out[WEIGHT_ENTROPY]),
             },
             key=module_id,
             window=1,
@@ -117,10 +119,13 @@ class ACODMTorchLearner(TorchLearner):
                 loss = self._temp_losses.pop((module_id, optim_name))
                 if loss.requires_grad:
                     loss.backward(retain_graph=True)
+                sq = 0.0
                 for ref, param in self.filter_param_dict_for_optimizer(self._params, optim).items():
                     if param.grad is not None:
                         # A copy: a later backward must not accumulate into this optimizer's grads.
                         grads[ref] = param.grad.detach().clone()
+                        sq += float(param.grad.detach().pow(2).sum())
+                self.metrics.log_value((module_id, f"{optim_name}_grad_norm"), sq ** 0.5, window=1)
         self._temp_losses.clear()
         # Leave no stray .grad behind: `apply_gradients` installs exactly the grads returned here.
         for optim in self._optimizer_parameters:

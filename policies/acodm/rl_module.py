@@ -26,20 +26,20 @@ from acodm_ray.agent.config import AgentConfig
 from acodm_ray.agent.networks import Actor, VectorCritic
 
 VECTOR_REWARDS = "vector_rewards"
+BEHAVIOUR_WARMUP = "behaviour_warmup"  # the connector's column: 1 where ODM chose the weights
 ACTOR_LOSS = "actor_loss"
 CRITIC_LOSS = "critic_loss"
 IN_WARMUP = "in_warmup"
+TD_ERROR = "td_error"
+WEIGHT_ENTROPY = "weight_entropy"
 
+# The AgentConfig fields the module reads from its model_config (ACODMConfig puts them there).
+AGENT_MODEL_KEYS = ("actor_hidden", "actor_layers", "critic_hidden", "critic_layers", "exploration_noise",
+                    "gamma", "warmup_updates", "actor_objective", "weight_floor", "entropy_coef",
+                    "imitate_odm_only", "freeze_actor")
 _DEFAULTS = AgentConfig()
-DEFAULT_MODEL_CONFIG: dict[str, Any] = {
-    "actor_hidden": _DEFAULTS.actor_hidden,
-    "actor_layers": _DEFAULTS.actor_layers,
-    "critic_hidden": _DEFAULTS.critic_hidden,
-    "critic_layers": _DEFAULTS.critic_layers,
-    "exploration_noise": _DEFAULTS.exploration_noise,
-    "gamma": _DEFAULTS.gamma,
-    "warmup_updates": 0,
-}
+DEFAULT_MODEL_CONFIG: dict[str, Any] = {key: getattr(_DEFAULTS, key) for key in AGENT_MODEL_KEYS}
+DEFAULT_MODEL_CONFIG["warmup_updates"] = 0
 
 
 class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
@@ -57,7 +57,8 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
         self._cfg = cfg
         state_dim = int(self.observation_space.shape[0])
         num_domains = int(self.action_space.shape[0])
-        self.actor = Actor(state_dim, num_domains, int(cfg["actor_hidden"]), int(cfg["actor_layers"]))
+        self.actor = Actor(state_dim, num_domains, int(cfg["actor_hidden"]), int(cfg["actor_layers"]),
+                           float(cfg["weight_floor"]))
         if not self.inference_only:
             self.critic = VectorCritic(
                 state_dim, num_domains, int(cfg["critic_hidden"]), int(cfg["critic_layers"])
@@ -113,15 +114,23 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
         actions = batch[Columns.ACTIONS].to(obs.dtype)
         rewards = batch[VECTOR_REWARDS].to(obs.dtype)
         gamma = float(self._cfg["gamma"])
+        cfg = self._cfg
+        next_obs, dones = batch[Columns.NEXT_OBS], batch[Columns.TERMINATEDS]
         if self.in_warmup():
-            a_loss = ddpg.imitation_loss(self.actor, obs, actions)
+            rows = batch[BEHAVIOUR_WARMUP] if cfg["imitate_odm_only"] else None
+            a_loss = ddpg.imitation_loss(self.actor, obs, actions, rows)
             c_loss = ddpg.warmup_critic_loss(self.critic, obs, actions, rewards, gamma)
             warm = True
         else:
-            c_loss = ddpg.critic_loss(
-                self.critic, self.target_actor, self.target_critic, obs, actions, rewards,
-                batch[Columns.NEXT_OBS], batch[Columns.TERMINATEDS], gamma,
-            )
-            a_loss = ddpg.actor_loss(self.actor, self.critic, obs)
+            c_loss = ddpg.critic_loss(self.critic, self.target_actor, self.target_critic, obs, actions, rewards,
+                                      next_obs, dones, gamma)
+            a_loss = ddpg.actor_loss(self.actor, self.critic, obs, cfg["actor_objective"],
+                                     float(cfg["entropy_coef"]), gamma)
             warm = False
-        return {ACTOR_LOSS: a_loss, CRITIC_LOSS: c_loss, IN_WARMUP: warm}
+        if cfg["freeze_actor"]:  # the reference's behaviour: the actor keeps its initialisation
+            a_loss = a_loss.detach()
+        with torch.no_grad():
+            entropy = ddpg.entropy(self.actor(obs)).mean()
+        td = ddpg.td_error(self.critic, self.target_actor, self.target_critic, obs, actions, rewards,
+                           next_obs, dones, gamma)
+        return {ACTOR_LOSS: a_loss, CRITIC_LOSS: c_loss, IN_WARMUP: warm, TD_ERROR: td, WEIGHT_ENTROPY: entropy}
