@@ -38,6 +38,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from acodm_ray.agent.config import PAPER_AGENT
 from acodm_ray.config import (
     CompareConfig,
     ConfigError,
@@ -58,7 +59,9 @@ class Method:
 
     kind: "mixer" (a mixer runs online on the target; `overrides` go into the target config),
     "proxy" (a policy is learned on a smaller proxy and frozen on the target; `overrides` go into
-    the proxy stage's config) or "online" (the AC-ODM agent learns on the target itself).
+    the proxy stage's config) or "online" (the AC-ODM agent learns on the target itself; `overrides`
+    go into the target config). `shared` goes into the target AND the proxy config: what must be the
+    same on both (the state layout's progress scale, the sampler of the paper's code).
     trainer (proxy kind): "rl" (RLlib trains `rl.algo` on DataMixingEnv and exports its policy) or
     "mixer" (the proxy pretrains with a mixer; its weight trajectory is replayed by progress).
     width_scale (proxy kind): multiplies the actor's and critic's hidden width."""
@@ -68,7 +71,16 @@ class Method:
     overrides: dict[str, Any] = field(default_factory=dict)
     trainer: str = "rl"
     width_scale: float | None = None
+    shared: dict[str, Any] = field(default_factory=dict)
 
+
+# What the paper's text states (acodm-paper) and what its published code runs (acodm-reference):
+# our switches back to the paper's choices, on the proxy and, where they shape the state or the
+# sampler, on the target too (docs/method.md).
+PAPER_SHARED: dict[str, Any] = {"signals": {"progress_scale": 100.0}, "train": {"coverage": "iid"}}
+PAPER_PROXY: dict[str, Any] = {"agent": dict(PAPER_AGENT), "signals": {"score": "paper"}}
+REFERENCE_SHARED: dict[str, Any] = {"signals": {"progress_scale": 100.0}, "train": {"coverage": "forced"}}
+REFERENCE_PROXY: dict[str, Any] = {"agent": {**PAPER_AGENT, "freeze_actor": True}, "signals": {"score": "paper"}}
 
 METHODS: dict[str, Method] = {
     "uniform": Method("static, uniform weights", "mixer", {"mixer": {"name": "uniform"}}),
@@ -81,14 +93,37 @@ METHODS: dict[str, Method] = {
                         "mixer", {"mixer": {"name": "alignment"}}),
     "alignment-proxy": Method("gradient-alignment mixer run on the proxy, its weight trajectory replayed by progress",
                               "proxy", {"mixer": {"name": "alignment"}}, trainer="mixer"),
-    "acodm": Method("AC-ODM, proxy mode: policy learned with RLlib on a smaller proxy, frozen on the target", "proxy"),
-    "acodm-online": Method("AC-ODM, non-proxy mode: the agent learns online on the target", "online"),
+    "acodm": Method("AC-ODM (ours, every fix on), proxy mode: policy learned with RLlib on a smaller proxy, "
+                    "frozen on the target", "proxy"),
+    "acodm-online": Method("AC-ODM (ours, every fix on), non-proxy mode: the agent learns online on the target",
+                           "online"),
+    "acodm-paper": Method("AC-ODM as the paper states it (mean-Q actor, z-scored zero-sum reward, i.i.d. "
+                          "micro-batches, no floor, progress x 100), actor really trained, proxy mode", "proxy",
+                          PAPER_PROXY, shared=PAPER_SHARED),
+    "acodm-paper-online": Method("acodm-paper in non-proxy mode", "online", PAPER_PROXY, shared=PAPER_SHARED),
+    "acodm-reference": Method("AC-ODM as the published code runs: ODM warm-up, then the actor at its random "
+                              "init (its optimizer is never stepped), one forced micro-batch per domain, proxy mode",
+                              "proxy", REFERENCE_PROXY, shared=REFERENCE_SHARED),
+    "acodm-reference-online": Method("acodm-reference in non-proxy mode (what the published code does)", "online",
+                                     REFERENCE_PROXY, shared=REFERENCE_SHARED),
+    # ablations of our AC-ODM: one fix switched off each
+    "acodm-iid": Method("ablation: acodm with i.i.d. micro-batches on the proxy (no domain coverage)", "proxy",
+                        {"train": {"coverage": "iid"}}),
+    "acodm-meanq": Method("ablation: acodm with the paper's actor objective -mean_i Q_i", "proxy",
+                          {"agent": {"actor_objective": "mean"}}),
+    "acodm-zscore": Method("ablation: acodm rewarded with the paper's zero-sum z-scored alignment", "proxy",
+                           {"signals": {"score": "paper"}}),
+    "acodm-noguard": Method("ablation: acodm without the weight floor and the entropy term", "proxy",
+                            {"agent": {"weight_floor": 0.0, "entropy_coef": 0.0}}),
+    "acodm-paperwarmup": Method("ablation: acodm with the paper's warm-up (one imitation update per warm-up "
+                                "decision, on every row) and a constant agent lr", "proxy",
+                                {"agent": {"warmup_updates": None, "imitate_odm_only": False, "lr_schedule": "constant"}}),
     "acodm-gamma0": Method("AC-ODM proxy mode with gamma = 0 (the critic predicts the immediate reward: a "
                            "contextual bandit)", "proxy", {"agent": {"gamma": 0.0}}),
     "acodm-lossreward": Method("AC-ODM proxy mode rewarded by per-domain loss decrease instead of gradient alignment",
                                "proxy", {"env": {"reward": "loss"}}),
     "acodm-nowarmup": Method("AC-ODM proxy mode without the ODM warm-up and actor imitation", "proxy",
-                             {"agent": {"warmup_fraction": 0.0}}),
+                             {"agent": {"warmup_fraction": 0.0, "warmup_updates": 0}}),
     "acodm-narrow": Method("AC-ODM proxy mode, actor and critic 4x narrower", "proxy", width_scale=0.25),
     "acodm-wide": Method("AC-ODM proxy mode, actor and critic 4x wider", "proxy", width_scale=4.0),
     "ppo": Method("RLlib PPO on the same env (scalar reward), policy transferred like AC-ODM's", "proxy",
@@ -252,12 +287,14 @@ def target_config(cfg: ExperimentConfig, method: str, seed: int, policy: str | N
     spec = method_of(method)
     data = _common(deep_merge(to_dict(cfg), cfg.compare.target), cfg, seed)
     target = {"policy": None, "online_acodm": False}
+    data = deep_merge(data, spec.shared)
     if spec.kind == "mixer":
         data = deep_merge(data, spec.overrides)
     elif spec.kind == "proxy":
         target["policy"] = policy  # None while validating: the proxy stage makes it
     else:  # online
         target["online_acodm"] = True
+        data = deep_merge(data, spec.overrides)
         data = deep_merge(data, {"mixer": {"name": "odm"}})  # the agent's warm-up behaviour is ODM
     if server_name:
         target["server_name"] = server_name
@@ -278,7 +315,7 @@ def proxy_config(cfg: ExperimentConfig, seed: int, method: str = "acodm") -> Exp
             raise CompareError(f"no proxy size {size!r} in compare.proxy_sizes (sizes: {sorted(cfg.compare.proxy_sizes)})")
         data = deep_merge(data, cfg.compare.proxy_sizes[size])
     data = deep_merge(_common(data, cfg, seed), {"rl": {"algo": "acodm"}})
-    data = deep_merge(data, spec.overrides)
+    data = deep_merge(deep_merge(data, spec.shared), spec.overrides)
     if spec.width_scale is not None:
         agent = data.setdefault("agent", {})
         for key in ("actor_hidden", "critic_hidden"):

@@ -22,6 +22,7 @@ from acodm_ray.config import ExperimentConfig, to_dict
 from acodm_ray.rundir import prepare_run_dir, write_config, write_json
 from acodm_ray.tracking import ResultLogger, flatten_scalars, require_backends
 from envs import RLLIB_ENV, DataMixingEnv, register
+from policies.callbacks import named_mix_metrics
 from policies.registry import build_algo_config
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,19 @@ def env_config_for(cfg: ExperimentConfig, algo: str, max_decisions: int) -> dict
     learn on-policy (PPO, APPO) or have no imitation phase (SAC) get no warm-up."""
     warmup = round(cfg.agent.warmup_fraction * max_decisions) if algo == "acodm" else 0
     return {"experiment": to_dict(cfg), "warmup_decisions": warmup, "action_mapping": "simplex"}
+
+
+LEARNER_KEYS = {  # iterations.jsonl name -> the learner's metric (AC-ODM's learner logs all of them)
+    "learner_updates": "num_updates", "actor_loss": "actor_loss", "critic_loss": "critic_loss",
+    "td_error": "mean_abs_td_error", "actor_grad_norm": "actor_grad_norm", "critic_grad_norm": "critic_grad_norm",
+    "policy_entropy": "weight_entropy", "in_warmup": "in_warmup",
+}
+
+
+def learner_diagnostics(scalars: dict[str, Any], module_id: str = "default_policy") -> dict[str, Any]:
+    """The agent's diagnostics of an iteration, from RLlib's flattened result (absent ones omitted)."""
+    prefix = f"learners/{module_id}/"
+    return {name: scalars[prefix + key] for name, key in LEARNER_KEYS.items() if prefix + key in scalars}
 
 
 def learner_warmup_updates(cfg: ExperimentConfig, warmup_decisions: int) -> int:
@@ -127,6 +141,8 @@ def run_proxy_rl(
                 "healthy_env_runners": algo.env_runner_group.num_healthy_remote_workers(),
                 "env_step_s": scalars.get("env_runners/env_step_timer"),
                 "learner_update_s": scalars.get("timers/learner_update_timer"),
+                **learner_diagnostics(scalars),
+                **named_mix_metrics(scalars, probe.domains),
             }
             with open(history, "a") as f:
                 f.write(json.dumps(record) + "\n")

@@ -333,3 +333,99 @@ def test_agent_package_does_not_import_rllib():
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+# ------------------------------------------------------------------ our changes to the paper's agent
+
+
+def test_weighted_actor_objective_and_entropy_match_explicit_formula():
+    """-mean_b[(1 - gamma) sum_i pi_i Q_i + c H(pi)]: the value of r = sum_i w_i s_i, per step."""
+    actor, critic = SoftmaxActor(W_ACTOR), LinearCritic(WS, WA)
+    loss = ddpg.actor_loss(actor, critic, t(OBS), "weighted", entropy_coef=0.3, gamma=0.9)
+    pi = np_softmax(OBS @ W_ACTOR)
+    q = OBS @ WS + pi @ WA
+    h = -(pi * np.log(pi)).sum(axis=1)
+    expected = -np.mean(0.1 * (pi * q).sum(axis=1) + 0.3 * h)
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+    loss.backward()
+    assert critic.ws.grad is None and critic.wa.grad is None
+    # the paper's objective with the same entropy term: -mean_b[mean_i Q_i + c H]
+    paper = ddpg.actor_loss(SoftmaxActor(W_ACTOR), critic, t(OBS), "mean", entropy_coef=0.3, gamma=0.9)
+    assert paper.item() == pytest.approx(-np.mean(q.mean(axis=1) + 0.3 * h), rel=1e-12)
+    with pytest.raises(ValueError, match="unknown actor objective"):
+        ddpg.actor_loss(actor, critic, t(OBS), "max")
+
+
+def test_weighted_objective_moves_weight_to_the_better_domain():
+    """With Q_1 > Q_0 for every action the weighted objective's gradient raises pi_1; the paper's
+    mean-Q objective has a gradient only through Q's action input, whatever the weights' spread."""
+    # Q(s, a) = s Ws with s = (1, 1): Q = (0, 1) for every action: domain 1 is worth more
+    bias = LinearCritic(np.array([[0.0, 0.5], [0.0, 0.5]]), np.zeros((2, 2)))
+    actor = SoftmaxActor(np.zeros((2, 2)))
+    ones = t(np.ones((1, 2)))
+    ddpg.actor_loss(actor, bias, ones, "weighted").backward()
+    g = actor.w.grad.numpy()
+    assert (g[:, 1] < 0).all() and (g[:, 0] > 0).all()  # descending the loss raises logit 1
+    flat = SoftmaxActor(np.zeros((2, 2)))
+    ddpg.actor_loss(flat, bias, ones, "mean").backward()
+    assert torch.count_nonzero(flat.w.grad) == 0  # mean-Q: no signal at all
+
+
+def test_masked_critic_loss_ignores_unscored_domains():
+    """A NaN reward is masked: the loss equals MSE over the finite entries only (not a 0 target)."""
+    critic = LinearCritic(WS, WA)
+    target_critic, target_actor = LinearCritic(TWS, TWA), SoftmaxActor(TW_ACTOR)
+    rewards = REWARDS.copy()
+    rewards[0, 1] = np.nan
+    loss = ddpg.critic_loss(critic, target_actor, target_critic, t(OBS), t(ACTIONS), t(rewards), t(NEXT_OBS),
+                            t(DONES), GAMMA)
+    next_a = np_softmax(NEXT_OBS @ TW_ACTOR)
+    y = rewards + GAMMA * (1.0 - DONES)[:, None] * (NEXT_OBS @ TWS + next_a @ TWA)
+    err = (OBS @ WS + ACTIONS @ WA - y) ** 2
+    assert loss.item() == pytest.approx(np.nanmean(err), rel=1e-12)  # 5 entries, not 6
+    warm = ddpg.warmup_critic_loss(critic, t(OBS), t(ACTIONS), t(rewards), GAMMA)
+    assert warm.item() == pytest.approx(np.nanmean((OBS @ WS + ACTIONS @ WA - (1 + GAMMA) * rewards) ** 2), rel=1e-12)
+    td = ddpg.td_error(critic, target_actor, target_critic, t(OBS), t(ACTIONS), t(rewards), t(NEXT_OBS),
+                       t(DONES), GAMMA)
+    assert td == pytest.approx(np.nanmean(np.sqrt(err)), rel=1e-9)
+
+
+def test_imitation_on_odm_rows_only():
+    actor = SoftmaxActor(W_ACTOR)
+    odm = np.array([[0.6, 0.4], [0.1, 0.9], [0.5, 0.5]])
+    rows = t(np.array([1.0, 0.0, 1.0]))
+    per_row = np.mean((np_softmax(OBS @ W_ACTOR) - odm) ** 2, axis=1)
+    assert ddpg.imitation_loss(actor, t(OBS), t(odm), rows).item() == pytest.approx((per_row[0] + per_row[2]) / 2)
+    assert ddpg.imitation_loss(actor, t(OBS), t(odm), t(np.zeros(3))).item() == 0.0  # no ODM row: nothing
+
+
+def test_actor_floor_keeps_every_domain():
+    actor = Actor(4, 5, 8, 1, floor=0.02)
+    with torch.no_grad():
+        actor.head.weight.mul_(0).add_(torch.eye(5, 8) * 1e3)  # a one-hot softmax
+        w = actor(torch.ones(3, 4) * 10)
+    np.testing.assert_allclose(w.sum(dim=1).numpy(), 1.0, rtol=1e-6)
+    assert w.min() >= 0.02 - 1e-7 and w.max() <= 1 - 4 * 0.02 + 1e-6
+    with pytest.raises(ValueError, match="floor"):
+        Actor(4, 5, 8, 1, floor=0.2)  # 5 x 0.2 = 1 leaves nothing to learn
+
+
+def test_policy_file_keeps_the_floor(tmp_path):
+    actor = Actor(7, 3, 16, 2, floor=0.05)
+    out = save_policy(tmp_path / "pol", actor, ["a", "b", "c"], {"dim": 7}, {})
+    loaded, meta = load_policy(out)
+    assert meta["floor"] == 0.05 and loaded.floor == 0.05
+    obs = torch.randn(4, 7)
+    with torch.no_grad():
+        assert torch.equal(loaded(obs), actor.eval()(obs))
+
+
+def test_lr_points_hand_computed():
+    from acodm_ray.agent.config import lr_at, lr_points
+
+    cfg = AgentConfig(lr_schedule="cosine", lr_warmup_fraction=0.1, min_lr_ratio=0.1)
+    pts = lr_points(cfg, 1.0, 100, num_points=3)
+    # warm-up from 1/10 at 0 to 1 at step 10, cosine to 0.1 at 100 through 0.55 at 55
+    assert pts == [[0, 0.1], [10, 1.0], [55, pytest.approx(0.55)], [100, pytest.approx(0.1)]]
+    assert lr_at(pts, 5) == pytest.approx(0.55) and lr_at(pts, 1000) == pytest.approx(0.1)
+    assert lr_points(AgentConfig(lr_schedule="constant"), 3e-4, 100) == [[0, 3e-4]]
