@@ -93,6 +93,7 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 25
     eval_batches: int = 4  # validation micro-batches per domain
+    eval_domains: list[str] = field(default_factory=list)  # domains the average perplexity covers; empty = all
     checkpoint_every: int = 50
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     dtype: str = "float32"  # "float32" | "bfloat16" (autocast)

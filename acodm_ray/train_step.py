@@ -127,6 +127,9 @@ class LMTrainer:
             corpus.train, self.domains, cfg.train.seq_len, cfg.train.micro_batch_size, self.seed, rank
         )
         self._check_validation()
+        unknown = sorted(set(cfg.train.eval_domains) - set(self.domains))
+        if unknown:
+            raise ValueError(f"train.eval_domains names unknown domain(s) {unknown}; the corpus has {self.domains}")
         self.align_params = [p for _, p in alignment_params(self.model, cfg.signals.alignment_layers, cfg.signals.param_suffix)]
         tracked = state_params(self.model, cfg.signals.param_suffix, cfg.signals.state_layers)
         self.state_params = [p for _, p in tracked]
@@ -328,7 +331,8 @@ class LMTrainer:
             sums = torch.tensor([total, float(count)], dtype=torch.float64)
             self.collective.sum_(sums)
             result[domain] = math.exp(min(50.0, float(sums[0] / sums[1])))
-        result["average"] = float(np.mean([result[d] for d in self.domains]))
+        scored = self.cfg.train.eval_domains or self.domains  # the average covers these (decoys left out)
+        result["average"] = float(np.mean([result[d] for d in scored]))
         self.model.train()
         return result
 

@@ -157,6 +157,8 @@ def _read_packaged(cfg: CorpusConfig) -> tuple[Docs, Docs | None, list[str]]:
         root, ext = Path(cfg.path) if cfg.path else TINY_DIR, ".jsonl.gz"
     else:
         root, ext = Path(cfg.path).expanduser() if cfg.path else default_corpus_dir(), ".jsonl"
+        if not root.is_absolute() and not root.exists():  # a corpus name under $ACODM_HOME/corpus
+            root = default_corpus_dir().parent / root
     if not (root / "manifest.json").exists():
         if cfg.source == "tiny":
             raise CorpusFileNotFoundError(f"tiny corpus not found at {root} (broken install?)")
