@@ -141,7 +141,7 @@ STATIC_BASELINES = ("uniform", "natural")  # overheads are measured against the 
 # --quick when the config has no `compare.quick` of its own: tiny model, few steps, one seed.
 DEFAULT_QUICK: dict[str, Any] = {
     "model": {"hidden_size": 32, "num_layers": 2, "num_heads": 2},
-    "train": {"seq_len": 32, "micro_batch_size": 4, "grad_accum": 6, "eval_batches": 1},
+    "train": {"seq_len": 32, "micro_batch_size": 4, "grad_accum": 8, "eval_batches": 1},  # 8 >= the bundled 7 domains
     "agent": {"actor_hidden": 32, "actor_layers": 2, "critic_hidden": 32, "critic_layers": 2,
               "batch_size": 4, "warmup_fraction": 0.25},
     "compare": {
@@ -585,6 +585,35 @@ def steps_to_reference(curves: dict[str, dict[int, tuple[Sequence[int], Sequence
     return out
 
 
+def steps_to_final_of(curves: dict[str, dict[int, tuple[Sequence[int], Sequence[float]]]],
+                      baseline: str) -> dict[str, dict[int, dict[str, Any]]]:
+    """Per method and seed: the first evaluated step at which the method's average perplexity is at
+    or below `baseline`'s FINAL value of the same seed (None: never), and its ratio to the baseline's
+    own number of steps (its last evaluated step)."""
+    out: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in curves}
+    for seed, (b_steps, b_values) in curves.get(baseline, {}).items():
+        if not b_values or not _finite(b_values[-1]):
+            continue
+        target, total = float(b_values[-1]), int(b_steps[-1])
+        for method, by_seed in curves.items():
+            if seed in by_seed:
+                steps = steps_to_reach(*by_seed[seed], target)
+                out[method][seed] = {"target": target, "steps": steps, "reference_steps": total,
+                                     "ratio": None if steps is None else steps / total}
+    return out
+
+
+def last_quarter_gain(steps: Sequence[int], values: Sequence[float]) -> float | None:
+    """Relative improvement of the curve over the last quarter of training: 1 - v(T) / v(3T/4), with
+    v(3T/4) the value at the last evaluated step at or before 3T/4 (the convergence check)."""
+    pairs = [(int(s), float(v)) for s, v in zip(steps, values) if _finite(v)]
+    if len(pairs) < 2:
+        return None
+    total = pairs[-1][0]
+    before = [v for s, v in pairs if s <= 0.75 * total]
+    return None if not before else 1.0 - pairs[-1][1] / before[-1]
+
+
 def headline_steps(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Mean ± spread over seeds of the steps and ratios (of the seeds that reached the target)."""
     reached = [r for r in per_seed.values() if r["steps"] is not None]
@@ -633,6 +662,20 @@ def _by_method(specs: list[RunSpec], runs: dict[str, RunData]) -> dict[str, dict
         if s.kind == "target" and s.key in runs:
             out.setdefault(s.method, {})[s.seed] = runs[s.key]
     return out
+
+
+DECOY_POINTS = (0.0, 0.1, 0.25, 0.5, 1.0)  # where in training the decoys' weight is reported
+
+
+def decoy_weight_curve(weights_by_seed: dict[int, np.ndarray], idx: list[int]) -> dict[str, Any]:
+    """The weight a method put on the decoy domains `idx` (summed), at the fractions DECOY_POINTS of
+    training (mean ± spread over seeds), and its mean over the whole run."""
+    points: dict[str, Any] = {}
+    for frac in DECOY_POINTS:
+        vals = [float(w[min(len(w) - 1, int(round(frac * (len(w) - 1)))), idx].sum()) for w in weights_by_seed.values() if len(w)]
+        points[f"{frac:g}"] = mean_spread(vals)
+    overall = mean_spread([float(w[:, idx].sum(axis=1).mean()) for w in weights_by_seed.values() if len(w)])
+    return {"at": points, "mean": overall}
 
 
 def summarize(cfg: ExperimentConfig, specs: list[RunSpec], runs: dict[str, RunData],
@@ -686,6 +729,12 @@ def summarize(cfg: ExperimentConfig, specs: list[RunSpec], runs: dict[str, RunDa
     summary["static_baseline"] = static
     curves = {m: {seed: (r.eval_steps, r.ppl["average"]) for seed, r in by_seed.items()} for m, by_seed in by_method.items()}
     to_ref = steps_to_reference(curves) if REFERENCE in curves else {}
+    to_uniform = steps_to_final_of(curves, "uniform") if "uniform" in curves else {}
+    if "uniform" in curves:
+        summary["uniform_last_quarter_gain"] = mean_spread(
+            [last_quarter_gain(*curve) for curve in curves["uniform"].values()])
+    decoys = [d for d in domains if tcfg.train.eval_domains and d not in tcfg.train.eval_domains]
+    summary["decoys"] = decoys
     table: dict[str, Any] = {}
     per_run: dict[str, dict[str, Any]] = {}
     for m in methods:
@@ -723,6 +772,11 @@ def summarize(cfg: ExperimentConfig, specs: list[RunSpec], runs: dict[str, RunDa
         }
         if m in to_ref:
             entry["steps_to_reference"] = headline_steps(to_ref[m])
+        if m in to_uniform:
+            entry["steps_to_uniform_final"] = headline_steps(to_uniform[m])
+        if decoys:
+            idx = [domains.index(d) for d in decoys]
+            entry["decoy_weight"] = decoy_weight_curve({s: r.weights for s, r in by_seed.items()}, idx)
         if static and m != static:
             b = by_method[static]
             entry["step_time_overhead_pct"] = overhead_pct(step_ms, {s: 1000.0 * float(np.median(r.step_seconds))
@@ -764,6 +818,10 @@ def _fmt(stat: dict[str, Any] | None, digits: int = 1, pct: bool = False) -> str
     return f"{sign}{stat['mean']:.{digits}f}{unit} ± {stat['std']:.{digits}f}"
 
 
+def _pct(stat: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if not stat else {**stat, **{k: 100.0 * stat[k] for k in ("mean", "std", "min", "max")}}
+
+
 def _fmt_steps(h: dict[str, Any] | None) -> tuple[str, str]:
     if not h:
         return "n/a", "n/a"
@@ -794,10 +852,13 @@ def render_table(summary: dict[str, Any]) -> str:
     static = summary.get("static_baseline") or "static"
     n = len(summary["seeds"])
     spread = "mean ± sample std over seeds" if n > 1 else "one seed"
+    gain = summary.get("uniform_last_quarter_gain")
     lines = [
         f"Target: {summary['target']['model']['num_layers']} layers × {summary['target']['model']['hidden_size']} hidden, "
         f"{summary['target']['steps']} steps × {summary['target']['tokens_per_step']:,} tokens, "
-        f"evaluated every {summary['target']['eval_every']} steps; seeds {summary['seeds']} ({spread}).",
+        f"evaluated every {summary['target']['eval_every']} steps; seeds {summary['seeds']} ({spread})."
+        + (f" Convergence: uniform's average validation perplexity improved by {_fmt(_pct(gain), 1)}% over the "
+           f"last quarter of training." if gain else ""),
     ]
     for method, p in (summary.get("proxies") or ({"acodm": summary["proxy"]} if "proxy" in summary else {})).items():
         lines.append(
@@ -828,6 +889,23 @@ def render_table(summary: dict[str, Any]) -> str:
             f"| {_fmt(h['peak_rss_mb'], 0)} | {_fmt(h.get('memory_overhead_pct'), 1, True) if m != static else '(baseline)'} "
             f"| {wall} | {largest} |"
         )
+    lines += ["", "Steps to reach uniform's final average validation perplexity (same seed; ratio to uniform's steps):", "",
+              "| method | steps | ratio |", "|---|---|---|"]
+    for m in methods:
+        h = head.get(m, {})
+        if h.get("runs") and h.get("steps_to_uniform_final"):
+            steps_u, ratio_u = _fmt_steps(h["steps_to_uniform_final"])
+            lines.append(f"| {m} | {steps_u} | {ratio_u} |")
+    if summary.get("decoys"):
+        points = [f"{float(p):.0%}" for p in next(iter(v["decoy_weight"]["at"] for v in head.values() if v.get("runs")))]
+        lines += ["", f"Weight on the decoy domains ({' + '.join(summary['decoys'])}) at these points of training, "
+                      f"and over the whole run ({spread}; uniform puts {len(summary['decoys']) / len(domains):.3f} there):", "",
+                  "| method | " + " | ".join(points) + " | whole run |", "|---|" + "---|" * (len(points) + 1)]
+        for m in methods:
+            h = head.get(m, {})
+            if h.get("runs") and h.get("decoy_weight"):
+                dw = h["decoy_weight"]
+                lines.append(f"| {m} | " + " | ".join(_fmt(v, 3) for v in dw["at"].values()) + f" | {_fmt(dw['mean'], 3)} |")
     lines += ["", "Final validation perplexity per domain (" + spread + "):", "",
               "| method | " + " | ".join(domains) + " | average |", "|---|" + "---|" * (len(domains) + 1)]
     for m in methods:

@@ -307,7 +307,8 @@ def test_run_comparison_headline_failure_and_resume(tmp_path):
 
 ABLATION = ["uniform", "odm", "odm-exp3", "alignment", "alignment-proxy", "acodm", "acodm-gamma0",
             "acodm-lossreward", "acodm-nowarmup", "acodm-narrow", "acodm-wide", "ppo", "sac", "acodm@small",
-            "acodm@large"]
+            "acodm@large", "acodm-iid", "acodm-meanq", "acodm-zscore", "acodm-noguard", "acodm-paperwarmup",
+            "acodm-paper", "acodm-reference", "acodm-reference-online"]
 
 
 def test_every_ablation_method_builds_its_configs(tmp_path):
@@ -324,6 +325,19 @@ def test_every_ablation_method_builds_its_configs(tmp_path):
         "acodm@small": lambda p: p.model.hidden_size == 32 and p.rl.algo == "acodm",
         "acodm@large": lambda p: p.model.hidden_size == 128 and p.model.num_layers == base.model.num_layers,
         "alignment-proxy": lambda p: p.mixer.name == "alignment" and p.model == base.model,
+        # one of our fixes off each (the base has them all on)
+        "acodm-iid": lambda p: p.train.coverage == "iid" and base.train.coverage == "weighted",
+        "acodm-meanq": lambda p: p.agent.actor_objective == "mean" and base.agent.actor_objective == "weighted",
+        "acodm-zscore": lambda p: p.signals.score == "paper" and base.signals.score == "total",
+        "acodm-noguard": lambda p: (p.agent.weight_floor, p.agent.entropy_coef) == (0.0, 0.0)
+        and base.agent.weight_floor > 0 and base.agent.entropy_coef > 0,
+        "acodm-paperwarmup": lambda p: p.agent.warmup_updates is None and not p.agent.imitate_odm_only
+        and p.agent.lr_schedule == "constant" and base.agent.lr_schedule == "cosine",
+        # the paper's text and the published code: every switch back, on the proxy
+        "acodm-paper": lambda p: (p.agent.actor_objective, p.signals.score, p.train.coverage, p.agent.weight_floor,
+                                  p.signals.progress_scale, p.agent.freeze_actor) == ("mean", "paper", "iid", 0.0, 100.0, False),
+        "acodm-reference": lambda p: (p.agent.freeze_actor, p.train.coverage, p.signals.score,
+                                      p.signals.progress_scale) == (True, "forced", "paper", 100.0),
     }
     for method, check in expect.items():
         p = proxy_config(cfg, 0, method)
@@ -334,6 +348,13 @@ def test_every_ablation_method_builds_its_configs(tmp_path):
     assert target_config(cfg, "odm", 0).mixer.odm_variant == "smoothed_mean"
     assert target_config(cfg, "alignment", 0).mixer.name == "alignment"
     assert target_config(cfg, "acodm@small", 0, policy="/p").target.policy == "/p"
+    # what proxy and target must share goes to the target too (the state's progress scale, the sampler)
+    for method, coverage in (("acodm-paper", "iid"), ("acodm-reference", "forced"), ("acodm-reference-online", "forced")):
+        tgt = target_config(cfg, method, 0)
+        assert (tgt.signals.progress_scale, tgt.train.coverage) == (100.0, coverage), method
+    online = target_config(cfg, "acodm-reference-online", 0)
+    assert online.target.online_acodm and online.agent.freeze_actor and online.signals.score == "paper"
+    assert target_config(cfg, "acodm", 0, policy="/p").train.coverage == "weighted"
     with pytest.raises(CompareError, match="no proxy stage"):
         proxy_config(cfg, 0, "odm")
     # one proxy stage per proxy method (proxy_per_seed: false), every target run of it waits for it
@@ -382,7 +403,7 @@ def test_ablation_orchestration_passes_each_proxy_stage_its_trainer(tmp_path):
     assert summary["headline"]["acodm-gamma0"]["proxy_wall_s"]["n"] == 1
 
 
-RL_VARIANTS = ["acodm-gamma0", "acodm-lossreward", "acodm-nowarmup", "acodm-narrow", "acodm-wide"]
+RL_VARIANTS = ["acodm-gamma0", "acodm-lossreward", "acodm-nowarmup", "acodm-narrow", "acodm-wide", "acodm-reference"]
 
 
 @pytest.mark.parametrize("method", RL_VARIANTS)
@@ -390,7 +411,8 @@ def test_each_acodm_variant_trains_a_couple_of_iterations(ray_session, tmp_path,
     from policies.compare_proxy import train_proxy_policy
 
     cfg = load_compare_config("configs/tiny.yaml", ["compare.proxy.train.steps=6", "compare.proxy.rl.iterations=2",
-                                                    "compare.proxy.rl.min_sample_timesteps_per_iteration=6"])
+                                                    "compare.proxy.rl.min_sample_timesteps_per_iteration=6",
+                                                    "train.grad_accum=7"])  # forced coverage: one per domain
     pcfg = proxy_config(cfg, 0, method)
     summary = train_proxy_policy(pcfg, tmp_path / method)
     records = [json.loads(line) for line in (tmp_path / method / "iterations.jsonl").read_text().splitlines()]
@@ -404,7 +426,8 @@ def test_each_acodm_variant_trains_a_couple_of_iterations(ray_session, tmp_path,
             "acodm-lossreward": saved["env"]["reward"] == "loss",
             "acodm-nowarmup": saved["agent"]["warmup_fraction"] == 0.0,
             "acodm-narrow": actor.hidden == 8,
-            "acodm-wide": actor.hidden == 128}[method]
+            "acodm-wide": actor.hidden == 128,
+            "acodm-reference": saved["agent"]["freeze_actor"] and meta["floor"] == 0.0}[method]
     with torch.no_grad():
         w = actor(torch.zeros(1, meta["state_dim"]))
     assert torch.isfinite(w).all() and float(w.sum()) == pytest.approx(1.0, abs=1e-5)
@@ -424,3 +447,18 @@ def test_paper_scale_preset_is_a_160m_proxy_and_a_1b_target_on_gpus(tmp_path):
     assert (prx.agent.actor_hidden, prx.agent.actor_layers) == (1024, 5)  # the reference's networks
     specs = plan(cfg, tmp_path)
     assert [s.key for s in specs if s.kind == "proxy"] == ["proxy-seed0", "proxy-acodm@410m-seed0"]
+
+
+def test_steps_to_uniform_final_convergence_gain_and_decoy_weight():
+    from acodm_ray.compare import decoy_weight_curve, last_quarter_gain, steps_to_final_of
+
+    curves = {"uniform": {0: ([10, 20, 30, 40], [9.0, 7.0, 6.0, 5.7])},
+              "fast": {0: ([10, 20, 30, 40], [8.0, 5.5, 5.0, 4.9])}, "slow": {0: ([10, 20, 30, 40], [9, 8, 7, 6])}}
+    out = steps_to_final_of(curves, "uniform")
+    assert out["fast"][0] == {"target": 5.7, "steps": 20, "reference_steps": 40, "ratio": 0.5}
+    assert out["slow"][0]["steps"] is None and out["uniform"][0]["steps"] == 40
+    assert last_quarter_gain([10, 20, 30, 40], [9.0, 7.0, 6.0, 5.7]) == pytest.approx(1 - 5.7 / 6.0)
+    w = np.array([[0.4, 0.1, 0.5], [0.2, 0.1, 0.7], [0.05, 0.05, 0.9]])  # 3 steps, decoys are domains 0 and 1
+    dw = decoy_weight_curve({0: w, 1: w * 0 + [0.1, 0.1, 0.8]}, [0, 1])
+    assert dw["at"]["0"]["mean"] == pytest.approx((0.5 + 0.2) / 2) and dw["at"]["1"]["mean"] == pytest.approx((0.1 + 0.2) / 2)
+    assert dw["mean"]["mean"] == pytest.approx(((0.5 + 0.3 + 0.1) / 3 + 0.2) / 2)

@@ -358,7 +358,8 @@ def test_policy_client_falls_back_to_last_weights_when_the_actor_dies(ray_sessio
 
 def agent_cfg(**kw) -> AgentConfig:
     base = dict(actor_hidden=16, actor_layers=1, critic_hidden=16, critic_layers=1, batch_size=4,
-                replay_capacity=50, warmup_fraction=0.2, actor_lr=1e-2, critic_lr=1e-2, tau=0.1)
+                replay_capacity=50, warmup_fraction=0.2, actor_lr=1e-2, critic_lr=1e-2, tau=0.1,
+                warmup_updates=None, lr_schedule="constant")  # the paper's warm-up unless a test says otherwise
     base.update(kw)
     return AgentConfig(**base)
 
@@ -388,14 +389,17 @@ def test_online_agent_warmup_uses_odm_weights_and_imitation(monkeypatch):
         agent.update(fake_signals(step, 4, 9, w, rng))
     assert calls["imitation"] == calls["warmup_critic"] == 1  # learning starts once batch_size transitions exist
     assert calls["actor"] == calls["critic"] == 0
-    # warm-up over: targets are hard copies of the online networks, DDPG takes over
-    assert agent.targets_synced and not agent.in_warmup
-    for t, o in zip(agent.target_actor.parameters(), agent.actor.parameters()):
-        assert torch.equal(t, o)
+    assert not agent.in_warmup and not agent.targets_synced
     w = agent.weights(rng.normal(size=9))
     assert not np.array_equal(w, agent.odm.weights())
+    actor_at_sync = copy.deepcopy(agent.actor.state_dict())
     agent.update(fake_signals(5, 4, 9, w, rng))
     assert calls["actor"] == calls["critic"] == 1 and calls["imitation"] == 1
+    # the first DDPG update hard-copied the targets from the online networks, then Polyak-stepped them
+    assert agent.targets_synced
+    for k, t in agent.target_actor.state_dict().items():
+        expected = 0.9 * actor_at_sync[k] + 0.1 * agent.actor.state_dict()[k]
+        torch.testing.assert_close(t, expected)
 
 
 def test_online_agent_imitation_pulls_the_actor_towards_odm():
@@ -412,7 +416,7 @@ def test_online_agent_imitation_pulls_the_actor_towards_odm():
 
 def test_online_agent_ddpg_update_changes_the_actor():
     agent = make_agent(warmup_fraction=0.0)
-    assert agent.warmup_steps == 0 and agent.targets_synced
+    assert agent.warmup_steps == 0 and not agent.targets_synced
     rng = np.random.default_rng(2)
     for step in range(1, 5):
         agent.update(fake_signals(step, 4, 9, agent.weights(rng.normal(size=9)), rng))
@@ -447,6 +451,60 @@ def test_online_agent_state_dict_round_trip(tmp_path):
         assert torch.equal(va, vb), ka
     with pytest.raises(ValueError, match="state_dim"):
         make_agent(dim=10).load_state_dict(a.state_dict())
+
+
+def test_online_agent_counts_its_warmup_in_updates_and_imitates_odm_rows_only(monkeypatch):
+    """agent.warmup_updates: the first N learner updates use the warm-up losses, whoever chose the
+    rows; with imitate_odm_only the imitation sees only the rows ODM chose."""
+    agent = make_agent(warmup_updates=3, imitate_odm_only=True, warmup_fraction=0.1)  # ODM for 2 steps
+    seen: list[torch.Tensor | None] = []
+    real = ddpg.imitation_loss
+    monkeypatch.setattr(ddpg, "imitation_loss", lambda a, o, w, rows=None: seen.append(rows) or real(a, o, w, rows))
+    rng = np.random.default_rng(5)
+    for step in range(1, 9):
+        agent.update(fake_signals(step, 4, 9, agent.weights(rng.normal(size=9)), rng))
+    assert agent.num_updates == 5 and len(seen) == 3  # updates 1-3 warm-up, 4-5 DDPG
+    assert all(r is not None for r in seen)
+    assert agent.buffer.behaviour[:2].tolist() == [1.0, 1.0] and agent.buffer.behaviour[2:8].sum() == 0
+    assert agent.last_losses["warmup"] == 0.0 and agent.targets_synced
+
+
+def test_online_agent_frozen_actor_never_moves():
+    """freeze_actor (the reference code's behaviour): the critic learns, the actor stays at its init."""
+    agent = make_agent(freeze_actor=True, warmup_fraction=0.0)
+    before = copy.deepcopy(agent.actor.state_dict())
+    critic_before = copy.deepcopy(agent.critic.state_dict())
+    rng = np.random.default_rng(6)
+    for step in range(1, 10):
+        agent.update(fake_signals(step, 4, 9, agent.weights(rng.normal(size=9)), rng))
+    assert agent.num_updates > 0
+    assert all(torch.equal(before[k], v) for k, v in agent.actor.state_dict().items())
+    assert any(not torch.equal(critic_before[k], v) for k, v in agent.critic.state_dict().items())
+
+
+def test_online_agent_follows_its_lr_schedule():
+    agent = make_agent(lr_schedule="cosine", lr_warmup_fraction=0.0, min_lr_ratio=0.1, total=20, warmup_fraction=0.0)
+    rng = np.random.default_rng(7)
+    lrs = []
+    for step in range(1, 21):
+        agent.update(fake_signals(step, 4, 9, agent.weights(rng.normal(size=9)), rng))
+        if agent.num_updates:
+            lrs.append(agent.actor_opt.param_groups[0]["lr"])
+    assert lrs[0] == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 3 / 20))), rel=0.05)
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.2 * 1e-2  # cosine decay towards a tenth
+
+
+def test_online_agent_masks_unscored_domains():
+    """A NaN score (domain not sampled, signals.score total) reaches the buffer as NaN and the
+    critic's loss stays finite."""
+    agent = make_agent(warmup_fraction=0.0)
+    rng = np.random.default_rng(8)
+    for step in range(1, 7):
+        sig = fake_signals(step, 4, 9, agent.weights(rng.normal(size=9)), rng)
+        sig.scores = np.array([np.nan, 1.0, -0.5, 0.2])
+        agent.update(sig)
+    assert np.isnan(agent.buffer.rewards[:6, 0]).all()
+    assert np.isfinite(agent.last_losses["critic_loss"]) and np.isfinite(agent.last_losses["td_error"])
 
 
 def test_replay_buffer_ring_and_state():
