@@ -10,21 +10,19 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("ray.rllib")
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.columns import Columns
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
-from ray.rllib.algorithms.algorithm import Algorithm  # noqa: E402
-from ray.rllib.core import DEFAULT_MODULE_ID  # noqa: E402
-from ray.rllib.core.columns import Columns  # noqa: E402
-from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME  # noqa: E402
-
-from acodm_ray.agent.config import AgentConfig  # noqa: E402
-from acodm_ray.agent.policy_file import load_policy  # noqa: E402
-from acodm_ray.config import RLConfig  # noqa: E402
-from policies.acodm.connectors import BEHAVIOUR_WARMUP  # noqa: E402
-from policies.acodm.rl_module import VECTOR_REWARDS  # noqa: E402
-from policies.export import export_actor  # noqa: E402
-from policies.registry import ALGOS, build_algo_config  # noqa: E402
-from toy_env import ToyMixEnv  # noqa: E402
+from acodm_ray.agent.config import AgentConfig
+from acodm_ray.agent.policy_file import load_policy
+from acodm_ray.config import RLConfig
+from policies.acodm.connectors import BEHAVIOUR_WARMUP
+from policies.acodm.rl_module import VECTOR_REWARDS
+from policies.export import export_actor
+from policies.registry import ALGOS, build_algo_config
+from toy_env import ToyMixEnv
 
 K, L = 3, 2
 ENV_CONFIG = {"num_domains": K, "num_tracked": L, "max_steps": 12, "warmup_steps": 4}

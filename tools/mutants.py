@@ -73,7 +73,26 @@ MUTANTS = [
            "class ACODMTorchLearner(TorchLearner):\n"
            "    def _set_optimizer_state(self, state):  # mutant: optimizer state is dropped on restore\n"
            "        pass\n\n",
-           ("tests/test_policies.py::test_checkpoint_restore_continues",)),
+           ("tests/test_policies.py::test_checkpoint_restore_continues",
+            "tests/test_proxy_rl.py::test_resume_continues_the_iteration_count")),
+    Mutant("rllib-restore-skips-the-learner", "proxy_rl --resume restores the learner, not just the counters",
+           "policies/run.py", "        algo.restore_from_path(str(path.resolve()))\n",
+           "        fresh = algo.learner_group.get_state()\n"
+           "        algo.restore_from_path(str(path.resolve()))\n"
+           "        algo.learner_group.set_state(fresh)  # mutant: the learner comes back as built\n",
+           ("tests/test_proxy_rl.py::test_resume_continues_the_iteration_count",)),
+    Mutant("one-runner-does-all-the-work", "every parallel proxy feeds the learner",
+           "policies/acodm/acodm.py", "class ACODM(SAC):\n",
+           "class ACODM(SAC):\n"
+           "    def training_step(self):  # mutant: only the first healthy runner samples\n"
+           "        group = self.env_runner_group\n"
+           "        real, first = group.foreach_env_runner, group.healthy_env_runner_ids()[:1]\n"
+           "        group.foreach_env_runner = lambda func, **kw: real(func, **{**kw, 'remote_worker_ids': first})\n"
+           "        try:\n"
+           "            return super().training_step()\n"
+           "        finally:\n"
+           "            del group.foreach_env_runner\n\n",
+           ("tests/test_proxy_rl.py::test_parallel_proxies_feed_one_learner",)),
     # -- env-runner restart ------------------------------------------------------------------------
     Mutant("env-runner-not-restarted", "a killed env runner is restarted",
            "policies/registry.py", "restart_failed_env_runners=True", "restart_failed_env_runners=False",
