@@ -247,3 +247,125 @@ def test_state_tracker_state_round_trip():
     c = StateTracker(num_domains=3, num_tracked=2)
     c.load_state_dict(fresh)
     assert c.prev_losses is None
+
+
+# ---------------------------------------------------------------------------------- DDPG
+
+def test_explore_subtracts_uniform_noise_clamps_and_renormalises():
+    from acodm_ray.agent.ddpg import explore
+
+    w = torch.tensor([[0.5, 0.3, 0.2], [0.6, 0.2, 0.2]], dtype=torch.float64)
+    got = explore(w, 0.25, torch.Generator().manual_seed(0))
+    u = torch.rand(w.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    noisy = (w - 0.25 * u).clamp_min(0.0)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, noisy / noisy.sum(dim=-1, keepdim=True), rtol=0, atol=0)
+    again = explore(w, 0.25, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(again, got, rtol=0, atol=0)  # the generator decides the noise
+    one = explore(w[0], 0.25, torch.Generator().manual_seed(1))  # a single row (1-D) works too
+    assert one.shape == (3,) and float(one.sum()) == pytest.approx(1.0)
+    gone = explore(torch.tensor([[0.1, 0.1, 0.8]]), 1000.0, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(gone, torch.tensor([[0.1, 0.1, 0.8]]))  # all noise: the input is kept
+    assert explore(w, 0.0) is w
+    with pytest.raises(ValueError, match=r"^exploration noise must be >= 0, got -0.1$"):
+        explore(w, -0.1)
+
+
+def test_done_mask_accepts_bool_flags_and_names_the_row_counts():
+    from acodm_ray.agent.ddpg import _done_mask
+
+    like = torch.zeros(3, 2, dtype=torch.float64)
+    mask = _done_mask(torch.tensor([True, False, True]), like)
+    assert mask.dtype == torch.float64 and mask.shape == (3, 1)
+    torch.testing.assert_close(mask, torch.tensor([[0.0], [1.0], [0.0]], dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"^dones has 2 rows, the batch has 3$"):
+        _done_mask(torch.zeros(2, 1), torch.zeros(3, 4))
+
+
+# ------------------------------------------------------------------------------- sampler
+
+def test_check_weights_accepts_zeros_and_returns_an_exact_float_distribution():
+    from acodm_ray.sampler import WeightsError, check_weights
+
+    w = check_weights([1, 0, 0], DOMAINS)  # a zero weight is a weight; ints are fine
+    assert w.dtype == np.float64
+    np.testing.assert_array_equal(w, [1.0, 0.0, 0.0])
+    near = check_weights([0.5, 0.25, 0.25 + 5e-5], DOMAINS)  # within atol: renormalised exactly
+    assert near.sum() == pytest.approx(1.0, abs=1e-15)
+    np.testing.assert_allclose(near, np.array([0.5, 0.25, 0.25 + 5e-5]) / 1.00005, rtol=1e-15)
+    with pytest.raises(WeightsError, match=r"^weights are negative for domain\(s\) \['b'\]"):
+        check_weights([1.5, -0.5, 0.0], DOMAINS)
+
+
+def _streams(n: int = 100):
+    return {d: np.arange(i * 1000, i * 1000 + n) for i, d in enumerate(DOMAINS)}
+
+
+def test_sampler_stream_length_bound_and_window_starts():
+    from acodm_ray.sampler import MixtureSampler
+
+    exact = MixtureSampler(_streams(17), DOMAINS, seq_len=16, micro_batch_size=4, seed=0)  # one window fits
+    rows = exact.batch(1)
+    assert rows.shape == (4, 17) and rows.dtype == torch.int64
+    np.testing.assert_array_equal(rows.numpy(), np.tile(np.arange(1000, 1017), (4, 1)))  # it starts at 0
+    with pytest.raises(ValueError, match=r"^domain 'a' has 16 tokens, fewer than one training sequence "
+                                         r"\(seq_len \+ 1 = 17\)$"):
+        MixtureSampler(_streams(16), DOMAINS, seq_len=16, micro_batch_size=4, seed=0)
+
+
+def test_sampler_random_streams_are_the_documented_ones():
+    """The plan (which domain each micro-batch reads) comes from [seed, 0] and is the same on
+    every rank; each rank's windows come from [seed, 1, rank]; rank defaults to 0."""
+    from acodm_ray.sampler import MixtureSampler
+
+    args = (_streams(), DOMAINS, 8, 3)
+    r0, r0_default, r1 = MixtureSampler(*args, seed=5, rank=0), MixtureSampler(*args, seed=5), \
+        MixtureSampler(*args, seed=5, rank=1)
+    w = np.array([0.2, 0.3, 0.5])
+    np.testing.assert_array_equal(r0.plan(w, 6), np.random.default_rng([5, 0]).choice(3, size=6, p=w))
+    np.testing.assert_array_equal(r1.plan(w, 6), r0.plan(np.array([0.2, 0.3, 0.5]), 0).tolist() or
+                                  np.random.default_rng([5, 0]).choice(3, size=6, p=w))
+    starts = np.random.default_rng([5, 1, 1]).integers(0, 100 - 8, size=3)
+    np.testing.assert_array_equal(r1.batch(0).numpy()[:, 0], starts)
+    np.testing.assert_array_equal(r0_default.batch(2).numpy(), r0.batch(2).numpy())
+    assert not np.array_equal(MixtureSampler(*args, seed=5, rank=1).batch(2).numpy(),
+                              MixtureSampler(*args, seed=5, rank=0).batch(2).numpy())
+
+
+# ------------------------------------------------------------------------ signals (more)
+
+def test_znorm_clip_is_float64_and_clips_both_sides():
+    from acodm_ray.signals import znorm_clip
+
+    x = torch.tensor([0.0] * 19 + [100.0], dtype=torch.float32)
+    z = znorm_clip(x)
+    assert z.dtype == torch.float64 and float(z.max()) == 3.0
+    assert float(znorm_clip(-x).min()) == -3.0
+
+
+def test_alignment_scores_default_clips():
+    from acodm_ray.signals import alignment_scores
+
+    g = torch.zeros(20, 4, dtype=torch.float64)
+    g[:, 0] = 3.0
+    g[0] = torch.tensor([0.0, 3.0, 0.0, 0.0])  # orthogonal to the others
+    g[1, 0] = 1e5  # aligned with 18 others of norm 3: raw ~ 20 * 18 * 3 = 1080 before the clip
+    raw, z = alignment_scores(g, torch.ones(20, dtype=torch.bool))
+    assert raw[1] == 999.0
+    g[1, 0] = -1e5  # opposed: clipped at -999
+    raw, z = alignment_scores(g, torch.ones(20, dtype=torch.bool))
+    assert raw[1] == -999.0 and z.min() == -3.0  # and the default z clip is 3
+
+
+def test_state_tracker_defaults_and_unknown_losses_start_at_zero():
+    t = StateTracker(num_domains=3, num_tracked=1)
+    assert (t.progress_scale, t.z_clip) == (100.0, 3.0)
+    np.testing.assert_array_equal(t.fill_losses(np.array([NAN, NAN, NAN])), [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(t.fill_losses(np.array([2.0, NAN, NAN])), [2.0, 0.0, 0.0])
+    u = StateTracker(num_domains=3, num_tracked=1)
+    np.testing.assert_array_equal(u.fill_losses(np.array([2.0, 4.0, NAN])), [2.0, 4.0, 3.0])  # the mean
+    v = StateTracker(num_domains=3, num_tracked=1)
+    a = v.build(np.array([1, 2, 3]), np.array([1, 1, 2]), np.ones(1), np.ones(1), 0.5)
+    b = StateTracker(num_domains=3, num_tracked=1).build(np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 2.0]),
+                                                        np.ones(1), np.ones(1), 0.5)
+    np.testing.assert_array_equal(a, b)  # integer losses and counts are read as floats

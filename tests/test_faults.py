@@ -72,6 +72,8 @@ def test_killed_env_runner_is_restarted_and_training_goes_on(ray_session):
     algo = build_algo_config("acodm", RLLIB_ENV, env_config, cfg.agent, cfg.rl, cfg.train.seed,
                              warmup_updates=env_config["warmup_decisions"] * cfg.agent.updates_per_step).build_algo()
     group = algo.env_runner_group
+    # what the recovery below relies on (checked first: without it the test only ends at the hang guard)
+    assert algo.config.restart_failed_env_runners and algo.config.max_num_env_runner_restarts > 0
 
     def remote_pids() -> dict[int, int]:
         ids = group.healthy_env_runner_ids()

@@ -24,8 +24,10 @@ def test_each_mutant_still_applies_and_names_real_tests(m):
 
 def test_ci_set_covers_each_ray_side_guarantee():
     ci = {m.name for m in mutants.MUTANTS if m.ci}
-    assert {"pretrain-resume-restores-nothing", "train-worker-resume-restores-nothing", "env-runner-not-restarted",
-            "policy-weights-fall-back-to-pickle", "mlflow-resume-opens-a-new-run"} <= ci
+    # exact resume, env-runner restart, safe loading, tracking (the Ray Train worker's resume mutant
+    # costs two Ray Train runs: `python tools/mutants.py --all` runs it)
+    assert {"pretrain-resume-restores-nothing", "env-runner-not-restarted", "policy-weights-fall-back-to-pickle",
+            "mlflow-resume-opens-a-new-run"} <= ci
 
 
 @pytest.mark.slow
