@@ -96,6 +96,14 @@ def restore_algo(algo, run_dir: Path) -> None:
         raise ValueError(f"RLlib checkpoint {path} could not be restored ({detail})") from err
 
 
+def trim_history(path: Path, last_iteration: int) -> None:
+    """Drop iterations logged after the checkpoint we resume from (a run stopped between an
+    iteration's log line and its checkpoint), so no iteration appears twice."""
+    if path.exists():
+        keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["iteration"] <= last_iteration]
+        path.write_text("".join(ln + "\n" for ln in keep))
+
+
 def run_proxy_rl(
     cfg: ExperimentConfig,
     run_dir: str | Path,
@@ -127,6 +135,8 @@ def run_proxy_rl(
         log.info("resumed %s at iteration %d", run_dir, algo.iteration)
     results = ResultLogger(cfg, run_dir, params=to_dict(cfg), resume=resume)
     history = run_dir / "iterations.jsonl"
+    if resume:
+        trim_history(history, algo.iteration)
     try:
         while algo.iteration < cfg.rl.iterations:
             start = time.perf_counter()

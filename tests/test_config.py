@@ -53,7 +53,18 @@ def test_malformed_and_missing_yaml(tmp_path):
 
 
 def test_yaml_is_loaded_safely(tmp_path):
+    """A YAML tag that would run a command is refused, and the command never ran: its marker (in
+    this test's own tmp dir) stays absent; the control shows an unsafe loader would create it."""
+    import yaml
+
+    marker = tmp_path / "pwned"
     evil = tmp_path / "evil.yaml"
-    evil.write_text("name: !!python/object/apply:os.system ['touch /tmp/acodm-pwned']\n")
+    evil.write_text(f"name: !!python/object/apply:os.system ['touch {marker}']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(evil)
+    assert not marker.exists()
+    with pytest.raises(ConfigError, match=r"override .name=.*: the value is not valid YAML"):
+        load_config(None, [f"name=!!python/object/apply:os.system ['touch {marker}']"])
+    assert not marker.exists()
+    yaml.unsafe_load(evil.read_text())  # control: the payload is real
+    assert marker.exists()

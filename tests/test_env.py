@@ -98,13 +98,23 @@ def test_nonfinite_loss_ends_the_episode_with_a_flag():
 
 
 def test_gymnasium_and_rllib_registration():
+    """Both registries hold the env: gymnasium.make(GYM_ID) and the creator RLlib looks up by
+    RLLIB_ENV (what `config.environment(env=RLLIB_ENV)` resolves on every env runner)."""
     import gymnasium as gym
+    from ray.tune.registry import ENV_CREATOR, _global_registry
+
+    from envs import RLLIB_ENV
 
     register()
     assert GYM_ID in gym.registry
     env = gym.make(GYM_ID, config=env_config())
     obs, _ = env.reset(seed=0)
     assert obs.shape == env.observation_space.shape
+    assert _global_registry.contains(ENV_CREATOR, RLLIB_ENV)
+    rllib_env = _global_registry.get(ENV_CREATOR, RLLIB_ENV)(env_config())
+    assert isinstance(rllib_env, DataMixingEnv)
+    rllib_obs, _ = rllib_env.reset(seed=0)
+    np.testing.assert_array_equal(rllib_obs, obs)
 
 
 def test_loss_reward_is_the_znormalised_loss_decrease_since_each_domain_was_last_sampled():

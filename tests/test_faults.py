@@ -72,6 +72,8 @@ def test_killed_env_runner_is_restarted_and_training_goes_on(ray_session):
     algo = build_algo_config("acodm", RLLIB_ENV, env_config, cfg.agent, cfg.rl, cfg.train.seed,
                              warmup_updates=env_config["warmup_decisions"] * cfg.agent.updates_per_step).build_algo()
     group = algo.env_runner_group
+    # what the recovery below relies on (checked first: without it the test only ends at the hang guard)
+    assert algo.config.restart_failed_env_runners and algo.config.max_num_env_runner_restarts > 0
 
     def remote_pids() -> dict[int, int]:
         ids = group.healthy_env_runner_ids()
@@ -97,12 +99,18 @@ def test_killed_env_runner_is_restarted_and_training_goes_on(ray_session):
         steps = [first["num_env_steps_sampled_lifetime"]]
 
         seen = [killed_at]
-        deadline = time.monotonic() + RECOVERY_BOUND_S
-        while not (group.num_remote_worker_restarts() >= 1 and group.num_healthy_remote_env_runners() == 2):
-            assert time.monotonic() < deadline, \
-                f"env runner {victim_id} not back after {len(seen) - 1} iterations ({RECOVERY_BOUND_S:.0f} s)"
+
+        def restored_or_train_on() -> bool:
+            """True once the runner is back; otherwise one more iteration (training goes on meanwhile)."""
+            if group.num_remote_worker_restarts() >= 1 and group.num_healthy_remote_env_runners() == 2:
+                return True
             steps.append(algo.train()["num_env_steps_sampled_lifetime"])
             seen.append(algo.iteration)
+            return False
+
+        # a hang guard, not a speed check: only a recovery that never comes reaches the bound
+        wait_until(restored_or_train_on, f"env runner {victim_id} to be restarted", timeout=RECOVERY_BOUND_S,
+                   every=0.0)
         steps.append(algo.train()["num_env_steps_sampled_lifetime"])  # both runners sampling again
         seen.append(algo.iteration)
 
@@ -153,7 +161,8 @@ def test_stopped_job_resubmitted_with_resume_continues(tmp_path):
         wait_until(lambda: head.job_info(job_id)["status"] == "STOPPED", "status STOPPED")
         wait_until(lambda: process_gone(driver_pid), f"the stopped job's driver (pid {driver_pid}) to exit")
 
-        before = [r["iteration"] for r in iterations(run)]
+        before_records = iterations(run)
+        before = [r["iteration"] for r in before_records]
         assert before == list(range(1, len(before) + 1)) and before[-1] < 500  # stopped mid-run
         assert not (run / "summary.json").exists()
         target = before[-1] + 3
@@ -161,11 +170,17 @@ def test_stopped_job_resubmitted_with_resume_continues(tmp_path):
         assert second.returncode == 0, second.stdout[-1500:] + second.stderr[-1500:]
         assert "succeeded" in second.stdout + second.stderr
 
-    resumed = [r["iteration"] for r in iterations(run)][len(before):]
-    # the checkpoint holds the last iteration logged before the stop, or the one before it when
-    # the stop landed between the log line and the checkpoint save
-    assert resumed[0] in (before[-1], before[-1] + 1) and resumed[0] > 1
-    assert resumed == list(range(resumed[0], target + 1))
+    # Every iteration logged once: the checkpoint holds the last iteration logged before the stop,
+    # or the one before it when the stop landed between the log line and the checkpoint save (then
+    # the resume drops that line and trains the iteration again).
+    after = iterations(run)
+    assert [r["iteration"] for r in after] == list(range(1, target + 1))
+    n_kept = len(before) if after[len(before) - 1] == before_records[-1] else len(before) - 1
+    assert n_kept >= 1 and after[:n_kept] == before_records[:n_kept]  # logged before the stop, kept as is
+    kept = after[:n_kept]
+    # the checkpoint's lifetime counters came back: sampling counts on from there, not from 0
+    first_resumed = after[len(kept)]
+    assert first_resumed["env_steps"] > kept[-1]["env_steps"]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["iterations"] == target
     assert not (run / "checkpoint.old").exists() and not (run / "checkpoint.tmp").exists()

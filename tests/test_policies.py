@@ -12,21 +12,19 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("ray.rllib")
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.columns import Columns
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
-from ray.rllib.algorithms.algorithm import Algorithm  # noqa: E402
-from ray.rllib.core import DEFAULT_MODULE_ID  # noqa: E402
-from ray.rllib.core.columns import Columns  # noqa: E402
-from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME  # noqa: E402
-
-from acodm_ray.agent.config import AgentConfig, lr_points  # noqa: E402
-from acodm_ray.agent.policy_file import load_policy  # noqa: E402
-from acodm_ray.config import RLConfig  # noqa: E402
-from policies.acodm.connectors import BEHAVIOUR_WARMUP  # noqa: E402
-from policies.acodm.rl_module import VECTOR_REWARDS  # noqa: E402
-from policies.export import export_actor  # noqa: E402
-from policies.registry import ALGOS, build_algo_config  # noqa: E402
-from toy_env import ToyMixEnv  # noqa: E402
+from acodm_ray.agent.config import AgentConfig, lr_points
+from acodm_ray.agent.policy_file import load_policy
+from acodm_ray.config import RLConfig
+from policies.acodm.connectors import BEHAVIOUR_WARMUP
+from policies.acodm.rl_module import VECTOR_REWARDS
+from policies.export import export_actor
+from policies.registry import ALGOS, build_algo_config
+from toy_env import ToyMixEnv
 
 K, L = 3, 2
 ENV_CONFIG = {"num_domains": K, "num_tracked": L, "max_steps": 12, "warmup_steps": 4}
@@ -210,20 +208,51 @@ def test_export_matches_forward_inference(trained, tmp_path):
     torch.testing.assert_close(exported.sum(-1), torch.ones(3))
 
 
+def _leaves(tree) -> list[tuple[str, object]]:
+    """Every leaf (tensor, array, number, string) of a nested optimizer state, keyed by its path."""
+    if isinstance(tree, dict):
+        return [(f"{k}/{p}", t) for k in sorted(tree, key=str) for p, t in _leaves(tree[k])]
+    if isinstance(tree, (list, tuple)):
+        return [(f"{i}/{p}", t) for i, v in enumerate(tree) for p, t in _leaves(v)]
+    return [("", tree)]
+
+
+def _same(x, y) -> bool:
+    if isinstance(x, (torch.Tensor, np.ndarray)) or isinstance(y, (torch.Tensor, np.ndarray)):
+        return torch.equal(torch.as_tensor(x), torch.as_tensor(y))
+    return x == y
+
+
 def test_checkpoint_restore_continues(trained, tmp_path):
+    """A restored algorithm holds the same networks (targets included), the same warm-up progress,
+    the same Adam moments and step counts of both optimizers, the same sampling counters, and
+    trains on from there."""
     algo, _ = trained
     path = algo.save_to_path(str(tmp_path / "ckpt"))
     restored = Algorithm.from_checkpoint(path)
     try:
         assert restored.iteration == algo.iteration
         old, new = module_of(algo), module_of(restored)
-        assert int(new.num_updates) == int(old.num_updates)  # warm-up progress survives
-        for a, b in ((old.actor, new.actor), (old.critic, new.critic),
-                     (old.target_critic, new.target_critic)):
-            assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+        assert int(new.num_updates) == int(old.num_updates) > 0  # warm-up progress survives
+        for name in ("actor", "critic", "target_actor", "target_critic"):
+            a, b = getattr(old, name), getattr(new, name)
+            assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters())), name
+        # both optimizers' state (Adam moments, step counts) came back, not fresh optimizers
+        old_opt = learner_of(algo).get_state(components="optimizer")["optimizer"]
+        new_opt = learner_of(restored).get_state(components="optimizer")["optimizer"]
+        assert len(old_opt) == 2 and set(old_opt) == set(new_opt)
+        for opt_name in old_opt:
+            a, b = _leaves(old_opt[opt_name]), _leaves(new_opt[opt_name])
+            assert [k for k, _ in a] == [k for k, _ in b] and any("exp_avg" in k for k, _ in a), opt_name
+            for (k, x), (_, y) in zip(a, b):
+                assert _same(x, y), f"{opt_name}: {k}"
+        # the lifetime counters the reports (and the env runners' schedules) are based on
+        assert restored.metrics.peek(("env_runners", NUM_ENV_STEPS_SAMPLED_LIFETIME)) \
+            == algo.metrics.peek(("env_runners", NUM_ENV_STEPS_SAMPLED_LIFETIME)) > 0
         result = restored.train()
         assert result["training_iteration"] == algo.iteration + 1
         assert result["learners"][DEFAULT_MODULE_ID]["in_warmup"] == 0.0
+        assert int(new.num_updates) > int(old.num_updates)
     finally:
         restored.stop()
 

@@ -36,39 +36,81 @@ def test_cli_pretrain_writes_metrics_model_and_refuses_clobbering(tmp_path, caps
     assert (run / "metrics.jsonl").read_text() == before
 
 
-def test_saved_model_reloads_with_transformers(tmp_path):
+def test_saved_model_reloads_with_transformers(tmp_path, monkeypatch):
+    """The exported model is the trainer's own, bit for bit (a silent random re-init would fail)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    trainers = []
+    real_init = LMTrainer.__init__
+
+    def keep(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        trainers.append(self)
+
+    monkeypatch.setattr(LMTrainer, "__init__", keep)
     cfg = tiny_config(train={"steps": 2})
     pretrain(cfg, tmp_path / "run", progress=False)
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")
     tok = AutoTokenizer.from_pretrained(tmp_path / "run" / "model")
+    (trainer,) = trainers
+    trained = trainer.model.state_dict()
+    reloaded = model.state_dict()
+    assert set(reloaded) <= set(trained) and len(reloaded) > 0
+    for name, value in reloaded.items():
+        assert torch.equal(value, trained[name].cpu()), name
     ids = torch.tensor([tok.encode("def main():\n    return 0\n")])
-    assert torch.isfinite(model(input_ids=ids, labels=ids).loss)
+    model.eval()
+    trainer.model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, trainer.model(input_ids=ids).logits)
+        assert torch.isfinite(model(input_ids=ids, labels=ids).loss)
 
 
 def test_crash_then_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
-    cfg = tiny_config(train=STEPS)
-    straight = pretrain(cfg, tmp_path / "straight", progress=False)
+    """Crash during step 5 (checkpoint at 3), resume: the resumed trainer starts at step 3 with the
+    mixer's state of step 3, runs exactly steps 4..6, and every logged number equals the straight run's.
 
+    The step calls are counted: without them a resume that restored nothing (step 0, fresh mixer)
+    would pass, since trim_metrics drops every logged step and a deterministic retrain repeats them."""
+    cfg = tiny_config(train=STEPS)
     real_step = LMTrainer.step
+    calls: list[tuple[int, list[float]]] = []  # (step_count before the call, weights it was given)
+
+    def recording(self, weights):
+        calls.append((self.step_count, [float(w) for w in weights]))
+        return real_step(self, weights)
+
+    monkeypatch.setattr(LMTrainer, "step", recording)
+    straight = pretrain(cfg, tmp_path / "straight", progress=False)
+    straight_calls, calls[:] = list(calls), []
+    assert [c for c, _ in straight_calls] == list(range(6))
 
     def crash_at_five(self, weights):
         if self.step_count == 4:
             raise KeyboardInterrupt("simulated kill")
-        return real_step(self, weights)
+        return recording(self, weights)
 
     monkeypatch.setattr(LMTrainer, "step", crash_at_five)
     with pytest.raises(KeyboardInterrupt):
         pretrain(cfg, tmp_path / "crashed", progress=False)
-    monkeypatch.setattr(LMTrainer, "step", real_step)
+    assert [c for c, _ in calls] == [0, 1, 2, 3]
+    calls[:] = []
+    monkeypatch.setattr(LMTrainer, "step", recording)
     resumed = pretrain(cfg, tmp_path / "crashed", resume=True, progress=False)
 
-    assert resumed["final_val_ppl"] == straight["final_val_ppl"]
-    a, _ = read_metrics(tmp_path / "straight")
-    b, _ = read_metrics(tmp_path / "crashed")
+    # restored: the first step after the resume is step 4 (step_count 3), and only 4..6 ran
+    assert [c for c, _ in calls] == [3, 4, 5]
+    # the mixer's state came back too: it proposes the straight run's weights for steps 4..6
+    assert [w for _, w in calls] == [w for _, w in straight_calls[3:]]
+    assert resumed["steps"] == 6 and resumed["final_val_ppl"] == straight["final_val_ppl"]
+    assert resumed["final_weights"] == straight["final_weights"]
+    a, a_eval = read_metrics(tmp_path / "straight")
+    b, b_eval = read_metrics(tmp_path / "crashed")
     assert [r["step"] for r in b] == list(range(1, 7))  # no step lost or repeated
-    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    drop_time = [{k: v for k, v in r.items() if k != "seconds"} for r in a], \
+        [{k: v for k, v in r.items() if k != "seconds"} for r in b]
+    assert drop_time[0] == drop_time[1]  # losses, weights, scores, lr, grad norms of every step
+    assert a_eval == b_eval
 
 
 def test_resume_and_overwrite_rules(tmp_path):

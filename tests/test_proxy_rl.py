@@ -48,13 +48,50 @@ def test_each_algorithm_trains_on_the_proxy_env(ray_session, tmp_path, algo):
         assert torch.isclose(w.sum(), torch.tensor(1.0)) and bool((w > 0).all())
 
 
-def test_resume_continues_the_iteration_count(ray_session, tmp_path):
+def test_resume_continues_the_iteration_count(ray_session, tmp_path, monkeypatch):
+    """--resume restores the learner (actor bit for bit, both optimizers' Adam state) and the
+    lifetime counters of the checkpoint, then logs each further iteration once."""
+    import policies.run
+
     args = FAST + ["--algo", "acodm", "--output-dir", str(tmp_path), "--name", "run"]
-    assert proxy_rl.main(args + ["--iterations", "1"]) == 0
-    assert proxy_rl.main(args + ["--iterations", "3", "--resume"]) == 0
-    assert [r["iteration"] for r in iterations(tmp_path / "run")] == [1, 2, 3]
+    assert proxy_rl.main(args + ["--iterations", "2"]) == 0  # iteration 2 samples a batch: real updates
+    run = tmp_path / "run"
+    exported, _ = load_policy(run / "policy")  # the actor at iteration 2, the checkpoint's iteration
+    before = iterations(run)
+    restored = {}
+    real_restore = policies.run.restore_algo
+
+    def spy(algo, run_dir):
+        real_restore(algo, run_dir)
+        learner = algo.learner_group._learner  # local learner (rl.num_learners=0)
+        restored["iteration"] = algo.iteration
+        restored["actor"] = {k.removeprefix("actor."): torch.as_tensor(v).clone() for k, v in
+                             algo.learner_group.get_weights()["default_policy"].items() if k.startswith("actor.")}
+        restored["optimizer"] = learner.get_state(components="optimizer")["optimizer"]
+        restored["env_steps"] = algo.metrics.peek(("env_runners", "num_env_steps_sampled_lifetime"))
+
+    monkeypatch.setattr(policies.run, "restore_algo", spy)
+    assert proxy_rl.main(args + ["--iterations", "4", "--resume"]) == 0
+    assert restored["iteration"] == 2
+    assert set(restored["actor"]) == set(exported.state_dict())
+    for k, v in exported.state_dict().items():
+        assert torch.equal(restored["actor"][k], v), k
+    adam_steps = [int(v) for opt in restored["optimizer"].values() for k, v in _leaves(opt) if k.endswith("/step")]
+    assert len(restored["optimizer"]) == 2 and adam_steps and all(n > 0 for n in adam_steps)
+    assert restored["env_steps"] == before[-1]["env_steps"] > 0
+    after = iterations(run)
+    assert [r["iteration"] for r in after] == [1, 2, 3, 4] and after[:2] == before
+    assert after[2]["env_steps"] > before[-1]["env_steps"]  # counting on, not from 0
     # without --resume the finished run is not clobbered
     assert proxy_rl.main(args + ["--iterations", "1"]) == 2
+
+
+def _leaves(tree, prefix: str = ""):
+    if isinstance(tree, dict):
+        return [kv for k, v in tree.items() for kv in _leaves(v, f"{prefix}/{k}")]
+    if isinstance(tree, (list, tuple)):
+        return [kv for i, v in enumerate(tree) for kv in _leaves(v, f"{prefix}/{i}")]
+    return [(prefix, tree)]
 
 
 def test_resume_without_checkpoint_is_a_clear_error(ray_session, tmp_path, capsys):
@@ -66,12 +103,51 @@ def test_resume_without_checkpoint_is_a_clear_error(ray_session, tmp_path, capsy
 
 
 def test_parallel_proxies_feed_one_learner(ray_session, tmp_path):
-    rc = proxy_rl.main(FAST + ["--algo", "acodm", "--iterations", "1", "--output-dir", str(tmp_path), "--name", "run",
-                               "--set", "rl.num_env_runners=2", "--set", "rl.num_cpus_per_env_runner=0.5",
-                               "--set", "rl.min_sample_timesteps_per_iteration=12"])
-    assert rc == 0
-    record = iterations(tmp_path / "run")[0]
-    assert record["healthy_env_runners"] == 2 and record["env_steps"] >= 12
+    """Two remote env runners, each with its own proxy LM: both sample (neither idles while the other
+    does all the work) and the learner trains on what they sampled together."""
+    from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+    from acodm_ray.config import load_config, to_dict
+    from envs import RLLIB_ENV, DataMixingEnv, register
+    from policies.registry import build_algo_config
+    from policies.run import env_config_for
+
+    cfg = load_config("configs/tiny.yaml", ["train.steps=6", "rl.min_sample_timesteps_per_iteration=12",
+                                            "rl.train_batch_size=6", "rl.num_env_runners=2",
+                                            "rl.num_cpus_per_env_runner=0.5"])
+    register()
+    probe = DataMixingEnv({"experiment": to_dict(cfg)})
+    probe.reset(seed=cfg.train.seed)
+    env_config = env_config_for(cfg, "acodm", probe.max_decisions)
+    algo = build_algo_config("acodm", RLLIB_ENV, env_config, cfg.agent, cfg.rl, cfg.train.seed,
+                             warmup_updates=env_config["warmup_decisions"] * cfg.agent.updates_per_step).build_algo()
+    group = algo.env_runner_group
+
+    def count_sampled_steps(runner) -> int:
+        """Wrap this runner's sample() (the learner's samples are gathered through it) with a counter."""
+        real = runner.sample
+        runner.test_sampled_steps = 0
+
+        def sample(*args, **kwargs):
+            episodes = real(*args, **kwargs)
+            runner.test_sampled_steps += sum(len(e) for e in episodes)
+            return episodes
+
+        runner.sample = sample
+        return os.getpid()
+
+    try:
+        pids = group.foreach_env_runner(count_sampled_steps, local_env_runner=False)
+        assert len(set(pids)) == 2 and os.getpid() not in pids
+        result = algo.train()
+        assert group.num_healthy_remote_env_runners() == 2
+        steps = group.foreach_env_runner(lambda r: r.test_sampled_steps, local_env_runner=False)
+        assert len(steps) == 2 and all(n > 0 for n in steps), f"env steps sampled per remote runner: {steps}"
+        # everything the iteration sampled came from the two of them (the local runner has no env here)
+        assert result["env_runners"][NUM_ENV_STEPS_SAMPLED_LIFETIME] == sum(steps) >= 12
+        assert result["learners"]["__all_modules__"]["num_env_steps_trained_lifetime"] > 0
+    finally:
+        algo.stop()
 
 
 def free_port() -> int:

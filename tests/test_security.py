@@ -10,7 +10,8 @@ import torch
 from acodm_ray.config import ExperimentConfig
 from acodm_ray.model import build_model
 from acodm_ray.mixers.actor import ActorMixer
-from acodm_ray.agent.policy_file import PolicyFileError
+from acodm_ray.agent.networks import Actor
+from acodm_ray.agent.policy_file import WEIGHTS_FILE, PolicyFileError, load_policy, save_policy
 from acodm_ray.train_step import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
@@ -55,22 +56,79 @@ def test_checkpoint_with_code_is_refused_without_running_it(tmp_path):
     assert not marker.exists()
 
 
+def test_the_payload_really_runs_when_unpickled(tmp_path):
+    """Control for the tests below: unpickling the payload creates its marker, so a marker that
+    stays absent there means the loader never unpickled it (not that the payload is harmless)."""
+    marker = tmp_path / "pwned"
+    pickle.loads(pickle.dumps(_Payload(str(marker)))).close()
+    assert marker.exists()
+    marker.unlink()
+    torch.load(_torch_payload(tmp_path / "t.pt", marker), weights_only=False)["x"].close()
+    assert marker.exists()
+
+
+def _torch_payload(path: Path, marker: Path) -> Path:
+    torch.save({"x": _Payload(str(marker))}, path)  # torch.save pickles the payload
+    return path
+
+
 def test_pickle_passed_as_policy_to_the_mixer_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     pkl = tmp_path / "policy.pkl"
     pkl.write_bytes(pickle.dumps(_Payload(str(marker))))
-    with pytest.raises(PolicyFileError):
+    with pytest.raises(PolicyFileError, match="is a file, not a policy directory"):
         ActorMixer(pkl, ["a", "b"])
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("name", ["../escape", "/etc/acodm", "a/../../b"])
-def test_run_names_cannot_escape_the_output_root(tmp_path, name, capsys):
+@pytest.mark.parametrize("writer", ["pickle", "torch.save"])
+def test_pickle_inside_a_policy_directory_is_never_unpickled(tmp_path, writer):
+    """A valid policy directory whose weights file is a pickle: the loader reads that very file
+    (the metadata is fine), refuses it as not-safetensors, and the payload never runs."""
+    torch.manual_seed(0)
+    policy = save_policy(tmp_path / "policy", Actor(4, 2, 8, 1), ["a", "b"], {"dim": 4}, {})
+    load_policy(policy)  # the directory is a loadable policy before the swap
+    marker = tmp_path / "pwned"
+    weights = policy / WEIGHTS_FILE
+    if writer == "pickle":
+        weights.write_bytes(pickle.dumps(_Payload(str(marker))))
+    else:
+        _torch_payload(weights, marker)
+    with pytest.raises(PolicyFileError, match="not a valid safetensors file"):
+        load_policy(policy)
+    with pytest.raises(PolicyFileError, match="not a valid safetensors file"):
+        ActorMixer(policy, ["a", "b"], state_dim=4)
+    assert not marker.exists()
+
+
+ESCAPES = {  # name given to --name -> where a broken guard would create the run
+    "../escape": lambda root: root.parent / "escape",
+    "ABSOLUTE": lambda root: root.parent / "absolute-escape",
+    "a/../../b": lambda root: root.parent / "b",
+}
+REASONS = {"../escape": "contains '..'", "ABSOLUTE": "is an absolute path", "a/../../b": "contains '..'"}
+
+
+@pytest.mark.parametrize("name", list(ESCAPES))
+def test_run_names_cannot_escape_the_output_root(tmp_path, name, capsys, monkeypatch):
     import proxy_rl
     import target_pretrain
 
+    def past_the_guard():  # what each job does right after the name check: nothing may get that far
+        raise AssertionError(f"run name {name!r} got past the guard")
+
     for job in (proxy_rl, target_pretrain):
-        rc = job.main(["--config", "configs/tiny.yaml", "--output-dir", str(tmp_path), "--name", name])
-        assert rc == 2
-        assert "error" in capsys.readouterr().err
-    assert not (tmp_path.parent / "escape").exists()
+        monkeypatch.setattr(job, "init_ray", past_the_guard)
+    root = tmp_path / "out"
+    root.mkdir()
+    outside = ESCAPES[name](root)
+    given = str(outside) if name == "ABSOLUTE" else name  # an absolute path we could write to
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for job, label in ((proxy_rl, "proxy_rl"), (target_pretrain, "target_pretrain")):
+        rc = job.main(["--config", "configs/tiny.yaml", "--output-dir", str(root), "--name", given])
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert f"{label}: error: run name {given!r} {REASONS[name]}" in err
+        assert not outside.exists()
+        assert list(root.iterdir()) == []  # nothing created inside the root either
+        assert sorted(p.name for p in tmp_path.iterdir()) == before

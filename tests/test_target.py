@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from acodm_ray.agent import ddpg
 from acodm_ray.agent.config import AgentConfig
 from acodm_ray.agent.networks import Actor
 from acodm_ray.agent.online import OnlineACODM
-from acodm_ray.agent.policy_file import save_policy
+from acodm_ray.agent.policy_file import load_policy, save_policy
 from acodm_ray.agent.replay import ReplayBuffer
 from acodm_ray.mixers.actor import ActorMixer, PolicyMismatchError
 from acodm_ray.policy_server import (
@@ -97,6 +98,10 @@ def runs(ray_session, tiny_meta, tmp_path_factory):
         "policy_killed": (target_cfg("policy", policy=str(policy)), {"kill_server_at": 3}),
         "online": (target_cfg("online", online_acodm=True, decide_every=2), {}),
     }
+
+    only = os.environ.get("ACODM_TEST_TARGET_RUNS")  # tools/mutants.py: just the runs a mutant's test needs
+    if only:
+        jobs = {label: jobs[label] for label in only.split(",")}
 
     def run(label):
         cfg, faults = jobs[label]
@@ -185,8 +190,22 @@ def test_online_agent_learns_on_the_target_and_exports_its_actor(runs, tiny_meta
     r0 = read_jsonl(run_dir / "ranks" / "rank0.jsonl")
     assert [r["decided"] for r in r0] == [True, False, True, False, True, False]
     assert r0[0]["weights"] == r0[1]["weights"] and r0[2]["weights"] == r0[3]["weights"]
+    # the exported policy is the agent's trained actor from the final checkpoint, bit for bit
+    payload = load_checkpoint(Path(summary["checkpoint"]) / "trainer.pt")
+    trained = payload["mixer"]["state"]["actor"]
+    exported, meta = load_policy(summary["policy"])
+    assert meta["domains"] == tiny_meta["domains"] and meta["state_dim"] == tiny_meta["state_dim"]
+    state = exported.state_dict()
+    assert set(state) == set(trained)
+    for name, value in state.items():
+        assert torch.equal(value, trained[name]), name
     mixer = ActorMixer(summary["policy"], tiny_meta["domains"], tiny_meta["state_dim"])
-    assert mixer.weights(np.zeros(tiny_meta["state_dim"])).sum() == pytest.approx(1.0)
+    states = np.random.default_rng(0).normal(size=(3, tiny_meta["state_dim"])).astype(np.float32)
+    for s in states:
+        with torch.no_grad():
+            expected = exported(torch.as_tensor(s)[None])[0].double().numpy()
+        np.testing.assert_allclose(mixer.weights(s), expected, rtol=1e-6)
+        assert mixer.weights(s).sum() == pytest.approx(1.0)
 
 
 @pytest.mark.slow
