@@ -48,7 +48,9 @@ def compare_with_odm(policy_dir: str | Path, cfg: ExperimentConfig, out_dir: str
     return {
         "mean_tv_distance_to_odm": float(diff.mean()),
         "max_tv_distance_to_odm": float(diff.max()),
+        "policy_mean_weights": dict(zip(tokens.domains, map(float, policy["weights"].mean(axis=0)))),
         "policy_final_weights": dict(zip(tokens.domains, map(float, policy["weights"][-1]))),
+        "odm_mean_weights": dict(zip(tokens.domains, map(float, odm["weights"].mean(axis=0)))),
         "odm_final_weights": dict(zip(tokens.domains, map(float, odm["weights"][-1]))),
         "policy_val_ppl": policy["val_ppl"],
         "odm_val_ppl": odm["val_ppl"],
