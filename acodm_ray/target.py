@@ -517,6 +517,7 @@ def train_worker(config: dict[str, Any]) -> None:
         writer = MetricsWriter(run_dir, tokens.domains, tracking=cfg.tracking, params=config["cfg"], resume=True)
         log.info("target training: rank 0 of %d, steps %d -> %d, mixer %s", world, start_step, t.steps,
                  client.description and client.description["mixer"])
+    bar = _step_bar(t.steps, start_step, mixer_name) if rank == 0 else None
     try:
         while trainer.step_count < t.steps:
             s = trainer.step_count
@@ -550,6 +551,7 @@ def train_worker(config: dict[str, Any]) -> None:
             if rank == 0:
                 client.update(signals)
                 writer.log_step(signals)
+                bar.update(1)
             rank_log.write({"step": step, "rank": rank, "weights": current.tolist(),
                             "decided": s % tc.decide_every == 0, "fresh": bool(fresh),
                             "seconds": time.perf_counter() - t_iter, "decide_seconds": t_decide,
@@ -598,8 +600,21 @@ def train_worker(config: dict[str, Any]) -> None:
                 ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
     finally:
         rank_log.close()
+        if bar is not None:
+            bar.close()
         if writer is not None:
             writer.close()
+
+
+def _step_bar(total: int, initial: int, mixer: str | None):
+    """Rank 0's progress bar over the target's steps, drawn by the driver (`ray.experimental.tqdm_ray`:
+    a plain tqdm in a Train worker would print one line per refresh through the worker's log)."""
+    from ray.experimental.tqdm_ray import tqdm
+
+    bar = tqdm(total=total, desc=f"target steps ({mixer or 'mixer'})")
+    if initial:
+        bar.update(initial)
+    return bar
 
 
 def _inject_faults(faults: dict[str, Any], rank: int, step: int, client: PolicyClient | None) -> None:

@@ -127,6 +127,7 @@ def run_proxy_rl(
             bar.write(iteration_line(record, cfg.rl.iterations))
             if algo.iteration % cfg.rl.checkpoint_every == 0 or algo.iteration == cfg.rl.iterations:
                 save_algo_checkpoint(algo, run_dir)
+        bar.close()
         summary: dict[str, Any] = {"algo": algo_name, "iterations": algo.iteration, "domains": probe.domains,
                                    "checkpoint": str(run_dir / CHECKPOINT_DIR)}
         # every algorithm's policy: kind "actor" for acodm, "mlp" for ppo/sac/appo
