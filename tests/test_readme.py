@@ -6,6 +6,8 @@ lines with bash from the repository root. What differs from a user's shell, and 
   - the demo and the submitted job train a tiny config instead of `configs/demo.yaml` (minutes, not
     seconds; the demo's own budget is timed separately, see BENCHMARKS.md): `make demo` takes it
     through the Makefile's own `DEMO_CONFIG` variable, the submit block by replacing the config path;
+  - `make demo`'s config and the comparison smoke test turn MLflow and W&B on (`--set tracking...`
+    appended to the smoke line), so the Ray jobs' tracking is tested on these same runs;
   - `make demo`'s corpus step finds a corpus manifest in a fresh `ACODM_HOME` (the tiny config never
     reads the bundled corpus; the build itself is tested in test_corpus_build.py); `make test` is
     this suite and the 20-minute comparison is the demo's, so those two lines are not run;
@@ -141,14 +143,48 @@ def test_submit_block_runs_as_written(tmp_path):
     assert json.loads((run_dir / "summary.json").read_text())["iterations"] == 1
 
 
+def mlflow_store(monkeypatch, store: Path):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 refuses file stores without it
+    client = MlflowClient(tracking_uri=store.resolve().as_uri())
+    experiment = client.get_experiment_by_name("acodm")
+    assert experiment is not None, f"no MLflow experiment in {store}"
+    runs = {Path(r.data.tags["run_dir"]).name: r for r in client.search_runs([experiment.experiment_id])}
+    return client, runs
+
+
+def artifacts(client, run, path: str | None = None) -> set[str]:
+    return {Path(a.path).name for a in client.list_artifacts(run.info.run_id, path)}
+
+
 @needs_venv
 @pytest.mark.slow
-def test_compare_smoke_block_runs_as_written(tmp_path):
+def test_compare_smoke_block_runs_as_written(tmp_path, monkeypatch):
     lines = [command(line) for line in readme_block("Comparing mixing methods (the paper's figures)")]
     smoke = [line for line in lines if line.endswith("--quick")]
     assert smoke == [".venv/bin/python jobs/compare.py --config configs/tiny.yaml --quick"]
-    proc = run_bash(smoke[0], user_env(tmp_path), timeout=900)
+    proc = run_bash(smoke[0] + " --set tracking.mlflow=true --set tracking.wandb=true", user_env(tmp_path),
+                    timeout=1200)
     out = tmp_path / "out" / "results" / "tiny-compare-quick"
     assert "compare: done" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert not summary["failures"] and (out / "table.md").is_file()
+
+    # tracking: one store for the comparison, one MLflow run per run dir (targets, proxies, itself)
+    client, runs = mlflow_store(monkeypatch, out / "mlruns")
+    steps = summary["target"]["steps"]
+    assert {f"{m}-seed0" for m in summary["methods"]} | {"proxy-seed0", out.name} <= set(runs)
+    for method in summary["methods"]:  # jobs/target_pretrain.py's run_target: every step from rank 0
+        run = runs[f"{method}-seed0"]
+        assert run.info.status == "FINISHED" and run.data.params["train.steps"] == str(steps)
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "train.loss")] == list(range(1, steps + 1))
+        assert {"model", "summary", "plots"} <= artifacts(client, run)
+        assert {"weights.png", "val_ppl.png"} <= artifacts(client, run, "plots")
+        assert list(Path(summary["runs"][f"{method}-seed0"]["run_dir"], "wandb").glob("offline-run-*"))
+    proxy = runs["proxy-seed0"]  # jobs/proxy_rl.py's run_proxy_rl, in a Ray task
+    assert proxy.data.params["rl.algo"] == "acodm" and "training_iteration" in proxy.data.metrics
+    assert {"actor.safetensors", "policy.json"} <= artifacts(client, proxy, "policy")
+    comparison = runs[out.name]
+    assert any(k.startswith("headline.odm.") for k in comparison.data.metrics)
+    assert {"summary.json", "table.md", "val_ppl.png"} <= artifacts(client, comparison, "results")

@@ -2,12 +2,15 @@
 
 One MLflow run per run dir: params = the resolved config, metrics = every scalar the job logs,
 artifacts = the exported policy / HF model / plots / summary; a resumed run continues the same run.
+`acodm pretrain` is tested here; the Ray jobs are tested where they already run end to end, in
+tests/test_readme.py: `make demo` (jobs/proxy_rl.py) with a config that turns both trackers on, and
+the README's comparison smoke test (jobs/compare.py: its proxy stages, its Ray Train target runs
+through jobs/target_pretrain.py's run_target, and the comparison itself) with both turned on.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +18,6 @@ from mlflow.tracking import MlflowClient
 
 from acodm_ray.config import load_config
 from tests.conftest import tiny_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
 
 TRACK = {"mlflow": "true", "wandb": "true"}
 
@@ -79,54 +80,6 @@ def test_pretrain_without_tracking_writes_no_store(tmp_path):
     pretrain(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "mlruns").exists() and not (tmp_path / "run" / "tensorboard").exists()
     assert not (tmp_path / "run" / "tracking.json").exists()
-
-
-@pytest.mark.slow
-def test_proxy_rl_logs_iterations_policy_and_plot(ray_session, tmp_path, monkeypatch):
-    import proxy_rl
-
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    args = ["--config", "configs/tiny.yaml", "--set", "train.steps=6", "--set", "rl.min_sample_timesteps_per_iteration=6",
-            "--set", "rl.train_batch_size=6", "--set", "tracking.mlflow=true", "--set", "tracking.wandb=true",
-            "--output-dir", str(tmp_path), "--name", "proxy"]
-    assert proxy_rl.main(args + ["--iterations", "1", "--no-rollout"]) == 0
-    assert proxy_rl.main(args + ["--iterations", "2", "--resume"]) == 0  # with the rollout and its plot
-    run_dir = tmp_path / "proxy"
-    client, run = only_run(run_dir / "mlruns", run_dir)
-    assert run.data.params["rl.algo"] == "acodm"
-    assert history(client, run.info.run_id, "training_iteration") == [1, 2]
-    assert {"policy", "summary", "plots"} <= artifact_names(client, run.info.run_id)
-    assert {"actor.safetensors", "policy.json"} <= artifact_names(client, run.info.run_id, "policy")
-    assert artifact_names(client, run.info.run_id, "plots") == {"weights_policy_vs_odm.png"}
-    assert_wandb_offline_run(run_dir)
-
-
-@pytest.mark.slow
-def test_compare_and_its_target_runs_log_into_one_store(ray_session, tmp_path, monkeypatch):
-    """jobs/compare.py's run_comparison with one real Ray Train target run (run_target): the target
-    run and the comparison each get their MLflow run, in one store under the comparison's dir."""
-    from acodm_ray.compare import load_compare_config, run_comparison
-
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    cfg = load_compare_config("configs/tiny.yaml", ['compare.methods=["uniform"]', "tracking.mlflow=true",
-                                                    "tracking.wandb=true", "compare.target.train.steps=4",
-                                                    "compare.target.train.eval_every=2",
-                                                    "compare.target.train.checkpoint_every=2"], quick=True)
-    out = tmp_path / "cmp"
-    summary = run_comparison(cfg, out, proxy_runner=None)
-    assert not summary["failures"]
-    target_dir = Path(summary["runs"]["uniform-seed0"]["run_dir"])
-    assert not (target_dir / "mlruns").exists()  # the comparison's store, not one per run
-    client, target = only_run(out / "mlruns", target_dir)
-    assert target.data.params["mixer.name"] == "uniform" and target.data.params["train.steps"] == "4"
-    assert history(client, target.info.run_id, "train.loss") == [1, 2, 3, 4]  # every step, from rank 0
-    assert history(client, target.info.run_id, "eval.val_ppl.average") == [2, 4]
-    assert {"model", "summary", "plots"} <= artifact_names(client, target.info.run_id)
-    assert {"weights.png", "val_ppl.png"} <= artifact_names(client, target.info.run_id, "plots")
-    assert_wandb_offline_run(target_dir)
-    _, comparison = only_run(out / "mlruns", out)
-    assert any(k.startswith("headline.uniform.") for k in comparison.data.metrics)
-    assert {"summary.json", "table.md", "val_ppl.png"} <= artifact_names(client, comparison.info.run_id, "results")
 
 
 def test_a_missing_backend_stops_pretrain_before_it_writes(tmp_path, monkeypatch):
