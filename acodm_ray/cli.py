@@ -1,6 +1,6 @@
 """The `acodm` command line.
 
-  acodm corpus build [--out DIR] [--force]      build the bundled offline corpus (Debian packages)
+  acodm corpus build [--out DIR] [--force] [--domains a,b]   build the bundled offline corpus (Debian packages)
   acodm pretrain --config configs/demo.yaml --mixer odm [--set train.steps=50] [--resume]
   acodm doctor [--local] [--config FILE]          what is installed and what the demo still needs
 """
@@ -36,7 +36,8 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 def cmd_corpus_build(args: argparse.Namespace) -> int:
     from acodm_ray.data.build import build_bundled_corpus
 
-    out = build_bundled_corpus(Path(args.out) if args.out else None, force=args.force)
+    domains = [d.strip() for d in args.domains.split(",") if d.strip()] if args.domains else None
+    out = build_bundled_corpus(Path(args.out) if args.out else None, force=args.force, domains=domains)
     print(f"corpus ready: {out}")
     return 0
 
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     build = corpus_sub.add_parser("build", help="build the bundled offline corpus from Debian packages")
     build.add_argument("--out", default=None, help="output directory (default: $ACODM_HOME/corpus/debian-v1)")
     build.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    build.add_argument("--domains", default=None,
+                       help="comma-separated subset of the domains (a partial corpus; needs --out)")
     build.set_defaults(func=cmd_corpus_build)
 
     pre = sub.add_parser("pretrain", help="pretrain an LM with a mixer (single process)")

@@ -391,13 +391,19 @@ def run_comparison(
     into `out_dir`. With `resume`, runs that already finished are read back instead of rerun. A failed
     run is recorded under "failures" (its dependants too) and the others go on."""
     from acodm_ray.rundir import prepare_run_dir, write_config, write_json
+    from acodm_ray.tracking import ResultLogger, require_backends
 
+    require_backends(cfg)
     if target_runner is None:
         from acodm_ray.target import run_target as target_runner
     validate_compare(cfg)
     if proxy_methods(cfg.compare.methods) and proxy_runner is None:
         raise CompareError(f"methods {proxy_methods(cfg.compare.methods)} need a proxy runner (policies.compare_proxy)")
     out_dir = prepare_run_dir(Path(out_dir).expanduser().resolve(), resume=resume, overwrite=overwrite)
+    cfg = shared_mlflow_store(cfg, out_dir)
+    # the comparison's own MLflow / W&B run (and the store's experiment) exist before any run starts
+    ResultLogger(dataclasses.replace(cfg.tracking, wandb=False), out_dir, params=to_dict(cfg), resume=resume,
+                 tensorboard=False).close()
     previous = json.loads((out_dir / "summary.json").read_text()) if resume and (out_dir / "summary.json").is_file() else {}
     write_config(out_dir, cfg)
     specs = plan(cfg, out_dir)
@@ -473,7 +479,20 @@ def run_comparison(
     })
     summary["files"] = write_outputs(summary, runs, specs, out_dir)
     write_json(out_dir / "summary.json", summary)
+    # the comparison's own tracked run: its headline figures, table, plots and summary
+    with ResultLogger(cfg, out_dir, params=to_dict(cfg), resume=True, tensorboard=False) as tracker:
+        tracker.log({"headline": summary["headline"], "wall_clock_s": summary["wall_clock_s"]}, step=0)
+        tracker.log_artifacts({"results": [out_dir / "summary.json", *map(Path, summary["files"].values())]})
     return summary
+
+
+def shared_mlflow_store(cfg: ExperimentConfig, out_dir: Path) -> ExperimentConfig:
+    """With tracking.mlflow and no tracking URI, every run of the comparison logs into one local
+    store, <out_dir>/mlruns (one MLflow run per run dir), so one `mlflow ui` shows them all."""
+    tc = cfg.tracking
+    if not tc.mlflow or tc.mlflow_tracking_uri:
+        return cfg
+    return dataclasses.replace(cfg, tracking=dataclasses.replace(tc, mlflow_tracking_uri=(out_dir / "mlruns").as_uri()))
 
 
 # ---------------------------------------------------------------------- reading a run back

@@ -101,7 +101,7 @@ class TrainConfig:
 
 @dataclass
 class SignalConfig:
-    """The per-domain signals of SPEC.md: state features and gradient-alignment scores."""
+    """The per-domain signals of docs/method.md: state features and gradient-alignment scores."""
 
     param_suffix: str | None = None  # weight name suffix of the tracked matrices; None = by model type
     alignment_layers: int = 3  # top-half layers whose gradients give the alignment scores
@@ -140,7 +140,7 @@ class EnvConfig:
 
     steps_per_action: int = 1  # optimizer steps trained with one action (decide_every)
     action_epsilon: float = 1e-6  # weights = (a + eps) / sum(a + eps) for Box(0, 1) actions
-    reward: str = "alignment"  # alignment (SPEC.md) | loss (ablation: per-domain loss decrease)
+    reward: str = "alignment"  # alignment (docs/method.md) | loss (ablation: per-domain loss decrease)
 
 
 @dataclass

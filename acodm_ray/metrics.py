@@ -1,7 +1,9 @@
-"""Run metrics: JSON lines (everything), CSV (steps and evaluations) and TensorBoard.
+"""Run metrics: JSON lines (everything), CSV (steps and evaluations), and the run's trackers.
 
 Every step record holds the weights, per-domain losses and scores, so weight trajectories and
-validation curves can be plotted from the run directory alone.
+validation curves can be plotted from the run directory alone. The same records go, as scalars
+(`train/<key>`, `eval/<key>`), to the trackers the config's `tracking:` section enables: TensorBoard
+under the run dir, MLflow, W&B (`acodm_ray.tracking.ResultLogger`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from acodm_ray.tracking import ResultLogger, TrackingConfig
 from acodm_ray.train_step import StepSignals
 
 
@@ -39,20 +42,30 @@ def step_record(signals: StepSignals, domains: Sequence[str]) -> dict[str, Any]:
 
 
 class MetricsWriter:
-    """Appends to metrics.jsonl, steps.csv, eval.csv and a TensorBoard event file in `run_dir`."""
+    """Appends to metrics.jsonl, steps.csv and eval.csv in `run_dir`, and logs every record to the
+    trackers of `tracking` (default: TensorBoard only, or nothing with `tensorboard=False`).
 
-    def __init__(self, run_dir: str | Path, domains: Sequence[str], tensorboard: bool = True) -> None:
+    `params` (the resolved config) are logged when this writer starts the run's MLflow / W&B run;
+    with `resume` it continues the run recorded in <run_dir>/tracking.json instead."""
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        domains: Sequence[str],
+        tensorboard: bool = True,
+        *,
+        tracking: TrackingConfig | None = None,
+        params: dict[str, Any] | None = None,
+        resume: bool = False,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.domains = list(domains)
+        self.tracker = ResultLogger(tracking or TrackingConfig(tensorboard=tensorboard), self.run_dir,
+                                    params=params, resume=resume)
         self._jsonl = open(self.run_dir / "metrics.jsonl", "a")
         self._csv_files: dict[str, Any] = {}
         self._csv_writers: dict[str, csv.DictWriter] = {}
-        self._tb = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
 
     def _csv(self, name: str, record: dict[str, Any]) -> None:
         if name not in self._csv_writers:
@@ -65,19 +78,15 @@ class MetricsWriter:
         self._csv_writers[name].writerow(record)
         self._csv_files[name].flush()
 
-    def _tensorboard(self, record: dict[str, Any], step: int, prefix: str) -> None:
-        if self._tb is None:
-            return
-        for key, value in record.items():
-            if key != "step" and isinstance(value, (int, float)):
-                self._tb.add_scalar(f"{prefix}/{key}", value, step)
+    def _track(self, record: dict[str, Any], step: int, prefix: str) -> None:
+        self.tracker.log({f"{prefix}/{k}": v for k, v in record.items() if k != "step"}, step)
 
     def log_step(self, signals: StepSignals) -> dict[str, Any]:
         record = step_record(signals, self.domains)
         self._jsonl.write(json.dumps({"kind": "step", **record}) + "\n")
         self._jsonl.flush()
         self._csv("steps", record)
-        self._tensorboard(record, signals.step, "train")
+        self._track(record, signals.step, "train")
         return record
 
     def log_eval(self, step: int, ppl: dict[str, float]) -> dict[str, Any]:
@@ -85,15 +94,14 @@ class MetricsWriter:
         self._jsonl.write(json.dumps({"kind": "eval", **record}) + "\n")
         self._jsonl.flush()
         self._csv("eval", record)
-        self._tensorboard(record, step, "eval")
+        self._track(record, step, "eval")
         return record
 
-    def close(self) -> None:
+    def close(self, status: str = "FINISHED") -> None:
         self._jsonl.close()
         for f in self._csv_files.values():
             f.close()
-        if self._tb is not None:
-            self._tb.close()
+        self.tracker.close(status)
 
 
 def read_metrics(run_dir: str | Path) -> tuple[list[dict], list[dict]]:

@@ -14,7 +14,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, Pre
 
 from acodm_ray.config import ModelConfig
 
-# Name suffix of each block's MLP output projection, per architecture. SPEC.md tracks these
+# Name suffix of each block's MLP output projection, per architecture. docs/method.md tracks these
 # matrices: every other layer for the state, the top half for the alignment scores.
 MLP_OUT_SUFFIX = {
     "gpt_neox": "mlp.dense_4h_to_h.weight",

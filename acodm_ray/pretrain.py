@@ -14,12 +14,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from acodm_ray.config import ExperimentConfig
+from acodm_ray.config import ExperimentConfig, to_dict
 from acodm_ray.data.load import load_tokenized
 from acodm_ray.loop import mixing_loop
 from acodm_ray.metrics import MetricsWriter
 from acodm_ray.mixers import Mixer, build_mixer
 from acodm_ray.rundir import prepare_run_dir, write_config, write_json
+from acodm_ray.tracking import require_backends
 from acodm_ray.train_step import LMTrainer, NonFiniteLossError, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,11 @@ def pretrain(
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train `cfg.model` for `cfg.train.steps` steps with mixer `cfg.mixer`; returns the summary."""
+    """Train `cfg.model` for `cfg.train.steps` steps with mixer `cfg.mixer`; returns the summary.
+
+    Every step and evaluation record also goes to the trackers of `cfg.tracking` (one MLflow / W&B
+    run per run dir, continued on resume), with the model and the summary as artifacts."""
+    require_backends(cfg)  # a missing tracking package stops the run before anything is written
     run_dir = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     tokens, tokenizer = load_tokenized(cfg)
     trainer = LMTrainer(cfg, tokens, compute_signals=True)
@@ -65,7 +70,7 @@ def pretrain(
         log.info("resumed %s at step %d", run_dir, trainer.step_count)
     else:
         write_config(run_dir, cfg)
-    writer = MetricsWriter(run_dir, tokens.domains)
+    writer = MetricsWriter(run_dir, tokens.domains, tracking=cfg.tracking, params=to_dict(cfg), resume=resume)
     t = cfg.train
     last_eval: dict[str, float] = {}
     bar = tqdm(total=t.steps, initial=trainer.step_count, disable=not progress, desc=f"pretrain[{mixer.name}]")
@@ -79,14 +84,18 @@ def pretrain(
             if trainer.step_count % t.checkpoint_every == 0 or trainer.step_count == t.steps:
                 save_run_checkpoint(run_dir, trainer, mixer)
             bar.update(1)
+        bar.close()
+        model_dir = run_dir / "model"
+        trainer.model.save_pretrained(model_dir)
+        tokenizer.save_pretrained(model_dir)
     except NonFiniteLossError as err:
+        writer.close("FAILED")
         raise NonFiniteLossError(f"{err}; the last checkpoint in {run_dir} is intact") from err
+    except BaseException:
+        writer.close("FAILED")
+        raise
     finally:
         bar.close()
-        writer.close()
-    model_dir = run_dir / "model"
-    trainer.model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
     summary = {
         "mixer": mixer.name,
         "steps": trainer.step_count,
@@ -97,4 +106,6 @@ def pretrain(
         "state_spec": trainer.state_spec,  # what the state meant (a policy exported from this run records it)
     }
     write_json(run_dir / "summary.json", summary)
+    writer.tracker.log_artifacts({"model": model_dir, "summary": run_dir / "summary.json"})
+    writer.close()
     return summary

@@ -237,8 +237,11 @@ def run_target(
 
     from acodm_ray.data.load import load_tokenized
 
+    from acodm_ray.tracking import ResultLogger, require_backends
+
     if not ray.is_initialized():
         raise RuntimeError("run_target needs a running Ray session (ray.init or jobs/_common.init_ray)")
+    require_backends(cfg)  # a missing tracking package stops the run before anything starts
     start = time.perf_counter()
     cfg = absolutize_paths(cfg)
     run_dir = Path(run_dir).expanduser().resolve()
@@ -267,6 +270,11 @@ def run_target(
         if before != mixer_label(cfg):
             raise ValueError(f"{run_dir} was trained with mixer {before!r}; resume it with the same mixer, "
                              f"not {mixer_label(cfg)!r}")
+    # The run's MLflow run starts here, with the resolved config as params (or, resumed, the recorded
+    # one is continued); rank 0 logs every step into it (and opens the W&B run), finish_run adds the
+    # artifacts. W&B is left to rank 0 here: every wandb.init costs seconds.
+    ResultLogger(dataclasses.replace(cfg.tracking, wandb=False), run_dir, params=to_dict(cfg), resume=resume,
+                 tensorboard=False).close()
 
     tc = cfg.target
     server, created = start_policy_server(spec, tc.server_name, tc.server_namespace, tc.server_detached)
@@ -367,6 +375,11 @@ def finish_run(cfg, run_dir: Path, checkpoint, tokens, tokenizer, spec: MixerSpe
     except Exception as err:  # plots are a convenience; never fail a finished run on them
         log.warning("plots failed: %s", err)
     write_json(run_dir / "summary.json", summary)
+    from acodm_ray.tracking import ResultLogger
+
+    with ResultLogger(cfg, run_dir, resume=True, tensorboard=False) as tracker:
+        tracker.log_artifacts({"model": model_dir, "policy": run_dir / "policy" if spec.kind == "online" else None,
+                               "plots": summary.get("plots", []), "summary": run_dir / "summary.json"})
     return summary
 
 
@@ -501,9 +514,10 @@ def train_worker(config: dict[str, Any]) -> None:
         trim_metrics(run_dir, start_step)
         _trim_events(run_dir, start_step)
         _event(run_dir, event="resume" if checkpoint is not None else "start", step=start_step, world_size=world)
-        writer = MetricsWriter(run_dir, tokens.domains)
+        writer = MetricsWriter(run_dir, tokens.domains, tracking=cfg.tracking, params=config["cfg"], resume=True)
         log.info("target training: rank 0 of %d, steps %d -> %d, mixer %s", world, start_step, t.steps,
                  client.description and client.description["mixer"])
+    bar = _step_bar(t.steps, start_step, mixer_name) if rank == 0 else None
     try:
         while trainer.step_count < t.steps:
             s = trainer.step_count
@@ -537,6 +551,7 @@ def train_worker(config: dict[str, Any]) -> None:
             if rank == 0:
                 client.update(signals)
                 writer.log_step(signals)
+                bar.update(1)
             rank_log.write({"step": step, "rank": rank, "weights": current.tolist(),
                             "decided": s % tc.decide_every == 0, "fresh": bool(fresh),
                             "seconds": time.perf_counter() - t_iter, "decide_seconds": t_decide,
@@ -585,8 +600,21 @@ def train_worker(config: dict[str, Any]) -> None:
                 ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
     finally:
         rank_log.close()
+        if bar is not None:
+            bar.close()
         if writer is not None:
             writer.close()
+
+
+def _step_bar(total: int, initial: int, mixer: str | None):
+    """Rank 0's progress bar over the target's steps, drawn by the driver (`ray.experimental.tqdm_ray`:
+    a plain tqdm in a Train worker would print one line per refresh through the worker's log)."""
+    from ray.experimental.tqdm_ray import tqdm
+
+    bar = tqdm(total=total, desc=f"target steps ({mixer or 'mixer'})")
+    if initial:
+        bar.update(initial)
+    return bar
 
 
 def _inject_faults(faults: dict[str, Any], rank: int, step: int, client: PolicyClient | None) -> None:

@@ -7,15 +7,19 @@ file store at `file:<run_dir>/mlruns`, W&B (when enabled) an offline run under `
 packages, imported only when enabled; a missing one is a `TrackingError` that names the
 `pip install` command.
 
-Three ways in, all built on Ray's own integrations (`ray.air.integrations.mlflow|wandb`):
-  - `ResultLogger`: for our manual RLlib loop (`policies/run.py` calls `algo.train()` itself, not
-    through Tune). `log(scalars, step)` forwards a flat scalar dict to every enabled backend; the
-    MLflow and W&B runs are opened with `setup_mlflow` / `setup_wandb`, which work outside Tune.
-  - `ray_logger_callbacks(cfg, run_dir)`: `MLflowLoggerCallback` / `WandbLoggerCallback` for
-    `ray.tune.RunConfig(callbacks=...)` (Tune already writes TensorBoard files itself).
-  - `train_callbacks(cfg, run_dir)`: for Ray Train v2's `ray.train.RunConfig(callbacks=...)`, which
-    accepts only `ray.train.UserCallback`s (the Tune logger callbacks are refused there): a
-    `TrackingCallback` that forwards rank 0's reported metrics to MLflow / W&B.
+One `ResultLogger` per run dir and process, used by every job:
+  - `acodm pretrain` (`acodm_ray.pretrain`) and the target's rank 0 (`acodm_ray.target`) log through
+    `MetricsWriter`, which owns a ResultLogger (every step and evaluation record);
+  - the proxy stage (`policies/run.py`) logs every scalar of RLlib's result dict per iteration;
+  - `jobs/compare.py` gives each of its runs its own MLflow run, all in one store under the
+    comparison's directory, plus one run for the comparison's headline figures.
+The first ResultLogger of a run dir creates the MLflow run (params = the resolved config, flattened)
+and records its id in `<run_dir>/tracking.json`; later ones (`resume=True`: a resumed run, the
+target's rank-0 worker, the driver's final artifact upload) continue that same run. Artifacts
+(`log_artifacts`): the exported policy, the HF model, plots, summaries.
+
+MLflow is driven through `MlflowClient` with explicit run ids, never the fluent API's process-wide
+active run, so runs in concurrent threads (the comparison) cannot log into each other.
 
 This module imports neither ray nor torch at import time (config.py imports `TrackingConfig`).
 """
@@ -27,6 +31,7 @@ import json
 import math
 import os
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +39,7 @@ from typing import Any
 
 WANDB_MODES = ("offline", "online", "disabled")
 TRACKING_FILE = "tracking.json"  # run ids, so --resume continues the same MLflow / W&B run
+MLFLOW_PARAM_CHARS = 6000  # MLflow's limit on a param value
 
 
 class TrackingError(ValueError):
@@ -91,13 +97,16 @@ def mlflow_tracking_uri(cfg: Any, run_dir: str | Path | None) -> str:
     """The configured MLflow tracking URI, or a file store under the run dir."""
     tc = _tracking(cfg)
     if tc.mlflow_tracking_uri:
-        return tc.mlflow_tracking_uri
-    if run_dir is None:
+        uri = tc.mlflow_tracking_uri
+    elif run_dir is None:
         raise TrackingError("tracking.mlflow needs a run dir or tracking.mlflow_tracking_uri")
-    # MLflow >= 3.? keeps its file store in maintenance mode and refuses it unless opted in; the
-    # default here is a local, serverless store by design, so opt in (a chosen URI is left alone).
-    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    return (Path(run_dir).expanduser().resolve() / "mlruns").as_uri()
+    else:
+        uri = (Path(run_dir).expanduser().resolve() / "mlruns").as_uri()
+    if uri.startswith("file:"):
+        # MLflow 3 keeps its file store in maintenance mode and refuses it unless opted in; a local,
+        # serverless store is what we want here, so opt in (servers and databases need nothing).
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return uri
 
 
 def flatten_scalars(result: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -125,12 +134,25 @@ def _set_wandb_mode(tc: TrackingConfig) -> None:
     os.environ["WANDB_MODE"] = tc.wandb_mode
 
 
-_MLFLOW_BAD = re.compile(r"[^0-9A-Za-z_\-. /]")
+_MLFLOW_BAD = re.compile(r"[^0-9A-Za-z_\-. ]")
 
 
 def _mlflow_key(key: str) -> str:
-    """MLflow metric names allow alphanumerics, `_ - . / ` and spaces; anything else becomes `_`."""
-    return _MLFLOW_BAD.sub("_", key)
+    """An MLflow metric name: `/` becomes `.` (the file store makes a directory of every `/`, so
+    `train/loss` and `train/loss/python_code` could not both exist), and anything MLflow does not
+    allow (alphanumerics, `_ - .` and spaces) becomes `_`."""
+    return _MLFLOW_BAD.sub("_", key.replace("/", "."))
+
+
+def _create_experiment(client: Any, name: str) -> str:
+    """Create the MLflow experiment, tolerating a concurrent creator (runs started in parallel)."""
+    try:
+        return client.create_experiment(name)
+    except Exception:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def _flat_params(data: Any, prefix: str = "") -> dict[str, str]:
@@ -141,6 +163,19 @@ def _flat_params(data: Any, prefix: str = "") -> dict[str, str]:
     else:
         out[prefix] = json.dumps(data) if isinstance(data, (list, tuple)) else str(data)
     return out
+
+
+def _wandb_save(run: Any, path: Path, name: str) -> None:
+    """Copy a file or a directory's files into the W&B run's files, under `name/`."""
+    import shutil
+
+    dest = Path(run.dir) / name
+    files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
+    for f in files:
+        target = dest / (f.relative_to(path) if path.is_dir() else f.name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, target)
+        run.save(str(target), base_path=str(run.dir), policy="now")
 
 
 # ------------------------------------------------------------------------------ ResultLogger
@@ -154,6 +189,7 @@ class ResultLogger:
 
     `cfg` is an ExperimentConfig or a TrackingConfig. With `resume`, the MLflow and W&B runs
     recorded in `<run_dir>/tracking.json` are continued instead of new ones being started.
+    `tensorboard` overrides `tracking.tensorboard` (False for a logger that only uploads artifacts).
     """
 
     def __init__(
@@ -164,16 +200,18 @@ class ResultLogger:
         run_name: str | None = None,
         params: dict[str, Any] | None = None,
         resume: bool = False,
+        tensorboard: bool | None = None,
     ) -> None:
         self.tracking = _tracking(cfg)
         require_backends(self.tracking)  # fail before anything is opened
+        self.tensorboard = self.tracking.tensorboard if tensorboard is None else tensorboard
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_name = run_name or self.run_dir.name
         self._ids = self._read_ids() if resume else {}
         self._tb = self._mlflow = self._wandb = None
         try:
-            if self.tracking.tensorboard:
+            if self.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
@@ -182,30 +220,33 @@ class ResultLogger:
             if self.tracking.wandb:
                 self._wandb = self._open_wandb(params)
         except BaseException:
-            self.close()
+            self.close("FAILED")
             raise
         self._write_ids()
 
     # -- backends
     def _open_mlflow(self, params: dict[str, Any] | None):
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
         uri = mlflow_tracking_uri(self.tracking, self.run_dir)
-        run_id = self._ids.get("mlflow_run_id")
+        client = MlflowClient(tracking_uri=uri)
+        run_id = self._ids.get("mlflow_run_id") if self._ids.get("mlflow_tracking_uri") == uri else None
         if run_id:  # continue the run (its params are logged already)
-            import mlflow
-
-            mlflow.set_tracking_uri(uri)
-            mlflow.start_run(run_id=run_id)
+            client.update_run(run_id, status="RUNNING")
         else:
-            from ray.air.integrations.mlflow import setup_mlflow
-
-            mlflow = setup_mlflow(
-                config=_flat_params(params or {}), tracking_uri=uri,
-                experiment_name=self.tracking.mlflow_experiment, run_name=self.run_name,
-                create_experiment_if_not_exists=True, tags={"run_dir": str(self.run_dir.resolve())},
-            )
-        self._ids["mlflow_run_id"] = mlflow.active_run().info.run_id
+            name = self.tracking.mlflow_experiment
+            experiment = client.get_experiment_by_name(name)
+            experiment_id = experiment.experiment_id if experiment else _create_experiment(client, name)
+            run_id = client.create_run(experiment_id, run_name=self.run_name,
+                                       tags={"run_dir": str(self.run_dir.resolve())}).info.run_id
+            flat = _flat_params(params or {})
+            items = [Param(k, v[:MLFLOW_PARAM_CHARS]) for k, v in flat.items()]
+            for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+                client.log_batch(run_id, params=items[i:i + 100])
+        self._ids["mlflow_run_id"] = run_id
         self._ids["mlflow_tracking_uri"] = uri
-        return mlflow
+        return client
 
     def _open_wandb(self, params: dict[str, Any] | None):
         from ray.air.integrations.wandb import setup_wandb
@@ -243,20 +284,46 @@ class ResultLogger:
             for key, value in flat.items():
                 self._tb.add_scalar(key, value, step)
         if self._mlflow is not None:
-            self._mlflow.log_metrics({_mlflow_key(k): v for k, v in flat.items()}, step=step)
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            metrics = [Metric(_mlflow_key(k), v, now, int(step)) for k, v in flat.items()]
+            for i in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch
+                self._mlflow.log_batch(self._ids["mlflow_run_id"], metrics=metrics[i:i + 1000])
         if self._wandb is not None:
             self._wandb.log(flat, step=step)
+
+    def log_artifacts(self, paths: dict[str, Any]) -> list[str]:
+        """Upload artifacts: each key is an artifact folder, its value a file, a directory (its
+        contents) or a list of files; None and missing paths are skipped. Returns the folders
+        uploaded to."""
+        done = []
+        for name, value in paths.items():
+            items = value if isinstance(value, (list, tuple)) else [value]
+            items = [Path(x) for x in items if x is not None and Path(x).exists()]
+            for path in items:
+                if self._mlflow is not None:
+                    run_id = self._ids["mlflow_run_id"]
+                    if path.is_dir():
+                        self._mlflow.log_artifacts(run_id, str(path), artifact_path=name)
+                    else:
+                        self._mlflow.log_artifact(run_id, str(path), artifact_path=name)
+                if self._wandb is not None:
+                    _wandb_save(self._wandb, path, name)
+            if items and (self._mlflow is not None or self._wandb is not None):
+                done.append(name)
+        return done
 
     def flush(self) -> None:
         if self._tb is not None:
             self._tb.flush()
 
-    def close(self) -> None:
+    def close(self, status: str = "FINISHED") -> None:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
         if self._mlflow is not None:
-            self._mlflow.end_run()
+            self._mlflow.set_terminated(self._ids["mlflow_run_id"], status=status)
             self._mlflow = None
         if self._wandb is not None:
             self._wandb.finish()
@@ -265,99 +332,5 @@ class ResultLogger:
     def __enter__(self) -> ResultLogger:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-# ------------------------------------------------------------------- Tune and Train callbacks
-
-
-def ray_logger_callbacks(cfg: Any, run_dir: str | Path | None = None) -> list:
-    """Ray's MLflow / W&B logger callbacks for `ray.tune.RunConfig(callbacks=...)`, as enabled.
-
-    Tune writes TensorBoard files on its own (tensorboardX is installed), so TensorBoard adds no
-    callback. Ray Train v2's `ray.train.RunConfig` refuses these Tune callbacks: use
-    `train_callbacks` there."""
-    tc = _tracking(cfg)
-    require_backends(tc)
-    callbacks: list = []
-    if tc.mlflow:
-        from ray.air.integrations.mlflow import MLflowLoggerCallback
-
-        callbacks.append(MLflowLoggerCallback(tracking_uri=mlflow_tracking_uri(tc, run_dir),
-                                              experiment_name=tc.mlflow_experiment))
-    if tc.wandb:
-        from ray.air.integrations.wandb import WandbLoggerCallback
-
-        _set_wandb_mode(tc)
-        kwargs: dict[str, Any] = {"project": tc.wandb_project, "mode": tc.wandb_mode}
-        if run_dir is not None:
-            kwargs["dir"] = str(Path(run_dir).expanduser().resolve())
-        callbacks.append(WandbLoggerCallback(**kwargs))
-    return callbacks
-
-
-def train_callbacks(cfg: Any, run_dir: str | Path, params: dict[str, Any] | None = None) -> list:
-    """`ray.train.RunConfig(callbacks=...)` for Ray Train v2: a `TrackingCallback` forwarding rank
-    0's `ray.train.report` metrics to MLflow / W&B, or [] when neither is enabled (TensorBoard is
-    written by the training loop's rank 0 itself)."""
-    tc = _tracking(cfg)
-    if not (tc.mlflow or tc.wandb):
-        return []
-    require_backends(tc)
-    return [__getattr__("TrackingCallback")(tc, str(run_dir), params)]
-
-
-_TRAIN_CALLBACK: type | None = None
-
-
-def _make_train_callback() -> type:
-    from dataclasses import replace
-
-    from ray.train import UserCallback
-
-    class TrackingCallback(UserCallback):
-        """Runs in the Ray Train controller; opens its ResultLogger on the first report."""
-
-        def __init__(self, tracking: TrackingConfig, run_dir: str, params: dict[str, Any] | None = None):
-            self.tracking = replace(tracking, tensorboard=False)
-            self.run_dir = run_dir
-            self.params = params
-            self._logger: ResultLogger | None = None
-            self._count = 0
-
-        def __getstate__(self) -> dict[str, Any]:
-            return {**self.__dict__, "_logger": None}
-
-        def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
-            if not metrics:
-                return
-            if self._logger is None:
-                import atexit
-
-                resume = (Path(self.run_dir) / TRACKING_FILE).is_file()
-                self._logger = ResultLogger(self.tracking, self.run_dir, params=self.params, resume=resume)
-                atexit.register(self.close)
-            self._count += 1
-            rank0 = metrics[0] or {}
-            step = rank0.get("step", self._count)
-            self._logger.log({k: v for k, v in rank0.items() if k != "step"}, step=int(step))
-
-        def close(self) -> None:
-            if self._logger is not None:
-                self._logger.close()
-                self._logger = None
-
-    TrackingCallback.__module__ = __name__
-    TrackingCallback.__qualname__ = "TrackingCallback"
-    return TrackingCallback
-
-
-def __getattr__(name: str) -> Any:
-    """`TrackingCallback` is built on first use, so importing this module does not import Ray."""
-    global _TRAIN_CALLBACK
-    if name == "TrackingCallback":
-        if _TRAIN_CALLBACK is None:
-            _TRAIN_CALLBACK = _make_train_callback()
-        return _TRAIN_CALLBACK
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.close("FAILED" if exc_type is not None else "FINISHED")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -48,13 +47,15 @@ def init_ray(num_cpus: int | None = None) -> None:
     """
     import ray
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from acodm_ray.logs import HOOK, setup_job_logging
+
+    setup_job_logging()
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
-        ray.init()
+        ray.init(runtime_env={"worker_process_setup_hook": HOOK})
         return
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     # address="local": never join a stale head that `ray start` left in /tmp/ray by accident.
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})
+             runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}, "worker_process_setup_hook": HOOK})

@@ -137,6 +137,7 @@ def run_proxy_rl(
     history = run_dir / "iterations.jsonl"
     if resume:
         trim_history(history, algo.iteration)
+    bar = progress_bar(cfg, algo_name, probe.max_decisions)
     try:
         while algo.iteration < cfg.rl.iterations:
             start = time.perf_counter()
@@ -156,9 +157,11 @@ def run_proxy_rl(
             }
             with open(history, "a") as f:
                 f.write(json.dumps(record) + "\n")
-            log.info("iteration %d: %s", algo.iteration, record)
+            bar.update(int(record["env_steps"] or 0) - bar.n)
+            bar.write(iteration_line(record, cfg.rl.iterations))
             if algo.iteration % cfg.rl.checkpoint_every == 0 or algo.iteration == cfg.rl.iterations:
                 save_algo_checkpoint(algo, run_dir)
+        bar.close()
         summary: dict[str, Any] = {"algo": algo_name, "iterations": algo.iteration, "domains": probe.domains,
                                    "checkpoint": str(run_dir / CHECKPOINT_DIR)}
         # every algorithm's policy: kind "actor" for acodm, "mlp" for ppo/sac/appo
@@ -171,8 +174,33 @@ def run_proxy_rl(
 
             label = "AC-ODM policy" if algo_name == "acodm" else f"{algo_name.upper()} policy"
             summary["rollout"] = compare_with_odm(policy_dir, cfg, run_dir, label=label)
+        write_json(run_dir / "summary.json", summary)
+        results.log_artifacts({"policy": policy_dir, "summary": run_dir / "summary.json",
+                               "plots": [summary["rollout"]["plot"]] if "rollout" in summary else []})
+    except BaseException:
+        results.close("FAILED")
+        raise
     finally:
+        bar.close()
         results.close()
         algo.stop()
-    write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def progress_bar(cfg: ExperimentConfig, algo_name: str, episode_steps: int):
+    """A bar over the proxy's env steps (rl.iterations x rl.min_sample_timesteps_per_iteration),
+    advanced after each RLlib iteration."""
+    from tqdm import tqdm
+
+    total = cfg.rl.iterations * cfg.rl.min_sample_timesteps_per_iteration
+    return tqdm(total=total, desc=f"proxy env steps ({algo_name}, {episode_steps}-step episodes)",
+                unit="step", dynamic_ncols=True)
+
+
+def iteration_line(record: dict[str, Any], iterations: int) -> str:
+    """One readable line per RLlib iteration."""
+    ret = record.get("episode_return_mean")
+    ret_text = "no episode finished yet" if ret is None else f"mean episode return {ret:+.3f}"
+    steps = record.get("env_steps")
+    return (f"iteration {record['iteration']}/{iterations}: {int(steps or 0):,} env steps, {ret_text}, "
+            f"{record['seconds']:.1f} s")

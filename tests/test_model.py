@@ -1,4 +1,4 @@
-"""Model factory: HF architectures from config, tracked matrices per SPEC.md."""
+"""Model factory: HF architectures from config, tracked matrices per docs/method.md."""
 
 import numpy as np
 import pytest

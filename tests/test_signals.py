@@ -1,4 +1,4 @@
-"""State features and gradient-alignment scores against SPEC.md and brute-force computations."""
+"""State features and gradient-alignment scores against docs/method.md and brute-force computations."""
 
 import copy
 
@@ -13,7 +13,7 @@ from tests.conftest import tiny_config
 
 
 def brute_force_scores(grads: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
-    """SPEC.md written out with loops: s_i = sum_{j!=i} <g_i, g_j> / mean ||g||, z-norm, clip."""
+    """docs/method.md written out with loops: s_i = sum_{j!=i} <g_i, g_j> / mean ||g||, z-norm, clip."""
     idx = [i for i, g in enumerate(grads) if g is not None]
     raw = np.zeros(len(grads))
     for i in idx:

@@ -15,8 +15,6 @@ from acodm_ray.tracking import (
     TrackingError,
     flatten_scalars,
     mlflow_tracking_uri,
-    ray_logger_callbacks,
-    train_callbacks,
 )
 
 
@@ -31,7 +29,7 @@ def test_defaults_are_tensorboard_only_and_offline():
     tc = ExperimentConfig().tracking
     assert (tc.tensorboard, tc.mlflow, tc.wandb) == (True, False, False)
     assert tc.wandb_mode == "offline" and tc.mlflow_tracking_uri is None
-    assert train_callbacks(tc, "unused") == [] and ray_logger_callbacks(tc) == []
+    tracking.require_backends(tc)  # nothing enabled: nothing required
 
 
 def test_default_logger_writes_tensorboard_events(tmp_path):
@@ -67,10 +65,6 @@ def test_enabled_but_missing_backend_names_the_install_command(tmp_path, monkeyp
     with pytest.raises(TrackingError, match=rf"tracking\.{pkg}=true .*`pip install {pkg}`"):
         ResultLogger(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()  # refused before anything was written
-    with pytest.raises(TrackingError, match=f"pip install {pkg}"):
-        ray_logger_callbacks(cfg, tmp_path)
-    with pytest.raises(TrackingError, match=f"pip install {pkg}"):
-        train_callbacks(cfg, tmp_path)
     assert issubclass(TrackingError, ValueError)  # the entry points' `except ValueError` prints it
 
 
@@ -116,13 +110,15 @@ def test_mlflow_run_is_logged_and_resumed(tmp_path):
 
     cfg = load_config(None, ["tracking.mlflow=true", "tracking.tensorboard=false"])
     with ResultLogger(cfg, tmp_path / "run", params={"train": {"lr": 0.1}}) as results:
-        results.log({"loss": 2.0, "timers/x(y)": 1.0}, step=1)
+        results.log({"loss": 2.0, "loss/python_code": 3.0, "timers/x(y)": 1.0}, step=1)
     with ResultLogger(cfg, tmp_path / "run", resume=True) as results:
         results.log({"loss": 1.0}, step=2)
     client = mlflow.tracking.MlflowClient(tracking_uri=(tmp_path / "run" / "mlruns").as_uri())
     runs = client.search_runs([client.get_experiment_by_name("acodm").experiment_id])
     assert len(runs) == 1 and runs[0].data.params == {"train.lr": "0.1"}
     assert [(m.step, m.value) for m in client.get_metric_history(runs[0].info.run_id, "loss")] == [(1, 2.0), (2, 1.0)]
+    # `/` becomes `.`: the file store would need `loss` as a file and as a directory otherwise
+    assert set(runs[0].data.metrics) == {"loss", "loss.python_code", "timers.x_y_"}
 
 
 def test_wandb_offline_run_needs_no_account_and_resumes_the_same_run(tmp_path, monkeypatch):

@@ -12,8 +12,12 @@ Output (`build_bundled_corpus`):
 
 `make_tiny_slice` cuts the small, git-tracked slice in `acodm_ray/assets/tiny_corpus/` from it.
 The pure text functions (`roff_to_text`, `split_dictd`, `lzw_decompress`, `read_brs_text`,
-`split_bible_chapters`, `split_long_text`) are tested on inline samples; the build itself is not
-run in tests.
+`split_bible_chapters`, `split_long_text`) are tested on inline samples; the build itself runs in
+tests on a restricted domain set (`domains=`), with empty apt lists so the refresh path runs too.
+
+Stale or missing apt lists (most container images delete `/var/lib/apt/lists`) are refreshed by
+the build itself: when a package has no downloadable candidate or its download fails, it runs
+`apt-get update` once (as root; otherwise it stops with the command to run) and retries.
 """
 
 from __future__ import annotations
@@ -553,14 +557,51 @@ def has_candidate(package: str) -> bool:
     return bool(m) and m.group(1) != "(none)"
 
 
-def pick_python_version(candidates: tuple[str, ...] = ("3.11", "3.12", "3.13", "3.10")) -> str:
-    """The Python whose stdlib packages this apt can download (3.11 on Debian 12)."""
-    for version in candidates:
-        if has_candidate(f"libpython{version}-stdlib"):
-            return version
+class AptLists:
+    """Refreshes apt's package lists at most once per build, when a package turns out missing.
+
+    `apt-get update` needs root; without it the build stops with the exact commands to run. The
+    lists apt reads are wherever apt is configured to keep them (`APT_CONFIG`, `Dir::State::Lists`)."""
+
+    def __init__(self) -> None:
+        self.refreshed = False
+
+    def refresh(self, why: str) -> None:
+        if self.refreshed:
+            return
+        if os.geteuid() != 0:
+            raise CorpusBuildError(
+                f"{why}; apt's package lists are stale or missing and refreshing them needs root. "
+                "Run `sudo apt-get update`, then `acodm corpus build` again"
+            )
+        log(f"{why}; refreshing apt's package lists (apt-get update) ...")
+        proc = subprocess.run(["apt-get", "update"], capture_output=True, text=True)
+        self.refreshed = True
+        if proc.returncode != 0:
+            raise CorpusBuildError(
+                f"{why}, and `apt-get update` failed (exit {proc.returncode}): "
+                f"{proc.stderr.strip()[-800:]}. Fix apt's sources (is the network reachable?), "
+                "then run `acodm corpus build` again"
+            )
+
+
+def pick_python_version(
+    candidates: tuple[str, ...] = ("3.11", "3.12", "3.13", "3.10"), apt: AptLists | None = None
+) -> str:
+    """The Python whose stdlib packages this apt can download (3.11 on Debian 12); refreshes the
+    apt lists once (through `apt`) when none is found."""
+    apt = apt or AptLists()
+    for attempt in range(2):
+        for version in candidates:
+            if has_candidate(f"libpython{version}-stdlib"):
+                return version
+        if attempt == 0 and not apt.refreshed:
+            apt.refresh(f"no libpython3.x-stdlib package is downloadable (tried {', '.join(candidates)})")
+        else:
+            break
     raise CorpusBuildError(
-        f"no libpython3.x-stdlib package is downloadable (tried {', '.join(candidates)}); "
-        "run `apt-get update`?"
+        f"no libpython3.x-stdlib package is downloadable (tried {', '.join(candidates)}), even after "
+        "`apt-get update`; this release ships none of them: use corpus.source=tiny or local files"
     )
 
 
@@ -578,15 +619,23 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def download_package(name: str, dest: Path) -> DebPackage:
-    """`apt-get download name` into dest (no install), naming the package on failure."""
-    before = set(dest.glob("*.deb"))
-    proc = subprocess.run(["apt-get", "download", name], cwd=dest, capture_output=True, text=True)
-    new = sorted(set(dest.glob("*.deb")) - before)
-    if proc.returncode != 0 or not new:
+def download_package(name: str, dest: Path, apt: AptLists | None = None) -> DebPackage:
+    """`apt-get download name` into dest (no install), naming the package on failure. A missing
+    candidate or a failed download refreshes the apt lists once (through `apt`) and retries."""
+    apt = apt or AptLists()
+    for attempt in range(2):
+        before = set(dest.glob("*.deb"))
+        proc = subprocess.run(["apt-get", "download", name], cwd=dest, capture_output=True, text=True)
+        new = sorted(set(dest.glob("*.deb")) - before)
+        if proc.returncode == 0 and new:
+            break
+        error = proc.stderr.strip()[-800:] or "no .deb"
+        if attempt == 0 and not apt.refreshed:
+            apt.refresh(f"could not download Debian package {name!r} ({error.splitlines()[-1]})")
+            continue
         raise CorpusBuildError(
-            f"could not download Debian package {name!r}: {proc.stderr.strip()[-800:] or 'no .deb'}"
-            " (is it available in this release? try `apt-get update`)"
+            f"could not download Debian package {name!r}: {error}"
+            + (" (after `apt-get update`: is it available in this release?)" if apt.refreshed else "")
         )
     path = new[0]
     version = _run(["dpkg-deb", "-f", str(path), "Version"]).strip()
@@ -703,24 +752,44 @@ def publish_atomically(tmp: Path, out_dir: Path) -> None:
 # ------------------------------------------------------------------------------- the build
 
 
-def build_bundled_corpus(out_dir: Path | None = None, force: bool = False) -> Path:
+def select_domains(specs: list[DomainSpec], domains: Iterable[str] | None) -> list[DomainSpec]:
+    """The specs named in `domains` (all when None), refusing unknown names."""
+    if domains is None:
+        return specs
+    wanted = list(domains)
+    known = [s.name for s in specs]
+    unknown = [d for d in wanted if d not in known]
+    if unknown or not wanted:
+        raise CorpusBuildError(f"unknown corpus domain(s) {unknown or wanted}; the domains are {known}")
+    return [s for s in specs if s.name in wanted]
+
+
+def build_bundled_corpus(
+    out_dir: Path | None = None, force: bool = False, domains: Iterable[str] | None = None
+) -> Path:
     """Download the Debian packages, extract seven domains, write the corpus; return its dir.
 
     Idempotent (an existing manifest means done unless force) and atomic (built in a sibling temp
-    dir, renamed into place at the end)."""
+    dir, renamed into place at the end). `domains` builds only those (a partial corpus, for tests
+    and quick checks); it needs an explicit `out_dir`, so the default corpus is always complete."""
+    if domains is not None and out_dir is None:
+        raise CorpusBuildError("a partial corpus (--domains) needs an explicit output directory (--out)")
     out_dir = Path(out_dir) if out_dir is not None else default_corpus_dir()
     if (out_dir / "manifest.json").exists() and not force:
         log(f"already built: {out_dir}")
         return out_dir
     require_tools()
     start = time.time()
-    specs = domain_specs(pick_python_version())
+    apt = AptLists()
+    wanted = None if domains is None else list(domains)
+    needs_python = wanted is None or "python_code" in wanted
+    specs = select_domains(domain_specs(pick_python_version(apt=apt) if needs_python else "3.11"), wanted)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     tmp_out.chmod(0o755)  # mkdtemp makes it private; the corpus is shared data
     try:
         with tempfile.TemporaryDirectory(prefix="acodm-debs-") as work:
-            manifest = _build_into(tmp_out, Path(work), specs)
+            manifest = _build_into(tmp_out, Path(work), specs, apt)
         manifest["build_seconds"] = round(time.time() - start, 1)
         (tmp_out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if (out_dir / "manifest.json").exists() and not force:
@@ -735,7 +804,7 @@ def build_bundled_corpus(out_dir: Path | None = None, force: bool = False) -> Pa
     return out_dir
 
 
-def _build_into(out: Path, work: Path, specs: list[DomainSpec]) -> dict:
+def _build_into(out: Path, work: Path, specs: list[DomainSpec], apt: AptLists | None = None) -> dict:
     debs_dir, roots_dir = work / "debs", work / "roots"
     debs_dir.mkdir()
     names = sorted({p for s in specs for p in s.packages})
@@ -743,7 +812,7 @@ def _build_into(out: Path, work: Path, specs: list[DomainSpec]) -> dict:
     roots: Roots = {}
     for name in names:
         log(f"downloading {name} ...")
-        deb = download_package(name, debs_dir)
+        deb = download_package(name, debs_dir, apt)
         log(f"  {deb.name} {deb.version}: {deb.size / MB:.1f} MB; unpacking")
         debs[name] = deb
         roots[name] = unpack_package(deb, roots_dir)
@@ -780,6 +849,7 @@ def _build_into(out: Path, work: Path, specs: list[DomainSpec]) -> dict:
         "validation_fraction": VALIDATION_FRACTION,
         "max_validation_bytes": MAX_VALIDATION_BYTES,
         "apt_host": host_release(),
+        "apt_lists_refreshed": bool(apt and apt.refreshed),
         "domains": domains,
         "packages": [{"name": d.name, "version": d.version, "sha256": d.sha256, "size": d.size,
                       "file": d.path.name} for d in debs.values()],
