@@ -14,7 +14,7 @@ How the micro-batches of a step are given to domains (`train.coverage`, `allocat
 `effective_mix` says, for any coverage, how much each domain counted in the step's loss.
 
 One domain per micro-batch is what lets the training step read each domain's gradient without an
-extra backward pass (SPEC.md). Two random generators keep distributed runs consistent: the domain
+extra backward pass (docs/method.md). Two random generators keep distributed runs consistent: the domain
 plan uses a generator seeded the same on every worker (all workers train the same domains in a
 step), the windows use one seeded per rank (workers see different text).
 """

@@ -1,4 +1,4 @@
-"""The per-domain signals of SPEC.md: the agent's state vector and the gradient-alignment scores.
+"""The per-domain signals of docs/method.md: the agent's state vector and the gradient-alignment scores.
 
 Both are pure functions of numbers the training step already has, so they can be tested against
 brute-force computations and shared by the proxy env, the Ray Train workers and the baselines.
@@ -120,7 +120,7 @@ STATE_LAYOUT = ["loss", "loss_change", "counts", "weight_norm", "weight_change_n
 
 
 def state_dim(num_domains: int, num_tracked: int) -> int:
-    """3K + 2L + 1 (SPEC.md)."""
+    """3K + 2L + 1 (docs/method.md)."""
     return 3 * num_domains + 2 * num_tracked + 1
 
 

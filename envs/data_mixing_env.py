@@ -20,7 +20,7 @@ Action mappings (`env.action_mapping`):
   unbounded Gaussian samples and should stay away from the simplex's corners.
 
 Warm-up: for the first `warmup_decisions` steps of each episode the env's ODM mixer chooses the
-weights (SPEC.md: AC-ODM warms up on ODM); the weights used are always reported in `info`, so an
+weights (docs/method.md: AC-ODM warms up on ODM); the weights used are always reported in `info`, so an
 off-policy learner stores what was executed. ODM keeps learning from every step either way.
 """
 
@@ -171,7 +171,7 @@ class DataMixingEnv(gym.Env):
         return obs, reward, terminated, truncated, info
 
     def _reward_vector(self, signals) -> np.ndarray:
-        """The per-domain reward of a step: alignment scores (SPEC.md), or with `env.reward: loss`
+        """The per-domain reward of a step: alignment scores (docs/method.md), or with `env.reward: loss`
         the ablation's per-domain loss decrease since each domain was last sampled."""
         if self.cfg.env.reward == "alignment":
             return signals.scores

@@ -2,7 +2,7 @@
 
 Used by the RLlib learner (policies/acodm) and by the online agent of non-proxy mode. Each loss
 touches the parameters of exactly one network, so each optimizer can be stepped by its own loss
-(the reference code steps the critic's optimizer with the actor's loss; SPEC.md).
+(the reference code steps the critic's optimizer with the actor's loss; docs/method.md).
 
 Shapes: obs/next_obs (B, S), actions/weights (B, K), vector_rewards (B, K), dones (B,),
 behaviour (B,) (1 where ODM chose the row's weights). A NaN reward marks a domain that was not
@@ -125,7 +125,7 @@ def warmup_critic_loss(
     vector_rewards: torch.Tensor,
     gamma: float,
 ) -> torch.Tensor:
-    """Warm-up critic loss of SPEC.md: MSE(Q(s, a), r + gamma r) (no bootstrapping from targets
+    """Warm-up critic loss of docs/method.md: MSE(Q(s, a), r + gamma r) (no bootstrapping from targets
     that are still random)."""
     y = (vector_rewards + gamma * vector_rewards).detach()
     return masked_mse(critic(obs, actions), y)

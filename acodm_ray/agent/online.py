@@ -1,4 +1,4 @@
-"""The online AC-ODM agent of non-proxy mode, as a `Mixer` (SPEC.md, "Two modes").
+"""The online AC-ODM agent of non-proxy mode, as a `Mixer` (docs/method.md, "Two modes").
 
 The agent learns while the target itself pretrains (the policy server holds it when
 `target.online_acodm` is set):

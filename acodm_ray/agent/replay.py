@@ -1,6 +1,6 @@
 """A small numpy ring buffer of 1-step transitions for the online AC-ODM agent (non-proxy mode).
 
-`acodm_ray` is the RLlib-free core (DESIGN.md: the policy server and the Ray Train workers must not
+`acodm_ray` is the RLlib-free core (docs/design.md: the policy server and the Ray Train workers must not
 pull in RLlib), so RLlib's replay buffers are out of reach here; this is the minimal uniform
 replay DDPG needs: fixed capacity, oldest transition overwritten first, uniform sampling with
 replacement from a seeded generator, and a checkpointable state (tensors + a JSON RNG state, so

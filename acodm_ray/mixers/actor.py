@@ -1,6 +1,6 @@
 """ActorMixer: a frozen exported policy chooses the weights from the training state.
 
-This is proxy mode's transfer step (SPEC.md): the policy learned on a small proxy reads the
+This is proxy mode's transfer step (docs/method.md): the policy learned on a small proxy reads the
 target's own state. The policy file names the domains and the state layout it was trained with;
 a corpus with other domains, another domain order or another state size is refused, because the
 actor's inputs and outputs would silently mean something else.

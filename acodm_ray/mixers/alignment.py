@@ -1,7 +1,7 @@
 """The gradient-alignment mixer: AC-ODM's own reward signal used greedily, with no RL.
 
 After every step, each domain's weight is multiplied by exp(eta_t * clip(s_i)), where s_i is the
-domain's raw gradient-alignment score from the training step (SPEC.md: sum over the other sampled
+domain's raw gradient-alignment score from the training step (docs/method.md: sum over the other sampled
 domains of <g_i, g_j>, divided by the mean gradient norm, before z-normalisation), then the result
 is mixed with a uniform floor and renormalised:
 
