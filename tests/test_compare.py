@@ -462,3 +462,17 @@ def test_steps_to_uniform_final_convergence_gain_and_decoy_weight():
     dw = decoy_weight_curve({0: w, 1: w * 0 + [0.1, 0.1, 0.8]}, [0, 1])
     assert dw["at"]["0"]["mean"] == pytest.approx((0.5 + 0.2) / 2) and dw["at"]["1"]["mean"] == pytest.approx((0.1 + 0.2) / 2)
     assert dw["mean"]["mean"] == pytest.approx(((0.5 + 0.3 + 0.1) / 3 + 0.2) / 2)
+
+
+def test_mixing_benchmark_preset_plans_every_method(tmp_path):
+    """configs/bench.yaml (BENCHMARKS.md "Mixing benchmark"): one proxy stage per proxy method, the
+    proxy smaller than the target, every domain covered on both, ours against the paper and the code."""
+    cfg = load_compare_config("configs/bench.yaml")
+    assert cfg.compare.methods == ["uniform", "natural", "odm", "alignment", "acodm-reference", "acodm-paper",
+                                   "acodm", "acodm-online", "sac"]
+    specs = plan(cfg, tmp_path)
+    assert sorted(s.method for s in specs if s.kind == "proxy") == ["acodm", "acodm-paper", "acodm-reference", "sac"]
+    prx, tgt = proxy_config(cfg, 0, "acodm"), target_config(cfg, "acodm", 0, policy="/p")
+    assert prx.model.hidden_size < tgt.model.hidden_size
+    assert tgt.train.grad_accum >= 7 and (prx.train.coverage, tgt.train.coverage) == ("weighted", "weighted")
+    assert prx.rl.iterations * prx.rl.min_sample_timesteps_per_iteration >= 2000  # thousands of transitions

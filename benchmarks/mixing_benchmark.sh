@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The mixing benchmark of BENCHMARKS.md ("Mixing benchmark"), every setting, resumable: rerun the same
+# command and finished runs are read back (jobs/compare.py --resume). About 40-60 min per setting on
+# 2 quiet CPU cores; run one setting at a time:
+#   bash benchmarks/mixing_benchmark.sh main|ablations|decoys|merged [extra --set ...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+export OMP_NUM_THREADS=1  # one thread per Ray worker; more only oversubscribes the 2 cores
+OUT=${OUT:-results}
+setting=${1:?usage: mixing_benchmark.sh main|ablations|decoys|merged}; shift
+common=(--config configs/bench.yaml --output-dir "$OUT")
+resume=()
+case "$setting" in
+  main)
+    [ -d "$OUT/bench-main" ] && resume=(--resume)
+    $PY jobs/compare.py "${common[@]}" --name bench-main "${resume[@]}" "$@" ;;
+  ablations)
+    [ -d "$OUT/bench-ablations" ] && resume=(--resume)
+    $PY jobs/compare.py "${common[@]}" --name bench-ablations --seeds 3 "${resume[@]}" \
+      --methods uniform,odm,odm-exp3,acodm,acodm-iid,acodm-zscore,acodm-meanq,acodm-noguard,acodm-paperwarmup,ppo "$@" ;;
+  decoys)
+    $PY benchmarks/derived_corpus.py decoys
+    [ -d "$OUT/bench-decoys" ] && resume=(--resume)
+    $PY jobs/compare.py "${common[@]}" --name bench-decoys --seeds 3 "${resume[@]}" \
+      --set corpus.path=debian-v1-decoys --set train.grad_accum=10 \
+      --set 'train.eval_domains=[python_code,dictionary,c_headers,manuals,literature,latex,legal]' \
+      --methods uniform,odm,alignment,acodm-reference,acodm-paper,acodm "$@" ;;
+  merged)
+    $PY benchmarks/derived_corpus.py merged
+    [ -d "$OUT/bench-merged" ] && resume=(--resume)
+    $PY jobs/compare.py "${common[@]}" --name bench-merged --seeds 3 "${resume[@]}" \
+      --set corpus.path=debian-v1-merged \
+      --methods uniform,odm,alignment,acodm-reference,acodm-paper,acodm "$@" ;;
+  *) echo "unknown setting $setting; choose main, ablations, decoys or merged" >&2; exit 2 ;;
+esac
