@@ -257,6 +257,10 @@ class ResultLogger:
             config=params or {}, rank_zero_only=True, project=self.tracking.wandb_project,
             mode=self.tracking.wandb_mode, dir=str(self.run_dir.resolve()),
             trial_id=run_id, trial_name=self.run_name,
+            # Ray's helper asks for reinit=True, which finishes every other run of this process:
+            # `jobs/compare.py` finishes several targets at once on driver threads, and one opening
+            # its run would end another's mid-upload. Each logger holds its own run object instead.
+            reinit="create_new",
         )
         self._ids["wandb_run_id"] = run_id
         return run

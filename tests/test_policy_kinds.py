@@ -193,6 +193,16 @@ def test_actor_files_without_kind_still_load(tmp_path):
     assert ActorMixer(out, DOMAINS, 12).name == "acodm"
 
 
+def test_the_same_weights_give_the_same_bytes(tmp_path):
+    """Reproducible runs can be checked by hash: saving one actor again writes identical files
+    (safetensors orders its metadata map arbitrarily, so it must hold a single key)."""
+    torch.manual_seed(0)
+    actor = Actor(12, 3, 16, 2)
+    files = [save_policy(tmp_path / f"p{i}", actor, DOMAINS, spec(), {"seed": 0}) for i in range(8)]
+    for name in (WEIGHTS_FILE, META_FILE):
+        assert len({(f / name).read_bytes() for f in files}) == 1, name
+
+
 def test_kind_specific_keys_are_required(tmp_path):
     out = save_trajectory_policy(tmp_path / "traj", schedule(3), DOMAINS, spec(), {})
     _edit_meta(out, num_steps=None)

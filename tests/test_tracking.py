@@ -137,3 +137,20 @@ def test_wandb_offline_run_needs_no_account_and_resumes_the_same_run(tmp_path, m
     assert {p.name.rsplit("-", 1)[1] for p in offline} == {run_id}
     for session in offline:
         assert b"loss" in (session / f"run-{run_id}.wandb").read_bytes()  # the metric was recorded
+
+
+def test_wandb_runs_open_at_once_in_one_process_do_not_end_each_other(tmp_path, monkeypatch):
+    """`jobs/compare.py` finishes several targets at once on threads of one driver: opening a run
+    must not finish another logger's run (wandb's reinit=True would, and its upload then fails)."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg = load_config(None, ["tracking.wandb=true", "tracking.tensorboard=false"])
+    (tmp_path / "a.txt").write_text("a")
+    with ResultLogger(cfg, tmp_path / "first") as first:
+        with ResultLogger(cfg, tmp_path / "second") as second:
+            second.log({"loss": 1.0}, step=1)
+        first.log({"loss": 2.0}, step=1)
+        assert first.log_artifacts({"notes": tmp_path / "a.txt"}) == ["notes"]
+    for name in ("first", "second"):
+        run_id = json.loads((tmp_path / name / "tracking.json").read_text())["wandb_run_id"]
+        (session,) = (tmp_path / name / "wandb").glob(f"offline-run-*-{run_id}")
+        assert b"loss" in (session / f"run-{run_id}.wandb").read_bytes()

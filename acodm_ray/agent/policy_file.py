@@ -63,7 +63,9 @@ def _write(out_dir: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": FORMAT_NAME, "kind": meta["kind"]})
+    # One metadata key: safetensors writes its metadata from an unordered map, so two keys come out
+    # in either order and the same weights would not give the same bytes. The kind is in policy.json.
+    save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
     (out / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
     return out
 
