@@ -41,7 +41,7 @@ def env_config_for(cfg: ExperimentConfig, algo: str, max_decisions: int) -> dict
 LEARNER_KEYS = {  # iterations.jsonl name -> the learner's metric (AC-ODM's learner logs all of them)
     "learner_updates": "num_updates", "actor_loss": "actor_loss", "critic_loss": "critic_loss",
     "td_error": "mean_abs_td_error", "actor_grad_norm": "actor_grad_norm", "critic_grad_norm": "critic_grad_norm",
-    "policy_entropy": "weight_entropy", "in_warmup": "in_warmup",
+    "policy_entropy": "weight_entropy", "value_spread": "value_spread", "in_warmup": "in_warmup",
 }
 
 

@@ -429,3 +429,11 @@ def test_lr_points_hand_computed():
     assert pts == [[0, 0.1], [10, 1.0], [55, pytest.approx(0.55)], [100, pytest.approx(0.1)]]
     assert lr_at(pts, 5) == pytest.approx(0.55) and lr_at(pts, 1000) == pytest.approx(0.1)
     assert lr_points(AgentConfig(lr_schedule="constant"), 3e-4, 100) == [[0, 3e-4]]
+
+
+def test_value_spread_is_the_range_of_per_step_domain_values():
+    """(1 - gamma) mean_b Q_i(s_b, pi(s_b)), max minus min over domains, by hand on the linear nets."""
+    critic, actor = LinearCritic(WS, WA), SoftmaxActor(W_ACTOR)
+    q = OBS @ WS + np_softmax(OBS @ W_ACTOR) @ WA  # (B, K)
+    values = (1.0 - GAMMA) * q.mean(axis=0)
+    assert ddpg.value_spread(actor, critic, t(OBS), GAMMA) == pytest.approx(values.max() - values.min(), rel=1e-12)

@@ -254,5 +254,9 @@ def test_proxy_stage_is_bit_reproducible(ray_session, tmp_path):
     assert a == b
     first = iterations(tmp_path / "a")[-1]
     assert first["learner_updates"] and first["learner_updates"] > 4  # the learner really replayed batches
+    from policies.run import LEARNER_KEYS
+
+    assert set(LEARNER_KEYS) <= set(first), sorted(set(LEARNER_KEYS) - set(first))  # every diagnostic reaches the JSONL
+    assert first["value_spread"] >= 0.0
     assert proxy_rl.main(args + ["--name", "c", "--set", "train.seed=1"]) == 0
     assert (tmp_path / "c" / "policy" / "actor.safetensors").read_bytes() != a  # the seed matters

@@ -150,6 +150,17 @@ def td_error(
 
 
 @torch.no_grad()
+def value_spread(actor: nn.Module, critic: nn.Module, obs: torch.Tensor, gamma: float) -> float:
+    """max_i - min_i of the per-step domain values (1 - gamma) mean_b Q_i(s_b, pi(s_b)) (a
+    diagnostic; no gradient). The "weighted" actor's optimum is a softmax of these values at
+    temperature entropy_coef, so it weighs the best domain exp(spread / entropy_coef) times the
+    worst: a spread far below entropy_coef means the critic gives the actor no reason to leave
+    uniform."""
+    values = (1.0 - gamma) * critic(obs, actor(obs)).mean(dim=0)
+    return float(values.max() - values.min())
+
+
+@torch.no_grad()
 def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
     """Polyak averaging target <- tau online + (1 - tau) target; tau = 1 is an exact hard copy."""
     if not 0.0 <= tau <= 1.0:

@@ -176,7 +176,8 @@ class OnlineACODM(Mixer):
                            b["rewards"], b["next_obs"], b["dones"], gamma)
         self.last_losses = {"actor_loss": a_loss.item(), "critic_loss": c_loss.item(), "warmup": float(warmup),
                             "td_error": td, "actor_grad_norm": grad_norm, "weight_entropy": entropy,
-                            "actor_lr": self.actor_opt.param_groups[0]["lr"]}
+                            "actor_lr": self.actor_opt.param_groups[0]["lr"],
+                            "value_spread": ddpg.value_spread(self.actor, self.critic, b["obs"], gamma)}
         return self.last_losses
 
     # ------------------------------------------------------------------ checkpoints

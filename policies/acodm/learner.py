@@ -26,7 +26,7 @@ from ray.rllib.utils.metrics import ALL_MODULES, NUM_TARGET_UPDATES
 from ray.rllib.utils.typing import ModuleID, ParamDict, TensorType
 
 from acodm_ray.agent import ddpg
-from policies.acodm.rl_module import ACTOR_LOSS, CRITIC_LOSS, IN_WARMUP, TD_ERROR, WEIGHT_ENTROPY, ACODMTorchRLModule
+from policies.acodm.rl_module import ACTOR_LOSS, CRITIC_LOSS, IN_WARMUP, TD_ERROR, VALUE_SPREAD, WEIGHT_ENTROPY, ACODMTorchRLModule
 
 ACTOR_OPTIM = "actor"
 CRITIC_OPTIM = "critic"
@@ -102,6 +102,7 @@ class ACODMTorchLearner(TorchLearner):
                 "in_warmup": float(fwd_out[IN_WARMUP]),
                 "mean_abs_td_error": float(fwd_out[TD_ERROR]),  # not "td_error": DQN reads that key
                 "weight_entropy": float(fwd_out[WEIGHT_ENTROPY]),
+                "value_spread": float(fwd_out[VALUE_SPREAD]),
             },
             key=module_id,
             window=1,

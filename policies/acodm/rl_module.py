@@ -32,6 +32,7 @@ CRITIC_LOSS = "critic_loss"
 IN_WARMUP = "in_warmup"
 TD_ERROR = "td_error"
 WEIGHT_ENTROPY = "weight_entropy"
+VALUE_SPREAD = "value_spread"
 
 # The AgentConfig fields the module reads from its model_config (ACODMConfig puts them there).
 AGENT_MODEL_KEYS = ("actor_hidden", "actor_layers", "critic_hidden", "critic_layers", "exploration_noise",
@@ -133,4 +134,6 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
             entropy = ddpg.entropy(self.actor(obs)).mean()
         td = ddpg.td_error(self.critic, self.target_actor, self.target_critic, obs, actions, rewards,
                            next_obs, dones, gamma)
-        return {ACTOR_LOSS: a_loss, CRITIC_LOSS: c_loss, IN_WARMUP: warm, TD_ERROR: td, WEIGHT_ENTROPY: entropy}
+        spread = ddpg.value_spread(self.actor, self.critic, obs, gamma)
+        return {ACTOR_LOSS: a_loss, CRITIC_LOSS: c_loss, IN_WARMUP: warm, TD_ERROR: td, WEIGHT_ENTROPY: entropy,
+                VALUE_SPREAD: spread}
