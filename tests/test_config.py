@@ -31,6 +31,7 @@ def test_overrides_and_defaults():
         (["train.steps=0"], "train.steps must be positive"),
         (["model.num_heads=3"], "divisible"),
         (["mixer.odm_variant=ucb"], "odm_variant"),
+        (["agent.value_units=episode"], r"agent.value_units must be one of \['horizon', 'relative'\]"),
         (["train"], "must look like section.key=value"),
     ],
 )

@@ -437,3 +437,30 @@ def test_value_spread_is_the_range_of_per_step_domain_values():
     q = OBS @ WS + np_softmax(OBS @ W_ACTOR) @ WA  # (B, K)
     values = (1.0 - GAMMA) * q.mean(axis=0)
     assert ddpg.value_spread(actor, critic, t(OBS), GAMMA) == pytest.approx(values.max() - values.min(), rel=1e-12)
+
+
+def test_relative_value_units_divide_by_the_mean_absolute_value():
+    """value_units "relative": v = Q / mean_{b,i} |Q| (a constant scale), so the loss and the spread
+    do not change when the critic's values are all multiplied by 7 (a critic at another horizon)."""
+    actor, critic = SoftmaxActor(W_ACTOR), LinearCritic(WS, WA)
+    pi = np_softmax(OBS @ W_ACTOR)
+    q = OBS @ WS + pi @ WA
+    v = q / np.abs(q).mean()
+    h = -(pi * np.log(pi)).sum(axis=1)
+    loss = ddpg.actor_loss(actor, critic, t(OBS), "weighted", entropy_coef=0.3, gamma=0.9, value_units="relative")
+    assert loss.item() == pytest.approx(-np.mean((pi * v).sum(axis=1) + 0.3 * h), rel=1e-12)
+    spread = ddpg.value_spread(actor, critic, t(OBS), 0.9, "relative")
+    assert spread == pytest.approx(v.mean(axis=0).max() - v.mean(axis=0).min(), rel=1e-12)
+    scaled = LinearCritic(7.0 * WS, 7.0 * WA)
+    assert ddpg.actor_loss(actor, scaled, t(OBS), "weighted", 0.3, 0.9, "relative").item() == pytest.approx(loss.item())
+    assert ddpg.value_spread(actor, scaled, t(OBS), 0.9, "relative") == pytest.approx(spread)
+    # the scale is a constant: the actor's gradient is the one of sum_i pi_i Q_i / c with c fixed
+    fixed = SoftmaxActor(W_ACTOR)
+    c = float(np.abs(q).mean())
+    (-(fixed(t(OBS)) * ddpg.q_frozen(critic, t(OBS), fixed(t(OBS)))).sum(dim=-1).mean() / c
+     - 0.3 * ddpg.entropy(fixed(t(OBS))).mean()).backward()
+    actor.w.grad = None
+    ddpg.actor_loss(actor, critic, t(OBS), "weighted", 0.3, 0.9, "relative").backward()
+    assert torch.allclose(actor.w.grad, fixed.w.grad, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="unknown value units"):
+        ddpg.per_step_values(t(q), 0.9, "per_episode")

@@ -303,3 +303,19 @@ def test_connector_demands_vector_scores():
                                  len_lookback_buffer=0)
     with pytest.raises(KeyError, match="scores"):
         AddVectorRewardsAndExecutedActions()(rl_module=None, batch={}, episodes=[episode])
+
+
+def test_every_agent_switch_reaches_the_rl_module():
+    """Each AgentConfig field the module reads (AGENT_MODEL_KEYS) arrives in its model_config with
+    the config's value, not the default: a switch dropped on the way would silently train the default."""
+    from policies.acodm.rl_module import AGENT_MODEL_KEYS, DEFAULT_MODEL_CONFIG
+
+    changed = dataclasses.replace(AGENT, gamma=0.5, actor_objective="mean", weight_floor=0.02, entropy_coef=0.3,
+                                  value_units="relative", imitate_odm_only=False, freeze_actor=True,
+                                  exploration_noise=0.01)
+    cfg = build_algo_config("acodm", ToyMixEnv, ENV_CONFIG, changed, RLConfig(), seed=0, warmup_updates=7)
+    model = cfg.model_config
+    expected = {key: getattr(changed, key) for key in AGENT_MODEL_KEYS if key != "warmup_updates"}
+    assert {key: model[key] for key in expected} == expected
+    assert model["warmup_updates"] == 7
+    assert all(model[key] != DEFAULT_MODEL_CONFIG[key] for key in ("value_units", "entropy_coef", "freeze_actor"))

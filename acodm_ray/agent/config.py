@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 ACTOR_OBJECTIVES = ("weighted", "mean")
+VALUE_UNITS = ("horizon", "relative")  # of the actor's values: ddpg.per_step_values
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -36,7 +37,9 @@ class AgentConfig:
     # "mean" (paper): -mean_i Q_i, which does not depend on how the weights are spread
     actor_objective: str = "weighted"
     weight_floor: float = 0.01  # the actor outputs (1 - K floor) softmax + floor: no domain starves
-    entropy_coef: float = 1.0  # actor loss -[(1 - gamma) sum_i pi_i Q_i + coef H(pi)]: a soft-greedy mix
+    entropy_coef: float = 1.0  # actor loss -[sum_i pi_i v_i + coef H(pi)]: a soft-greedy mix
+    # the units of v (ddpg.per_step_values): "horizon" (1 - gamma) Q, "relative" Q / mean |Q|
+    value_units: str = "horizon"
     warmup_updates: int | None = 100  # imitation updates after learning starts; None (paper): one per warm-up decision
     imitate_odm_only: bool = True  # imitate only transitions ODM chose (paper: every replayed row)
     lr_schedule: str = "cosine"  # "cosine": linear warm-up then cosine decay of both lrs (the reference's
@@ -57,6 +60,8 @@ def check_agent(cfg: AgentConfig, num_domains: int | None = None) -> None:
     """Range checks; with `num_domains`, also that the floor leaves room for the softmax."""
     if cfg.actor_objective not in ACTOR_OBJECTIVES:
         raise ValueError(f"agent.actor_objective must be one of {list(ACTOR_OBJECTIVES)}, got {cfg.actor_objective!r}")
+    if cfg.value_units not in VALUE_UNITS:
+        raise ValueError(f"agent.value_units must be one of {list(VALUE_UNITS)}, got {cfg.value_units!r}")
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"agent.lr_schedule must be one of {list(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
     if cfg.weight_floor < 0 or cfg.entropy_coef < 0:

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from acodm_ray.agent.config import VALUE_UNITS
+
 
 def _done_mask(dones: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(B,) or (B, 1) terminal flags -> (B, 1) float mask of 1 - done."""
@@ -76,6 +78,22 @@ def entropy(weights: torch.Tensor) -> torch.Tensor:
     return -(weights * torch.log(weights.clamp_min(1e-12))).sum(dim=-1)
 
 
+def per_step_values(q: torch.Tensor, gamma: float, units: str = "horizon") -> torch.Tensor:
+    """The critic's values (B, K) in the units the entropy temperature is measured in.
+
+    "horizon": (1 - gamma) Q, the per-step reward of a critic that has learnt the whole discounted
+    sum. A critic still short of it (Q near r after a few thousand updates with slow target networks)
+    gives values (1 - gamma) times too small, and any temperature then keeps the mix uniform.
+    "relative": Q / mean_{b,i} |Q| (the scale is a constant, no gradient): values in units of the
+    batch's typical value, whatever horizon the critic has learnt so far; with rewards scaled to
+    mean |s| = 1 (signals.RunningScale) this is the per-step score again once the critic converges."""
+    if units == "horizon":
+        return (1.0 - gamma) * q
+    if units == "relative":
+        return q / q.detach().abs().mean().clamp_min(1e-12)
+    raise ValueError(f"unknown value units {units!r}; choose one of {list(VALUE_UNITS)}")
+
+
 def actor_loss(
     actor: nn.Module,
     critic: nn.Module,
@@ -83,21 +101,22 @@ def actor_loss(
     objective: str = "mean",
     entropy_coef: float = 0.0,
     gamma: float = 0.0,
+    value_units: str = "horizon",
 ) -> torch.Tensor:
     """The actor's loss; the critic is not updated by it (its parameters are detached).
 
     objective "mean" (the paper): -mean_i Q_i(s, pi(s)) over batch and domains. With z-scored
     rewards that sum to 0 its target is action-independent, and it ignores how pi spreads weight.
-    objective "weighted": -sum_i pi_i Q_i(s, pi(s)), the value of the scalar reward
-    r = sum_i w_i s_i, scaled by (1 - gamma) to per-step units, minus `entropy_coef` H(pi): its
-    optimum over the simplex is a softmax of the per-step values at temperature `entropy_coef`
-    instead of a vertex."""
+    objective "weighted": -sum_i pi_i v_i with v = per_step_values(Q(s, pi(s)), gamma, value_units),
+    the value of the scalar reward r = sum_i w_i s_i in per-step units, minus `entropy_coef` H(pi):
+    its optimum over the simplex is a softmax of the values at temperature `entropy_coef` instead
+    of a vertex."""
     weights = actor(obs)
     q = q_frozen(critic, obs, weights)
     if objective == "mean":
         value = q.mean(dim=-1)
     elif objective == "weighted":
-        value = (1.0 - gamma) * (weights * q).sum(dim=-1)
+        value = (weights * per_step_values(q, gamma, value_units)).sum(dim=-1)
     else:
         raise ValueError(f"unknown actor objective {objective!r}; choose weighted or mean")
     return -(value + entropy_coef * entropy(weights)).mean()
@@ -150,13 +169,14 @@ def td_error(
 
 
 @torch.no_grad()
-def value_spread(actor: nn.Module, critic: nn.Module, obs: torch.Tensor, gamma: float) -> float:
-    """max_i - min_i of the per-step domain values (1 - gamma) mean_b Q_i(s_b, pi(s_b)) (a
-    diagnostic; no gradient). The "weighted" actor's optimum is a softmax of these values at
+def value_spread(actor: nn.Module, critic: nn.Module, obs: torch.Tensor, gamma: float,
+                 value_units: str = "horizon") -> float:
+    """max_i - min_i of the per-step domain values mean_b v_i(s_b, pi(s_b)), v as the actor sees
+    them (`per_step_values`; a diagnostic, no gradient). The "weighted" actor's optimum is a softmax of these values at
     temperature entropy_coef, so it weighs the best domain exp(spread / entropy_coef) times the
     worst: a spread far below entropy_coef means the critic gives the actor no reason to leave
     uniform."""
-    values = (1.0 - gamma) * critic(obs, actor(obs)).mean(dim=0)
+    values = per_step_values(critic(obs, actor(obs)), gamma, value_units).mean(dim=0)
     return float(values.max() - values.min())
 
 

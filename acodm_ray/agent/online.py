@@ -158,7 +158,7 @@ class OnlineACODM(Mixer):
             a_loss = ddpg.imitation_loss(self.actor, b["obs"], b["actions"], rows)
         else:
             a_loss = ddpg.actor_loss(self.actor, self.critic, b["obs"], self.cfg.actor_objective,
-                                     self.cfg.entropy_coef, gamma)
+                                     self.cfg.entropy_coef, gamma, self.cfg.value_units)
         self.actor_opt.zero_grad(set_to_none=True)
         grad_norm = 0.0
         if not self.cfg.freeze_actor and a_loss.requires_grad:
@@ -177,7 +177,8 @@ class OnlineACODM(Mixer):
         self.last_losses = {"actor_loss": a_loss.item(), "critic_loss": c_loss.item(), "warmup": float(warmup),
                             "td_error": td, "actor_grad_norm": grad_norm, "weight_entropy": entropy,
                             "actor_lr": self.actor_opt.param_groups[0]["lr"],
-                            "value_spread": ddpg.value_spread(self.actor, self.critic, b["obs"], gamma)}
+                            "value_spread": ddpg.value_spread(self.actor, self.critic, b["obs"], gamma,
+                                                             self.cfg.value_units)}
         return self.last_losses
 
     # ------------------------------------------------------------------ checkpoints

@@ -55,6 +55,7 @@ class ACODMConfig(SACConfig):
         self.actor_objective = _PAPER.actor_objective
         self.weight_floor = _PAPER.weight_floor
         self.entropy_coef = _PAPER.entropy_coef
+        self.value_units = _PAPER.value_units
         self.imitate_odm_only = _PAPER.imitate_odm_only
         self.freeze_actor = _PAPER.freeze_actor
         # The softmax output is already a valid Box(0, 1) action: no [-1, 1] unsquashing/clipping.
@@ -74,6 +75,7 @@ class ACODMConfig(SACConfig):
         actor_objective: str | None = NotProvided,
         weight_floor: float | None = NotProvided,
         entropy_coef: float | None = NotProvided,
+        value_units: str | None = NotProvided,
         imitate_odm_only: bool | None = NotProvided,
         freeze_actor: bool | None = NotProvided,
         **kwargs: Any,
@@ -92,6 +94,7 @@ class ACODMConfig(SACConfig):
             ("actor_objective", actor_objective),
             ("weight_floor", weight_floor),
             ("entropy_coef", entropy_coef),
+            ("value_units", value_units),
             ("imitate_odm_only", imitate_odm_only),
             ("freeze_actor", freeze_actor),
         ):
@@ -211,6 +214,7 @@ def acodm_config_from(
         actor_objective=agent_cfg.actor_objective,
         weight_floor=agent_cfg.weight_floor,
         entropy_coef=agent_cfg.entropy_coef,
+        value_units=agent_cfg.value_units,
         imitate_odm_only=agent_cfg.imitate_odm_only,
         freeze_actor=agent_cfg.freeze_actor,
     )

@@ -37,7 +37,7 @@ VALUE_SPREAD = "value_spread"
 # The AgentConfig fields the module reads from its model_config (ACODMConfig puts them there).
 AGENT_MODEL_KEYS = ("actor_hidden", "actor_layers", "critic_hidden", "critic_layers", "exploration_noise",
                     "gamma", "warmup_updates", "actor_objective", "weight_floor", "entropy_coef",
-                    "imitate_odm_only", "freeze_actor")
+                    "value_units", "imitate_odm_only", "freeze_actor")
 _DEFAULTS = AgentConfig()
 DEFAULT_MODEL_CONFIG: dict[str, Any] = {key: getattr(_DEFAULTS, key) for key in AGENT_MODEL_KEYS}
 DEFAULT_MODEL_CONFIG["warmup_updates"] = 0
@@ -126,7 +126,7 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
             c_loss = ddpg.critic_loss(self.critic, self.target_actor, self.target_critic, obs, actions, rewards,
                                       next_obs, dones, gamma)
             a_loss = ddpg.actor_loss(self.actor, self.critic, obs, cfg["actor_objective"],
-                                     float(cfg["entropy_coef"]), gamma)
+                                     float(cfg["entropy_coef"]), gamma, cfg["value_units"])
             warm = False
         if cfg["freeze_actor"]:  # the reference's behaviour: the actor keeps its initialisation
             a_loss = a_loss.detach()
@@ -134,6 +134,6 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
             entropy = ddpg.entropy(self.actor(obs)).mean()
         td = ddpg.td_error(self.critic, self.target_actor, self.target_critic, obs, actions, rewards,
                            next_obs, dones, gamma)
-        spread = ddpg.value_spread(self.actor, self.critic, obs, gamma)
+        spread = ddpg.value_spread(self.actor, self.critic, obs, gamma, cfg["value_units"])
         return {ACTOR_LOSS: a_loss, CRITIC_LOSS: c_loss, IN_WARMUP: warm, TD_ERROR: td, WEIGHT_ENTROPY: entropy,
                 VALUE_SPREAD: spread}
