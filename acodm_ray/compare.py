@@ -115,6 +115,8 @@ METHODS: dict[str, Method] = {
                            {"signals": {"score": "paper"}}),
     "acodm-noguard": Method("ablation: acodm without the weight floor and the entropy term", "proxy",
                             {"agent": {"weight_floor": 0.0, "entropy_coef": 0.0}}),
+    "acodm-horizon": Method("ablation: acodm with the critic's values in per-step units (1 - gamma) Q instead of "
+                            "relative to their mean magnitude", "proxy", {"agent": {"value_units": "horizon"}}),
     "acodm-paperwarmup": Method("ablation: acodm with the paper's warm-up (one imitation update per warm-up "
                                 "decision, on every row) and a constant agent lr", "proxy",
                                 {"agent": {"warmup_updates": None, "imitate_odm_only": False, "lr_schedule": "constant"}}),
