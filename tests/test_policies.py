@@ -249,6 +249,12 @@ def test_checkpoint_restore_continues(trained, tmp_path):
         # the lifetime counters the reports (and the env runners' schedules) are based on
         assert restored.metrics.peek(("env_runners", NUM_ENV_STEPS_SAMPLED_LIFETIME)) \
             == algo.metrics.peek(("env_runners", NUM_ENV_STEPS_SAMPLED_LIFETIME)) > 0
+        # the replay buffer came back, contents and sampler: the next batch is the one the original draws
+        old_buf, new_buf = algo.local_replay_buffer, restored.local_replay_buffer
+        assert new_buf.get_num_timesteps() == old_buf.get_num_timesteps() > 0
+        a, b = replay_sample(algo), replay_sample(restored)
+        assert [e.id_ for e in a] == [e.id_ for e in b]
+        assert all(np.array_equal(x.get_observations(), y.get_observations()) for x, y in zip(a, b))
         result = restored.train()
         assert result["training_iteration"] == algo.iteration + 1
         assert result["learners"][DEFAULT_MODULE_ID]["in_warmup"] == 0.0

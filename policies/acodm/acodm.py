@@ -161,14 +161,32 @@ class ACODMConfig(SACConfig):
         return {key: getattr(self, key) for key in AGENT_MODEL_KEYS}
 
 
+REPLAY_STATE = "acodm_replay_buffer"  # the replay buffer's key in a whole-algorithm checkpoint
+
+
 class ACODM(SAC):
     """DQN's off-policy training loop with the AC-ODM module and learner; its replay buffer samples
-    from a generator seeded with `config.seed` (policies/acodm/replay.py)."""
+    from a generator seeded with `config.seed` (policies/acodm/replay.py) and is part of the
+    algorithm's checkpoints (RLlib 2.60's new API stack leaves it out: a resumed proxy stage would
+    start from an empty buffer and replay other batches than an uninterrupted one)."""
 
     @classmethod
     @override(SAC)
     def get_default_config(cls) -> ACODMConfig:
         return ACODMConfig()
+
+    @override(SAC)
+    def get_state(self, components=None, *, not_components=None, **kwargs) -> dict[str, Any]:
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        if components is None and self.local_replay_buffer is not None:  # whole-algorithm state only
+            state[REPLAY_STATE] = self.local_replay_buffer.get_state()
+        return state
+
+    @override(SAC)
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        if REPLAY_STATE in state and self.local_replay_buffer is not None:
+            self.local_replay_buffer.set_state(state[REPLAY_STATE])
 
     @override(SAC)
     def _create_local_replay_buffer_if_necessary(self, config):
