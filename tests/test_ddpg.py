@@ -451,9 +451,10 @@ def test_relative_value_units_divide_by_the_mean_absolute_value():
     assert loss.item() == pytest.approx(-np.mean((pi * v).sum(axis=1) + 0.3 * h), rel=1e-12)
     spread = ddpg.value_spread(actor, critic, t(OBS), 0.9, "relative")
     assert spread == pytest.approx(v.mean(axis=0).max() - v.mean(axis=0).min(), rel=1e-12)
-    scaled = LinearCritic(7.0 * WS, 7.0 * WA)
-    assert ddpg.actor_loss(actor, scaled, t(OBS), "weighted", 0.3, 0.9, "relative").item() == pytest.approx(loss.item())
-    assert ddpg.value_spread(actor, scaled, t(OBS), 0.9, "relative") == pytest.approx(spread)
+    for factor in (7.0, 0.01):  # larger and smaller than 1: the scale is |Q|'s, not clipped at 1
+        scaled = LinearCritic(factor * WS, factor * WA)
+        assert ddpg.actor_loss(actor, scaled, t(OBS), "weighted", 0.3, 0.9, "relative").item() == pytest.approx(loss.item())
+        assert ddpg.value_spread(actor, scaled, t(OBS), 0.9, "relative") == pytest.approx(spread)
     # the scale is a constant: the actor's gradient is the one of sum_i pi_i Q_i / c with c fixed
     fixed = SoftmaxActor(W_ACTOR)
     c = float(np.abs(q).mean())
@@ -464,3 +465,15 @@ def test_relative_value_units_divide_by_the_mean_absolute_value():
     assert torch.allclose(actor.w.grad, fixed.w.grad, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="unknown value units"):
         ddpg.per_step_values(t(q), 0.9, "per_episode")
+
+
+def test_imitation_of_a_single_odm_row_and_td_error_of_an_unscored_batch():
+    """One ODM row: its error alone (divided by 1, not more). No scored entry at all: td_error 0."""
+    actor = SoftmaxActor(W_ACTOR)
+    odm = np.array([[0.6, 0.4], [0.1, 0.9], [0.5, 0.5]])
+    per_row = np.mean((np_softmax(OBS @ W_ACTOR) - odm) ** 2, axis=1)
+    assert ddpg.imitation_loss(actor, t(OBS), t(odm), t(np.array([0.0, 1.0, 0.0]))).item() == pytest.approx(per_row[1])
+    critic, target_critic, target_actor = LinearCritic(WS, WA), LinearCritic(TWS, TWA), SoftmaxActor(TW_ACTOR)
+    unscored = np.full_like(REWARDS, np.nan)
+    assert ddpg.td_error(critic, target_actor, target_critic, t(OBS), t(ACTIONS), t(unscored), t(NEXT_OBS),
+                         t(DONES), GAMMA) == 0.0

@@ -78,7 +78,7 @@ def entropy(weights: torch.Tensor) -> torch.Tensor:
     return -(weights * torch.log(weights.clamp_min(1e-12))).sum(dim=-1)
 
 
-def per_step_values(q: torch.Tensor, gamma: float, units: str = "horizon") -> torch.Tensor:
+def per_step_values(q: torch.Tensor, gamma: float, units: str) -> torch.Tensor:
     """The critic's values (B, K) in the units the entropy temperature is measured in.
 
     "horizon": (1 - gamma) Q, the per-step reward of a critic that has learnt the whole discounted
