@@ -127,3 +127,12 @@ def test_coverage_needs_a_micro_batch_per_domain():
         make_sampler().allocate(np.full(3, 1 / 3), 2, "weighted")
     with pytest.raises(ValueError, match="unknown coverage 'all'"):
         make_sampler().allocate(np.full(3, 1 / 3), 3, "all")
+
+
+def test_effective_mix_counts_a_domain_without_micro_batches_and_coverage_at_m_equal_k():
+    """A domain the plan never drew (the last one here) still has its 0 in the mix; with exactly one
+    micro-batch per domain (M = K) weighted coverage works and trains each domain once."""
+    np.testing.assert_allclose(effective_mix(np.array([0, 0, 1]), np.full(3, 1 / 3), 3), [2 / 3, 1 / 3, 0.0])
+    plan, lam = make_sampler().allocate(np.array([0.5, 0.3, 0.2]), 3, "weighted")
+    np.testing.assert_array_equal(plan, [0, 1, 2])
+    np.testing.assert_allclose(lam, [0.5, 0.3, 0.2])

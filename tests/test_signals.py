@@ -169,3 +169,21 @@ def test_trainer_paper_scores_equal_per_domain_autograd(corpus, score):
         assert all(np.isnan(signals.scores[i]) for i in unsampled)
     counts = np.array([len(per_domain.get(i, [])) for i in range(3)]) * cfg.train.micro_batch_size
     np.testing.assert_array_equal(signals.counts, counts)
+
+
+def test_total_alignment_of_one_domain_in_float64_and_running_scale_edges():
+    """One sampled domain scores its squared norm (not NaN); float32 gradients are summed in float64
+    (matches a float64 brute force to 1e-12). RunningScale: beta = 1 is refused, negative scores are
+    clipped at -clip, all-zero scores give zeros (not 0/0), and a scale below 1 still divides."""
+    g = np.array([[0.1, 0.2, 0.3], [1.0, 1.0, 1.0]], dtype=np.float32)
+    s = total_alignment(torch.tensor(g), torch.tensor([True, False]))
+    assert s[0] == pytest.approx(float((g[0].astype(np.float64) ** 2).sum()), rel=1e-12) and np.isnan(s[1])
+    rng = np.random.default_rng(0)
+    many = rng.normal(size=(4, 1000)).astype(np.float32)
+    brute = many.astype(np.float64) @ many.astype(np.float64).sum(axis=0)
+    np.testing.assert_allclose(total_alignment(torch.tensor(many), torch.ones(4, dtype=torch.bool)), brute, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"beta must be in \[0, 1\), got 1.0"):
+        RunningScale(beta=1.0)
+    np.testing.assert_allclose(RunningScale(beta=0.0, clip=1.5)(np.array([-10.0, 1.0])), [-1.5, 1 / 5.5])
+    np.testing.assert_array_equal(RunningScale(beta=0.0)(np.zeros(3)), np.zeros(3))
+    np.testing.assert_allclose(RunningScale(beta=0.0)(np.array([0.01, 0.03])), [0.5, 1.5])  # scale 0.02
