@@ -187,3 +187,14 @@ def test_total_alignment_of_one_domain_in_float64_and_running_scale_edges():
     np.testing.assert_allclose(RunningScale(beta=0.0, clip=1.5)(np.array([-10.0, 1.0])), [-1.5, 1 / 5.5])
     np.testing.assert_array_equal(RunningScale(beta=0.0)(np.zeros(3)), np.zeros(3))
     np.testing.assert_allclose(RunningScale(beta=0.0)(np.array([0.01, 0.03])), [0.5, 1.5])  # scale 0.02
+
+
+def test_state_is_float32_and_clipped_at_the_trackers_own_z_clip():
+    """The observation space is float32 (also the initial state), and z_clip is the tracker's, not
+    znorm_clip's default: with z_clip 0.5 no feature but progress leaves [-0.5, 0.5]."""
+    tracker = StateTracker(3, 2, progress_scale=1.0, z_clip=0.5)
+    assert tracker.initial().dtype == np.float32 and tracker.initial().shape == (state_dim(3, 2),)
+    s = tracker.build(np.array([1.0, 2.0, 9.0]), np.array([1, 1, 6]), np.array([1.0, 5.0]),
+                      np.array([0.1, 0.2]), progress=0.5)
+    assert s.dtype == np.float32
+    assert np.abs(s[:-1]).max() == np.float32(0.5) and s[-1] == np.float32(0.5)
