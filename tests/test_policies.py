@@ -317,7 +317,7 @@ def test_every_agent_switch_reaches_the_rl_module():
     from policies.acodm.rl_module import AGENT_MODEL_KEYS, DEFAULT_MODEL_CONFIG
 
     changed = dataclasses.replace(AGENT, gamma=0.5, actor_objective="mean", weight_floor=0.02, entropy_coef=0.3,
-                                  value_units="relative", imitate_odm_only=False, freeze_actor=True,
+                                  value_units="horizon", imitate_odm_only=False, freeze_actor=True,
                                   exploration_noise=0.01)
     cfg = build_algo_config("acodm", ToyMixEnv, ENV_CONFIG, changed, RLConfig(), seed=0, warmup_updates=7)
     model = cfg.model_config
