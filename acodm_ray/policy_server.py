@@ -69,6 +69,7 @@ class MixerSpec:
     total_steps: int = 1
     seed: int = 0
     progress_scale: float | None = None  # signals.progress_scale of the run (checked against a policy's)
+    state_spec: dict[str, Any] | None = None  # the run's state spec: refusals then name both state layouts
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -96,7 +97,7 @@ def check_spec(spec: MixerSpec) -> dict[str, Any] | None:
     if spec.kind != "policy":
         return None
     _, meta = load_policy(spec.policy_dir)
-    check_policy_matches(meta, spec.domains, spec.state_dim, spec.progress_scale)
+    check_policy_matches(meta, spec.domains, spec.state_dim, spec.progress_scale, spec.state_spec)
     return meta
 
 
@@ -104,7 +105,7 @@ def build_server_mixer(spec: MixerSpec) -> Mixer:
     """The mixer a `MixerSpec` describes."""
     natural = np.asarray(spec.natural, dtype=np.float64)
     if spec.kind == "policy":
-        return ActorMixer(spec.policy_dir, spec.domains, spec.state_dim, spec.progress_scale)
+        return ActorMixer(spec.policy_dir, spec.domains, spec.state_dim, spec.progress_scale, spec.state_spec)
     if spec.kind == "mixer":
         return build_mixer(MixerConfig(**spec.mixer), spec.domains, natural)
     from acodm_ray.agent.online import OnlineACODM

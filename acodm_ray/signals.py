@@ -116,12 +116,75 @@ def loss_decrease_scores(previous: np.ndarray, losses: np.ndarray, z_clip: float
     return out
 
 
+def domain_means(sums: torch.Tensor | np.ndarray, counts: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Per-domain mean of a step's summed values (loss sums / counts); NaN where a domain has no
+    count, i.e. was not sampled (the mixers read NaN as "no observation", never as 0)."""
+    sums = np.asarray(sums, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.float64)
+    out = np.full(sums.shape, np.nan)
+    seen = counts > 0
+    out[seen] = sums[seen] / counts[seen]
+    return out
+
+
+def step_scores(mean_grads: torch.Tensor, sampled: torch.Tensor, score: str, score_clip: float, z_clip: float,
+                scale: "RunningScale") -> tuple[np.ndarray, np.ndarray]:
+    """(the paper's raw alignment scores, the reward vector under `signals.score`) from per-domain
+    mean gradients [K, P]. The raw scores are the paper's whatever the reward, so the alignment mixer
+    reads the same signal either way; "total" advances the running `scale`."""
+    raw, z = alignment_scores(mean_grads, sampled, score_clip, z_clip)
+    if score == "paper":
+        return raw, z
+    return raw, scale(total_alignment(mean_grads, sampled))
+
+
+class TrackedWeights:
+    """The state's weight features: the Frobenius norm of each tracked matrix and the norm of its
+    change since the previous read (docs/method.md, state groups 4 and 5). Keeps one snapshot per
+    matrix; `read()` returns both and moves the snapshots to the current weights."""
+
+    def __init__(self, params: list[torch.Tensor]) -> None:
+        self.params = list(params)
+        self.snapshots = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        norms = np.array([float(p.norm()) for p in self.params])
+        deltas = np.array([float((p - s).norm()) for p, s in zip(self.params, self.snapshots)])
+        for p, s in zip(self.params, self.snapshots):
+            s.copy_(p)
+        return norms, deltas
+
+    def state_dict(self) -> list[torch.Tensor]:
+        return [s.clone() for s in self.snapshots]
+
+    def load_state_dict(self, snapshots: list[torch.Tensor]) -> None:
+        if len(snapshots) != len(self.snapshots):
+            raise ValueError(f"{len(snapshots)} weight snapshots saved, {len(self.snapshots)} matrices tracked")
+        for s, saved in zip(self.snapshots, snapshots):
+            s.copy_(saved)
+
+
 STATE_LAYOUT = ["loss", "loss_change", "counts", "weight_norm", "weight_change_norm", "progress"]  # the groups, in order
 
 
 def state_dim(num_domains: int, num_tracked: int) -> int:
     """3K + 2L + 1 (docs/method.md)."""
     return 3 * num_domains + 2 * num_tracked + 1
+
+
+def make_state_spec(domains: list[str], tracked_names: list[str], progress_scale: float, z_clip: float) -> dict:
+    """What the state vector means; exported with a policy so that a run whose state means
+    something else is refused (`mixers.actor.check_policy_matches`)."""
+    return {
+        "domains": list(domains),
+        "num_tracked": len(tracked_names),
+        "tracked_params": list(tracked_names),
+        "dim": state_dim(len(domains), len(tracked_names)),
+        "layout": list(STATE_LAYOUT),
+        "progress_scale": progress_scale,
+        "z_clip": z_clip,
+    }
 
 
 class StateTracker:

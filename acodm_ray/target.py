@@ -73,7 +73,8 @@ from acodm_ray.policy_server import (
 )
 from acodm_ray.mixers import SCORE_MIXERS
 from acodm_ray.rundir import RunDirExistsError, prepare_run_dir, write_config, write_json
-from acodm_ray.train_step import Collective, NonFiniteLossError, load_checkpoint, save_checkpoint
+from acodm_ray.collective import TorchCollective, default_collective
+from acodm_ray.train_step import NonFiniteLossError, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -85,55 +86,6 @@ RAY_STORAGE_DIR = "ray_train"
 
 class TargetTrainingError(RuntimeError):
     """The Ray Train run failed (after its allowed restarts)."""
-
-
-# ---------------------------------------------------------------------- the collective
-
-
-class TorchCollective(Collective):
-    """`Collective` over torch.distributed (the process group Ray Train's TorchTrainer set up).
-
-    With nccl, CPU tensors (the trainer's per-domain sums) go through the worker's GPU."""
-
-    def __init__(self, device: torch.device | str = "cpu") -> None:
-        import torch.distributed as dist
-
-        self.dist = dist
-        self.world_size = dist.get_world_size()
-        self.rank = dist.get_rank()
-        self.comm_device = torch.device(device) if dist.get_backend() == "nccl" else torch.device("cpu")
-
-    def _apply(self, tensor: torch.Tensor, op) -> torch.Tensor:
-        if tensor.device == self.comm_device:
-            op(tensor)
-            return tensor
-        tmp = tensor.to(self.comm_device)
-        op(tmp)
-        tensor.copy_(tmp)
-        return tensor
-
-    def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
-        return self._apply(tensor, lambda t: self.dist.all_reduce(t, op=self.dist.ReduceOp.SUM))
-
-    def broadcast_(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
-        return self._apply(tensor, lambda t: self.dist.broadcast(t, src=src))
-
-    def same_on_all(self, tensor: torch.Tensor) -> bool:
-        """Whether `tensor` is bitwise the same on every rank (max and min across ranks agree)."""
-        hi, lo = tensor.clone(), tensor.clone()
-        self._apply(hi, lambda t: self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX))
-        self._apply(lo, lambda t: self.dist.all_reduce(t, op=self.dist.ReduceOp.MIN))
-        return bool(torch.equal(hi, lo))
-
-
-class LocalCollective(Collective):
-    """One worker: broadcasts and checks are no-ops."""
-
-    def broadcast_(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
-        return tensor
-
-    def same_on_all(self, tensor: torch.Tensor) -> bool:
-        return True
 
 
 # ---------------------------------------------------------------------- driver-side helpers
@@ -165,28 +117,21 @@ def state_spec_for(cfg: ExperimentConfig, vocab_size: int, eos_id: int, domains:
     from transformers import AutoModelForCausalLM
 
     from acodm_ray.model import build_hf_config, state_params
-    from acodm_ray.signals import STATE_LAYOUT, state_dim
+    from acodm_ray.signals import make_state_spec
 
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(build_hf_config(cfg.model, vocab_size, eos_id),
                                                  trust_remote_code=cfg.model.trust_remote_code)
     names = [n for n, _ in state_params(model, cfg.signals.param_suffix, cfg.signals.state_layers)]
-    return {
-        "domains": list(domains),
-        "num_tracked": len(names),
-        "tracked_params": names,
-        "dim": state_dim(len(domains), len(names)),
-        "layout": list(STATE_LAYOUT),
-        "progress_scale": cfg.signals.progress_scale,
-        "z_clip": cfg.signals.z_clip,
-    }
+    return make_state_spec(list(domains), names, cfg.signals.progress_scale, cfg.signals.z_clip)
 
 
-def mixer_spec_for(cfg: ExperimentConfig, domains: list[str], natural: np.ndarray, state_dim: int) -> MixerSpec:
+def mixer_spec_for(cfg: ExperimentConfig, domains: list[str], natural: np.ndarray, state_dim: int,
+                   state_spec: dict[str, Any] | None = None) -> MixerSpec:
     """Which mixer the run serves: target.policy > target.online_acodm > cfg.mixer."""
     common = dict(domains=list(domains), natural=[float(x) for x in natural], state_dim=int(state_dim),
                   mixer=dataclasses.asdict(cfg.mixer), total_steps=cfg.train.steps, seed=cfg.train.seed,
-                  progress_scale=cfg.signals.progress_scale)
+                  progress_scale=cfg.signals.progress_scale, state_spec=state_spec)
     if cfg.target.policy:
         return MixerSpec(kind="policy", policy_dir=cfg.target.policy, **common)
     if cfg.target.online_acodm:
@@ -248,7 +193,7 @@ def run_target(
     tokens, tokenizer = load_tokenized(cfg)  # builds the caches once, on the driver
     domains = list(tokens.domains)
     spec_state = state_spec_for(cfg, tokens.vocab_size, tokens.eos_id, domains)
-    spec = mixer_spec_for(cfg, domains, tokens.natural_proportions(), spec_state["dim"])
+    spec = mixer_spec_for(cfg, domains, tokens.natural_proportions(), spec_state["dim"], spec_state)
     check_spec(spec)  # refuse a mismatched policy before anything is created
 
     storage, ray_name = _storage(cfg, run_dir)
@@ -445,7 +390,6 @@ def train_worker(config: dict[str, Any]) -> None:
     """The per-worker training function of `run_target` (runs in every Ray Train worker)."""
     import ray.train
     import ray.train.torch
-    import torch.distributed as dist
 
     from acodm_ray.data.load import load_tokenized
     from acodm_ray.metrics import MetricsWriter
@@ -462,7 +406,7 @@ def train_worker(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device() if tc.use_gpu else torch.device("cpu")
-    collective = TorchCollective(device) if dist.is_available() and dist.is_initialized() else LocalCollective()
+    collective = default_collective(device)
 
     tokens, _ = load_tokenized(cfg)
     K = len(tokens.domains)

@@ -31,7 +31,7 @@ import torch
 from acodm_ray.config import ExperimentConfig
 from acodm_ray.model import alignment_params, build_model, state_params
 from acodm_ray.sampler import MixtureSampler, check_weights, effective_mix
-from acodm_ray.signals import STATE_LAYOUT, RunningScale, StateTracker, alignment_scores, total_alignment
+from acodm_ray.signals import RunningScale, StateTracker, TrackedWeights, domain_means, make_state_spec, step_scores
 
 if TYPE_CHECKING:
     from acodm_ray.data.tokens import TokenizedCorpus
@@ -135,7 +135,7 @@ class LMTrainer:
         self.state_params = [p for _, p in tracked]
         self.state_names = [n for n, _ in tracked]
         self.tracker = StateTracker(len(self.domains), len(self.state_params), cfg.signals.progress_scale, cfg.signals.z_clip)
-        self._snapshots = [p.detach().clone() for p in self.state_params]
+        self.tracked = TrackedWeights(self.state_params)
         self.score_scale = RunningScale(cfg.signals.score_scale_beta, cfg.signals.score_clip_total)
         self.step_count = 0
         self.last_state = self.tracker.initial()
@@ -154,15 +154,7 @@ class LMTrainer:
     @property
     def state_spec(self) -> dict[str, Any]:
         """What the state vector means; exported with a policy so a mismatch can be refused."""
-        return {
-            "domains": self.domains,
-            "num_tracked": len(self.state_params),
-            "tracked_params": self.state_names,
-            "dim": self.tracker.dim,
-            "layout": list(STATE_LAYOUT),
-            "progress_scale": self.cfg.signals.progress_scale,
-            "z_clip": self.cfg.signals.z_clip,
-        }
+        return make_state_spec(self.domains, self.state_names, self.cfg.signals.progress_scale, self.cfg.signals.z_clip)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.cfg.train.dtype == "bfloat16":
@@ -242,8 +234,7 @@ class LMTrainer:
         self._sync_grads()
         counts_mb = mb_count * world  # the plan is the same on every worker
         sampled = counts_mb > 0
-        losses = torch.full_like(loss_sum, float("nan"))
-        losses[sampled] = loss_sum[sampled] / counts_mb[sampled]
+        losses = domain_means(loss_sum, counts_mb)
         step_loss = float(weighted_loss.sum()) / world  # the loss the step optimised (mean over micro-batches for iid)
         finite = math.isfinite(step_loss)
         lr = self._lr()
@@ -261,14 +252,13 @@ class LMTrainer:
             raw = np.zeros(len(self.domains))
             scores = np.zeros(len(self.domains))
         self.step_count += 1
-        losses_np = losses.numpy()
-        state = self._state(losses_np if finite else np.full(len(self.domains), np.nan), counts_mb.numpy())
+        state = self._state(losses if finite else np.full(len(self.domains), np.nan), counts_mb.numpy())
         self.last_state = state
         seqs = counts_mb.numpy() * self.cfg.train.micro_batch_size
         return StepSignals(
             step=self.step_count,
             loss=step_loss,
-            losses=losses_np,
+            losses=losses,
             counts=seqs,
             scores=scores,
             raw_scores=raw,
@@ -286,10 +276,7 @@ class LMTrainer:
         """(the paper's raw scores, the reward vector under `signals.score`). The raw scores are the
         paper's whatever the reward, so the alignment mixer reads the same signal either way."""
         sig = self.cfg.signals
-        raw, z = alignment_scores(mean_grads, sampled, sig.score_clip, sig.z_clip)
-        if sig.score == "paper":
-            return raw, z
-        return raw, self.score_scale(total_alignment(mean_grads, sampled))
+        return step_scores(mean_grads, sampled, sig.score, sig.score_clip, sig.z_clip, self.score_scale)
 
     def _sync_grads(self) -> None:
         """Average gradients across workers (no-op on one process)."""
@@ -302,11 +289,7 @@ class LMTrainer:
                 p.grad.div_(world)
 
     def _state(self, losses: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            norms = np.array([float(p.norm()) for p in self.state_params])
-            deltas = np.array([float((p - s).norm()) for p, s in zip(self.state_params, self._snapshots)])
-            for p, s in zip(self.state_params, self._snapshots):
-                s.copy_(p)
+        norms, deltas = self.tracked.read()
         progress = self.step_count / max(1, self.total_steps)
         return self.tracker.build(losses, counts * self.cfg.train.micro_batch_size, norms, deltas, progress)
 
@@ -344,7 +327,7 @@ class LMTrainer:
             "optimizer": self.optimizer.state_dict(),
             "sampler": self.sampler.state_dict(),
             "tracker": self.tracker.state_dict(),
-            "snapshots": [s.clone() for s in self._snapshots],
+            "snapshots": self.tracked.state_dict(),
             "score_scale": self.score_scale.state_dict(),
             "last_state": torch.from_numpy(self.last_state.copy()),
             "step": self.step_count,
@@ -360,8 +343,7 @@ class LMTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
         self.tracker.load_state_dict(state["tracker"])
-        for s, saved in zip(self._snapshots, state["snapshots"]):
-            s.copy_(saved)
+        self.tracked.load_state_dict(state["snapshots"])
         self.last_state = state["last_state"].numpy().copy()
         self.step_count = int(state["step"])
         if "score_scale" in state:  # absent in checkpoints written before signals.score existed

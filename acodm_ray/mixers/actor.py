@@ -39,7 +39,11 @@ def policy_progress_scale(meta: dict[str, Any]) -> float | None:
 
 
 def check_policy_matches(meta: dict[str, Any], domains: Sequence[str], state_dim: int | None,
-                         progress_scale: float | None = None) -> None:
+                         progress_scale: float | None = None, state_spec: dict[str, Any] | None = None) -> None:
+    """Refuse a policy whose domains, state layout, state size or progress scale differ from the
+    run's. `state_spec` (the run's, as `signals.make_state_spec`) lets the messages name both lists
+    of state groups and of tracked matrices."""
+    policy_spec = meta.get("state_spec") or {}
     policy_domains = list(meta["domains"])
     if policy_domains != list(domains):
         if sorted(policy_domains) == sorted(domains):
@@ -51,10 +55,24 @@ def check_policy_matches(meta: dict[str, Any], domains: Sequence[str], state_dim
             f"(missing from corpus: {sorted(set(policy_domains) - set(domains))}, "
             f"not in policy: {sorted(set(domains) - set(policy_domains))})"
         )
-    if state_dim is not None and policy_kind(meta) in STATE_SIZED_KINDS and int(meta["state_dim"]) != state_dim:
+    sized = policy_kind(meta) in STATE_SIZED_KINDS
+    run_spec = state_spec or {}
+    if sized and policy_spec.get("layout") and run_spec.get("layout") and \
+            list(policy_spec["layout"]) != list(run_spec["layout"]):
+        raise PolicyMismatchError(
+            f"policy reads a state laid out as {list(policy_spec['layout'])}, this run's state is "
+            f"{list(run_spec['layout'])}"
+        )
+    if state_dim is not None and sized and int(meta["state_dim"]) != state_dim:
+        tracked = ""
+        if "tracked_params" in policy_spec and "tracked_params" in run_spec:
+            tracked = (f"; the policy's state tracks {list(policy_spec['tracked_params'])}, this run's tracks "
+                       f"{list(run_spec['tracked_params'])} (fix signals.state_layers to the policy's "
+                       f"{len(policy_spec['tracked_params'])})")
         raise PolicyMismatchError(
             f"policy expects a state of dimension {meta['state_dim']}, this run's state has {state_dim} "
             f"(state = 3K + 2L + 1 with L tracked weight matrices: the target tracks another number of layers)"
+            + tracked
         )
     policy_scale = policy_progress_scale(meta)
     if progress_scale is not None and policy_scale is not None and policy_scale != float(progress_scale):
@@ -68,10 +86,10 @@ class ActorMixer(Mixer):
     name = "acodm"
 
     def __init__(self, policy_dir: str | Path, domains: Sequence[str], state_dim: int | None = None,
-                 progress_scale: float | None = None) -> None:
+                 progress_scale: float | None = None, state_spec: dict[str, Any] | None = None) -> None:
         super().__init__(domains)
         self.actor, self.meta = load_policy(policy_dir)  # any kind: an nn.Module state -> weights
-        check_policy_matches(self.meta, self.domains, state_dim, progress_scale)
+        check_policy_matches(self.meta, self.domains, state_dim, progress_scale, state_spec)
         self.kind = policy_kind(self.meta)
         self.name = MIXER_NAMES[self.kind]
         self.policy_dir = str(policy_dir)

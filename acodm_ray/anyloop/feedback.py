@@ -1,0 +1,289 @@
+"""MixingFeedback: what every mixer needs, computed from an ordinary training loop.
+
+Per micro-batch, `loss(logits, batch)` returns the usual next-token loss and records, by the
+`domain` field of each example, its summed token loss and token count (and, for the mixers that
+learn from gradient alignment, the per-domain gradients of the alignment layers: `DomainGradients`).
+After each optimizer step, `step()` turns the step's records into the same `StepSignals` the Ray
+path produces -- per-domain mean loss, sequences per domain, the tracked weight matrices' norms and
+their change, progress, the alignment scores -- lets the mixer learn from them, asks it for the
+next weights and publishes them to the `MixingDataset`.
+
+Why one function per concept here too: the state vector (`signals.StateTracker`), the weight
+features (`signals.TrackedWeights`), the scores (`signals.step_scores`), the per-domain means
+(`signals.domain_means`), the tracked and alignment matrices (`model.state_params`,
+`model.alignment_params`) and the mixers (`policy_server.build_server_mixer`) are the ones the Ray
+Train target uses, so an exported policy reads the same state in both.
+
+Distributed: the per-domain sums are summed over ranks, only rank 0's mixer decides, and the
+weights are broadcast, so every rank trains on the same mix (`acodm_ray.collective`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from acodm_ray.agent.config import AgentConfig
+from acodm_ray.anyloop.dataset import MixingDataset
+from acodm_ray.anyloop.domain_grads import DomainGradients
+from acodm_ray.anyloop.mixer import ONLINE, build_loop_mixer, needs_scores
+from acodm_ray.collective import LocalCollective, TorchCollective, default_collective
+from acodm_ray.config import MixerConfig, SignalConfig
+from acodm_ray.mixers.base import Mixer
+from acodm_ray.model import alignment_params, state_params
+from acodm_ray.signals import RunningScale, StateTracker, TrackedWeights, domain_means, make_state_spec, step_scores
+from acodm_ray.train_step import StepSignals, load_checkpoint, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = 1
+IGNORE_INDEX = -100  # label of a token that is not predicted (Hugging Face's convention)
+
+
+def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-example summed next-token loss [B], per-example predicted-token count [B]) of a causal
+    LM whose labels are its inputs (position t predicts label t + 1, as Hugging Face shifts them)."""
+    logits, targets = logits[:, :-1].float(), labels[:, 1:]
+    per_token = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
+    ).reshape(targets.shape)
+    mask = targets != IGNORE_INDEX
+    return (per_token * mask).sum(dim=1), mask.sum(dim=1)
+
+
+class MixingFeedback:
+    """Drives a `MixingDataset` from a training loop's own losses (module docstring).
+
+    `mixer`: a name of `LOOP_MIXERS` (None: `mixer_config.name`, "odm" by default) or a `Mixer`;
+    `policy`: an exported policy directory instead. `signals` says which matrices the state tracks
+    and how scores are computed (a policy must have been trained with the same layout); `optimizer`
+    (or `step(lr=...)`) gives the learning rate the alignment mixer steps by; `collective` defaults
+    to torch.distributed's process group when one is up. Create it before the loop iterates the
+    dataset: it publishes the initial weights, and DataLoader workers copy the dataset at the start.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        dataset: MixingDataset,
+        total_steps: int,
+        mixer: str | Mixer | None = None,
+        policy: str | Path | None = None,
+        signals: SignalConfig | None = None,
+        mixer_config: MixerConfig | None = None,
+        agent: AgentConfig | None = None,
+        seed: int = 0,
+        optimizer: torch.optim.Optimizer | None = None,
+        collective: LocalCollective | TorchCollective | None = None,
+    ) -> None:
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        self.model, self.dataset, self.optimizer = model, dataset, optimizer
+        self.domains = list(dataset.domains)
+        self.sig = signals or SignalConfig()
+        self.total_steps = int(total_steps)
+        tracked = state_params(model, self.sig.param_suffix, self.sig.state_layers)
+        self.tracked = TrackedWeights([p for _, p in tracked])
+        self.state_spec = make_state_spec(self.domains, [n for n, _ in tracked], self.sig.progress_scale,
+                                          self.sig.z_clip)
+        self.tracker = StateTracker(len(self.domains), len(tracked), self.sig.progress_scale, self.sig.z_clip)
+        self.scale = RunningScale(self.sig.score_scale_beta, self.sig.score_clip_total)
+        device = next(model.parameters()).device
+        self.collective = collective or default_collective(device)
+        self.rank = int(getattr(self.collective, "rank", 0))
+        self.mixer = build_loop_mixer(mixer, policy, self.domains, dataset.natural_proportions(), self.state_spec,
+                                      self.total_steps, mixer_config, agent, seed)
+        self.grads = None
+        if needs_scores(self.mixer):
+            self.grads = DomainGradients(
+                model, alignment_params(model, self.sig.alignment_layers, self.sig.param_suffix), len(self.domains))
+        self.step_count = 0
+        self.last_state = self.tracker.initial()
+        self.last_signals: StepSignals | None = None
+        self.current = self._decide(lambda: self.mixer.weights(self.last_state))
+        dataset.attach(self.current)
+        self._pending_domain: torch.Tensor | None = None
+        self._hook = model.register_forward_pre_hook(self._take_domain, with_kwargs=True)
+        self._reset()
+
+    # ------------------------------------------------------------------ per micro-batch
+
+    def _take_domain(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        """`model(**batch)` works: the `domain` field is taken out before the model sees it."""
+        if "domain" in kwargs:
+            kwargs = dict(kwargs)
+            self._pending_domain = kwargs.pop("domain")
+            return args, kwargs
+        return None
+
+    def _reset(self) -> None:
+        K = len(self.domains)
+        self._sums: torch.Tensor | None = None  # [3, K]: loss sum, predicted tokens, sequences (lazily on device)
+        self._empty = torch.zeros(3, K, dtype=torch.float64)
+        self._t0 = time.perf_counter()
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor | Mapping[str, Any], domain: torch.Tensor | None = None,
+             num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+        """The micro-batch's next-token loss (summed over tokens, divided by `num_items_in_batch`
+        when given -- the Hugging Face Trainer's gradient-accumulation-exact loss -- else the mean),
+        with its per-domain records. `labels` may be the batch itself (then its `domain` is used)."""
+        if isinstance(labels, Mapping):
+            domain = labels.get("domain") if domain is None else domain
+            labels = labels["labels"]
+        if domain is None:
+            domain, self._pending_domain = self._pending_domain, None
+        if domain is None:
+            raise ValueError("no `domain` for this batch: pass the MixingDataset's batch (or its 'domain' field)")
+        domain = torch.as_tensor(domain, device=logits.device).reshape(-1)
+        if domain.numel() != logits.shape[0]:
+            raise ValueError(f"{domain.numel()} domain labels for a batch of {logits.shape[0]} examples")
+        sums, counts = token_losses(logits, labels)
+        denominator = counts.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+        loss = sums.sum() / denominator
+        if torch.is_grad_enabled() and loss.requires_grad:  # a training forward (evaluation is not recorded)
+            self._record(domain, sums.detach(), counts)
+            if self.grads is not None:
+                self.grads.begin(loss, domain, denominator)
+        return loss
+
+    def compute_loss(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        """The Hugging Face Trainer's `compute_loss_func` (the `domain` came in through the model's
+        forward, taken out by the pre-hook)."""
+        logits = outputs["logits"] if isinstance(outputs, Mapping) else outputs[0]
+        return self.loss(logits, labels, num_items_in_batch=num_items_in_batch)
+
+    def _record(self, domain: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> None:
+        if domain.min() < 0 or domain.max() >= len(self.domains):
+            raise ValueError(f"domain index out of range [0, {len(self.domains)}): {domain.tolist()}")
+        if self._sums is None:
+            self._sums = self._empty.clone().to(domain.device)
+        self._sums[0].index_add_(0, domain, sums.double())
+        self._sums[1].index_add_(0, domain, counts.double())
+        self._sums[2].index_add_(0, domain, torch.ones_like(sums, dtype=torch.float64))
+
+    # ------------------------------------------------------------------ per optimizer step
+
+    def _decide(self, choose) -> np.ndarray:
+        """Rank 0's choice, broadcast: every rank trains on the same mix."""
+        K = len(self.domains)
+        buf = torch.zeros(K, dtype=torch.float64)
+        if self.rank == 0:
+            buf[:] = torch.from_numpy(np.asarray(choose(), dtype=np.float64))
+        self.collective.broadcast_(buf, 0)
+        return buf.numpy().copy()
+
+    def _lr(self, lr: float | None) -> float:
+        if lr is None and self.optimizer is not None:
+            lr = self.optimizer.param_groups[0]["lr"]
+        if lr is None:
+            if self.mixer.name == "alignment":
+                raise ValueError("the alignment mixer steps by the learning rate: pass optimizer= to MixingFeedback "
+                                 "or lr= to step()")
+            return float("nan")
+        return float(lr)
+
+    def step(self, lr: float | None = None) -> StepSignals:
+        """After an optimizer step: the step's signals, the mixer's update and the next weights
+        (published to the dataset). Call it on every rank."""
+        if self._sums is None and self.collective.world_size == 1:
+            raise RuntimeError(f"no per-example losses were recorded in step {self.step_count + 1}: compute every "
+                               "micro-batch's loss with feedback.loss(...) (Trainer: "
+                               "compute_loss_func=feedback.compute_loss)")
+        sums = (self._sums if self._sums is not None else self._empty).cpu().clone()
+        self.collective.sum_(sums)
+        loss_sum, tokens, seqs = sums
+        losses = domain_means(loss_sum, tokens)
+        sampled = tokens > 0
+        finite = bool(sampled.any()) and bool(np.isfinite(losses[sampled.numpy()]).all())
+        self.step_count += 1
+        norms, deltas = self.tracked.read()
+        state = self.tracker.build(losses if finite else np.full(len(self.domains), np.nan), seqs.numpy(), norms,
+                                   deltas, self.step_count / self.total_steps)
+        raw = scores = np.zeros(len(self.domains))
+        if self.grads is not None:
+            grads = self.grads.take()
+            self.collective.sum_(grads)
+            if finite:
+                mean = grads.cpu() / tokens.clamp(min=1).unsqueeze(1).float()
+                sig = self.sig
+                raw, scores = step_scores(mean, sampled, sig.score, sig.score_clip, sig.z_clip, self.scale)
+        signals = StepSignals(
+            step=self.step_count, loss=float(loss_sum.sum() / tokens.sum().clamp(min=1)), losses=losses,
+            counts=seqs.numpy(), scores=scores, raw_scores=raw, state=state, weights=self.current.copy(),
+            lr=self._lr(lr), grad_norm=float("nan"), tokens=int(tokens.sum()),
+            seconds=time.perf_counter() - self._t0, finite=finite, effective=(seqs / seqs.sum().clamp(min=1)).numpy(),
+        )
+        self.last_state, self.last_signals = state, signals
+        if not finite:
+            log.warning("step %d: loss is not finite (%s); the mixer keeps its weights", self.step_count, losses)
+
+        def choose() -> np.ndarray:
+            if finite:
+                self.mixer.update(signals)
+                return self.mixer.weights(state)
+            return self.current
+
+        self.current = self._decide(choose)
+        self.dataset.publish(self.current)
+        self._reset()
+        return signals
+
+    # ------------------------------------------------------------------ resume and export
+
+    def state_dict(self) -> dict[str, Any]:
+        """Mixer (rank 0's), dataset, state tracker, weight snapshots and running scale: with the
+        model and optimizer restored, the continuation is the uninterrupted run's."""
+        return {
+            "format": STATE_FORMAT,
+            "step": self.step_count,
+            "domains": list(self.domains),
+            "mixer_name": self.mixer.name,
+            "mixer": self.mixer.state_dict() if self.rank == 0 else None,
+            "dataset": self.dataset.state_dict(),
+            "tracker": self.tracker.state_dict(),
+            "tracked": self.tracked.state_dict(),
+            "scale": self.scale.state_dict(),
+            "last_state": torch.from_numpy(self.last_state.copy()),
+            "current": torch.from_numpy(self.current.copy()),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("mixer_name") != self.mixer.name:
+            raise ValueError(f"mixing state is for mixer {state.get('mixer_name')!r}, this loop runs "
+                             f"{self.mixer.name!r}: resume with the mixer the run was started with")
+        self.dataset.load_state_dict(state["dataset"])
+        if self.rank == 0 and state["mixer"] is not None:
+            self.mixer.load_state_dict(state["mixer"])
+        self.tracker.load_state_dict(state["tracker"])
+        self.tracked.load_state_dict(state["tracked"])
+        self.scale.load_state_dict(state["scale"])
+        self.last_state = state["last_state"].numpy().copy()
+        self.current = state["current"].numpy().copy()
+        self.step_count = int(state["step"])
+        self._reset()
+
+    def save(self, path: str | Path) -> Path:
+        return save_checkpoint(path, self.state_dict())
+
+    def load(self, path: str | Path) -> None:
+        self.load_state_dict(load_checkpoint(path))
+
+    def export_policy(self, out_dir: str | Path, config: dict[str, Any] | None = None) -> Path:
+        """The online agent's actor as an exported policy (what `--policy` / `target.policy` read)."""
+        from acodm_ray.agent.policy_file import save_policy
+
+        if self.mixer.name != ONLINE:
+            raise ValueError(f"only the online AC-ODM agent learns a policy; this loop runs {self.mixer.name!r}")
+        return save_policy(out_dir, self.mixer.actor, self.domains, self.state_spec, config or {})
+
+    def remove(self) -> None:
+        """Take the hooks off the model."""
+        self._hook.remove()
+        if self.grads is not None:
+            self.grads.remove()
