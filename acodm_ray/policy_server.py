@@ -91,6 +91,30 @@ class MixerSpec:
         return ident
 
 
+def mixer_spec(
+    domains: Sequence[str],
+    natural: Sequence[float],
+    state_dim: int,
+    mixer: MixerConfig,
+    total_steps: int,
+    seed: int,
+    progress_scale: float | None,
+    state_spec: dict[str, Any] | None = None,
+    policy: str | Path | None = None,
+    agent: AgentConfig | None = None,
+) -> MixerSpec:
+    """Which mixer a run is driven by: an exported `policy` > the online agent (`agent` given) >
+    `mixer`. Used by the Ray Train target and by ordinary training loops (acodm_ray.anyloop)."""
+    common = dict(domains=list(domains), natural=[float(x) for x in natural], state_dim=int(state_dim),
+                  mixer=asdict(mixer), total_steps=int(total_steps), seed=int(seed),
+                  progress_scale=progress_scale, state_spec=state_spec)
+    if policy is not None:
+        return MixerSpec(kind="policy", policy_dir=str(policy), **common)
+    if agent is not None:
+        return MixerSpec(kind="online", agent=asdict(agent), **common)
+    return MixerSpec(kind="mixer", **common)
+
+
 def check_spec(spec: MixerSpec) -> dict[str, Any] | None:
     """Refuse a policy that does not fit the run (cheap: reads the policy's JSON and weights).
     Returns the policy metadata for kind "policy"."""

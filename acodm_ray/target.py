@@ -68,6 +68,7 @@ from acodm_ray.policy_server import (
     PolicyClient,
     PolicyServerUnavailable,
     check_spec,
+    mixer_spec,
     start_policy_server,
     stop_policy_server,
 )
@@ -129,14 +130,9 @@ def state_spec_for(cfg: ExperimentConfig, vocab_size: int, eos_id: int, domains:
 def mixer_spec_for(cfg: ExperimentConfig, domains: list[str], natural: np.ndarray, state_dim: int,
                    state_spec: dict[str, Any] | None = None) -> MixerSpec:
     """Which mixer the run serves: target.policy > target.online_acodm > cfg.mixer."""
-    common = dict(domains=list(domains), natural=[float(x) for x in natural], state_dim=int(state_dim),
-                  mixer=dataclasses.asdict(cfg.mixer), total_steps=cfg.train.steps, seed=cfg.train.seed,
-                  progress_scale=cfg.signals.progress_scale, state_spec=state_spec)
-    if cfg.target.policy:
-        return MixerSpec(kind="policy", policy_dir=cfg.target.policy, **common)
-    if cfg.target.online_acodm:
-        return MixerSpec(kind="online", agent=dataclasses.asdict(cfg.agent), **common)
-    return MixerSpec(kind="mixer", **common)
+    return mixer_spec(domains, natural, state_dim, cfg.mixer, cfg.train.steps, cfg.train.seed,
+                      cfg.signals.progress_scale, state_spec, policy=cfg.target.policy or None,
+                      agent=cfg.agent if cfg.target.online_acodm else None)
 
 
 def mixer_label(cfg: ExperimentConfig) -> str:

@@ -17,7 +17,7 @@ from acodm_ray.agent.config import AgentConfig
 from acodm_ray.config import MixerConfig
 from acodm_ray.mixers import MIXERS
 from acodm_ray.mixers.base import Mixer
-from acodm_ray.policy_server import MixerSpec, build_server_mixer
+from acodm_ray.policy_server import build_server_mixer, mixer_spec
 
 ONLINE = "acodm-online"  # non-proxy AC-ODM: the agent learns while this loop trains
 LOOP_MIXERS = (*MIXERS, ONLINE)
@@ -46,18 +46,12 @@ def build_loop_mixer(
         raise ValueError(f"pass mixer={mixer!r} or policy={str(policy)!r}, not both")
     if mixer is not None:
         cfg = dataclasses.replace(cfg, name=str(mixer))
-    common = dict(domains=list(domains), natural=[float(x) for x in natural], state_dim=int(state_spec["dim"]),
-                  mixer=dataclasses.asdict(cfg), total_steps=int(total_steps), seed=int(seed),
-                  progress_scale=state_spec["progress_scale"], state_spec=state_spec)
-    if policy is not None:
-        spec = MixerSpec(kind="policy", policy_dir=str(policy), **common)
-    elif cfg.name == ONLINE:
-        spec = MixerSpec(kind="online", agent=dataclasses.asdict(agent or AgentConfig()), **common)
-    elif cfg.name in MIXERS:
-        spec = MixerSpec(kind="mixer", **common)
-    else:
+    if policy is None and cfg.name not in LOOP_MIXERS:
         raise ValueError(f"unknown mixer {cfg.name!r}; choose one of {list(LOOP_MIXERS)} or pass policy=")
-    return build_server_mixer(spec)
+    online = policy is None and cfg.name == ONLINE
+    return build_server_mixer(mixer_spec(domains, natural, state_spec["dim"], cfg, total_steps, seed,
+                                         state_spec["progress_scale"], state_spec, policy=policy,
+                                         agent=(agent or AgentConfig()) if online else None))
 
 
 def needs_scores(mixer: Mixer) -> bool:
