@@ -9,14 +9,19 @@ Variants:
   odm        - the ODM bandit, updated every step from the per-domain losses;
   online     - online AC-ODM: per-domain gradients of the alignment layers every step, the agent's
                replay buffer and its updates.
-Every repeat runs each variant once in this process, the order rotating, each run building its own
-model, data and Trainer; a run's figures are its median step time (wall clock between consecutive
-`on_step_end`s, after warm-up steps, so the data loading and every callback are inside) and its
-peak RSS growth: the Linux high-water mark, reset when the run starts, over the RSS then (so it
-holds the run's data, model, optimizer, activations and mixer; on a GPU also peak allocated CUDA
-memory). One process, not one per run: on a shared machine the imports of a fresh process cost
-more CPU time than the runs. Reported: medians over repeats, and the median over repeats of each
-run's ratio to that repeat's interleave run.
+Time: every repeat runs each variant once in this process, the order rotating, each run building its
+own model, data and Trainer; a run's figure is its median step time (wall clock between consecutive
+`on_step_end`s, after warm-up steps, so the data loading and every callback are inside). One
+process for the timed runs, not one per run: the imports of a fresh process cost more CPU time than
+the runs, and on a shared machine that lands on the neighbours. Reported: medians over repeats, and
+the median over repeats of each run's ratio to that repeat's interleave run.
+
+Memory: runs in one process reuse each other's freed memory, so their peaks say nothing about a
+variant. Each variant is therefore also run once in a fresh subprocess (`--memory-run`), and its
+figure is that process's peak RSS (Linux VmHWM: imports, data, model, optimizer, activations and
+mixer together; on a GPU also peak allocated CUDA memory), the overhead its ratio to interleave's.
+Memory does not depend on what else the machine runs, so `--reuse-timed-runs` can add it to timed
+runs measured earlier on an idle machine.
 
     python benchmarks/bench_anyloop.py --config configs/demo.yaml --steps 30 --repeats 3
 """
@@ -28,6 +33,7 @@ import gc
 import json
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -78,8 +84,6 @@ def run_variant(variant: str, args) -> dict:
     total = args.warmup + args.steps
     tokens, _ = load_tokenized(cfg)
     cuda = torch.cuda.is_available()
-    Path("/proc/self/clear_refs").write_text("5")  # the peak below is this run's
-    rss_before = _status_kb("VmRSS") / 1024
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     model = build_model(cfg.model, tokens.vocab_size, tokens.eos_id, t.seed)
@@ -119,8 +123,7 @@ def run_variant(variant: str, args) -> dict:
     )
     Trainer(model=model, args=targs, train_dataset=dataset, data_collator=default_data_collator, **extra).train()
     out = {"variant": variant, "step_s": times, "step_s_median": statistics.median(times),
-           "peak_rss_mb": _status_kb("VmHWM") / 1024, "rss_before_mb": rss_before,
-           "rss_growth_mb": _status_kb("VmHWM") / 1024 - rss_before}
+           "process_peak_rss_mb": _status_kb("VmHWM") / 1024}
     if cuda:
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
@@ -143,27 +146,31 @@ def make_policy(model, dataset, cfg, out: Path) -> None:
     save_policy(out, actor, dataset.domains, spec, {})
 
 
-def summarise(runs: list[list[dict]]) -> dict:
+def fresh_process_memory(variant: str, args) -> dict:
+    """`variant` run once in a new Python process: its peak RSS is the variant's alone."""
+    cmd = [sys.executable, __file__, "--memory-run", variant, "--config", args.config, "--steps", str(args.steps),
+           "--warmup", str(args.warmup)] + [x for o in args.overrides for x in ("--set", o)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summarise(runs: list[list[dict]], memory: dict[str, dict]) -> dict:
     by = {v: [r for rep in runs for r in rep if r["variant"] == v] for v in VARIANTS}
     base = {i: {r["variant"]: r for r in rep} for i, rep in enumerate(runs)}
     out = {}
     for v in VARIANTS:
         time_ratio = [base[i][v]["step_s_median"] / base[i]["interleave"]["step_s_median"] for i in base]
-        # the extra growth over the interleave run's, as a share of that run's whole peak
-        mem_ratio = [1 + (base[i][v]["rss_growth_mb"] - base[i]["interleave"]["rss_growth_mb"])
-                     / base[i]["interleave"]["peak_rss_mb"] for i in base]
         out[v] = {
             "step_ms_median": 1000 * statistics.median(r["step_s_median"] for r in by[v]),
             # a run's fastest step: the least disturbed by other work on a shared machine
             "fastest_step_ms_median": 1000 * statistics.median(min(r["step_s"]) for r in by[v]),
-            "peak_rss_mb_median": statistics.median(r["peak_rss_mb"] for r in by[v]),
-            "rss_growth_mb_median": statistics.median(r["rss_growth_mb"] for r in by[v]),
             "time_overhead_paired": statistics.median(time_ratio) - 1,
-            "rss_overhead_paired": statistics.median(mem_ratio) - 1,
             "time_ratios": time_ratio,
+            "peak_rss_mb": memory[v]["process_peak_rss_mb"],
+            "rss_overhead": memory[v]["process_peak_rss_mb"] / memory["interleave"]["process_peak_rss_mb"] - 1,
         }
-        if "peak_cuda_mb" in by[v][0]:
-            out[v]["peak_cuda_mb_median"] = statistics.median(r["peak_cuda_mb"] for r in by[v])
+        if "peak_cuda_mb" in memory[v]:
+            out[v]["peak_cuda_mb"] = memory[v]["peak_cuda_mb"]
     return out
 
 
@@ -172,8 +179,7 @@ def write_markdown(result: dict, argv: str) -> None:
 
     s = result["summary"]
     rows = [[v, s[v]["step_ms_median"], s[v]["fastest_step_ms_median"], "" if v == "interleave" else f"{100 * s[v]['time_overhead_paired']:+.1f}%",
-             s[v]["rss_growth_mb_median"], s[v]["peak_rss_mb_median"],
-             "" if v == "interleave" else f"{100 * s[v]['rss_overhead_paired']:+.1f}%"] for v in VARIANTS]
+             s[v]["peak_rss_mb"], "" if v == "interleave" else f"{100 * s[v]['rss_overhead']:+.1f}%"] for v in VARIANTS]
     spread = {v: f"{100 * (min(s[v]['time_ratios']) - 1):+.0f}% .. {100 * (max(s[v]['time_ratios']) - 1):+.0f}%"
               for v in VARIANTS[1:]}
     body = (
@@ -181,14 +187,23 @@ def write_markdown(result: dict, argv: str) -> None:
         f"Machine: {machine()}; {result['model_params']:,}-parameter model, {result['num_domains']} domains, "
         f"{result['tokens_per_step']:,} tokens per optimizer step; {result['repeats']} repeats of every variant "
         f"(one process, order rotating), {result['steps']} timed steps per run after {result['warmup']} "
-        f"warm-up steps.\n\n"
+        f"warm-up steps; memory from one more run of each variant in a fresh process.\n\n"
         + table(["variant", "step (ms, median)", "fastest step of a run (ms, median)", "time overhead vs interleave (paired median)",
-                 "peak RSS growth in the run (MB, median)", "process peak RSS (MB, median)",
-                 "memory overhead: extra growth / interleave's peak (paired median)"], rows)
+                 "peak RSS, own process (MB)", "memory overhead vs interleave"], rows)
         + "\n\nPer-repeat time ratios to interleave (min .. max): "
         + "; ".join(f"{v} {r}" for v, r in spread.items()) + ".\n\n" + result["note"]
     )
     update_section("anyloop", body)
+
+
+def timed_repeat(r: int, args) -> list[dict]:
+    """Every variant once, in the order rotated by `r`."""
+    order = list(VARIANTS[r % len(VARIANTS):] + VARIANTS[: r % len(VARIANTS)])
+    runs = [run_variant(v, args) for v in order]
+    gc.collect()
+    print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(f"{x['variant']} {1000 * x['step_s_median']:.0f} ms"
+                                                         for x in runs), flush=True)
+    return runs
 
 
 def main() -> None:
@@ -200,14 +215,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--note", default="", help="a sentence for the table (e.g. what else the machine ran)")
     parser.add_argument("--out", default="benchmarks/results/anyloop.json")
+    parser.add_argument("--memory-run", choices=VARIANTS, help=argparse.SUPPRESS)  # the fresh-process run
+    parser.add_argument("--reuse-timed-runs", action="store_true",
+                        help="take the timed runs from --out (measured earlier, e.g. on an idle machine) and "
+                             "measure only the memory")
     args = parser.parse_args()
-    runs = []
-    for r in range(args.repeats):
-        order = list(VARIANTS[r % len(VARIANTS):] + VARIANTS[: r % len(VARIANTS)])
-        runs.append([run_variant(v, args) for v in order])
-        gc.collect()
-        print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(f"{x['variant']} {1000 * x['step_s_median']:.0f} ms"
-                                                             for x in runs[-1]), flush=True)
+    if args.memory_run:
+        run = run_variant(args.memory_run, args)
+        print(json.dumps({k: v for k, v in run.items() if k != "step_s"}))
+        return
+    out = ROOT / args.out
+    if args.reuse_timed_runs:
+        runs = json.loads(out.read_text())["runs"]
+        args.repeats = len(runs)
+    else:
+        runs = [timed_repeat(r, args) for r in range(args.repeats)]
+    memory = {}
+    for v in VARIANTS:
+        memory[v] = fresh_process_memory(v, args)
+        print(f"fresh process, {v}: peak RSS {memory[v]['process_peak_rss_mb']:.0f} MB", flush=True)
     from acodm_ray.config import load_config
     from acodm_ray.data.load import load_tokenized
     from acodm_ray.model import build_model
@@ -220,9 +246,8 @@ def main() -> None:
         "repeats": args.repeats, "platform": platform.platform(),
         "model_params": sum(p.numel() for p in model.parameters()), "num_domains": len(tokens.domains),
         "tokens_per_step": cfg.train.micro_batch_size * cfg.train.grad_accum * cfg.train.seq_len,
-        "runs": runs, "summary": summarise(runs), "note": args.note,
+        "runs": runs, "memory_runs": memory, "summary": summarise(runs, memory), "note": args.note,
     }
-    out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     write_markdown(result, " ".join(sys.argv[1:]))
