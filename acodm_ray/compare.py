@@ -113,6 +113,8 @@ METHODS: dict[str, Method] = {
                           {"agent": {"actor_objective": "mean"}}),
     "acodm-zscore": Method("ablation: acodm rewarded with the paper's zero-sum z-scored alignment", "proxy",
                            {"signals": {"score": "paper"}}),
+    "acodm-cross": Method("variant: acodm rewarded with the cross terms only, <g_i, sum_{j != i} g_j> / running "
+                          "scale (the self term's micro-batch noise removed)", "proxy", {"signals": {"score": "cross"}}),
     "acodm-noguard": Method("ablation: acodm without the weight floor and the entropy term", "proxy",
                             {"agent": {"weight_floor": 0.0, "entropy_coef": 0.0}}),
     "acodm-horizon": Method("ablation: acodm with the critic's values in per-step units (1 - gamma) Q instead of "

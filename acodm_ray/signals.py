@@ -48,7 +48,7 @@ def alignment_scores(
     return raw.numpy(), reward.numpy()
 
 
-SCORES = ("paper", "total")  # signals.score: which per-domain reward the trainer computes
+SCORES = ("paper", "total", "cross")  # signals.score: which per-domain reward the trainer computes
 
 
 def total_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor) -> np.ndarray:
@@ -66,6 +66,26 @@ def total_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor) -> np.nda
     if idx.numel() > 0:
         g = domain_grads[idx].to(torch.float64)
         out[idx.numpy()] = (g @ g.sum(dim=0)).numpy()
+    return out
+
+
+def cross_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor) -> np.ndarray:
+    """s_i = <g_i, sum_{j != i} g_j> over the domains sampled in the step: `total_alignment` without the
+    self term, NaN where a domain was not sampled.
+
+    Why drop <g_i, g_i>: g_i is a mean over the n_i micro-batches of domain i in the step, so
+    E|g_i|^2 = |E g_i|^2 + tr Cov / n_i. With one or two micro-batches per domain the noise term
+    dominates (measured on the bench proxy: a domain's total score falls by about as much as the
+    domains' mean scores differ when its micro-batches go from 1 to 2), so the self term mostly
+    ranks domains by how noisy their gradients are, and a domain's score falls as its weight rises.
+    The cross terms pair independent micro-batches: unbiased, and not zero-sum like the paper's
+    z-scored version. What is lost is the true |E g_i|^2, the step's benefit to domain i alone."""
+    num_domains = domain_grads.shape[0]
+    out = np.full(num_domains, np.nan)
+    idx = torch.nonzero(sampled, as_tuple=False).flatten()
+    if idx.numel() > 0:
+        g = domain_grads[idx].to(torch.float64)
+        out[idx.numpy()] = (g @ g.sum(dim=0) - (g * g).sum(dim=1)).numpy()
     return out
 
 
@@ -131,10 +151,12 @@ def step_scores(mean_grads: torch.Tensor, sampled: torch.Tensor, score: str, sco
                 scale: "RunningScale") -> tuple[np.ndarray, np.ndarray]:
     """(the paper's raw alignment scores, the reward vector under `signals.score`) from per-domain
     mean gradients [K, P]. The raw scores are the paper's whatever the reward, so the alignment mixer
-    reads the same signal either way; "total" advances the running `scale`."""
+    reads the same signal either way; "total" and "cross" advance the running `scale`."""
     raw, z = alignment_scores(mean_grads, sampled, score_clip, z_clip)
     if score == "paper":
         return raw, z
+    if score == "cross":
+        return raw, scale(cross_alignment(mean_grads, sampled))
     return raw, scale(total_alignment(mean_grads, sampled))
 
 

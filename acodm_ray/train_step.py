@@ -12,7 +12,7 @@ its gradient from `autograd.grad` on those matrices alone).
 
 Scores (`signals.score`): "paper" = sum_{j != i} <g_i, g_j>, z-scored per step (sums to 0);
 "total" = <g_i, sum_j g_j> divided by a running scale (`signals.RunningScale`), NaN where a domain
-was not sampled. Distributed runs plug in a `Collective` that sums gradients and per-domain statistics
+was not sampled; "cross" the same without the self term <g_i, g_i>. Distributed runs plug in a `Collective` that sums gradients and per-domain statistics
 across workers; a single process uses the no-op default.
 """
 

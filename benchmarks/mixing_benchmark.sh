@@ -18,7 +18,7 @@ case "$setting" in
   ablations)
     [ -d "$OUT/bench-ablations" ] && resume=(--resume)
     $PY jobs/compare.py "${common[@]}" --name bench-ablations --seeds 3 "${resume[@]}" \
-      --methods uniform,odm,odm-exp3,acodm,acodm-iid,acodm-zscore,acodm-meanq,acodm-noguard,acodm-horizon,acodm-paperwarmup,ppo "$@" ;;
+      --methods uniform,odm,odm-exp3,acodm,acodm-iid,acodm-zscore,acodm-meanq,acodm-noguard,acodm-horizon,acodm-paperwarmup,ppo,acodm-cross "$@" ;;
   decoys)
     $PY benchmarks/derived_corpus.py decoys
     [ -d "$OUT/bench-decoys" ] && resume=(--resume)

@@ -7,7 +7,8 @@ import torch
 
 import pytest
 
-from acodm_ray.signals import RunningScale, StateTracker, alignment_scores, state_dim, total_alignment, znorm_clip
+from acodm_ray.signals import (RunningScale, StateTracker, alignment_scores, cross_alignment, state_dim,
+                               total_alignment, znorm_clip)
 from acodm_ray.train_step import LMTrainer
 from tests.conftest import tiny_config
 
@@ -92,6 +93,36 @@ def test_total_alignment_keeps_the_self_term_and_masks_unsampled():
     assert s[0] > 0 and s[2] > 0
 
 
+def test_cross_alignment_drops_the_self_term_and_masks_unsampled():
+    """s_i = <g_i, sum_{j != i} g_j> over sampled domains, by hand; NaN where not sampled; a domain
+    sampled alone has no partner and scores 0."""
+    g = np.array([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5]])
+    s = cross_alignment(torch.tensor(g), torch.tensor([True, False, True]))
+    assert s[0] == pytest.approx(1 * 0.5 + 2 * 0.5) and s[2] == pytest.approx(0.5 * 1 + 0.5 * 2)
+    assert np.isnan(s[1])
+    every = cross_alignment(torch.tensor(g), torch.ones(3, dtype=torch.bool))
+    assert every[1] == pytest.approx(3 * 1.5 - 1 * 2.5)  # <g_1, g_0 + g_2>
+    alone = cross_alignment(torch.tensor(g), torch.tensor([False, True, False]))
+    assert alone[1] == 0.0 and np.isnan(alone[[0, 2]]).all()
+
+
+def test_cross_alignment_is_unbiased_when_domains_get_different_micro_batch_counts():
+    """Monte Carlo against the noiseless scores: each domain's gradient is its true mean plus the mean
+    of n_i micro-batches' noise. The total score of the domain with one micro-batch is inflated by
+    tr Cov / n_i (its own noise, squared); the cross score is not, whatever n_i."""
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=(3, 40)) * 0.3
+    counts, sigma, draws = np.array([1, 2, 4]), 1.0, 4000
+    noisy = true[None] + rng.normal(size=(draws, 3, 40)) * sigma / np.sqrt(counts)[None, :, None]
+    sampled = torch.ones(3, dtype=torch.bool)
+    total = np.mean([total_alignment(torch.tensor(g), sampled) for g in noisy], axis=0)
+    cross = np.mean([cross_alignment(torch.tensor(g), sampled) for g in noisy], axis=0)
+    exact_cross = true @ true.sum(axis=0) - (true * true).sum(axis=1)
+    exact_total = true @ true.sum(axis=0)
+    np.testing.assert_allclose(cross, exact_cross, atol=0.25)  # Monte Carlo error ~ 0.1
+    np.testing.assert_allclose(total - exact_total, 40 * sigma**2 / counts, rtol=0.1)  # the bias, 40, 20, 10
+
+
 def test_running_scale_hand_computed():
     scale = RunningScale(beta=0.5, clip=10.0)
     out1 = scale(np.array([2.0, -4.0, np.nan]))  # m1 = 0.5 * 3 = 1.5, scale = 1.5 / 0.5 = 3
@@ -108,10 +139,12 @@ def test_running_scale_hand_computed():
     assert np.isnan(scale(np.array([np.nan, np.nan]))).all() and scale.count == 3  # nothing scored: unchanged
 
 
-def test_trainer_total_score_equals_per_domain_autograd(corpus):
-    """signals.score total under weighted coverage: every domain scored, s_i = <g_i, sum_j g_j> / scale
-    with g_i each domain's mean gradient by separate autograd passes, and the effective mix = w."""
-    cfg = tiny_config(train={"coverage": "weighted"}, signals={"score": "total"})
+@pytest.mark.parametrize("score", ["total", "cross"])
+def test_trainer_total_score_equals_per_domain_autograd(corpus, score):
+    """signals.score total (cross) under weighted coverage: every domain scored, s_i = <g_i, sum_j g_j>
+    (sum over j != i) / scale with g_i each domain's mean gradient by separate autograd passes, and
+    the effective mix = w."""
+    cfg = tiny_config(train={"coverage": "weighted"}, signals={"score": score})
     trainer = LMTrainer(cfg, corpus, device="cpu")
     trainer.step(np.full(3, 1 / 3))
     replay = copy.deepcopy(trainer)
@@ -124,7 +157,7 @@ def test_trainer_total_score_equals_per_domain_autograd(corpus):
         grads = torch.autograd.grad(loss, replay.align_params)
         per_domain.setdefault(int(d), []).append(torch.cat([g.flatten() for g in grads]).numpy())
     means = np.stack([np.mean(per_domain[i], axis=0) for i in range(3)]).astype(np.float64)
-    raw = means @ means.sum(axis=0)
+    raw = means @ means.sum(axis=0) - (0.0 if score == "total" else (means * means).sum(axis=1))
     expected = replay.score_scale(raw)
     np.testing.assert_allclose(signals.scores, expected, rtol=2e-3)
     np.testing.assert_allclose(signals.effective, weights, rtol=1e-12)
