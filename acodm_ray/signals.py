@@ -74,10 +74,11 @@ def cross_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor) -> np.nda
     self term, NaN where a domain was not sampled.
 
     Why drop <g_i, g_i>: g_i is a mean over the n_i micro-batches of domain i in the step, so
-    E|g_i|^2 = |E g_i|^2 + tr Cov / n_i. With one or two micro-batches per domain the noise term
-    dominates (measured on the bench proxy: a domain's total score falls by about as much as the
-    domains' mean scores differ when its micro-batches go from 1 to 2), so the self term mostly
-    ranks domains by how noisy their gradients are, and a domain's score falls as its weight rises.
+    E|g_i|^2 = |E g_i|^2 + tr Cov / n_i. With one or two micro-batches per domain the noise term is
+    a large part of it (benchmarks/score_noise.py on the bench proxy: a domain's total score falls
+    by more than the domains' mean scores differ when its micro-batches go from 1 to 2), so the self
+    term ranks domains largely by how noisy their gradients are, and a domain's score falls as its
+    weight rises.
     The cross terms pair independent micro-batches: unbiased, and not zero-sum like the paper's
     z-scored version. What is lost is the true |E g_i|^2, the step's benefit to domain i alone."""
     num_domains = domain_grads.shape[0]
