@@ -1,6 +1,8 @@
-"""Both examples on two real processes (torchrun, gloo on CPU): rank 0's mixer decides and every
-rank trains on its weights, the mixer sees the per-domain sums over ranks, and the ranks train on
-different examples. Read from each rank's `--trace` (examples/_example_common.StepTrace)."""
+"""Two real processes over torch.distributed (gloo on CPU): rank 0's mixer decides and every rank
+trains on its weights, the mixer sees the per-domain sums over ranks, and the ranks train on
+different examples. Both examples under torchrun, read from each rank's `--trace`
+(examples/_example_common.StepTrace), and a feedback whose ranks' own mixers disagree, built before
+the process group (as a Trainer script builds it), on two spawned processes."""
 
 import json
 import os
@@ -10,10 +12,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.utils.data import default_collate
 
+from acodm_ray.anyloop import MixingDataset, MixingFeedback
+from acodm_ray.config import ModelConfig
 from acodm_ray.mixers.odm import ODMMixer
+from acodm_ray.mixers.static import StaticMixer
+from acodm_ray.model import build_model
 from acodm_ray.signals import domain_means
+
+from test_anyloop_dataset import SPAN, sources
 
 ROOT = Path(__file__).resolve().parents[1]
 DOMAINS = ["python_code", "legal", "dictionary"]  # 3 domains: ODM's exploration floor leaves uniform at step 4
@@ -101,3 +112,37 @@ def test_online_acodm_in_the_hf_trainer_on_two_processes_learns_on_rank_0_only(t
     rank1 = json.loads((tmp_path / "hf-online" / "summary.rank1.json").read_text())
     assert "policy" not in rank1  # rank 1's agent never learned: only rank 0 exports
     check_one_mix_over_two_ranks(traces, summary)
+
+
+OWN = {0: [0.7, 0.2, 0.1], 1: [0.1, 0.2, 0.7]}  # what each rank's own mixer would say
+
+
+def _rank_main(rank, port, out):
+    torch.set_num_threads(1)
+    model = build_model(ModelConfig(hidden_size=32, num_layers=2, num_heads=2), 3 * SPAN, 3 * SPAN - 1, seed=0)
+    ds = MixingDataset(sources(), seq_len=16, seed=0, batch_size=6, delay=0, rank=rank, world_size=2)
+    fb = MixingFeedback(model, ds, total_steps=3, mixer=StaticMixer(["d0", "d1", "d2"], np.array(OWN[rank])))
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    fb.connect()  # the MixingCallback's train begin
+    gen, counts, own, ids = iter(ds), [], [], []
+    for _ in range(2):
+        batch = default_collate([next(gen) for _ in range(6)])
+        fb.loss(model(input_ids=batch["input_ids"]).logits, batch).backward()
+        signals = fb.step()
+        counts.append(signals.counts)
+        own.append(signals.extra["rank_counts"])
+        ids.append(batch["input_ids"])
+    dist.destroy_process_group()
+    torch.save({"history": np.stack(ds.history), "counts": np.stack(counts), "own": np.stack(own),
+                "ids": torch.stack(ids)}, Path(out) / f"rank{rank}.pt")
+
+
+def test_a_feedback_built_before_the_process_group_trains_every_rank_on_rank_0s_weights(tmp_path):
+    mp.spawn(_rank_main, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    np.testing.assert_allclose(r0["history"], [OWN[0]] * 3, rtol=1e-12)  # the initial decision and both steps'
+    np.testing.assert_array_equal(r1["history"], r0["history"])
+    for r in (r0, r1):
+        np.testing.assert_array_equal(r["counts"], r0["own"] + r1["own"])
+    assert r0["own"].sum() == r1["own"].sum() == 12
+    assert not torch.equal(r0["ids"], r1["ids"])  # each rank its own examples

@@ -127,10 +127,10 @@ class MixingFeedback:
         `step` picks the group up by itself, without re-sending the initial weights."""
         self._connect()
         if self.step_count == 0 and self.collective.world_size > 1:
-            initial = self._decide(lambda: self.current)
-            if not np.array_equal(initial, self.current):
-                self.dataset.attach(initial)
-                self.current = self.dataset.history[-1].copy()
+            # every rank publishes the same bits (publishing renormalises: skipping it on the ranks
+            # whose weights already were rank 0's would leave their last digit different)
+            self.dataset.attach(self._decide(lambda: self.current))
+            self.current = self.dataset.history[-1].copy()
 
     def _connect(self) -> None:
         if not self._given_collective and isinstance(self.collective, LocalCollective):
