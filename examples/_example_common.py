@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
@@ -26,6 +27,8 @@ def parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: train.steps)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--output", default=None)
+    p.add_argument("--trace", action="store_true",
+                   help="write <output>/trace.rank<r>.jsonl: one line per optimizer step on each rank (StepTrace)")
     return p
 
 
@@ -37,8 +40,44 @@ def setup(args: argparse.Namespace):
     return cfg, tokens, model, args.steps or cfg.train.steps
 
 
+class StepTrace:
+    """`--trace`: what each optimizer step did on this rank, one JSON line per step in
+    `<out>/trace.rank<r>.jsonl` -- the weights it drew with and the decision published after it
+    (the same on every rank), all ranks' sequences per domain (what the mixer saw), this rank's own
+    per-domain sequences, loss sums and tokens (its share of the all-reduce), and a CRC32 of each
+    example this rank trained on (different ranks, different examples). For checking a run on
+    several processes (torchrun); off by default."""
+
+    def __init__(self, out: Path, rank: int) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.path = out / f"trace.rank{rank}.jsonl"
+        self.path.write_text("")
+        self.rank = rank
+        self._examples: list[int] = []
+
+    def examples(self, input_ids) -> None:
+        """A micro-batch this rank trains on (its `input_ids`, or the labels: the same tokens)."""
+        self._examples += [zlib.crc32(row.tobytes()) for row in input_ids.detach().cpu().numpy()]
+
+    def step(self, feedback, signals) -> None:
+        extra = signals.extra
+        line = {
+            "step": signals.step, "rank": self.rank,
+            "weights": feedback.dataset.weights_for_step(signals.step - 1).tolist(),
+            "decided": feedback.current.tolist(),
+            "counts": signals.counts.tolist(), "losses": [float(x) for x in signals.losses],
+            **{k: extra[k].tolist() for k in ("rank_counts", "rank_loss_sums", "rank_tokens")},
+            "examples": self._examples,
+        }
+        self._examples = []
+        with self.path.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
 def summarise(feedback, out: Path, **extra) -> dict:
-    """The run's mixer, steps and weights (every decision, the initial one first) in out/summary.json."""
+    """The run's mixer, steps and weights (every decision, the initial one first) in out/summary.json
+    (on several processes: rank 0's; rank r > 0 writes summary.rank<r>.json)."""
+    rank = feedback.rank
     summary = {
         "mixer": feedback.mixer.name,
         "steps": feedback.step_count,
@@ -46,9 +85,12 @@ def summarise(feedback, out: Path, **extra) -> dict:
         "final_weights": dict(zip(feedback.domains, map(float, feedback.current))),
         "weights": [w.tolist() for w in feedback.dataset.history],
         "output": str(out),
+        "rank": rank,
+        "world_size": feedback.collective.world_size,
         **extra,
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps({k: summary[k] for k in ("mixer", "steps", "final_weights", "output")}, indent=2))
+    (out / ("summary.json" if rank == 0 else f"summary.rank{rank}.json")).write_text(json.dumps(summary, indent=2))
+    if rank == 0:
+        print(json.dumps({k: summary[k] for k in ("mixer", "steps", "final_weights", "output")}, indent=2))
     return summary

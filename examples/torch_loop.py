@@ -7,20 +7,27 @@ The mixing takes three lines in the loop (marked below): build a `MixingFeedback
 micro-batch's loss with `feedback.loss`, call `feedback.step()` after the optimizer step. The
 examples come from a `MixingDataset` through an ordinary DataLoader (`--workers N` for worker
 processes). Writes `summary.json` to `--output` (default runs/torch-<mixer>).
+
+On several processes (`torchrun --nproc_per_node N examples/torch_loop.py ...`) it trains with
+DistributedDataParallel (gloo on CPU, nccl on GPUs): each rank draws its own examples, the
+per-domain losses are summed over ranks, and rank 0's mixer decides for all of them.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _example_common, then the checkout
 
 import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from _example_common import parser, setup, summarise  # noqa: E402
+from _example_common import StepTrace, parser, setup, summarise  # noqa: E402
 from acodm_ray.anyloop import MixingDataset, MixingFeedback  # noqa: E402
 from acodm_ray.train_step import build_optimizer, warmup_cosine  # noqa: E402
 
@@ -30,6 +37,11 @@ def main(argv: list[str] | None = None) -> dict:
     cfg, tokens, model, steps = setup(args)
     t = cfg.train
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # started by torchrun
+    if distributed:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     model = model.to(device).train()
     optimizer = build_optimizer(model, cfg)
     # this loop fetches a step's batches after the previous step's feedback: with no workers it can
@@ -39,6 +51,10 @@ def main(argv: list[str] | None = None) -> dict:
     feedback = MixingFeedback(model, dataset, total_steps=steps, mixer=args.mixer, policy=args.policy,  # (1)
                               optimizer=optimizer, signals=cfg.signals, mixer_config=cfg.mixer, agent=cfg.agent,
                               seed=t.seed)
+    # the feedback hooks the model itself; DDP wraps it for the forward and backward
+    net = DistributedDataParallel(model) if distributed else model
+    out = Path(args.output or f"{cfg.output_dir}/torch-{feedback.mixer.name}")
+    trace = StepTrace(out, feedback.rank) if args.trace else None
     # iterate only once the feedback is attached: worker processes copy the dataset when iteration starts
     loader = iter(DataLoader(dataset, batch_size=t.micro_batch_size, num_workers=args.workers))
     losses = []
@@ -47,15 +63,21 @@ def main(argv: list[str] | None = None) -> dict:
             group["lr"] = warmup_cosine(step, t.warmup_steps, steps, t.lr, t.min_lr)
         for _ in range(t.grad_accum):
             batch = {k: v.to(device) for k, v in next(loader).items()}
-            loss = feedback.loss(model(input_ids=batch["input_ids"]).logits, batch) / t.grad_accum  # (2)
+            loss = feedback.loss(net(input_ids=batch["input_ids"]).logits, batch) / t.grad_accum  # (2)
             loss.backward()
+            if trace:
+                trace.examples(batch["input_ids"])
         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         signals = feedback.step()  # (3)
         losses.append(signals.loss)
-    out = Path(args.output or f"{cfg.output_dir}/torch-{feedback.mixer.name}")
-    return summarise(feedback, out, losses=losses, finite=all(math.isfinite(x) for x in losses))
+        if trace:
+            trace.step(feedback, signals)
+    summary = summarise(feedback, out, losses=losses, finite=all(math.isfinite(x) for x in losses))
+    if distributed:
+        dist.destroy_process_group()
+    return summary
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ features (`signals.TrackedWeights`), the scores (`signals.step_scores`), the per
 Train target uses, so an exported policy reads the same state in both.
 
 Distributed: the per-domain sums are summed over ranks, only rank 0's mixer decides, and the
-weights are broadcast, so every rank trains on the same mix (`acodm_ray.collective`).
+weights are broadcast, so every rank trains on the same mix (`acodm_ray.collective`). A feedback
+built before torch.distributed's process group is up -- a Trainer script builds it before the
+TrainingArguments start the group -- picks the group up when it is there (`connect`, which the
+MixingCallback calls when training begins, and every `step`), not left deciding alone on each rank.
 """
 
 from __future__ import annotations
@@ -64,8 +67,9 @@ class MixingFeedback:
     `policy`: an exported policy directory instead. `signals` says which matrices the state tracks
     and how scores are computed (a policy must have been trained with the same layout); `optimizer`
     (or `step(lr=...)`) gives the learning rate the alignment mixer steps by; `collective` defaults
-    to torch.distributed's process group when one is up. Create it before the loop iterates the
-    dataset: it publishes the initial weights, and DataLoader workers copy the dataset at the start.
+    to torch.distributed's process group once one is up (`connect`). Create it before the loop
+    iterates the dataset: it publishes the initial weights, and DataLoader workers copy the dataset
+    at the start.
     """
 
     def __init__(
@@ -94,9 +98,9 @@ class MixingFeedback:
                                           self.sig.z_clip)
         self.tracker = StateTracker(len(self.domains), len(tracked), self.sig.progress_scale, self.sig.z_clip)
         self.scale = RunningScale(self.sig.score_scale_beta, self.sig.score_clip_total)
-        device = next(model.parameters()).device
-        self.collective = collective or default_collective(device)
-        self.rank = int(getattr(self.collective, "rank", 0))
+        self._device = next(model.parameters()).device
+        self._given_collective = collective is not None
+        self.collective = collective or default_collective(self._device)
         self.mixer = build_loop_mixer(mixer, policy, self.domains, dataset.natural_proportions(), self.state_spec,
                                       self.total_steps, mixer_config, agent, seed)
         self.grads = None
@@ -106,11 +110,31 @@ class MixingFeedback:
         self.step_count = 0
         self.last_state = self.tracker.initial()
         self.last_signals: StepSignals | None = None
-        self.current = self._decide(lambda: self.mixer.weights(self.last_state))
-        dataset.attach(self.current)
+        dataset.attach(self._decide(lambda: self.mixer.weights(self.last_state)))
+        self.current = dataset.history[-1].copy()  # as published (renormalised): what the dataset draws with
         self._pending_domain: torch.Tensor | None = None
         self._hook = model.register_forward_pre_hook(self._take_domain, with_kwargs=True)
         self._reset()
+
+    @property
+    def rank(self) -> int:
+        return int(getattr(self.collective, "rank", 0))
+
+    def connect(self) -> None:
+        """Use torch.distributed's process group if it came up after this feedback was built (and no
+        collective was given), and make every rank start from rank 0's initial weights. Call it on
+        every rank before the loop iterates the dataset (the MixingCallback does, at train begin);
+        `step` picks the group up by itself, without re-sending the initial weights."""
+        self._connect()
+        if self.step_count == 0 and self.collective.world_size > 1:
+            # every rank publishes the same bits (publishing renormalises: skipping it on the ranks
+            # whose weights already were rank 0's would leave their last digit different)
+            self.dataset.attach(self._decide(lambda: self.current))
+            self.current = self.dataset.history[-1].copy()
+
+    def _connect(self) -> None:
+        if not self._given_collective and isinstance(self.collective, LocalCollective):
+            self.collective = default_collective(self._device)
 
     # ------------------------------------------------------------------ per micro-batch
 
@@ -190,12 +214,15 @@ class MixingFeedback:
 
     def step(self, lr: float | None = None) -> StepSignals:
         """After an optimizer step: the step's signals, the mixer's update and the next weights
-        (published to the dataset). Call it on every rank."""
+        (published to the dataset). Call it on every rank. `signals.extra` holds this rank's own
+        share of the sums: `rank_loss_sums`, `rank_tokens`, `rank_counts` (per domain)."""
+        self._connect()
         if self._sums is None and self.collective.world_size == 1:
             raise RuntimeError(f"no per-example losses were recorded in step {self.step_count + 1}: compute every "
                                "micro-batch's loss with feedback.loss(...) (Trainer: "
                                "compute_loss_func=feedback.compute_loss)")
         sums = (self._sums if self._sums is not None else self._empty).cpu().clone()
+        own = sums.numpy().copy()  # this rank's share, before the sum over ranks
         self.collective.sum_(sums)
         loss_sum, tokens, seqs = sums
         losses = domain_means(loss_sum, tokens)
@@ -218,6 +245,7 @@ class MixingFeedback:
             counts=seqs.numpy(), scores=scores, raw_scores=raw, state=state, weights=self.current.copy(),
             lr=self._lr(lr), grad_norm=float("nan"), tokens=int(tokens.sum()),
             seconds=time.perf_counter() - self._t0, finite=finite, effective=(seqs / seqs.sum().clamp(min=1)).numpy(),
+            extra={"rank": self.rank, "rank_loss_sums": own[0], "rank_tokens": own[1], "rank_counts": own[2]},
         )
         self.last_state, self.last_signals = state, signals
         if not finite:
@@ -229,8 +257,7 @@ class MixingFeedback:
                 return self.mixer.weights(state)
             return self.current
 
-        self.current = self._decide(choose)
-        self.dataset.publish(self.current)
+        self.current = self.dataset.publish(self._decide(choose)).copy()
         self._reset()
         return signals
 

@@ -8,8 +8,9 @@ What each hook is for:
 - `compute_loss_func=feedback.compute_loss`: the Trainer's default loss is one number per batch;
   the mixers need it per domain. The `domain` field reaches the model's forward and is taken out
   there by the feedback's pre-hook, so the model never sees it;
-- `on_train_begin`: tells the dataset the Trainer's batch size and loader batches per optimizer
-  step, and on a resumed run restores the mixing state saved with the checkpoint;
+- `on_train_begin`: connects the feedback to the Trainer's process group (every rank then trains
+  on rank 0's weights), tells the dataset the Trainer's batch size and loader batches per
+  optimizer step, and on a resumed run restores the mixing state saved with the checkpoint;
 - `on_pre_optimizer_step`: the learning rate this step is taken with (the alignment mixer's step);
 - `on_step_end`: `feedback.step()` -- signals, mixer update, next weights;
 - `on_save`: the mixing state next to the Trainer's checkpoint (`acodm_mixing.pt`).
@@ -49,6 +50,7 @@ class MixingCallback(TrainerCallback):
             raise ValueError("the mixing dataset's `domain` field would be dropped by the Trainer: create "
                              "TrainingArguments(..., remove_unused_columns=False)")
         fb = self.feedback
+        fb.connect()  # the Trainer's process group is up now; the feedback was likely built before it
         fb.total_steps = int(state.max_steps)
         fb.dataset.configure(args.per_device_train_batch_size, _batches_per_step(args, train_dataloader))
         if state.global_step > 0:
