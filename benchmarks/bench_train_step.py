@@ -64,26 +64,40 @@ def load_tokens(cfg, synthetic: bool):
 
 
 class BareLoop:
-    """The baseline: the loop a user would write without any data-mixing machinery."""
+    """The baseline: the loop a user would write without any data-mixing machinery.
+
+    It does the computation `LMTrainer.step` does, minus the bookkeeping: the same model and
+    initialisation, next-token cross-entropy averaged over `grad_accum` micro-batches, gradient
+    clipping, and AdamW with weight decay on the weight matrices only (biases and norms excluded,
+    as nanoGPT and the HF Trainer do) under a warm-up + cosine `LambdaLR`.
+    `tests/test_train_step.py` checks that both give the same parameters on the same batches."""
 
     def __init__(self, cfg, tokens):
         t = cfg.train
         self.cfg = cfg
         self.model = build_model(cfg.model, tokens.vocab_size, tokens.eos_id, t.seed)
         self.model.train()
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=tuple(t.betas),
-                                     weight_decay=t.weight_decay)
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
+                                      {"params": no_decay, "weight_decay": 0.0}],
+                                     lr=t.lr, betas=tuple(t.betas))
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda step: warmup_cosine(step, t.warmup_steps, t.steps, t.lr, t.min_lr) / t.lr)
         self.streams = [tokens.train[d] for d in tokens.domains]
         self.rng = np.random.default_rng(0)
 
+    def sample(self, weights) -> torch.Tensor:
+        """[micro_batch_size, seq_len + 1] windows of one domain drawn from `weights`."""
+        t = self.cfg.train
+        stream = self.streams[self.rng.choice(len(self.streams), p=weights)]
+        starts = self.rng.integers(0, len(stream) - t.seq_len, t.micro_batch_size)
+        return torch.from_numpy(np.stack([stream[s : s + t.seq_len + 1] for s in starts]).astype(np.int64))
+
     def step(self, weights):
         t = self.cfg.train
         for _ in range(t.grad_accum):
-            stream = self.streams[self.rng.choice(len(self.streams), p=weights)]
-            starts = self.rng.integers(0, len(stream) - t.seq_len, t.micro_batch_size)
-            batch = torch.from_numpy(np.stack([stream[s : s + t.seq_len + 1] for s in starts]).astype(np.int64))
+            batch = self.sample(weights)
             logits = self.model(input_ids=batch[:, :-1]).logits
             loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
             (loss / t.grad_accum).backward()
