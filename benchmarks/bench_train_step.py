@@ -2,7 +2,9 @@
 
 Three variants train the same model on the same batch shapes in one process:
   bare     - the loop a user would write: sample a batch, forward, cross-entropy, backward, clip,
-             AdamW with a warm-up + cosine LambdaLR schedule (no per-domain bookkeeping);
+             AdamW (no weight decay on biases and norms) with a warm-up + cosine LambdaLR schedule,
+             no per-domain bookkeeping; fed the same batches it ends with the same parameters as
+             `step` (tests/test_train_step.py), so it is the upper bound of `step`'s throughput;
   step     - LMTrainer.step without alignment signals (losses, counts, state only: what ODM needs);
   signals  - LMTrainer.step with the per-domain gradient-alignment scores (what AC-ODM needs).
 
@@ -12,18 +14,37 @@ blocks of 4 consecutive steps per variant and took the median of 5 blocks: on a 
 machine one burst of someone else's work (several seconds) lands in one variant's blocks and moves
 its median (that is how `bare` came out at 3,192 tok/s against `step`'s 8,649, with the same
 computation). Step-by-step interleaving spreads such bursts over all variants, and the median over
-many single steps ignores them. Reports median tokens/s, ratios to bare, and the signals' extra
-memory (the per-domain gradient buffer, measured from its tensors, plus peak RSS of each variant in
-a fresh subprocess).
+many single steps ignores them.
 
-    python benchmarks/bench_train_step.py --config configs/demo.yaml --rounds 30
+Each step's wall time, CPU time (of this process: what other processes on the machine move far
+less) and minor page faults are recorded. The timing process keeps glibc's heap between steps
+(`steady_malloc`, `--malloc default` to turn it off). Without that, `step` measured 4% faster than
+`bare` paired by round: the two do the same tensor work (per step the profiler lists the same
+280 mm, 128 addmm, 8 log-softmax and 64 attention calls; `bare`'s only extra ops are 11 scalar
+divisions and 16 views, and, before it excluded biases and norms from weight decay, 34 in-place
+multiplies on small tensors; `step` runs more of every other op), but glibc gave the
+free top of its heap back to the kernel and `bare` re-faulted ~38,000 pages a step against
+`step`'s ~27,000 (~3 us each here: ~30 ms, 4% of a step), a difference set by the order the
+tensors happen to be freed in (deleting `logits` before `backward` in `bare` raises it to ~47,000).
+With the heap kept, every variant faults ~0 pages a step and the times compare the computation.
+
+Reports median tokens/s (wall and per CPU-second), ratios to bare (of the medians, and the median
+of per-round ratios), page faults per step, and the signals' extra memory (the per-domain gradient
+buffer, measured from its tensors, plus peak RSS of each variant in a fresh subprocess, with the
+default allocator).
+
+    python benchmarks/bench_train_step.py --config configs/demo.yaml --rounds 40
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
+import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -64,26 +85,40 @@ def load_tokens(cfg, synthetic: bool):
 
 
 class BareLoop:
-    """The baseline: the loop a user would write without any data-mixing machinery."""
+    """The baseline: the loop a user would write without any data-mixing machinery.
+
+    It does the computation `LMTrainer.step` does, minus the bookkeeping: the same model and
+    initialisation, next-token cross-entropy averaged over `grad_accum` micro-batches, gradient
+    clipping, and AdamW with weight decay on the weight matrices only (biases and norms excluded,
+    as nanoGPT and the HF Trainer do) under a warm-up + cosine `LambdaLR`.
+    `tests/test_train_step.py` checks that both give the same parameters on the same batches."""
 
     def __init__(self, cfg, tokens):
         t = cfg.train
         self.cfg = cfg
         self.model = build_model(cfg.model, tokens.vocab_size, tokens.eos_id, t.seed)
         self.model.train()
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=tuple(t.betas),
-                                     weight_decay=t.weight_decay)
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
+                                      {"params": no_decay, "weight_decay": 0.0}],
+                                     lr=t.lr, betas=tuple(t.betas))
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda step: warmup_cosine(step, t.warmup_steps, t.steps, t.lr, t.min_lr) / t.lr)
         self.streams = [tokens.train[d] for d in tokens.domains]
         self.rng = np.random.default_rng(0)
 
+    def sample(self, weights) -> torch.Tensor:
+        """[micro_batch_size, seq_len + 1] windows of one domain drawn from `weights`."""
+        t = self.cfg.train
+        stream = self.streams[self.rng.choice(len(self.streams), p=weights)]
+        starts = self.rng.integers(0, len(stream) - t.seq_len, t.micro_batch_size)
+        return torch.from_numpy(np.stack([stream[s : s + t.seq_len + 1] for s in starts]).astype(np.int64))
+
     def step(self, weights):
         t = self.cfg.train
         for _ in range(t.grad_accum):
-            stream = self.streams[self.rng.choice(len(self.streams), p=weights)]
-            starts = self.rng.integers(0, len(stream) - t.seq_len, t.micro_batch_size)
-            batch = torch.from_numpy(np.stack([stream[s : s + t.seq_len + 1] for s in starts]).astype(np.int64))
+            batch = self.sample(weights)
             logits = self.model(input_ids=batch[:, :-1]).logits
             loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
             (loss / t.grad_accum).backward()
@@ -104,6 +139,41 @@ def time_steps(runner, weights, steps):
     for _ in range(steps):
         runner.step(weights)
     return time.perf_counter() - start
+
+
+def measure_steps(runner, weights, steps) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds of this process, minor page faults) of `steps` steps. CPU time
+    counts only this process's own work, so other processes on the machine move it far less than
+    wall time."""
+    faults0, cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time(), time.perf_counter()
+    for _ in range(steps):
+        runner.step(weights)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return wall, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+def steady_malloc() -> bool:
+    """Keep freed memory in glibc's heap instead of giving it back to the kernel, so a step's
+    tensors reuse pages already mapped (True where glibc's `mallopt` took both settings).
+
+    By default glibc returns the free top of the heap to the kernel once it exceeds a threshold that
+    moves with the sizes freed so far, and every page given back costs a page fault (~3 us with its
+    zeroing, measured on the standard machine) when the next step touches it again. How many pages a
+    step gives back depends on the order its tensors are freed in, not on the work it does: on the
+    demo config the bare loop re-faulted ~38,000 pages a step against LMTrainer.step's ~27,000 (and
+    deleting `logits` before `backward` in the bare loop raised it to ~47,000), ~30 ms or 4% of a
+    step, which is how `step` came out faster than `bare`. With the heap kept, both fault ~0 pages
+    a step. Tensors above 32 MB (glibc's largest mmap threshold) are still mapped and unmapped per
+    use, the same for every variant that does the same computation."""
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 and mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
 
 
 def _status_kb(field: str) -> int:
@@ -137,18 +207,27 @@ def peak_rss_mb(variant: str, args) -> float:
 
 def write_markdown(result: dict, argv: str) -> None:
     med, ratio, rss = result["tokens_per_s_median"], result["ratio_to_bare"], result["training_peak_rss_growth_mb"]
-    paired = result["ratio_to_bare_paired"]
-    rows = [[v, med[v], f"{ratio[v]:.3f}", f"{paired[v]:.3f}", rss[v]] for v in ("bare", "step", "signals")]
+    paired, cpu_med, cpu_paired = result["ratio_to_bare_paired"], result["tokens_per_cpu_s_median"], result["cpu_ratio_to_bare_paired"]
+    faults = result["minor_faults_per_step_median"]
+    rows = [[v, med[v], f"{ratio[v]:.3f}", f"{paired[v]:.3f}", cpu_med[v], f"{cpu_paired[v]:.3f}", f"{faults[v]:,.0f}", rss[v]]
+            for v in ("bare", "step", "signals")]
+    load = result["load_average"]
+    heap = ("glibc's heap kept between steps (`--malloc steady`: freed memory is not given back to the kernel, "
+            "so no variant pays page faults for the order its tensors are freed in)" if result["steady_malloc"]
+            else "the default allocator (`--malloc default`)")
     body = (
         f"Command: `python benchmarks/bench_train_step.py {argv}`  \n"
         f"Machine: {machine()}; model {result['model_params']:,} parameters, {result['num_domains']} domains, "
         f"{result['tokens_per_step']:,} tokens per step; the variants take turns {result['steps_per_round']} "
-        f"step(s) at a time, order rotating, {result['rounds']} turns each; median over turns.\n\n"
+        f"step(s) at a time, order rotating, {result['rounds']} turns each; median over turns; {heap}; "
+        f"load average {load['start']:.2f} at the start, {load['end']:.2f} at the end.\n\n"
         + table(["variant", "tokens/s (median)", "ratio to bare loop", "ratio to bare, paired by round (median)",
-                 "peak RSS growth while training (MB)"], rows)
+                 "tokens per CPU-second (median)", "CPU ratio to bare, paired by round (median)",
+                 "minor page faults per step (median)", "peak RSS growth while training (MB)"], rows)
         + f"\n\nAlignment signals: {result['alignment_params']:,} tracked gradient entries, "
         f"{result['signals_buffer_mb']:.1f} MB of per-domain gradient buffers; time cost against the step "
-        f"without signals: {100 * result['signals_time_overhead_vs_step']:+.1f}%."
+        f"without signals: {100 * result['signals_time_overhead_vs_step']:+.1f}% wall, "
+        f"{100 * result['signals_cpu_overhead_vs_step']:+.1f}% CPU."
     )
     update_section("train_step", body)
 
@@ -160,6 +239,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30, help="turns per variant")
     parser.add_argument("--steps", type=int, default=1, help="steps per variant per turn")
     parser.add_argument("--synthetic", action="store_true", help="random tokens instead of the corpus")
+    parser.add_argument("--malloc", choices=["steady", "default"], default="steady",
+                        help="steady: keep glibc's heap between steps (see steady_malloc); default: as it comes")
     parser.add_argument("--out", default="benchmarks/results/train_step.json")
     parser.add_argument("--rss-only", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -169,7 +250,7 @@ def main() -> None:
     K = len(tokens.domains)
     weights = np.full(K, 1.0 / K)
 
-    if args.rss_only:
+    if args.rss_only:  # the default allocator: the memory a user's run holds
         runner = make_variant(args.rss_only, cfg, tokens)
         time_steps(runner, weights, 1)  # optimizer state and autograd buffers exist from here on
         before = reset_peak_rss_kb()
@@ -177,20 +258,32 @@ def main() -> None:
         print((peak_rss_kb() - before) / 1024)
         return
 
+    steady = args.malloc == "steady" and steady_malloc()
+    if args.malloc == "steady" and not steady:
+        print("glibc's mallopt is not available: timing with the default allocator", file=sys.stderr)
+    load_start = os.getloadavg()[0]
     variants = ["bare", "step", "signals"]
     runners = {v: make_variant(v, cfg, tokens) for v in variants}
     for v in variants:  # warm-up: allocator, autograd graph caches
-        time_steps(runners[v], weights, 1)
+        time_steps(runners[v], weights, 2)
     tokens_per_step = cfg.train.grad_accum * cfg.train.micro_batch_size * cfg.train.seq_len
     rates: dict[str, list[float]] = {v: [] for v in variants}
+    cpu_rates: dict[str, list[float]] = {v: [] for v in variants}
+    faults: dict[str, list[int]] = {v: [] for v in variants}
     for r in range(args.rounds):
         order = variants[r % 3:] + variants[: r % 3]
         order = order if (r // 3) % 2 == 0 else order[::-1]  # every variant in every position
         for v in order:
-            rates[v].append(tokens_per_step * args.steps / time_steps(runners[v], weights, args.steps))
+            wall, cpu, flt = measure_steps(runners[v], weights, args.steps)
+            rates[v].append(tokens_per_step * args.steps / wall)
+            cpu_rates[v].append(tokens_per_step * args.steps / cpu)
+            faults[v].append(flt / args.steps)
+    load_end = os.getloadavg()[0]
     med = {v: statistics.median(rates[v]) for v in variants}
+    cpu_med = {v: statistics.median(cpu_rates[v]) for v in variants}
     # paired: each turn against the bare turn of the same round (seconds apart), then the median
     paired = {v: statistics.median(x / b for x, b in zip(rates[v], rates["bare"])) for v in variants}
+    cpu_paired = {v: statistics.median(x / b for x, b in zip(cpu_rates[v], cpu_rates["bare"])) for v in variants}
     trainer = runners["signals"]
     align_numel = sum(p.numel() for p in trainer.align_params)
     result = {
@@ -199,6 +292,8 @@ def main() -> None:
         "synthetic_tokens": args.synthetic,
         "machine": {"cpu_count": torch.get_num_threads(), "platform": platform.platform(),
                     "torch": torch.__version__, "processor": platform.processor()},
+        "steady_malloc": steady,
+        "load_average": {"start": load_start, "end": load_end},
         "model_params": sum(p.numel() for p in trainer.model.parameters()),
         "num_domains": K,
         "tokens_per_step": tokens_per_step,
@@ -208,7 +303,13 @@ def main() -> None:
         "tokens_per_s_all": rates,
         "ratio_to_bare": {v: med[v] / med["bare"] for v in variants},
         "ratio_to_bare_paired": paired,
+        "tokens_per_cpu_s_median": cpu_med,
+        "tokens_per_cpu_s_all": cpu_rates,
+        "cpu_ratio_to_bare_paired": cpu_paired,
+        "minor_faults_per_step_median": {v: statistics.median(faults[v]) for v in variants},
+        "minor_faults_per_step_all": faults,
         "signals_time_overhead_vs_step": med["step"] / med["signals"] - 1.0,
+        "signals_cpu_overhead_vs_step": cpu_med["step"] / cpu_med["signals"] - 1.0,
         "alignment_params": align_numel,
         "signals_buffer_mb": (K + 2) * align_numel * 4 / 2**20,  # K domain grads + prev + current read
         "training_peak_rss_growth_mb": {v: peak_rss_mb(v, args) for v in variants},
@@ -218,8 +319,10 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2))
     write_markdown(result, " ".join(sys.argv[1:]))
     print(json.dumps({k: result[k] for k in ("tokens_per_s_median", "ratio_to_bare", "ratio_to_bare_paired",
-                                             "signals_time_overhead_vs_step", "signals_buffer_mb",
-                                             "training_peak_rss_growth_mb")}, indent=2))
+                                             "tokens_per_cpu_s_median", "cpu_ratio_to_bare_paired",
+                                             "minor_faults_per_step_median", "load_average",
+                                             "signals_time_overhead_vs_step", "signals_cpu_overhead_vs_step",
+                                             "signals_buffer_mb", "training_peak_rss_growth_mb")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -100,3 +100,31 @@ def test_warmup_cosine_schedule():
     assert warmup_cosine(10, 10, 100, 1.0, 0.1) == pytest.approx(1.0)
     assert warmup_cosine(55, 10, 100, 1.0, 0.1) == pytest.approx(0.55)
     assert warmup_cosine(100, 10, 100, 1.0, 0.1) == pytest.approx(0.1)
+
+
+def test_bare_loop_does_the_same_computation_as_the_step(cfg, corpus):
+    """benchmarks/bench_train_step.py's `bare` loop is the upper bound of `LMTrainer.step` only if
+    it computes the same update: fed the step's batches, it must end with the same parameters."""
+    from benchmarks.bench_train_step import BareLoop
+
+    w = np.array([0.2, 0.3, 0.5])
+    trainer = LMTrainer(cfg, corpus, compute_signals=False, device="cpu")
+    bare = BareLoop(cfg, corpus)
+    init = [p.detach().clone() for p in trainer.model.parameters()]
+    for p, q in zip(init, bare.model.parameters()):
+        assert torch.equal(p, q)
+    batches, draw = [], trainer.sampler.batch
+    trainer.sampler.batch = lambda d: batches.append(draw(d)) or batches[-1]
+    replay = iter(batches)
+    bare.sample = lambda weights: next(replay)
+    steps = 5  # 2 warm-up steps, then the cosine
+    for _ in range(steps):
+        trainer.step(w)
+    for _ in range(steps):
+        bare.step(w)
+    assert next(replay, None) is None and len(batches) == steps * cfg.train.grad_accum
+    moved = max(float((p.detach() - p0).abs().max()) for p, p0 in zip(trainer.model.parameters(), init))
+    assert moved > 1e-3  # the comparison below is far from vacuous
+    gap, name = max((float((q.detach() - p.detach()).abs().max()), name)
+                    for (name, p), q in zip(trainer.model.named_parameters(), bare.model.parameters()))
+    assert gap <= 1e-6, f"the bare loop's {name} differs from the step's by {gap:.3g}"  # bitwise equal today
