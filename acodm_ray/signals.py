@@ -60,13 +60,7 @@ def total_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor) -> np.nda
     lr * sum_i w_i <g_i, sum_j g_j> = lr * sum_i w_i s_i: the scalar reward r = sum_i w_i s_i is the
     loss decrease the step buys. The paper's s_i drops <g_i, g_i> and then z-scores, which makes
     sum_i s_i = 0 every step."""
-    num_domains = domain_grads.shape[0]
-    out = np.full(num_domains, np.nan)
-    idx = torch.nonzero(sampled, as_tuple=False).flatten()
-    if idx.numel() > 0:
-        g = domain_grads[idx].to(torch.float64)
-        out[idx.numpy()] = (g @ g.sum(dim=0)).numpy()
-    return out
+    return _sampled_alignment(domain_grads, sampled, self_term=True)
 
 
 def cross_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor) -> np.ndarray:
@@ -81,12 +75,18 @@ def cross_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor) -> np.nda
     weight rises.
     The cross terms pair independent micro-batches: unbiased, and not zero-sum like the paper's
     z-scored version. What is lost is the true |E g_i|^2, the step's benefit to domain i alone."""
-    num_domains = domain_grads.shape[0]
-    out = np.full(num_domains, np.nan)
+    return _sampled_alignment(domain_grads, sampled, self_term=False)
+
+
+def _sampled_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor, self_term: bool) -> np.ndarray:
+    """<g_i, sum_j g_j> (minus <g_i, g_i> without `self_term`) over the sampled domains, in float64;
+    NaN where a domain was not sampled."""
+    out = np.full(domain_grads.shape[0], np.nan)
     idx = torch.nonzero(sampled, as_tuple=False).flatten()
     if idx.numel() > 0:
         g = domain_grads[idx].to(torch.float64)
-        out[idx.numpy()] = (g @ g.sum(dim=0) - (g * g).sum(dim=1)).numpy()
+        s = g @ g.sum(dim=0)
+        out[idx.numpy()] = (s if self_term else s - (g * g).sum(dim=1)).numpy()
     return out
 
 
