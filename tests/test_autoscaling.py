@@ -181,6 +181,7 @@ def test_lost_node_resumes_from_its_checkpoint_with_the_exact_steps(run):
     obs, numbers, _ = run
     job, every = obs["phases"]["target"], scenario.CHECKPOINT_EVERY
     kill = job["kill"]
+    assert kill["node_id"], f"no worker node hosted a Train worker to kill: {kill['workers_before']}"
     before = {r["step"]: r["loss"] for r in kill["steps_before"]}
     last = max(before)
     assert scenario.KILL_AFTER_STEP <= last < scenario.TARGET_STEPS  # killed mid-run
@@ -207,6 +208,7 @@ def test_the_autoscaler_replaces_the_lost_node(run):
     head, workers = head_and_workers(obs)
     job = obs["phases"]["target"]
     kill, victim = job["kill"], job["kill"]["node_id"]
+    assert victim, f"no worker node hosted a Train worker to kill: {kill['workers_before']}"
     joined, left = obs["nodes"]["joined"], obs["nodes"]["left"]
     assert victim in workers and victim != head and kill["pids"]
     assert kill["time"] <= left[victim]  # the cluster saw it die
