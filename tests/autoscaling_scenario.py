@@ -7,11 +7,13 @@ Run inside the namespaces of `tests/isolation.py` (it starts and stops Ray with 
 `tests/test_autoscaling.py` runs it and checks what it recorded; `benchmarks/bench_autoscaling.py`
 runs it and reports the timings. It records, it does not judge (beyond hang guards):
   1. a head with aws.yaml's head resources (CPU 0) and aws.yaml's worker node types, CPUs scaled to
-     1 per node (`tests/fake_cluster.py`); every job's bundles are checked to fit those types first;
+     1 per node, at most 2 nodes of the CPU type and none of the GPU type (`tests/fake_cluster.py`);
+     every job's bundles are checked to fit those types first;
   2. `jobs/proxy_rl.py` with 2 env runners, submitted to the bare head ("cold": the autoscaler must
      add the nodes), then the same job again while those nodes are still up ("warm");
   3. `jobs/target_pretrain.py` with 2 Train workers serving the cold proxy's exported policy; once
-     rank 0 has logged step `KILL_AFTER_STEP`, every process of one Train worker's node is killed;
+     rank 0 has logged step `KILL_AFTER_STEP`, every process of one Train worker's node is killed
+     (the autoscaler must terminate it and launch a replacement: there is no spare node);
   4. the idle worker nodes, watched until the autoscaler has removed them all.
 Throughout, a thread records when each worker node joined and left (`ray.nodes()`), and after
 each job the Ray state API gives the node of every actor the job ran (env runners, Train workers,
