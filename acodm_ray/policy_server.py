@@ -6,9 +6,13 @@ ODM mixer (`build_mixer`), or the online AC-ODM agent (non-proxy mode, `OnlineAC
 answers `weights(state)`, `update(signals)`, `state_dict()` / `load_state_dict()` (the mixer's
 state goes into every Ray Train checkpoint) and `describe()`.
 
-It is created with `num_cpus=0`, so it never takes a core from the Train workers, softly pinned to
-the driver's node (an exported policy path given on the driver's machine is readable there), in a
-fixed namespace with a configurable name, optionally `lifetime="detached"`.
+It is created with `num_cpus=0`, so it never takes a core from the Train workers, pinned to the
+driver's node (an exported policy path given on the driver's machine is readable there, and on a
+cluster that node is the head, which an autoscaler never removes), in a fixed namespace with a
+configurable name, optionally `lifetime="detached"`. The pin is hard: with a soft one Ray placed the
+server on a worker node whenever one existed next to a head that advertises `CPU: 0` (all deploy
+targets), and an autoscaler removes such a node as idle once no Train worker runs there, killing
+the server mid-run (tests/test_autoscaling.py).
 
 A policy whose domains or state size differ from the run's is refused (`check_policy_matches`),
 on the driver before the actor starts and again inside the actor.
@@ -298,7 +302,7 @@ def start_policy_server(
     options: dict[str, Any] = {
         "name": name,
         "namespace": namespace,
-        "scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
+        "scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False),
     }
     if detached:
         options["lifetime"] = "detached"

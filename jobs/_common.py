@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -39,6 +40,23 @@ def resolve_output_dir(path: str) -> Path:
     return out.resolve()
 
 
+FORWARDED_ENV = ("ACODM_HOME",)  # where the corpus, tokenizer and token caches live
+
+
+def forwarded_env_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The driver's `FORWARDED_ENV` values, for every process of the job on every node.
+
+    On a cluster a worker's environment is its node's, not the driver's: a cache location set on
+    the head only would send env runners and Train workers on other nodes to their own defaults.
+    Forwarded through the job's runtime env, all of them read the driver's. A variable the submitted
+    job's runtime env already sets is left out (it reaches every worker already, and Ray refuses a
+    ray.init runtime env that repeats a key of the job's)."""
+    environ = os.environ if environ is None else environ
+    job_config = json.loads(environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    job_env = (job_config.get("runtime_env") or {}).get("env_vars") or {}
+    return {k: environ[k] for k in FORWARDED_ENV if k in environ and k not in job_env}
+
+
 def init_ray(num_cpus: int | None = None) -> None:
     """Join the cluster named by RAY_ADDRESS (set by `ray job submit`), else start a local one.
 
@@ -53,7 +71,10 @@ def init_ray(num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(runtime_env={"worker_process_setup_hook": HOOK})
+        runtime_env = {"worker_process_setup_hook": HOOK}
+        if forwarded_env_vars():
+            runtime_env["env_vars"] = forwarded_env_vars()
+        ray.init(runtime_env=runtime_env)
         return
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     # address="local": never join a stale head that `ray start` left in /tmp/ray by accident.

@@ -5,10 +5,16 @@ An env-runner callback reads each step's info and logs, averaged over the iterat
 index i `mix/weight/i`, `mix/effective/i` (the mix actually trained on, `train.coverage`) and
 `mix/score/i` (the reward vector, over the steps that scored domain i). `policies/run.py` names
 the domains when it writes iterations.jsonl; TensorBoard gets every scalar as RLlib reports it.
+
+A second callback, `SamplingClock`, logs `clock/first_env_step`: the wall-clock time (Unix seconds)
+at which the iteration's first env step completed, the earliest over all env runners. On a cluster
+it tells how long a job waited for its env runners (nodes added by an autoscaler, workers started,
+the proxy built) before the first proxy optimizer step; `tests/test_autoscaling.py` measures it.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -16,6 +22,7 @@ import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 PREFIX = "mix/"
+FIRST_STEP = "clock/first_env_step"
 
 
 class MixingMetrics(RLlibCallback):
@@ -35,6 +42,12 @@ class MixingMetrics(RLlibCallback):
                 if key == "scores" and not scored[i] > 0:
                     continue
                 metrics_logger.log_value(f"{PREFIX}{name}/{i}", float(v), reduce="mean")
+
+
+class SamplingClock(RLlibCallback):
+    def on_episode_step(self, *, metrics_logger=None, **kwargs: Any) -> None:
+        if metrics_logger is not None:
+            metrics_logger.log_value(FIRST_STEP, time.time(), reduce="min")
 
 
 def named_mix_metrics(scalars: dict[str, Any], domains: list[str]) -> dict[str, float]:

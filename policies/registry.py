@@ -16,7 +16,7 @@ from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 from acodm_ray.agent.config import AgentConfig
 from acodm_ray.config import RLConfig
 from policies.acodm.acodm import acodm_config_from
-from policies.callbacks import MixingMetrics
+from policies.callbacks import MixingMetrics, SamplingClock
 
 ALGOS = ("acodm", "ppo", "sac", "appo")
 
@@ -120,7 +120,7 @@ def build_algo_config(
         delay_between_env_runner_restarts_s=ENV_RUNNER_RESTART_DELAY_S,
     )
     cfg.debugging(seed=seed)
-    cfg.callbacks(MixingMetrics)
+    cfg.callbacks([MixingMetrics, SamplingClock])
     if algo == "acodm" and agent_cfg.updates_per_step != 1:
         # DQN's loop: training_intensity = replayed / sampled steps (see dqn.calculate_rr_weights).
         sampled = cfg.get_rollout_fragment_length() * rl_cfg.num_envs_per_env_runner * max(

@@ -22,7 +22,7 @@ from acodm_ray.config import ExperimentConfig, to_dict
 from acodm_ray.rundir import prepare_run_dir, write_config, write_json
 from acodm_ray.tracking import ResultLogger, flatten_scalars, require_backends
 from envs import RLLIB_ENV, DataMixingEnv, register
-from policies.callbacks import named_mix_metrics
+from policies.callbacks import FIRST_STEP, named_mix_metrics
 from policies.registry import build_algo_config
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,7 @@ def run_proxy_rl(
                 "episode_return_mean": scalars.get("env_runners/episode_return_mean"),
                 "healthy_env_runners": algo.env_runner_group.num_healthy_remote_workers(),
                 "env_step_s": scalars.get("env_runners/env_step_timer"),
+                "first_env_step_time": scalars.get("env_runners/" + FIRST_STEP),
                 "learner_update_s": scalars.get("timers/learner_update_timer"),
                 **learner_diagnostics(scalars),
                 **named_mix_metrics(scalars, probe.domains),

@@ -21,6 +21,7 @@ import ray
 import ray.autoscaler
 import yaml
 
+from acodm_ray.cluster import fits, job_bundles, worker_node_types
 from acodm_ray.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -297,57 +298,33 @@ def test_target_job_reads_the_policy_the_proxy_job_writes():
 # ---------------------------------------------- resource requests fit the groups that scale
 
 
-def bundles(cfg) -> list[dict[str, float]]:
-    """The per-actor resource requests of the proxy (env runners) and target (Train workers) stages."""
-    rl, tc = cfg.rl, cfg.target
-    out = [{"CPU": rl.num_cpus_per_env_runner, "GPU": rl.num_gpus_per_env_runner}] * rl.num_env_runners
-    learner_cpu = 0.0 if rl.num_gpus_per_learner else 1.0  # RLlib's num_cpus_per_learner="auto"
-    out += [{"CPU": learner_cpu, "GPU": rl.num_gpus_per_learner}] * rl.num_learners
-    gpu = (1.0 if tc.gpus_per_worker is None else tc.gpus_per_worker) if tc.use_gpu else 0.0
-    out += [{"CPU": tc.cpus_per_worker, "GPU": gpu}] * tc.num_workers
-    return out
-
-
-def node_shapes() -> dict[str, list[tuple[dict[str, float], int]]]:
-    """(per-node resources, max nodes) of every worker group, per deploy target."""
-    shapes = {}
-    for name in LAUNCHERS:
-        cfg = load(name)
-        shapes[name] = [({"CPU": float(s["resources"].get("CPU", 0)), "GPU": float(s["resources"].get("GPU", 0))},
-                         s["max_workers"]) for k, s in cfg["available_node_types"].items() if k != cfg["head_node_type"]]
+def node_types() -> dict[str, dict[str, dict[str, Any]]]:
+    """The worker node types ({name: {resources, max_workers}}) of every deploy target."""
+    types = {name: worker_node_types(load(name)) for name in LAUNCHERS}
     spec = load("kuberay/raycluster.yaml")["spec"]
-    shapes["kuberay"] = [({"CPU": float(g["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"]),
-                           "GPU": float(g["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu", 0))},
-                          g["maxReplicas"]) for g in spec["workerGroupSpecs"]]
-    return shapes
-
-
-def fits(requests: list[dict[str, float]], shapes: list[tuple[dict[str, float], int]]) -> bool:
-    """First-fit of the requests (largest first) onto at most max nodes of each shape."""
-    nodes = [dict(shape) for shape, count in shapes for _ in range(count)]
-    for req in sorted(requests, key=lambda r: (r["GPU"], r["CPU"]), reverse=True):
-        node = next((n for n in nodes if all(n[k] >= v for k, v in req.items())), None)
-        if node is None:
-            return False
-        for k, v in req.items():
-            node[k] -= v
-    return True
+    types["kuberay"] = {}
+    for g in spec["workerGroupSpecs"]:
+        limits = g["template"]["spec"]["containers"][0]["resources"]["limits"]
+        types["kuberay"][g["groupName"]] = {
+            "resources": {"CPU": float(limits["cpu"]), "GPU": float(limits.get("nvidia.com/gpu", 0))},
+            "max_workers": g["maxReplicas"]}
+    return types
 
 
 def preset_requests() -> dict[str, list[dict[str, float]]]:
-    out = {p.name: bundles(load_config(p)) for p in sorted((ROOT / "configs").glob("*.yaml"))}
+    out = {p.name: job_bundles(load_config(p)) for p in sorted((ROOT / "configs").glob("*.yaml"))}
     for rel in RAYJOBS:
         _, _, config, overrides, _ = job_entry(rel)
-        out[rel] = bundles(load_config(ROOT / config, overrides))
+        out[rel] = job_bundles(load_config(ROOT / config, overrides))
     return out
 
 
 @pytest.mark.parametrize("target", LAUNCHERS + ["kuberay"])
 def test_every_preset_and_job_fits_the_worker_groups(target):
-    shapes = node_shapes()[target]
+    types = node_types()[target]
     for name, requests in preset_requests().items():
-        assert fits(requests, shapes), f"{name} asks for {requests}, more than {target} can scale to"
-    assert not fits([{"CPU": 1.0, "GPU": 99.0}], shapes)  # the check can fail
+        assert fits(requests, types), f"{name} asks for {requests}, more than {target} can scale to"
+    assert not fits([{"CPU": 1.0, "GPU": 99.0}], types)  # the check can fail
 
 
 def test_dockerfile_installs_the_pinned_stack():

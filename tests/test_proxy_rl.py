@@ -33,10 +33,13 @@ def iterations(run_dir: Path) -> list[dict]:
 
 @pytest.mark.parametrize("algo", ALGOS)
 def test_each_algorithm_trains_on_the_proxy_env(ray_session, tmp_path, algo):
+    started = time.time()
     rc = proxy_rl.main(FAST + ["--algo", algo, "--iterations", "2", "--output-dir", str(tmp_path), "--name", "run"])
     assert rc == 0
     run = tmp_path / "run"
     assert [r["iteration"] for r in iterations(run)] == [1, 2]
+    first_steps = [r["first_env_step_time"] for r in iterations(run)]  # per iteration, wall clock
+    assert started < first_steps[0] < first_steps[1] < time.time()
     assert (run / "checkpoint" / "rllib_checkpoint.json").is_file()
     assert any((run / "tensorboard").iterdir())
     summary = json.loads((run / "summary.json").read_text())

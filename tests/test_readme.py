@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.isolation import can_unshare, run_isolated
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv"
@@ -69,8 +70,8 @@ def user_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_bash(script: str, env: dict[str, str], timeout: float, wrap: list[str] | None = None):
-    proc = subprocess.run([*(wrap or []), "bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env,
+def run_bash(script: str, env: dict[str, str], timeout: float):
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
@@ -115,16 +116,9 @@ def test_quick_start_make_demo_runs_as_written(tmp_path, monkeypatch):
     assert list((run_dir / "wandb").glob("offline-run-*"))
 
 
-def _can_unshare() -> bool:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    return subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "--net", "true"],
-                          capture_output=True).returncode == 0
-
-
 @needs_venv
 @pytest.mark.slow
-@pytest.mark.skipif(not _can_unshare(), reason="needs `unshare` (root) to isolate `ray start` and `ray stop`")
+@pytest.mark.skipif(not can_unshare(), reason="needs `unshare` (root) to isolate `ray start` and `ray stop`")
 def test_submit_block_runs_as_written(tmp_path):
     lines = readme_block("Submitting to a Ray cluster")
     assert lines[0].startswith("source .venv/bin/activate") and command(lines[-1]) == "ray stop"
@@ -134,9 +128,9 @@ def test_submit_block_runs_as_written(tmp_path):
     script = "\n".join(command(line).replace("--config configs/demo.yaml", f"--config configs/tiny.yaml {fast}")
                        for line in lines)
     assert "--config configs/tiny.yaml" in script
-    inner = f"mount --bind {private_tmp} /tmp\nip link set lo up\nmkdir -p /tmp/home\n{script}\n"
     env = user_env(tmp_path, ACODM_OUTPUT_ROOT="/tmp/out", ACODM_HOME="/tmp/acodm_home", HOME="/tmp/home")
-    proc = run_bash(inner, env, timeout=900, wrap=["unshare", "--pid", "--fork", "--mount-proc", "--net"])
+    proc = run_isolated(f"mkdir -p /tmp/home\n{script}", private_tmp, env, ROOT, timeout=900)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert "succeeded" in proc.stdout + proc.stderr
     run_dir = private_tmp / "out" / "runs" / "tiny-proxy-acodm"
     assert (run_dir / "policy" / "actor.safetensors").is_file()

@@ -40,6 +40,9 @@ class Mutant:
     tests: tuple[str, ...]
     ci: bool = False  # part of the set `make test` runs (keep it cheap: a few minutes in all)
     env: dict[str, str] = field(default_factory=dict)
+    # where the mutated copy goes (default: the system's temp dir); the fake-cluster tests hide /tmp
+    # behind a private one inside their namespaces (tests/isolation.py), so their copies go elsewhere
+    tree_dir: str | None = None
 
 
 MUTANTS = [
@@ -125,6 +128,24 @@ MUTANTS = [
     Mutant("mlflow-resume-opens-a-new-run", "--resume continues the same MLflow run",
            "acodm_ray/tracking.py", "return json.loads(path.read_text()) if path.is_file() else {}", "return {}",
            ("tests/test_tracking.py::test_mlflow_run_is_logged_and_resumed",), ci=True),
+    # -- scaling with cluster autoscaling (tests/test_autoscaling.py: one fake-cluster run each) ---------
+    Mutant("aws-cpu-worker-loses-its-cpus", "deploy/aws.yaml's CPU group offers the CPUs our jobs request",
+           "deploy/aws.yaml", '    resources: {"CPU": 16}\n', '    resources: {"cpu": 16}\n',
+           ("tests/test_autoscaling.py::test_aws_worker_types_that_lose_cpu_fit_no_job",
+            "tests/test_autoscaling.py::test_scenario_jobs_fit_aws_yaml_and_the_fake_node_types")),
+    Mutant("aws-head-takes-the-work", "the head advertises no CPU, so every env runner and Train worker drives "
+           "the autoscaler", "deploy/aws.yaml", '    resources: {"CPU": 0}\n', '    resources: {"CPU": 4}\n',
+           ("tests/test_autoscaling.py::test_cold_proxy_job_scales_up_and_its_env_runners_run_on_the_new_nodes",),
+           tree_dir="/var/tmp"),
+    Mutant("policy-server-pinned-softly", "the policy server runs on the driver's node (the head), never on a "
+           "worker node the autoscaler may remove", "acodm_ray/policy_server.py",
+           "ray.get_runtime_context().get_node_id(), soft=False)", "ray.get_runtime_context().get_node_id(), soft=True)",
+           ("tests/test_autoscaling.py::test_train_workers_spread_over_worker_nodes_and_the_policy_server_answers_from_the_head",),
+           tree_dir="/var/tmp"),
+    Mutant("cache-home-stays-on-the-driver", "the driver's ACODM_HOME reaches every worker of the job, on every node",
+           "jobs/_common.py", '    return {k: environ[k] for k in FORWARDED_ENV if k in environ and k not in job_env}\n',
+           "    return {}\n",
+           ("tests/test_autoscaling.py::test_every_process_used_the_shared_storage",), tree_dir="/var/tmp"),
     Mutant("mlflow-logs-nothing", "metrics reach MLflow",
            "acodm_ray/tracking.py", 'self._mlflow.log_batch(self._ids["mlflow_run_id"], metrics=metrics[i:i + 1000])', "pass",
            ("tests/test_tracking.py::test_mlflow_run_is_logged_and_resumed",)),
@@ -154,7 +175,7 @@ def apply(m: Mutant, tree: Path) -> None:
 def run(m: Mutant, timeout: float) -> tuple[bool, str, float]:
     """(killed, detail, seconds) for one mutant."""
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix=f"mutant-{m.name}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"mutant-{m.name}-", dir=m.tree_dir) as tmp:
         tree = Path(tmp)
         copy_tree(tree)
         apply(m, tree)
