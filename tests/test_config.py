@@ -20,6 +20,19 @@ def test_overrides_and_defaults():
     assert cfg.train.steps == 3 and cfg.mixer.name == "uniform" and cfg.train.betas == (0.8, 0.9)
 
 
+def test_scientific_notation_is_a_number_in_overrides_and_files(tmp_path):
+    """PyYAML reads `6e-3` (no dot) as a string; a user typing `--set train.lr=6e-3` means a number."""
+    cfg = load_config("configs/tiny.yaml", ["train.lr=6e-3", "train.min_lr=1E-5", "train.weight_decay=.5e-1"])
+    assert (cfg.train.lr, cfg.train.min_lr, cfg.train.weight_decay) == (6e-3, 1e-5, 0.05)
+    preset = tmp_path / "sci.yaml"
+    preset.write_text("train: {lr: 2e-3}\n")
+    assert load_config(preset).train.lr == 2e-3
+    with pytest.raises(ConfigError, match="config.train.steps: expected an integer, got str '1e3'"):
+        load_config(None, ["train.steps=1e3"])  # an integer field does not take a float spelling
+    with pytest.raises(ConfigError, match="config.train.lr: expected a number, got str '6e'"):
+        load_config(None, ["train.lr=6e"])
+
+
 @pytest.mark.parametrize(
     "overrides, match",
     [
