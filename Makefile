@@ -23,7 +23,7 @@ demo: corpus
 	$(PY) jobs/proxy_rl.py --config $(DEMO_CONFIG) --overwrite
 
 test: setup
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=25  # the slowest tests, so CI logs show where its time goes
 
 clean:
 	rm -rf $(VENV) runs results
