@@ -475,7 +475,7 @@ def test_mixing_benchmark_preset_plans_every_method(tmp_path):
     specs = plan(cfg, tmp_path)
     assert sorted(s.method for s in specs if s.kind == "proxy") == ["acodm", "acodm-paper", "acodm-reference", "sac"]
     prx, tgt = proxy_config(cfg, 0, "acodm"), target_config(cfg, "acodm", 0, policy="/p")
-    smaller = (prx.model.hidden_size, prx.model.num_layers), (tgt.model.hidden_size, tgt.model.num_layers)
-    assert all(p <= t for p, t in zip(*smaller)) and smaller[0] != smaller[1]  # no wider, no deeper, not equal
+    assert prx.model.hidden_size <= tgt.model.hidden_size and prx.model.num_layers <= tgt.model.num_layers
+    assert (prx.model.hidden_size, prx.model.num_layers) != (tgt.model.hidden_size, tgt.model.num_layers)
     assert tgt.train.grad_accum >= 7 and (prx.train.coverage, tgt.train.coverage) == ("weighted", "weighted")
     assert prx.rl.iterations * prx.rl.min_sample_timesteps_per_iteration >= 2000  # thousands of transitions
