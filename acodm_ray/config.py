@@ -196,7 +196,7 @@ class TargetConfig:
 
 @dataclass
 class CompareConfig:
-    """The method comparison of jobs/compare.py (acodm_ray/compare.py). `target` and `proxy` are
+    """The method comparison of jobs/compare.py (acodm_ray/compare/). `target` and `proxy` are
     overrides shaped like this config (e.g. {train: {steps: 120}, model: {hidden_size: 64}}): the
     target runs use the config + `target`; the AC-ODM proxy stage uses that + `proxy`. `quick`
     (applied under --quick, before --set) may hold any section, `compare` included."""

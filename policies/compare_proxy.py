@@ -1,4 +1,4 @@
-"""The proxy stages of the method comparison (jobs/compare.py, acodm_ray/compare.py): RLlib trains a
+"""The proxy stages of the method comparison (jobs/compare.py, acodm_ray/compare/): RLlib trains a
 policy (AC-ODM or one of its variants, PPO, SAC, APPO) on a small proxy (`policies.run.run_proxy_rl`),
 or a mixer's weight schedule is recorded on it (`acodm_ray.trajectory`), inside a Ray task, so the
 proxy stages of several methods and seeds, and the target runs, can share the cluster."""

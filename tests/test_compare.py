@@ -1,4 +1,4 @@
-"""The method comparison (jobs/compare.py, acodm_ray/compare.py, policies/compare_proxy.py): the
+"""The method comparison (jobs/compare.py, acodm_ray/compare/, policies/compare_proxy.py): the
 headline computations on hand-made curves, the config plumbing, and the quick comparison on
 configs/tiny.yaml end to end (every method trains, every output is written, the numbers are finite)."""
 
@@ -479,3 +479,14 @@ def test_mixing_benchmark_preset_plans_every_method(tmp_path):
     assert (prx.model.hidden_size, prx.model.num_layers) != (tgt.model.hidden_size, tgt.model.num_layers)
     assert tgt.train.grad_accum >= 7 and (prx.train.coverage, tgt.train.coverage) == ("weighted", "weighted")
     assert prx.rl.iterations * prx.rl.min_sample_timesteps_per_iteration >= 2000  # thousands of transitions
+
+
+@pytest.mark.parametrize("name", ["mixing", "mixing-decoys", "mixing-merged", "mixing-ablations"])
+def test_committed_mixing_tables_re_render_from_their_summaries(name):
+    """BENCHMARKS.md's mixing tables are table.md of finished comparisons; their summaries are kept in
+    benchmarks/results/. Rendering a summary again must give the committed table, so a change to the
+    report code that would change a published number or column shows here."""
+    summary = json.loads((ROOT / "benchmarks" / "results" / f"{name}.json").read_text())
+    table = render_table(summary).strip()
+    assert table.count("\n") > 10
+    assert table in (ROOT / "BENCHMARKS.md").read_text()
