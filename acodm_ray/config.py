@@ -19,13 +19,10 @@ from typing import Any
 import yaml
 
 from acodm_ray.agent.config import AgentConfig, check_agent
+from acodm_ray.errors import ConfigError
 from acodm_ray.tracking import TrackingConfig
 
 _SCIENTIFIC = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")  # 6e-3, 1E5, .5e-2: numbers YAML 1.1 leaves as strings
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown, or of the wrong type."""
 
 
 @dataclass

@@ -38,6 +38,7 @@ from acodm_ray.agent.config import AgentConfig
 from acodm_ray.agent.networks import Actor
 from acodm_ray.agent.policy_file import load_policy
 from acodm_ray.config import MixerConfig
+from acodm_ray.errors import AcodmError
 from acodm_ray.mixers import build_mixer
 from acodm_ray.mixers.actor import ActorMixer, PolicyMismatchError, check_policy_matches
 from acodm_ray.mixers.base import Mixer
@@ -51,11 +52,11 @@ DEFAULT_NAMESPACE = "acodm"
 KINDS = ("policy", "mixer", "online")
 
 
-class PolicyServerError(RuntimeError):
+class PolicyServerError(AcodmError, RuntimeError):
     """The policy server could not be started, or another server holds its name."""
 
 
-class PolicyServerUnavailable(RuntimeError):
+class PolicyServerUnavailable(AcodmError, RuntimeError):
     """The policy server cannot be reached and there are no earlier weights to fall back to."""
 
 

@@ -10,9 +10,10 @@ from typing import Any
 import yaml
 
 from acodm_ray.config import to_dict
+from acodm_ray.errors import AcodmError
 
 
-class RunDirExistsError(FileExistsError):
+class RunDirExistsError(AcodmError, FileExistsError):
     """The run directory already holds a run, and neither resume nor overwrite was asked for."""
 
 

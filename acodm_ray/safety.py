@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from acodm_ray.errors import AcodmError
 
-class UnsafePathError(ValueError):
+
+class UnsafePathError(AcodmError, ValueError):
     """A run name or path would put the run outside its output root."""
 
 

@@ -27,8 +27,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from acodm_ray.errors import AcodmError
 
-class WeightsError(ValueError):
+
+class WeightsError(AcodmError, ValueError):
     """Domain weights that are not a distribution over the sampler's domains."""
 
 

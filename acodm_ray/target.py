@@ -62,6 +62,7 @@ import numpy as np
 import torch
 
 from acodm_ray.config import ExperimentConfig, from_dict, to_dict
+from acodm_ray.errors import AcodmError
 from acodm_ray.policy_server import (
     MixerSpec,
     max_rss_mb,
@@ -85,7 +86,7 @@ RANK_FILE = "rank{rank}.pt"
 RAY_STORAGE_DIR = "ray_train"
 
 
-class TargetTrainingError(RuntimeError):
+class TargetTrainingError(AcodmError, RuntimeError):
     """The Ray Train run failed (after its allowed restarts)."""
 
 

@@ -37,12 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from acodm_ray.errors import AcodmError, ConfigError
+
 WANDB_MODES = ("offline", "online", "disabled")
 TRACKING_FILE = "tracking.json"  # run ids, so --resume continues the same MLflow / W&B run
 MLFLOW_PARAM_CHARS = 6000  # MLflow's limit on a param value
 
 
-class TrackingError(ValueError):
+class TrackingError(AcodmError, ValueError):
     """Tracking is misconfigured, or an enabled backend's package is not installed."""
 
 
@@ -59,8 +61,6 @@ class TrackingConfig:
     wandb_mode: str = "offline"  # offline | online | disabled; offline needs no account
 
     def __post_init__(self) -> None:
-        from acodm_ray.config import ConfigError  # late: config.py imports this module
-
         if self.wandb_mode not in WANDB_MODES:
             raise ConfigError(f"tracking.wandb_mode must be one of {list(WANDB_MODES)}, got {self.wandb_mode!r}")
         for key in ("mlflow_experiment", "wandb_project"):

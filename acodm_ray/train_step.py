@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from acodm_ray.config import ExperimentConfig
+from acodm_ray.errors import AcodmError
 from acodm_ray.model import alignment_params, build_model, state_params
 from acodm_ray.sampler import MixtureSampler, check_weights, effective_mix
 from acodm_ray.signals import RunningScale, StateTracker, TrackedWeights, domain_means, make_state_spec, step_scores
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 TINY_LOSS_WEIGHT = 1e-4  # below this a micro-batch's gradient is read with autograd.grad instead
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(AcodmError, FloatingPointError):
     """The LM loss became NaN or infinite; the step's update was not applied."""
 
 

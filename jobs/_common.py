@@ -1,4 +1,4 @@
-"""Shared plumbing of the job entry points: import path, arguments, Ray start-up."""
+"""Shared plumbing of the job entry points: import path, arguments, error reporting, Ray start-up."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python jobs/x.py` and `ray job submit --working-dir .` alike
@@ -20,6 +21,25 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     add_config_args(parser)
     add_run_args(parser)
     return parser
+
+
+def set_flags(values: dict[str, object]) -> list[str]:
+    """`--set` strings for the flags the user gave: {"rl.algo": "sac", "rl.iterations": None} ->
+    ["rl.algo=sac"] (they go after the user's own --set, so a flag wins)."""
+    return [f"{key}={value}" for key, value in values.items() if value is not None]
+
+
+def run_job(prog: str, body: Callable[[], int]) -> int:
+    """`body()`, with a user error (`acodm_ray.errors.USER_ERRORS`: a bad config value, run name,
+    policy, corpus, ...) printed as one line `<prog>: error: <message>` and exit code 2 instead of a
+    traceback. Anything else is a bug and keeps its traceback."""
+    from acodm_ray.errors import USER_ERRORS
+
+    try:
+        return body()
+    except USER_ERRORS as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
 
 
 def in_submitted_job() -> bool:

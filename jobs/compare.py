@@ -27,20 +27,17 @@ weights.png (domain weights over steps, one panel per method), config.yaml, runs
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-from _common import base_parser, init_ray, resolve_output_dir
+from _common import base_parser, init_ray, resolve_output_dir, run_job, set_flags
 
 from acodm_ray.compare import METHODS
 
 
 def main(argv: list[str] | None = None) -> int:
-    import json
-
-    from acodm_ray.compare import CompareError, headline_lines, load_compare_config
-    from acodm_ray.config import ConfigError
-
     parser = base_parser(__doc__)
     parser.add_argument("--seeds", type=int, default=None, help="runs per method (overrides compare.seeds)")
     parser.add_argument("--methods", default=None, help="comma-separated (overrides compare.methods), any of: "
@@ -48,47 +45,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke-test sizes (compare.quick): tiny, 1 seed, few steps")
     parser.add_argument("--concurrency", type=int, default=None, help="runs at the same time (compare.concurrency)")
     args = parser.parse_args(argv)
-    overrides = list(args.overrides)
-    try:
-        if args.methods is not None:
-            overrides.append(f"compare.methods={json.dumps([m.strip() for m in args.methods.split(',') if m.strip()])}")
-        if args.seeds is not None:
-            overrides.append(f"compare.seeds={args.seeds}")
-        if args.concurrency is not None:
-            overrides.append(f"compare.concurrency={args.concurrency}")
-        cfg = load_compare_config(args.config, overrides, quick=args.quick)
-    except (ConfigError, CompareError) as err:
-        print(f"compare: error: {err}", file=sys.stderr)
-        return 2
+    return run_job("compare", lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    from acodm_ray.compare import headline_lines, load_compare_config
     from acodm_ray.safety import check_output_path
 
+    methods = None if args.methods is None else json.dumps([m.strip() for m in args.methods.split(",") if m.strip()])
+    flags = set_flags({"compare.methods": methods, "compare.seeds": args.seeds, "compare.concurrency": args.concurrency})
+    cfg = load_compare_config(args.config, [*args.overrides, *flags], quick=args.quick)
     name = args.name or f"{cfg.name}-compare" + ("-quick" if args.quick else "")
-    try:
-        out_dir = check_output_path(resolve_output_dir(args.output_dir or "results"), name)
-    except ValueError as err:
-        print(f"compare: error: {err}", file=sys.stderr)
-        return 2
+    out_dir = check_output_path(resolve_output_dir(args.output_dir or "results"), name)
     if out_dir.exists() and any(out_dir.iterdir()) and not (args.resume or args.overwrite):
-        print(f"compare: error: {out_dir} already exists; pass --resume, --overwrite or another --name", file=sys.stderr)
-        return 2
+        raise FileExistsError(f"{out_dir} already exists; pass --resume, --overwrite or another --name")
     init_ray()
     from acodm_ray.compare import run_comparison
     from policies.compare_proxy import ray_proxy_runner
 
-    try:
-        summary = run_comparison(cfg, out_dir, ray_proxy_runner(cfg.compare.proxy_cpus, cfg.compare.proxy_gpus), resume=args.resume,
-                                 overwrite=args.overwrite, quick=args.quick, config_path=args.config)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"compare: error: {err}", file=sys.stderr)
-        return 2
+    summary = run_comparison(cfg, out_dir, ray_proxy_runner(cfg.compare.proxy_cpus, cfg.compare.proxy_gpus), resume=args.resume,
+                             overwrite=args.overwrite, quick=args.quick, config_path=args.config)
     for line in headline_lines(summary):
         print(f"compare: {line}")
     print(f"compare: done in {summary['wall_clock_s']:.0f} s; table {out_dir / 'table.md'}; summary {out_dir / 'summary.json'}")
-    if summary["failures"]:
-        for key, why in summary["failures"].items():
-            print(f"compare: error: {key}: {why}", file=sys.stderr)
-        return 1
-    return 0
+    for key, why in summary["failures"].items():
+        print(f"compare: error: {key}: {why}", file=sys.stderr)
+    return 1 if summary["failures"] else 0
 
 
 if __name__ == "__main__":

@@ -11,14 +11,14 @@ plain torch) and a rollout of the policy against ODM from the same seed.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-from _common import base_parser, init_ray, resolve_output_dir
+from _common import base_parser, init_ray, resolve_output_dir, run_job, set_flags
 
 
 def main(argv: list[str] | None = None) -> int:
-    from acodm_ray.config import ConfigError, load_config
     from policies.registry import ALGOS
 
     parser = base_parser(__doc__)
@@ -26,33 +26,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=None, help="overrides rl.iterations")
     parser.add_argument("--no-rollout", action="store_true", help="skip the policy-vs-ODM rollout at the end")
     args = parser.parse_args(argv)
-    overrides = list(args.overrides)
-    if args.algo:
-        overrides.append(f"rl.algo={args.algo}")
-    if args.iterations is not None:
-        overrides.append(f"rl.iterations={args.iterations}")
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as err:
-        print(f"proxy_rl: error: {err}", file=sys.stderr)
-        return 2
+    return run_job("proxy_rl", lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    from acodm_ray.config import load_config
     from acodm_ray.safety import check_output_path
 
-    try:
-        run_dir = check_output_path(resolve_output_dir(args.output_dir or cfg.output_dir),
-                                    args.name or f"{cfg.name}-proxy-{cfg.rl.algo}")
-    except ValueError as err:
-        print(f"proxy_rl: error: {err}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, [*args.overrides, *set_flags({"rl.algo": args.algo, "rl.iterations": args.iterations})])
+    run_dir = check_output_path(resolve_output_dir(args.output_dir or cfg.output_dir),
+                                args.name or f"{cfg.name}-proxy-{cfg.rl.algo}")
     init_ray()
     from policies.run import run_proxy_rl
 
-    try:
-        summary = run_proxy_rl(cfg, run_dir, resume=args.resume, overwrite=args.overwrite,
-                               rollout=not args.no_rollout)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"proxy_rl: error: {err}", file=sys.stderr)
-        return 2
+    summary = run_proxy_rl(cfg, run_dir, resume=args.resume, overwrite=args.overwrite, rollout=not args.no_rollout)
     print(closing_summary(summary, run_dir, args.config))
     return 0
 

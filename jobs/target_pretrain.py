@@ -18,15 +18,15 @@ the learned actor), weights.png, val_ppl.png, summary.json.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-from _common import base_parser, init_ray, resolve_output_dir
+from _common import base_parser, init_ray, resolve_output_dir, run_job, set_flags
 
 
 def main(argv: list[str] | None = None) -> int:
-    from acodm_ray.config import ConfigError, load_config
     from acodm_ray.mixers import MIXERS
 
     parser = base_parser(__doc__)
@@ -36,38 +36,32 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--online-acodm", action="store_true", help="non-proxy mode: learn the agent online")
     parser.add_argument("--num-workers", type=int, default=None, help="overrides target.num_workers")
     args = parser.parse_args(argv)
-    overrides = list(args.overrides)
+    return run_job("target_pretrain", lambda: run(args))
+
+
+def mode_flags(args: argparse.Namespace) -> list[str]:
+    """--policy, --mixer and --online-acodm as overrides: each switches the other two modes off."""
     if args.policy:
-        overrides.append(f"target.policy={str(Path(args.policy).expanduser().resolve())}")
+        return [f"target.policy={Path(args.policy).expanduser().resolve()}"]
     if args.mixer:
-        overrides += [f"mixer.name={args.mixer}", "target.policy=null", "target.online_acodm=false"]
+        return [f"mixer.name={args.mixer}", "target.policy=null", "target.online_acodm=false"]
     if args.online_acodm:
-        overrides += ["target.online_acodm=true", "target.policy=null"]
-    if args.num_workers is not None:
-        overrides.append(f"target.num_workers={args.num_workers}")
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as err:
-        print(f"target_pretrain: error: {err}", file=sys.stderr)
-        return 2
+        return ["target.online_acodm=true", "target.policy=null"]
+    return []
+
+
+def run(args: argparse.Namespace) -> int:
+    from acodm_ray.config import load_config
     from acodm_ray.safety import check_output_path
     from acodm_ray.target import mixer_label
 
-    try:
-        run_dir = check_output_path(resolve_output_dir(args.output_dir or cfg.output_dir),
-                                    args.name or f"{cfg.name}-target-{mixer_label(cfg)}")
-    except ValueError as err:
-        print(f"target_pretrain: error: {err}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, [*args.overrides, *mode_flags(args), *set_flags({"target.num_workers": args.num_workers})])
+    run_dir = check_output_path(resolve_output_dir(args.output_dir or cfg.output_dir),
+                                args.name or f"{cfg.name}-target-{mixer_label(cfg)}")
     init_ray()
-    from acodm_ray.policy_server import PolicyServerError
-    from acodm_ray.target import TargetTrainingError, run_target
+    from acodm_ray.target import run_target
 
-    try:
-        summary = run_target(cfg, run_dir, resume=args.resume, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError, PolicyServerError, TargetTrainingError) as err:
-        print(f"target_pretrain: error: {err}", file=sys.stderr)
-        return 2
+    summary = run_target(cfg, run_dir, resume=args.resume, overwrite=args.overwrite)
     ppl = (summary.get("final_val_ppl") or {}).get("average")
     print(f"target_pretrain: done: {summary['steps']} steps with {summary['mixer']} on "
           f"{summary['num_workers']} worker(s), average validation perplexity "

@@ -33,6 +33,7 @@ from torch import nn
 
 from acodm_ray.agent.networks import Actor
 from acodm_ray.agent.policy_nets import MLPPolicy, TrajectoryPolicy
+from acodm_ray.errors import AcodmError
 from acodm_ray.sampler import WeightsError, check_weights
 
 WEIGHTS_FILE = "actor.safetensors"
@@ -50,7 +51,7 @@ KIND_KEYS = {
 }
 
 
-class PolicyFileError(ValueError):
+class PolicyFileError(AcodmError, ValueError):
     """A policy directory is missing, incomplete, or not in the safetensors + JSON format."""
 
 

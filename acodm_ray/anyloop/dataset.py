@@ -39,16 +39,17 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from acodm_ray.errors import AcodmError
 from acodm_ray.sampler import WeightsError, check_weights
 
 STATE_FORMAT = 1
 
 
-class EmptySourceError(ValueError):
+class EmptySourceError(AcodmError, ValueError):
     """A domain's source has no tokens, or fewer than one example."""
 
 
-class MixingStateError(ValueError):
+class MixingStateError(AcodmError, ValueError):
     """A saved mixing state does not fit this dataset (other domains, seed or example length)."""
 
 

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from acodm_ray.agent.config import PAPER_AGENT
 from acodm_ray.config import CompareConfig
+from acodm_ray.errors import AcodmError
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ REFERENCE = "odm"  # the paper's headline: steps to reach ODM's best validation 
 STATIC_BASELINES = ("uniform", "natural")  # overheads are measured against the first one present
 
 
-class CompareError(ValueError):
+class CompareError(AcodmError, ValueError):
     """A comparison cannot be set up (bad method list, incompatible proxy, ...)."""
 
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from acodm_ray.config import cache_dir
+from acodm_ray.errors import AcodmError
 
 FORMAT_VERSION = 1
 CORPUS_NAME = "debian-v1"
@@ -53,7 +54,7 @@ TINY_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny_corpus"
 MB = 1_000_000
 
 
-class CorpusBuildError(RuntimeError):
+class CorpusBuildError(AcodmError, RuntimeError):
     """The bundled corpus could not be built (missing tool, failed download, empty domain)."""
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from acodm_ray.config import CorpusConfig, cache_dir
 from acodm_ray.data.build import TINY_DIR, default_corpus_dir
+from acodm_ray.errors import AcodmError
 
 SOURCES = ("bundled", "tiny", "json", "parquet", "text", "csv", "hub")
 FILE_SOURCES = ("json", "parquet", "text", "csv")
@@ -43,7 +44,7 @@ BATCH_ROWS = 1000
 Docs = dict[str, list[str]]
 
 
-class CorpusError(ValueError):
+class CorpusError(AcodmError, ValueError):
     """The corpus configuration or its data is unusable; the message names the bad thing."""
 
 

@@ -23,6 +23,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from acodm_ray.config import TokenizerConfig, cache_dir
 from acodm_ray.data.corpus import TextCorpus
+from acodm_ray.errors import AcodmError
 
 EOS = "<|endoftext|>"
 TOKENIZER_FORMAT = 1
@@ -31,7 +32,7 @@ KNOWN_EOS = (EOS, "</s>", "<eos>", "<|end_of_text|>", "<|im_end|>", "[SEP]")
 MIN_VOCAB = 257  # 256 byte symbols + <|endoftext|>
 
 
-class TokenizerError(ValueError):
+class TokenizerError(AcodmError, ValueError):
     """A tokenizer cannot be loaded or trained; the message names the path or value."""
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from acodm_ray.agent.policy_file import load_policy, policy_kind
+from acodm_ray.errors import AcodmError
 from acodm_ray.mixers.base import Mixer
 
 
@@ -28,7 +29,7 @@ STATE_SIZED_KINDS = ("actor", "mlp")
 MIXER_NAMES = {"actor": "acodm", "mlp": "policy-mlp", "trajectory": "policy-trajectory"}
 
 
-class PolicyMismatchError(ValueError):
+class PolicyMismatchError(AcodmError, ValueError):
     """A policy trained for other domains or another state layout than the run's."""
 
 
