@@ -137,7 +137,7 @@ def build_server_mixer(spec: MixerSpec) -> Mixer:
         return ActorMixer(spec.policy_dir, spec.domains, spec.state_dim, spec.progress_scale, spec.state_spec)
     if spec.kind == "mixer":
         return build_mixer(MixerConfig(**spec.mixer), spec.domains, natural)
-    from acodm_ray.agent.online import OnlineACODM
+    from acodm_ray.mixers.online_acodm import OnlineACODM
 
     mixer_cfg = MixerConfig(**spec.mixer)
     return OnlineACODM(

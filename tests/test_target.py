@@ -1,5 +1,5 @@
 """Target pretraining on Ray Train with the served mixer (acodm_ray/target.py, policy_server.py) and
-the online AC-ODM agent of non-proxy mode (acodm_ray/agent/online.py).
+the online AC-ODM agent of non-proxy mode (acodm_ray/mixers/online_acodm.py).
 
 The six Ray Train runs (2 CPU workers of 0.1 CPU each, tiny model, 6 steps) are started by one module
 fixture, all at once in threads, so their start-up latencies overlap on 2 cores; the tests then
@@ -23,7 +23,7 @@ import torch
 from acodm_ray.agent import ddpg
 from acodm_ray.agent.config import AgentConfig
 from acodm_ray.agent.networks import Actor
-from acodm_ray.agent.online import OnlineACODM
+from acodm_ray.mixers.online_acodm import OnlineACODM
 from acodm_ray.agent.policy_file import load_policy, save_policy
 from acodm_ray.agent.replay import ReplayBuffer
 from acodm_ray.mixers.actor import ActorMixer, PolicyMismatchError
@@ -545,6 +545,6 @@ def test_target_side_never_imports_rllib():
     import subprocess
     import sys
 
-    code = ("import sys, acodm_ray.target, acodm_ray.policy_server, acodm_ray.agent.online; "
+    code = ("import sys, acodm_ray.target, acodm_ray.policy_server, acodm_ray.mixers.online_acodm; "
             "sys.exit(any(m.startswith('ray.rllib') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
