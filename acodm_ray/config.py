@@ -167,7 +167,7 @@ class RLConfig:
 
 @dataclass
 class TargetConfig:
-    """Target pretraining on Ray Train (jobs/target_pretrain.py, acodm_ray/target.py). Every resource
+    """Target pretraining on Ray Train (jobs/target_pretrain.py, acodm_ray/target/). Every resource
     request is a config value, so a cluster with an autoscaler scales by configuration alone."""
 
     num_workers: int = 1

@@ -1,4 +1,4 @@
-"""Target pretraining on Ray Train with the served mixer (acodm_ray/target.py, policy_server.py) and
+"""Target pretraining on Ray Train with the served mixer (acodm_ray/target/, policy_server.py) and
 the online AC-ODM agent of non-proxy mode (acodm_ray/mixers/online_acodm.py).
 
 The six Ray Train runs (2 CPU workers of 0.1 CPU each, tiny model, 6 steps) are started by one module
