@@ -14,8 +14,20 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from acodm_ray.rundir import trim_jsonl
 from acodm_ray.tracking import ResultLogger, TrackingConfig
 from acodm_ray.train_step import StepSignals
+
+
+def trim_metrics(run_dir: Path, last_step: int) -> None:
+    """Drop records logged after the checkpoint we resume from, so no step appears twice."""
+    trim_jsonl(run_dir / "metrics.jsonl", lambda record: record["step"] <= last_step)
+    for name in ("steps.csv", "eval.csv"):
+        csv_path = run_dir / name
+        if csv_path.exists():
+            lines = csv_path.read_text().splitlines()
+            kept = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= last_step]
+            csv_path.write_text("".join(line + "\n" for line in kept))
 
 
 def _finite_or_none(x: float) -> float | None:

@@ -7,7 +7,6 @@ optimizer, sampler RNG, mixer, step) go to the run directory; `resume=True` cont
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from tqdm import tqdm
 from acodm_ray.config import ExperimentConfig, to_dict
 from acodm_ray.data.load import load_tokenized
 from acodm_ray.loop import mixing_loop
-from acodm_ray.metrics import MetricsWriter
+from acodm_ray.metrics import MetricsWriter, trim_metrics
 from acodm_ray.mixers import Mixer, build_mixer
 from acodm_ray.rundir import prepare_run_dir, write_config, write_json
 from acodm_ray.tracking import require_backends
@@ -26,20 +25,6 @@ from acodm_ray.train_step import LMTrainer, NonFiniteLossError, load_checkpoint,
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
-
-
-def trim_metrics(run_dir: Path, last_step: int) -> None:
-    """Drop records logged after the checkpoint we resume from, so no step appears twice."""
-    path = run_dir / "metrics.jsonl"
-    if path.exists():
-        keep = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= last_step]
-        path.write_text("".join(line + "\n" for line in keep))
-    for name in ("steps.csv", "eval.csv"):
-        csv_path = run_dir / name
-        if csv_path.exists():
-            lines = csv_path.read_text().splitlines()
-            kept = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= last_step]
-            csv_path.write_text("".join(line + "\n" for line in kept))
 
 
 def save_run_checkpoint(run_dir: Path, trainer: LMTrainer, mixer: Mixer) -> Path:

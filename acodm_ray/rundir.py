@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -44,3 +44,12 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)
+
+
+def trim_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
+    """Rewrite the JSON-lines file `path` with only the records `keep` accepts (nothing if it does not
+    exist). On resume every log drops what was written after the checkpoint it resumes from, so no
+    step or iteration appears twice."""
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines() if line and keep(json.loads(line))]
+        path.write_text("".join(line + "\n" for line in kept))

@@ -19,7 +19,7 @@ from typing import Any
 
 
 from acodm_ray.config import ExperimentConfig, to_dict
-from acodm_ray.rundir import prepare_run_dir, write_config, write_json
+from acodm_ray.rundir import prepare_run_dir, trim_jsonl, write_config, write_json
 from acodm_ray.tracking import ResultLogger, flatten_scalars, require_backends
 from envs import RLLIB_ENV, DataMixingEnv, register
 from policies.callbacks import FIRST_STEP, named_mix_metrics
@@ -99,9 +99,7 @@ def restore_algo(algo, run_dir: Path) -> None:
 def trim_history(path: Path, last_iteration: int) -> None:
     """Drop iterations logged after the checkpoint we resume from (a run stopped between an
     iteration's log line and its checkpoint), so no iteration appears twice."""
-    if path.exists():
-        keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["iteration"] <= last_iteration]
-        path.write_text("".join(ln + "\n" for ln in keep))
+    trim_jsonl(path, lambda record: record["iteration"] <= last_iteration)
 
 
 def run_proxy_rl(

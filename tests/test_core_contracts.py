@@ -368,3 +368,17 @@ def test_state_tracker_defaults_and_unknown_losses_start_at_zero():
     b = StateTracker(num_domains=3, num_tracked=1).build(np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 2.0]),
                                                         np.ones(1), np.ones(1), 0.5)
     np.testing.assert_array_equal(a, b)  # integer losses and counts are read as floats
+
+
+def test_trim_jsonl_keeps_only_the_accepted_records_and_leaves_a_missing_file_alone(tmp_path):
+    """The one resume-trimming of every JSON-lines log (metrics, rank logs, events, RLlib iterations)."""
+    import json
+
+    from acodm_ray.rundir import trim_jsonl
+
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps({"step": s}) + "\n" for s in (1, 2, 3, 4)) + "\n")  # a blank last line too
+    trim_jsonl(path, lambda record: record["step"] <= 2)
+    assert path.read_text() == '{"step": 1}\n{"step": 2}\n'
+    trim_jsonl(tmp_path / "absent.jsonl", lambda record: True)
+    assert not (tmp_path / "absent.jsonl").exists()

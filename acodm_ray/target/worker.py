@@ -19,6 +19,7 @@ from acodm_ray.collective import default_collective
 from acodm_ray.config import ExperimentConfig, from_dict
 from acodm_ray.mixers import SCORE_MIXERS
 from acodm_ray.policy_server import PolicyClient, PolicyServerUnavailable, max_rss_mb
+from acodm_ray.rundir import trim_jsonl
 from acodm_ray.target.faults import inject_faults
 from acodm_ray.train_step import NonFiniteLossError, load_checkpoint, save_checkpoint
 
@@ -41,9 +42,7 @@ class _RankLog:
         if not self.enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
-            keep = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= last_step]
-            self.path.write_text("".join(ln + "\n" for ln in keep))
+        trim_jsonl(self.path, lambda record: record["step"] <= last_step)
         self._f = open(self.path, "a")
 
     def write(self, record: dict[str, Any]) -> None:
@@ -62,11 +61,8 @@ def _event(run_dir: Path, **record: Any) -> None:
 
 
 def _trim_events(run_dir: Path, last_step: int) -> None:
-    path = run_dir / "events.jsonl"
-    if path.exists():
-        keep = [ln for ln in path.read_text().splitlines()
-                if ln and (json.loads(ln).get("event") in ("start", "resume") or json.loads(ln).get("step", 0) <= last_step)]
-        path.write_text("".join(ln + "\n" for ln in keep))
+    trim_jsonl(run_dir / "events.jsonl",
+               lambda record: record.get("event") in ("start", "resume") or record.get("step", 0) <= last_step)
 
 
 def train_worker(config: dict[str, Any]) -> None:
@@ -76,7 +72,7 @@ def train_worker(config: dict[str, Any]) -> None:
 
     from acodm_ray.data.load import load_tokenized
     from acodm_ray.metrics import MetricsWriter
-    from acodm_ray.pretrain import trim_metrics
+    from acodm_ray.metrics import trim_metrics
     from acodm_ray.train_step import LMTrainer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
