@@ -27,9 +27,9 @@ from acodm_ray.mixers.online_acodm import OnlineACODM
 from acodm_ray.agent.policy_file import load_policy, save_policy
 from acodm_ray.agent.replay import ReplayBuffer
 from acodm_ray.mixers.actor import ActorMixer, PolicyMismatchError
+from acodm_ray.policy_client import PolicyClient
 from acodm_ray.policy_server import (
     MixerSpec,
-    PolicyClient,
     PolicyServer,
     PolicyServerError,
     PolicyServerUnavailable,

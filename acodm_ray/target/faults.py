@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from acodm_ray.policy_server import PolicyClient
+from acodm_ray.policy_client import PolicyClient
 
 log = logging.getLogger("acodm_ray.target")
 

@@ -18,7 +18,8 @@ import torch
 from acodm_ray.collective import default_collective
 from acodm_ray.config import ExperimentConfig, from_dict
 from acodm_ray.mixers import SCORE_MIXERS
-from acodm_ray.policy_server import PolicyClient, PolicyServerUnavailable, max_rss_mb
+from acodm_ray.policy_client import PolicyClient
+from acodm_ray.policy_server import PolicyServerUnavailable, max_rss_mb
 from acodm_ray.rundir import trim_jsonl
 from acodm_ray.target.faults import inject_faults
 from acodm_ray.train_step import NonFiniteLossError, load_checkpoint, save_checkpoint
