@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from acodm_ray.config import CorpusConfig
-from acodm_ray.data import build
+from acodm_ray.data import apt, build, formats
 from acodm_ray.data.corpus import (
     CorpusError,
     CorpusFileNotFoundError,
@@ -235,7 +235,7 @@ ignored macro body
 
 
 def test_roff_to_text():
-    text = build.roff_to_text(ROFF)
+    text = formats.roff_to_text(ROFF)
     assert text.splitlines()[0] == "OPEN(2)"
     assert "Copyright" not in text and "ignored" not in text
     assert "open - open a file" in text
@@ -243,7 +243,7 @@ def test_roff_to_text():
     assert "\nO_CREAT\nCreate it \\ if needed." in text
     assert "\n    int fd = open(path, flags);" in text
     assert "\\f" not in text and "\\(" not in text and ".TP" not in text
-    assert build.roff_to_text(".so man2/open.2\n") == ""
+    assert formats.roff_to_text(".so man2/open.2\n") == ""
 
 
 def test_split_dictd():
@@ -264,8 +264,8 @@ def test_split_dictd():
     index = "\n".join([f"00-database-info\t{b64(0)}\t{b64(5)}"]
                       + [f"{w}\t{b64(o)}\t{b64(len(e))}" for w, o, e in zip("ABC", offsets, entries)]
                       + [f"Pomme\t{b64(0)}\t{b64(len(entries[0]))}"])  # second headword, same entry
-    assert build.dictd_number("BA") == 64
-    docs = build.split_dictd(data, index, entries_per_doc=2)
+    assert formats.dictd_number("BA") == 64
+    docs = formats.split_dictd(data, index, entries_per_doc=2)
     assert len(docs) == 2
     assert docs[0].startswith("Apple") and "\n\nBee" in docs[0] and docs[1].startswith("Cat")
 
@@ -279,7 +279,7 @@ Ge2:1 Thus the heavens and the earth were finished.
 
 
 def test_split_bible_chapters():
-    docs = build.split_bible_chapters(KJV)
+    docs = formats.split_bible_chapters(KJV)
     assert [d.splitlines()[0] for d in docs] == ["Genesis 1", "Genesis 2", "1 John 1"]
     assert docs[0] == ("Genesis 1\n\n1 In the beginning God created the heaven and the earth.\n"
                        "2 And the earth was without form, and void.\n")
@@ -314,7 +314,7 @@ SAMPLE_Z = base64.b64decode(
 
 def test_lzw_decompress_matches_compress():
     assert SAMPLE_Z[:3] == b"\x1f\x9d\x90"  # 16 bits, block mode
-    assert build.lzw_decompress(SAMPLE_Z[3:]) == SAMPLE_TEXT.encode()  # code width grows 9->11
+    assert formats.lzw_decompress(SAMPLE_Z[3:]) == SAMPLE_TEXT.encode()  # code width grows 9->11
 
 
 def test_read_brs_text_windows():
@@ -324,9 +324,9 @@ def test_read_brs_text_windows():
     header = b"EC02Compressed Data File".ljust(0x54, b"\0") + struct.pack(">II", 65536, 2)
     offsets = struct.pack(">3I", first, first + len(body), first + 2 * len(body))
     raw = header + offsets + SAMPLE_Z[:3] + body + body
-    assert build.read_brs_text(raw) == SAMPLE_TEXT * 2
+    assert formats.read_brs_text(raw) == SAMPLE_TEXT * 2
     with pytest.raises(ValueError, match="EC02"):
-        build.read_brs_text(b"nope" * 40)
+        formats.read_brs_text(b"nope" * 40)
 
 
 def test_sampling_helpers():
@@ -337,7 +337,7 @@ def test_sampling_helpers():
     train, val = build.split_train_validation(kept, fraction=0.1, max_bytes=150)
     assert val and train and train + val != kept and set(train).isdisjoint(val)
     assert sum(map(build.utf8_len, val)) <= max(150, build.utf8_len(val[0]))
-    pieces = build.split_long_text("abc\n" * 100, max_chars=40)
+    pieces = formats.split_long_text("abc\n" * 100, max_chars=40)
     assert "".join(pieces) == "abc\n" * 100 and all(len(p) <= 40 for p in pieces)
     assert build.clean_documents(["x\n", "x\n", "  \n", "y"]) == ["x\n", "y\n"]
     assert build.take_budget(["a" * 50 + "\n", "b\n" * 100], 120, min_piece_bytes=10) == ["a" * 50 + "\n", "b\n" * 34]
@@ -369,7 +369,7 @@ def test_build_requires_apt(monkeypatch, tmp_path):
 @pytest.mark.skipif(build.shutil.which("apt-get") is None, reason="needs apt-get (Debian/Ubuntu)")
 def test_download_failure_names_the_package(tmp_path):
     with pytest.raises(build.CorpusBuildError, match="'no-such-package-acodm'"):
-        build.download_package("no-such-package-acodm", tmp_path)
+        apt.download_package("no-such-package-acodm", tmp_path)
 
 
 def test_hub_source_wiring(monkeypatch, home):

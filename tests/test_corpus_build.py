@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from acodm_ray.data import build
+from acodm_ray.data import apt, build
 
 needs_apt = pytest.mark.skipif(shutil.which("apt-get") is None, reason="not a Debian/Ubuntu system")
 
@@ -67,34 +67,34 @@ def _fake_apt(monkeypatch, tmp_path, download_ok_after_update: bool):
             return subprocess.CompletedProcess(cmd, 100, "", "E: Can't find a source to download version '1.0'")
         return subprocess.CompletedProcess(cmd, 0, "1.0\n", "")
 
-    monkeypatch.setattr(build.subprocess, "run", fake_run)
+    monkeypatch.setattr(apt.subprocess, "run", fake_run)
     return calls
 
 
 def test_download_refreshes_once_then_retries(monkeypatch, tmp_path):
-    monkeypatch.setattr(build.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(apt.os, "geteuid", lambda: 0)
     calls = _fake_apt(monkeypatch, tmp_path, download_ok_after_update=True)
-    apt = build.AptLists()
-    deb = build.download_package("base-files", tmp_path, apt)
-    assert deb.version == "1.0" and apt.refreshed
+    lists = apt.AptLists()
+    deb = apt.download_package("base-files", tmp_path, lists)
+    assert deb.version == "1.0" and lists.refreshed
     assert calls[:3] == [["apt-get", "download"], ["apt-get", "update"], ["apt-get", "download"]]
-    build.download_package("bible-kjv-text", tmp_path, apt)  # the lists are refreshed once per build
+    apt.download_package("bible-kjv-text", tmp_path, lists)  # the lists are refreshed once per build
     assert calls.count(["apt-get", "update"]) == 1
 
 
 def test_download_still_missing_after_refresh_names_the_package(monkeypatch, tmp_path):
-    monkeypatch.setattr(build.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(apt.os, "geteuid", lambda: 0)
     calls = _fake_apt(monkeypatch, tmp_path, download_ok_after_update=False)
     with pytest.raises(build.CorpusBuildError, match=r"'base-files'.*after `apt-get update`"):
-        build.download_package("base-files", tmp_path)
+        apt.download_package("base-files", tmp_path)
     assert calls.count(["apt-get", "download"]) == 2
 
 
 def test_not_root_says_the_exact_command(monkeypatch, tmp_path):
-    monkeypatch.setattr(build.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(apt.os, "geteuid", lambda: 1000)
     calls = _fake_apt(monkeypatch, tmp_path, download_ok_after_update=True)
     with pytest.raises(build.CorpusBuildError, match=r"Run `sudo apt-get update`, then `acodm corpus build`"):
-        build.download_package("base-files", tmp_path)
+        apt.download_package("base-files", tmp_path)
     assert ["apt-get", "update"] not in calls
 
 
