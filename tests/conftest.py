@@ -71,3 +71,30 @@ def ray_session():
                  log_to_driver=False, ignore_reinit_error=True)
     yield ray
     ray.shutdown()
+
+
+# The README's comparison smoke command, run once for the session as a user would (a subprocess of
+# ./.venv, tracking on) with one method of each other kind added: an online mixer fed by the alignment
+# scores, a mixer schedule replayed from the proxy, RLlib PPO transferred, an AC-ODM variant on a named
+# proxy size. test_readme.py checks the command and its tracking, test_compare.py its outputs: one
+# quick comparison (about 4 minutes on 2 cores) serves both.
+QUICK_EXTRA_METHODS = ["alignment", "alignment-proxy", "ppo", "acodm-lossreward@small"]
+
+
+@pytest.fixture(scope="session")
+def readme_quick_comparison(tmp_path_factory):
+    """(the process, its output dir, the methods it ran) of the README's `--quick` comparison line."""
+    from acodm_ray.compare import DEFAULT_METHODS
+    from tests.test_readme import VENV, command, readme_block, run_bash, user_env
+
+    if not (VENV / "bin" / "python").exists():
+        pytest.skip("the README's commands use ./.venv (made by `make setup`)")
+    lines = [command(line) for line in readme_block("Comparing mixing methods (the paper's figures)")]
+    smoke = [line for line in lines if line.endswith("--quick")]
+    assert smoke == [".venv/bin/python jobs/compare.py --config configs/tiny.yaml --quick"]
+    methods = [*DEFAULT_METHODS, *QUICK_EXTRA_METHODS]
+    tmp = tmp_path_factory.mktemp("readme_compare")
+    env = user_env(tmp, ACODM_HOME=str(tmp_path_factory.getbasetemp() / "acodm_home"))
+    proc = run_bash(f"{smoke[0]} --set tracking.mlflow=true --set tracking.wandb=true --methods {','.join(methods)}",
+                    env, timeout=1200)
+    return proc, tmp / "out" / "results" / "tiny-compare-quick", methods

@@ -175,15 +175,12 @@ def _all_numbers(obj, path="summary"):
 
 
 @pytest.mark.slow
-def test_quick_comparison_end_to_end(ray_session, tmp_path):
-    # the paper's five, and one of each other kind of method: an online mixer fed by the alignment
-    # scores, a mixer schedule replayed from the proxy, RLlib PPO transferred (kind "mlp"), an AC-ODM
-    # variant learned on a named proxy size
-    methods = [*DEFAULT_METHODS, "alignment", "alignment-proxy", "ppo", "acodm-lossreward@small"]
-    rc = compare_job.main(["--config", "configs/tiny.yaml", "--quick", "--output-dir", str(tmp_path), "--name", "cmp",
-                           "--methods", ",".join(methods)])
-    assert rc == 0
-    out = tmp_path / "cmp"
+def test_quick_comparison_end_to_end(readme_quick_comparison):
+    # the README's smoke comparison (conftest): the paper's five, and one of each other kind of method:
+    # an online mixer fed by the alignment scores, a mixer schedule replayed from the proxy, RLlib PPO
+    # transferred (kind "mlp"), an AC-ODM variant learned on a named proxy size
+    _, out, methods = readme_quick_comparison
+    assert methods[:len(DEFAULT_METHODS)] == DEFAULT_METHODS and len(methods) == len(DEFAULT_METHODS) + 4
     for name in ("summary.json", "table.md", "val_ppl.png", "val_ppl_domains.png", "weights.png", "config.yaml"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
@@ -213,7 +210,8 @@ def test_quick_comparison_end_to_end(ray_session, tmp_path):
     for path, value in _all_numbers(summary):
         assert math.isfinite(value), path
     # an existing comparison is not clobbered
-    assert compare_job.main(["--config", "configs/tiny.yaml", "--quick", "--output-dir", str(tmp_path), "--name", "cmp"]) == 2
+    assert compare_job.main(["--config", "configs/tiny.yaml", "--quick", "--output-dir", str(out.parent),
+                             "--name", out.name]) == 2
 
 
 # ---------------------------------------------------------------------- orchestration, without Ray

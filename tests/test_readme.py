@@ -154,13 +154,8 @@ def artifacts(client, run, path: str | None = None) -> set[str]:
 
 @needs_venv
 @pytest.mark.slow
-def test_compare_smoke_block_runs_as_written(tmp_path, monkeypatch):
-    lines = [command(line) for line in readme_block("Comparing mixing methods (the paper's figures)")]
-    smoke = [line for line in lines if line.endswith("--quick")]
-    assert smoke == [".venv/bin/python jobs/compare.py --config configs/tiny.yaml --quick"]
-    proc = run_bash(smoke[0] + " --set tracking.mlflow=true --set tracking.wandb=true", user_env(tmp_path),
-                    timeout=1200)
-    out = tmp_path / "out" / "results" / "tiny-compare-quick"
+def test_compare_smoke_block_runs_as_written(readme_quick_comparison, monkeypatch):
+    proc, out, _ = readme_quick_comparison  # the README's line, with tracking on and more methods (conftest)
     assert "compare: done" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert not summary["failures"] and (out / "table.md").is_file()
