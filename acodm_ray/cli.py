@@ -11,9 +11,28 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Callable
 
-from acodm_ray.config import ConfigError, load_config
+from acodm_ray.config import load_config
+from acodm_ray.errors import USER_ERRORS
 from acodm_ray.mixers import MIXERS
+
+
+def set_flags(values: dict[str, object]) -> list[str]:
+    """`--set` strings for the flags the user gave: {"rl.algo": "sac", "rl.iterations": None} ->
+    ["rl.algo=sac"] (they go after the user's own --set, so a flag wins)."""
+    return [f"{key}={value}" for key, value in values.items() if value is not None]
+
+
+def run_job(prog: str, body: Callable[[], int]) -> int:
+    """`body()`, with a user error (`acodm_ray.errors.USER_ERRORS`: a bad config value, run name,
+    policy, corpus, ...) printed as one line `<prog>: error: <message>` and exit code 2 instead of a
+    traceback. Anything else is a bug and keeps its traceback."""
+    try:
+        return body()
+    except USER_ERRORS as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -46,10 +65,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from acodm_ray.pretrain import pretrain
     from acodm_ray.safety import check_output_path
 
-    overrides = list(args.overrides)
-    if args.mixer:
-        overrides.append(f"mixer.name={args.mixer}")
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, [*args.overrides, *set_flags({"mixer.name": args.mixer})])
     run_dir = check_output_path(Path(args.output_dir or cfg.output_dir), args.name or f"{cfg.name}-{cfg.mixer.name}")
     summary = pretrain(cfg, run_dir, resume=args.resume, overwrite=args.overwrite)
     ppl = summary["final_val_ppl"].get("average")
@@ -95,11 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
-        print(f"acodm: error: {err}", file=sys.stderr)
-        return 2
+    return run_job("acodm", lambda: args.func(args))  # a NaN loss (NonFiniteLossError) is one of USER_ERRORS
 
 
 if __name__ == "__main__":

@@ -7,11 +7,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python jobs/x.py` and `ray job submit --working-dir .` alike
     sys.path.insert(0, str(ROOT))
+
+from acodm_ray.cli import run_job, set_flags  # noqa: E402,F401  (the jobs report errors as `acodm` does)
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -21,25 +22,6 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     add_config_args(parser)
     add_run_args(parser)
     return parser
-
-
-def set_flags(values: dict[str, object]) -> list[str]:
-    """`--set` strings for the flags the user gave: {"rl.algo": "sac", "rl.iterations": None} ->
-    ["rl.algo=sac"] (they go after the user's own --set, so a flag wins)."""
-    return [f"{key}={value}" for key, value in values.items() if value is not None]
-
-
-def run_job(prog: str, body: Callable[[], int]) -> int:
-    """`body()`, with a user error (`acodm_ray.errors.USER_ERRORS`: a bad config value, run name,
-    policy, corpus, ...) printed as one line `<prog>: error: <message>` and exit code 2 instead of a
-    traceback. Anything else is a bug and keeps its traceback."""
-    from acodm_ray.errors import USER_ERRORS
-
-    try:
-        return body()
-    except USER_ERRORS as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
 
 
 def in_submitted_job() -> bool:
