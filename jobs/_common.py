@@ -42,6 +42,13 @@ def resolve_output_dir(path: str) -> Path:
     return out.resolve()
 
 
+def run_dir_for(args: argparse.Namespace, parent: str, name: str) -> Path:
+    """--output-dir (else `parent`) / --name (else `name`), refused if it points outside the user's tree."""
+    from acodm_ray.safety import check_output_path
+
+    return check_output_path(resolve_output_dir(args.output_dir or parent), args.name or name)
+
+
 FORWARDED_ENV = ("ACODM_HOME",)  # where the corpus, tokenizer and token caches live
 
 

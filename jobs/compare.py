@@ -8,12 +8,8 @@ AC-ODM (non-proxy mode) pretraining the same target with the same token budget a
 
 Budgets come from the config's `compare:` section (target steps, proxy model and RL iterations,
 concurrency); `--quick` applies `compare.quick` (tiny sizes, one seed, few steps); `--set` wins over
-both. Methods (default: the paper's five): uniform, natural, odm, acodm (policy learned by RLlib on a
-smaller proxy, then frozen on the target), acodm-online (the agent learns on the target itself); and
-for ablations: odm-exp3, alignment (the gradient-alignment mixer, no RL), alignment-proxy (its weight
-schedule from the proxy, replayed), acodm-gamma0, acodm-lossreward, acodm-nowarmup, acodm-narrow,
-acodm-wide, ppo, sac, appo. A proxy method takes a proxy size from compare.proxy_sizes as
-<method>@<size> (the proxy-size sweep):
+both. `--methods` takes any of the methods `--help` lists (default: the paper's five; the rest are
+ablations), a proxy method also as <method>@<size> from compare.proxy_sizes (the proxy-size sweep):
 
     python jobs/compare.py --config configs/demo.yaml --name demo-ablation \
         --methods uniform,odm,alignment,acodm,acodm-gamma0,acodm-lossreward,acodm@small,acodm@large
@@ -32,7 +28,7 @@ import json
 import sys
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-from _common import base_parser, init_ray, resolve_output_dir, run_job, set_flags
+from _common import base_parser, init_ray, run_dir_for, run_job, set_flags
 
 from acodm_ray.compare import METHODS
 
@@ -50,13 +46,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from acodm_ray.compare import headline_lines, load_compare_config
-    from acodm_ray.safety import check_output_path
 
     methods = None if args.methods is None else json.dumps([m.strip() for m in args.methods.split(",") if m.strip()])
     flags = set_flags({"compare.methods": methods, "compare.seeds": args.seeds, "compare.concurrency": args.concurrency})
     cfg = load_compare_config(args.config, [*args.overrides, *flags], quick=args.quick)
-    name = args.name or f"{cfg.name}-compare" + ("-quick" if args.quick else "")
-    out_dir = check_output_path(resolve_output_dir(args.output_dir or "results"), name)
+    out_dir = run_dir_for(args, "results", f"{cfg.name}-compare" + ("-quick" if args.quick else ""))
     if out_dir.exists() and any(out_dir.iterdir()) and not (args.resume or args.overwrite):
         raise FileExistsError(f"{out_dir} already exists; pass --resume, --overwrite or another --name")
     init_ray()
@@ -65,13 +59,12 @@ def run(args: argparse.Namespace) -> int:
 
     summary = run_comparison(cfg, out_dir, ray_proxy_runner(cfg.compare.proxy_cpus, cfg.compare.proxy_gpus), resume=args.resume,
                              overwrite=args.overwrite, quick=args.quick, config_path=args.config)
-    for line in headline_lines(summary):
+    for line in [*headline_lines(summary), f"done in {summary['wall_clock_s']:.0f} s; table {out_dir / 'table.md'}; "
+                 f"summary {out_dir / 'summary.json'}"]:
         print(f"compare: {line}")
-    print(f"compare: done in {summary['wall_clock_s']:.0f} s; table {out_dir / 'table.md'}; summary {out_dir / 'summary.json'}")
     for key, why in summary["failures"].items():
         print(f"compare: error: {key}: {why}", file=sys.stderr)
     return 1 if summary["failures"] else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-from _common import base_parser, init_ray, resolve_output_dir, run_job, set_flags
+from _common import base_parser, init_ray, run_dir_for, run_job, set_flags
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,31 +45,20 @@ def mode_flags(args: argparse.Namespace) -> list[str]:
         return [f"target.policy={Path(args.policy).expanduser().resolve()}"]
     if args.mixer:
         return [f"mixer.name={args.mixer}", "target.policy=null", "target.online_acodm=false"]
-    if args.online_acodm:
-        return ["target.online_acodm=true", "target.policy=null"]
-    return []
+    return ["target.online_acodm=true", "target.policy=null"] if args.online_acodm else []
 
 
 def run(args: argparse.Namespace) -> int:
     from acodm_ray.config import load_config
-    from acodm_ray.safety import check_output_path
-    from acodm_ray.target import mixer_label
+    from acodm_ray.target import closing_lines, mixer_label, run_target
 
     cfg = load_config(args.config, [*args.overrides, *mode_flags(args), *set_flags({"target.num_workers": args.num_workers})])
-    run_dir = check_output_path(resolve_output_dir(args.output_dir or cfg.output_dir),
-                                args.name or f"{cfg.name}-target-{mixer_label(cfg)}")
+    run_dir = run_dir_for(args, cfg.output_dir, f"{cfg.name}-target-{mixer_label(cfg)}")
     init_ray()
-    from acodm_ray.target import run_target
-
-    summary = run_target(cfg, run_dir, resume=args.resume, overwrite=args.overwrite)
-    ppl = (summary.get("final_val_ppl") or {}).get("average")
-    print(f"target_pretrain: done: {summary['steps']} steps with {summary['mixer']} on "
-          f"{summary['num_workers']} worker(s), average validation perplexity "
-          f"{'n/a' if ppl is None else f'{ppl:.2f}'}; run dir {run_dir}")
-    print(f"target_pretrain: model: {summary['model_dir']}")
-    if summary.get("server_failures"):
-        print(f"target_pretrain: warning: the policy server was unreachable at {summary['server_failures']} "
-              "decision(s); the last weights were kept", file=sys.stderr)
+    lines, warnings = closing_lines(run_target(cfg, run_dir, resume=args.resume, overwrite=args.overwrite), run_dir)
+    print("\n".join(f"target_pretrain: {line}" for line in lines))
+    for line in warnings:
+        print(f"target_pretrain: {line}", file=sys.stderr)
     return 0
 
 

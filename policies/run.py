@@ -203,3 +203,25 @@ def iteration_line(record: dict[str, Any], iterations: int) -> str:
     steps = record.get("env_steps")
     return (f"iteration {record['iteration']}/{iterations}: {int(steps or 0):,} env steps, {ret_text}, "
             f"{record['seconds']:.1f} s")
+
+
+def closing_summary(summary: dict[str, Any], run_dir: Path, config: str | None) -> str:
+    """What the run produced and what to run next, as a few readable lines."""
+    lines = [f"proxy_rl: done: {summary['iterations']} iterations of {summary['algo']}; run dir {run_dir}"]
+    rollout = summary.get("rollout")
+    if rollout:
+        weights = rollout["policy_mean_weights"]
+        top = sorted(weights.items(), key=lambda kv: -kv[1])
+        lines.append("proxy_rl: the learned policy's mean domain weights over a proxy run: "
+                     + ", ".join(f"{d} {w:.2f}" for d, w in top))
+        ppl, odm = rollout["policy_val_ppl"]["average"], rollout["odm_val_ppl"]["average"]
+        verdict = "better than" if ppl < odm else "worse than" if ppl > odm else "equal to"
+        lines.append(f"proxy_rl: its proxy's final average validation perplexity is {ppl:.1f}, {verdict} "
+                     f"ODM's {odm:.1f} from the same seed (mean total-variation distance between their "
+                     f"weights {rollout['mean_tv_distance_to_odm']:.2f})")
+        lines.append(f"proxy_rl: plot of both weight trajectories: {rollout['plot']}")
+    if "policy" in summary:
+        lines.append(f"proxy_rl: exported policy: {summary['policy']}")
+        lines.append("proxy_rl: next, pretrain the target with it: python jobs/target_pretrain.py "
+                     f"--config {config or 'CONFIG'} --policy {summary['policy']}")
+    return "\n".join(lines)

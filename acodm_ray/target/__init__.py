@@ -53,6 +53,7 @@ from acodm_ray.target.driver import (
     RAY_STORAGE_DIR,
     TargetTrainingError,
     absolutize_paths,
+    closing_lines,
     finish_run,
     mixer_label,
     mixer_spec_for,
@@ -63,5 +64,5 @@ from acodm_ray.target.faults import FAULTS_ENV
 from acodm_ray.target.worker import RANK_FILE, TRAINER_FILE, train_worker
 
 __all__ = ["run_target", "train_worker", "TorchCollective", "TargetTrainingError", "mixer_spec_for", "mixer_label",
-           "state_spec_for", "absolutize_paths", "finish_run", "FAULTS_ENV", "TRAINER_FILE", "RANK_FILE",
+           "state_spec_for", "absolutize_paths", "closing_lines", "finish_run", "FAULTS_ENV", "TRAINER_FILE", "RANK_FILE",
            "RAY_STORAGE_DIR"]

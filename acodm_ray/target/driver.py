@@ -83,6 +83,19 @@ def mixer_label(cfg: ExperimentConfig) -> str:
     return cfg.mixer.name
 
 
+def closing_lines(summary: dict[str, Any], run_dir: Path) -> tuple[list[str], list[str]]:
+    """(lines for stdout, warnings for stderr) that end a target run: what it reached, where it is."""
+    ppl = (summary.get("final_val_ppl") or {}).get("average")
+    lines = [f"done: {summary['steps']} steps with {summary['mixer']} on {summary['num_workers']} worker(s), "
+             f"average validation perplexity {'n/a' if ppl is None else f'{ppl:.2f}'}; run dir {run_dir}",
+             f"model: {summary['model_dir']}"]
+    warnings = []
+    if summary.get("server_failures"):
+        warnings.append(f"warning: the policy server was unreachable at {summary['server_failures']} decision(s); "
+                        "the last weights were kept")
+    return lines, warnings
+
+
 def _storage(cfg: ExperimentConfig, run_dir: Path) -> tuple[str, str]:
     """(storage_path, run name) for Ray Train's RunConfig."""
     storage = cfg.target.storage_path or str(run_dir / RAY_STORAGE_DIR)
