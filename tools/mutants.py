@@ -121,7 +121,7 @@ MUTANTS = [
            '    return Path(run_root) / name\n    if not isinstance(name, str):\n',
            ("tests/test_security.py::test_run_names_cannot_escape_the_output_root",)),
     Mutant("yaml-unsafe-load", "configs are parsed with yaml.safe_load",
-           "acodm_ray/config.py", "data = yaml.safe_load(path.read_text())",
+           "acodm_ray/typed_config.py", "data = yaml.safe_load(path.read_text())",
            "data = yaml.unsafe_load(path.read_text())",
            ("tests/test_config.py::test_yaml_is_loaded_safely",)),
     # -- tracking ----------------------------------------------------------------------------------
