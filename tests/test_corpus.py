@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from acodm_ray.config import CorpusConfig
-from acodm_ray.data import apt, build, formats
+from acodm_ray.data import apt, build, formats, tiny_slice
 from acodm_ray.data.corpus import (
     CorpusError,
     CorpusFileNotFoundError,
@@ -340,7 +340,7 @@ def test_sampling_helpers():
     pieces = formats.split_long_text("abc\n" * 100, max_chars=40)
     assert "".join(pieces) == "abc\n" * 100 and all(len(p) <= 40 for p in pieces)
     assert build.clean_documents(["x\n", "x\n", "  \n", "y"]) == ["x\n", "y\n"]
-    assert build.take_budget(["a" * 50 + "\n", "b\n" * 100], 120, min_piece_bytes=10) == ["a" * 50 + "\n", "b\n" * 34]
+    assert tiny_slice.take_budget(["a" * 50 + "\n", "b\n" * 100], 120, min_piece_bytes=10) == ["a" * 50 + "\n", "b\n" * 34]
 
 
 def test_make_tiny_slice_roundtrip(tmp_path):
@@ -349,9 +349,9 @@ def test_make_tiny_slice_roundtrip(tmp_path):
     train = {"big": [f"big {i}\n" * 50 for i in range(40)], "small": [f"s {i}\n" * 50 for i in range(4)]}
     val = {"big": ["vb\n" * 10], "small": ["vs\n" * 10]}
     build.write_corpus(src, train, val, {"name": "x", "domains": {"big": {}, "small": {}}, "packages": []})
-    out = build.make_tiny_slice(src, tmp_path / "tiny", max_train_bytes=4_000, min_train_bytes=1_000,
+    out = tiny_slice.make_tiny_slice(src, tmp_path / "tiny", max_train_bytes=4_000, min_train_bytes=1_000,
                                 validation_bytes=1_000)
-    t, v, manifest = build.read_corpus_dir(out)
+    t, v, manifest = tiny_slice.read_corpus_dir(out)
     assert list(t) == ["big", "small"] and v["small"] == ["vs\n" * 10]
     sizes = {d: manifest["domains"][d]["train"]["bytes"] for d in t}
     assert 3_000 < sizes["big"] <= 4_000 and sizes["small"] <= 1_500
