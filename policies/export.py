@@ -83,7 +83,7 @@ def actor_from_algo(algo: Algorithm, module_id: str = DEFAULT_MODULE_ID) -> Acto
     head = actor_state["head.weight"]
     layers = sum(1 for k in actor_state if k.startswith("trunk.") and k.endswith(".weight")) // 2
     actor = Actor(int(first.shape[1]), int(head.shape[0]), int(first.shape[0]), layers,
-                  float(algo.config.weight_floor))
+                  float(algo.config.agent.weight_floor))
     actor.load_state_dict(actor_state, strict=True)
     return actor.eval()
 

@@ -312,16 +312,23 @@ def test_connector_demands_vector_scores():
 
 
 def test_every_agent_switch_reaches_the_rl_module():
-    """Each AgentConfig field the module reads (AGENT_MODEL_KEYS) arrives in its model_config with
-    the config's value, not the default: a switch dropped on the way would silently train the default."""
-    from policies.acodm.rl_module import AGENT_MODEL_KEYS, DEFAULT_MODEL_CONFIG
+    """The whole AgentConfig arrives in the module's model_config and in the module built from it,
+    with the config's values, not the defaults: a switch dropped on the way would silently train
+    the default."""
+    import gymnasium as gym
+
+    from policies.acodm.rl_module import ACODMTorchRLModule
 
     changed = dataclasses.replace(AGENT, gamma=0.5, actor_objective="mean", weight_floor=0.02, entropy_coef=0.3,
                                   value_units="horizon", imitate_odm_only=False, freeze_actor=True,
                                   exploration_noise=0.01)
     cfg = build_algo_config("acodm", ToyMixEnv, ENV_CONFIG, changed, RLConfig(), seed=0, warmup_updates=7)
     model = cfg.model_config
-    expected = {key: getattr(changed, key) for key in AGENT_MODEL_KEYS if key != "warmup_updates"}
-    assert {key: model[key] for key in expected} == expected
+    assert AgentConfig(**model["agent"]) == changed
     assert model["warmup_updates"] == 7
-    assert all(model[key] != DEFAULT_MODEL_CONFIG[key] for key in ("value_units", "entropy_coef", "freeze_actor"))
+    module = ACODMTorchRLModule(observation_space=gym.spaces.Box(-1.0, 1.0, (5,)),
+                                action_space=gym.spaces.Box(0.0, 1.0, (K,)), model_config=model)
+    assert module.agent == changed and module.warmup_updates == 7
+    assert module.actor.floor == pytest.approx(0.02)
+    # RLlib's own gamma is the one the module's losses use
+    assert AgentConfig(**cfg.copy().training(gamma=0.9).model_config["agent"]).gamma == 0.9

@@ -10,6 +10,7 @@ per-domain reward vector and the executed weights into the train batch.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from typing_extensions import Self
@@ -20,11 +21,10 @@ from ray.rllib.connectors.learner import AddColumnsFromEpisodesToTrainBatch
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.annotations import override
 
-from acodm_ray.agent.config import AgentConfig
-from acodm_ray.agent.config import lr_points
+from acodm_ray.agent.config import AgentConfig, check_agent, lr_points
 from policies.acodm.connectors import AddVectorRewardsAndExecutedActions
 from policies.acodm.replay import SeededEpisodeReplayBuffer
-from policies.acodm.rl_module import AGENT_MODEL_KEYS, ACODMTorchRLModule
+from policies.acodm.rl_module import ACODMTorchRLModule
 
 _PAPER = AgentConfig()
 
@@ -45,19 +45,11 @@ class ACODMConfig(SACConfig):
         self.replay_buffer_config = {"type": "EpisodeReplayBuffer", "capacity": _PAPER.replay_capacity}
         self.train_batch_size_per_learner = _PAPER.batch_size
         self.num_steps_sampled_before_learning_starts = _PAPER.batch_size
-        # AC-ODM-specific.
-        self.actor_hidden = _PAPER.actor_hidden
-        self.actor_layers = _PAPER.actor_layers
-        self.critic_hidden = _PAPER.critic_hidden
-        self.critic_layers = _PAPER.critic_layers
-        self.exploration_noise = _PAPER.exploration_noise
+        # AC-ODM-specific: the agent's hyperparameters, one dataclass handed whole to the RLModule
+        # (its model_config); the fields RLlib has its own names for (gamma, tau, lrs, batch size,
+        # replay capacity) are set above from the same defaults, and RLlib's win (see model_config).
+        self.agent = AgentConfig()
         self.warmup_updates = 0
-        self.actor_objective = _PAPER.actor_objective
-        self.weight_floor = _PAPER.weight_floor
-        self.entropy_coef = _PAPER.entropy_coef
-        self.value_units = _PAPER.value_units
-        self.imitate_odm_only = _PAPER.imitate_odm_only
-        self.freeze_actor = _PAPER.freeze_actor
         # The softmax output is already a valid Box(0, 1) action: no [-1, 1] unsquashing/clipping.
         self.normalize_actions = False
         self.clip_actions = False
@@ -66,40 +58,22 @@ class ACODMConfig(SACConfig):
     def training(
         self,
         *,
-        actor_hidden: int | None = NotProvided,
-        actor_layers: int | None = NotProvided,
-        critic_hidden: int | None = NotProvided,
-        critic_layers: int | None = NotProvided,
-        exploration_noise: float | None = NotProvided,
+        agent: AgentConfig | dict[str, Any] | None = NotProvided,
         warmup_updates: int | None = NotProvided,
-        actor_objective: str | None = NotProvided,
-        weight_floor: float | None = NotProvided,
-        entropy_coef: float | None = NotProvided,
-        value_units: str | None = NotProvided,
-        imitate_odm_only: bool | None = NotProvided,
-        freeze_actor: bool | None = NotProvided,
         **kwargs: Any,
     ) -> Self:
-        """SAC's training() plus the network sizes, exploration noise, warm-up length
-        (`warmup_updates`: learner updates with imitation/warm-up losses before DDPG) and the
-        AgentConfig switches of the same names (acodm_ray/agent/config.py)."""
+        """SAC's training() plus `agent` (an AgentConfig, or a dict of its fields to change) and
+        `warmup_updates` (learner updates with the imitation/warm-up losses before DDPG)."""
         super().training(**kwargs)
-        for name, value in (
-            ("actor_hidden", actor_hidden),
-            ("actor_layers", actor_layers),
-            ("critic_hidden", critic_hidden),
-            ("critic_layers", critic_layers),
-            ("exploration_noise", exploration_noise),
-            ("warmup_updates", warmup_updates),
-            ("actor_objective", actor_objective),
-            ("weight_floor", weight_floor),
-            ("entropy_coef", entropy_coef),
-            ("value_units", value_units),
-            ("imitate_odm_only", imitate_odm_only),
-            ("freeze_actor", freeze_actor),
-        ):
-            if value is not NotProvided:
-                setattr(self, name, value)
+        if isinstance(agent, dict):
+            unknown = sorted(set(agent) - {f.name for f in dataclasses.fields(AgentConfig)})
+            if unknown:
+                raise ValueError(f"unknown AgentConfig field(s) {unknown}")
+            agent = dataclasses.replace(self.agent, **agent)
+        if agent is not NotProvided:
+            self.agent = agent
+        if warmup_updates is not NotProvided:
+            self.warmup_updates = warmup_updates
         return self
 
     @override(SACConfig)
@@ -116,13 +90,14 @@ class ACODMConfig(SACConfig):
         if self.twin_q:
             raise ValueError("AC-ODM has a single vector critic; twin_q must be False")
         for name in ("actor_hidden", "actor_layers", "critic_hidden", "critic_layers"):
-            value = getattr(self, name)
+            value = getattr(self.agent, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ValueError(f"agent.{name} must be a positive integer, got {value!r}")
+        check_agent(self.agent)
         if not isinstance(self.warmup_updates, int) or self.warmup_updates < 0:
             raise ValueError(f"warmup_updates must be an integer >= 0, got {self.warmup_updates!r}")
-        if self.exploration_noise < 0:
-            raise ValueError(f"exploration_noise must be >= 0, got {self.exploration_noise}")
+        if self.agent.exploration_noise < 0:
+            raise ValueError(f"agent.exploration_noise must be >= 0, got {self.agent.exploration_noise}")
         if not 0.0 <= self.tau <= 1.0:
             raise ValueError(f"tau must be in [0, 1], got {self.tau}")
 
@@ -158,7 +133,9 @@ class ACODMConfig(SACConfig):
     @property
     @override(AlgorithmConfig)
     def _model_config_auto_includes(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in AGENT_MODEL_KEYS}
+        # RLlib's own gamma wins over the dataclass's: `.training(gamma=...)` does what RLlib users expect.
+        return {"agent": dataclasses.asdict(dataclasses.replace(self.agent, gamma=self.gamma)),
+                "warmup_updates": self.warmup_updates}
 
 
 REPLAY_STATE = "acodm_replay_buffer"  # the replay buffer's key in a whole-algorithm checkpoint
@@ -223,18 +200,8 @@ def acodm_config_from(
         num_steps_sampled_before_learning_starts=(
             agent_cfg.batch_size if learning_starts is None else learning_starts
         ),
-        actor_hidden=agent_cfg.actor_hidden,
-        actor_layers=agent_cfg.actor_layers,
-        critic_hidden=agent_cfg.critic_hidden,
-        critic_layers=agent_cfg.critic_layers,
-        exploration_noise=agent_cfg.exploration_noise,
+        agent=agent_cfg,
         warmup_updates=warmup_updates,
-        actor_objective=agent_cfg.actor_objective,
-        weight_floor=agent_cfg.weight_floor,
-        entropy_coef=agent_cfg.entropy_coef,
-        value_units=agent_cfg.value_units,
-        imitate_odm_only=agent_cfg.imitate_odm_only,
-        freeze_actor=agent_cfg.freeze_actor,
     )
     return cfg
 

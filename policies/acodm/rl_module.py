@@ -9,6 +9,7 @@ the warm-up phase survives checkpoint/restore.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import gymnasium as gym
@@ -34,13 +35,15 @@ TD_ERROR = "td_error"
 WEIGHT_ENTROPY = "weight_entropy"
 VALUE_SPREAD = "value_spread"
 
-# The AgentConfig fields the module reads from its model_config (ACODMConfig puts them there).
-AGENT_MODEL_KEYS = ("actor_hidden", "actor_layers", "critic_hidden", "critic_layers", "exploration_noise",
-                    "gamma", "warmup_updates", "actor_objective", "weight_floor", "entropy_coef",
-                    "value_units", "imitate_odm_only", "freeze_actor")
-_DEFAULTS = AgentConfig()
-DEFAULT_MODEL_CONFIG: dict[str, Any] = {key: getattr(_DEFAULTS, key) for key in AGENT_MODEL_KEYS}
-DEFAULT_MODEL_CONFIG["warmup_updates"] = 0
+
+
+def agent_from_model_config(model_config: dict[str, Any] | None) -> tuple[AgentConfig, int]:
+    """(the agent's hyperparameters, warm-up updates) from a model_config ACODMConfig wrote: the
+    whole AgentConfig under "agent". Specs pickled before that listed the fields flat; those read too."""
+    model_config = dict(model_config or {})
+    fields = {f.name for f in dataclasses.fields(AgentConfig)}
+    agent = model_config.get("agent") or {k: v for k, v in model_config.items() if k in fields}
+    return AgentConfig(**agent), int(model_config.get("warmup_updates", 0))
 
 
 class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
@@ -54,16 +57,13 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
             )
         if not isinstance(self.observation_space, gym.spaces.Box) or len(self.observation_space.shape) != 1:
             raise ValueError(f"AC-ODM needs a 1-D Box observation space, got {self.observation_space}")
-        cfg = {**DEFAULT_MODEL_CONFIG, **(self.model_config or {})}
-        self._cfg = cfg
+        self.agent, self._warmup_updates = agent_from_model_config(self.model_config)
+        agent = self.agent
         state_dim = int(self.observation_space.shape[0])
         num_domains = int(self.action_space.shape[0])
-        self.actor = Actor(state_dim, num_domains, int(cfg["actor_hidden"]), int(cfg["actor_layers"]),
-                           float(cfg["weight_floor"]))
+        self.actor = Actor(state_dim, num_domains, agent.actor_hidden, agent.actor_layers, agent.weight_floor)
         if not self.inference_only:
-            self.critic = VectorCritic(
-                state_dim, num_domains, int(cfg["critic_hidden"]), int(cfg["critic_layers"])
-            )
+            self.critic = VectorCritic(state_dim, num_domains, agent.critic_hidden, agent.critic_layers)
         # Learner updates done so far; decides warm-up vs DDPG. A buffer, so it is checkpointed.
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
 
@@ -91,7 +91,7 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
     # ------------------------------------------------------------------ forward passes
     @property
     def warmup_updates(self) -> int:
-        return int(self._cfg["warmup_updates"])
+        return self._warmup_updates
 
     def in_warmup(self) -> bool:
         return int(self.num_updates.item()) < self.warmup_updates
@@ -105,8 +105,7 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
     def _forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         with torch.no_grad():
             weights = self.actor(batch[Columns.OBS])
-            noise = float(self._cfg["exploration_noise"])
-            return {Columns.ACTIONS: ddpg.explore(weights, noise)}
+            return {Columns.ACTIONS: ddpg.explore(weights, self.agent.exploration_noise)}
 
     @override(RLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
@@ -114,26 +113,26 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
         # ACTIONS are the weights the env executed (the learner connector puts them there).
         actions = batch[Columns.ACTIONS].to(obs.dtype)
         rewards = batch[VECTOR_REWARDS].to(obs.dtype)
-        gamma = float(self._cfg["gamma"])
-        cfg = self._cfg
+        agent = self.agent
+        gamma = agent.gamma
         next_obs, dones = batch[Columns.NEXT_OBS], batch[Columns.TERMINATEDS]
         if self.in_warmup():
-            rows = batch[BEHAVIOUR_WARMUP] if cfg["imitate_odm_only"] else None
+            rows = batch[BEHAVIOUR_WARMUP] if agent.imitate_odm_only else None
             a_loss = ddpg.imitation_loss(self.actor, obs, actions, rows)
             c_loss = ddpg.warmup_critic_loss(self.critic, obs, actions, rewards, gamma)
             warm = True
         else:
             c_loss = ddpg.critic_loss(self.critic, self.target_actor, self.target_critic, obs, actions, rewards,
                                       next_obs, dones, gamma)
-            a_loss = ddpg.actor_loss(self.actor, self.critic, obs, cfg["actor_objective"],
-                                     float(cfg["entropy_coef"]), gamma, cfg["value_units"])
+            a_loss = ddpg.actor_loss(self.actor, self.critic, obs, agent.actor_objective, agent.entropy_coef, gamma,
+                                     agent.value_units)
             warm = False
-        if cfg["freeze_actor"]:  # the reference's behaviour: the actor keeps its initialisation
+        if agent.freeze_actor:  # the reference's behaviour: the actor keeps its initialisation
             a_loss = a_loss.detach()
         with torch.no_grad():
             entropy = ddpg.entropy(self.actor(obs)).mean()
         td = ddpg.td_error(self.critic, self.target_actor, self.target_critic, obs, actions, rewards,
                            next_obs, dones, gamma)
-        spread = ddpg.value_spread(self.actor, self.critic, obs, gamma, cfg["value_units"])
+        spread = ddpg.value_spread(self.actor, self.critic, obs, gamma, agent.value_units)
         return {ACTOR_LOSS: a_loss, CRITIC_LOSS: c_loss, IN_WARMUP: warm, TD_ERROR: td, WEIGHT_ENTROPY: entropy,
                 VALUE_SPREAD: spread}
