@@ -169,6 +169,7 @@ def test_stopped_job_resubmitted_with_resume_continues(tmp_path):
         second = head.submit(*job, "--iterations", str(target), "--resume")
         assert second.returncode == 0, second.stdout[-1500:] + second.stderr[-1500:]
         assert "succeeded" in second.stdout + second.stderr
+        assert (run / "policy" / "actor.safetensors").is_file()  # a submitted job ends with its export
 
     # Every iteration logged once: the checkpoint holds the last iteration logged before the stop,
     # or the one before it when the stop landed between the log line and the checkpoint save (then

@@ -1,4 +1,5 @@
-"""jobs/proxy_rl.py end to end on the real env: every algorithm, resume, parallel proxies, job submit."""
+"""jobs/proxy_rl.py end to end on the real env: every algorithm, resume, parallel proxies; `ray job submit` of it is
+test_readme.py::test_submit_block_runs_as_written (the README's block, as written) and test_faults.py (stop, resubmit)."""
 
 import contextlib
 import json
@@ -13,7 +14,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -234,16 +234,6 @@ def local_ray_head(num_cpus: int = 1, env: dict[str, str] | None = None):
 
 
 @pytest.mark.slow
-def test_job_submitted_to_a_local_head_node_succeeds(tmp_path):
-    """`ray start --head` + `ray job submit --working-dir . -- python jobs/proxy_rl.py` (loopback only)."""
-    with local_ray_head(env={"ACODM_OUTPUT_ROOT": str(tmp_path / "out")}) as head:
-        job = head.submit("--", "python", "jobs/proxy_rl.py", *FAST, "--iterations", "1", "--name", "job")
-        assert job.returncode == 0, job.stdout[-1500:] + job.stderr[-1500:]
-        assert "succeeded" in job.stdout + job.stderr
-        run = tmp_path / "out" / "runs" / "job"
-        assert (run / "policy" / "actor.safetensors").is_file()
-
-
 def test_proxy_stage_is_bit_reproducible(ray_session, tmp_path):
     """The same config and seed give a byte-identical exported actor: the replay buffer's sampler is
     seeded (RLlib's own draws from an unseeded generator), like every other RNG of the stage. Enough

@@ -86,7 +86,7 @@ def test_total_alignment_keeps_the_self_term_and_masks_unsampled():
     """s_i = <g_i, sum_j g_j> over sampled domains, by loops; NaN (not 0) where not sampled."""
     g = np.array([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5]])
     s = total_alignment(torch.tensor(g), torch.tensor([True, False, True]))
-    total = g[0] + g[2]  # (1.5, 2.5)
+    # the present domains' gradient sum: g[0] + g[2] = (1.5, 2.5)
     assert s[0] == pytest.approx(1 * 1.5 + 2 * 2.5) and s[2] == pytest.approx(0.5 * 1.5 + 0.5 * 2.5)
     assert np.isnan(s[1])
     # not zero-sum: two domains pulling the same way both score positive
