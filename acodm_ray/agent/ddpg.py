@@ -3,6 +3,12 @@
 Used by the RLlib learner (policies/acodm) and by the online agent of non-proxy mode. Each loss
 touches the parameters of exactly one network, so each optimizer can be stepped by its own loss
 (the reference code steps the critic's optimizer with the actor's loss; docs/method.md).
+`update_critic_loss` / `update_actor_loss` are the one place that decides which loss an update
+uses (warm-up or DDPG) for both agents. What each agent still does its own way, on purpose: the
+online agent steps the critic before it computes the actor's loss (the RLlib learner computes both
+in one forward pass, as DDP needs), and it hard-copies the targets just before its first DDPG update
+where the learner copies them right after its last warm-up update (the same targets at the first
+DDPG update either way).
 
 Shapes: obs/next_obs (B, S), actions/weights (B, K), vector_rewards (B, K), dones (B,),
 behaviour (B,) (1 where ODM chose the row's weights). A NaN reward marks a domain that was not
@@ -15,7 +21,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from acodm_ray.agent.config import VALUE_UNITS
+from acodm_ray.agent.config import VALUE_UNITS, AgentConfig
 
 
 def _done_mask(dones: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -178,6 +184,46 @@ def value_spread(actor: nn.Module, critic: nn.Module, obs: torch.Tensor, gamma: 
     uniform."""
     values = per_step_values(critic(obs, actor(obs)), gamma, value_units).mean(dim=0)
     return float(values.max() - values.min())
+
+
+def update_critic_loss(
+    warmup: bool,
+    critic: nn.Module,
+    target_actor: nn.Module,
+    target_critic: nn.Module,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    vector_rewards: torch.Tensor,
+    next_obs: torch.Tensor,
+    dones: torch.Tensor,
+    gamma: float,
+) -> torch.Tensor:
+    """The critic's loss in one update of either agent (RLlib learner, online agent): during the
+    learning warm-up `warmup_critic_loss` (the targets are not used yet), after it the TD
+    `critic_loss`. Gradient reaches: the critic."""
+    if warmup:
+        return warmup_critic_loss(critic, obs, actions, vector_rewards, gamma)
+    return critic_loss(critic, target_actor, target_critic, obs, actions, vector_rewards, next_obs, dones, gamma)
+
+
+def update_actor_loss(
+    warmup: bool,
+    actor: nn.Module,
+    critic: nn.Module,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    behaviour: torch.Tensor | None,
+    agent: AgentConfig,
+) -> torch.Tensor:
+    """The actor's loss in one update of either agent: during the learning warm-up `imitation_loss`
+    of the executed weights (on the rows ODM chose when `agent.imitate_odm_only`), after it the
+    agent's objective (`actor_loss`). Gradient reaches: the actor; with `agent.freeze_actor` (the
+    reference's behaviour) nothing: the loss comes back detached, for logging only."""
+    if warmup:
+        loss = imitation_loss(actor, obs, actions, behaviour if agent.imitate_odm_only else None)
+    else:
+        loss = actor_loss(actor, critic, obs, agent.actor_objective, agent.entropy_coef, agent.gamma, agent.value_units)
+    return loss.detach() if agent.freeze_actor else loss
 
 
 @torch.no_grad()

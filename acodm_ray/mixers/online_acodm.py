@@ -145,23 +145,17 @@ class OnlineACODM(Mixer):
                 group["lr"] = lr_at(points, self.steps_seen)
         b = self.buffer.sample(self.cfg.batch_size)
         gamma = self.cfg.gamma
-        if warmup:
-            c_loss = ddpg.warmup_critic_loss(self.critic, b["obs"], b["actions"], b["rewards"], gamma)
-        else:
-            c_loss = ddpg.critic_loss(self.critic, self.target_actor, self.target_critic, b["obs"],
-                                      b["actions"], b["rewards"], b["next_obs"], b["dones"], gamma)
+        c_loss = ddpg.update_critic_loss(warmup, self.critic, self.target_actor, self.target_critic, b["obs"],
+                                         b["actions"], b["rewards"], b["next_obs"], b["dones"], gamma)
         self.critic_opt.zero_grad(set_to_none=True)
         c_loss.backward()
         self.critic_opt.step()
-        if warmup:
-            rows = b["behaviour"] if self.cfg.imitate_odm_only else None
-            a_loss = ddpg.imitation_loss(self.actor, b["obs"], b["actions"], rows)
-        else:
-            a_loss = ddpg.actor_loss(self.actor, self.critic, b["obs"], self.cfg.actor_objective,
-                                     self.cfg.entropy_coef, gamma, self.cfg.value_units)
+        # after the critic's step: the actor's loss sees the updated critic (the RLlib learner computes
+        # both losses in one forward pass, before either step)
+        a_loss = ddpg.update_actor_loss(warmup, self.actor, self.critic, b["obs"], b["actions"], b["behaviour"], self.cfg)
         self.actor_opt.zero_grad(set_to_none=True)
         grad_norm = 0.0
-        if not self.cfg.freeze_actor and a_loss.requires_grad:
+        if a_loss.requires_grad:  # update_actor_loss detaches it when agent.freeze_actor
             a_loss.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.actor.parameters(), float("inf")))
             self.actor_opt.step()

@@ -116,19 +116,11 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
         agent = self.agent
         gamma = agent.gamma
         next_obs, dones = batch[Columns.NEXT_OBS], batch[Columns.TERMINATEDS]
-        if self.in_warmup():
-            rows = batch[BEHAVIOUR_WARMUP] if agent.imitate_odm_only else None
-            a_loss = ddpg.imitation_loss(self.actor, obs, actions, rows)
-            c_loss = ddpg.warmup_critic_loss(self.critic, obs, actions, rewards, gamma)
-            warm = True
-        else:
-            c_loss = ddpg.critic_loss(self.critic, self.target_actor, self.target_critic, obs, actions, rewards,
-                                      next_obs, dones, gamma)
-            a_loss = ddpg.actor_loss(self.actor, self.critic, obs, agent.actor_objective, agent.entropy_coef, gamma,
-                                     agent.value_units)
-            warm = False
-        if agent.freeze_actor:  # the reference's behaviour: the actor keeps its initialisation
-            a_loss = a_loss.detach()
+        warm = self.in_warmup()
+        c_loss = ddpg.update_critic_loss(warm, self.critic, self.target_actor, self.target_critic, obs, actions, rewards,
+                                         next_obs, dones, gamma)
+        behaviour = batch[BEHAVIOUR_WARMUP] if warm and agent.imitate_odm_only else None
+        a_loss = ddpg.update_actor_loss(warm, self.actor, self.critic, obs, actions, behaviour, agent)
         with torch.no_grad():
             entropy = ddpg.entropy(self.actor(obs)).mean()
         td = ddpg.td_error(self.critic, self.target_actor, self.target_critic, obs, actions, rewards,
