@@ -274,6 +274,12 @@ def test_run_comparison_headline_failure_and_resume(tmp_path):
     out = tmp_path / "cmp"
     summary = run_comparison(cfg, out, fake_proxy_runner(proxies, fail_seeds=(1,)), fake_target_runner(targets))
     assert summary["failures"] == {"proxy-seed1": "RuntimeError: proxy crashed", "acodm-seed1": "not run: proxy-seed1 failed"}
+    from acodm_ray.compare import headline_lines
+
+    # the terminal summary names the failed run and why, next to the method's numbers
+    lines = {line.split(":", 1)[0]: line for line in headline_lines(summary)}
+    assert lines["acodm"].endswith("; failed: acodm-seed1: not run: proxy-seed1 failed")
+    assert "failed" not in lines["uniform"] and "failed" not in lines["acodm-online"]
     assert len(targets) == 9 and sorted(proxies) == [0, 1]
     # the AC-ODM target run used its own seed's proxy policy
     assert ("acodm", 0, str(out / "proxy" / "proxy-seed0" / "policy")) in targets

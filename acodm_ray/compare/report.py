@@ -171,14 +171,16 @@ def write_outputs(summary: dict[str, Any], runs: dict[str, RunData], specs: list
 
 
 def headline_lines(summary: dict[str, Any]) -> list[str]:
-    """A few lines for the terminal."""
+    """A few lines for the terminal; a method whose runs failed says why (the traceback is in the log)."""
     out = []
+    failures = summary.get("failures") or {}
     for m in summary["methods"]:
         h = summary["headline"].get(m, {})
+        why = "; ".join(f"{key}: {err}" for key, err in failures.items() if key.startswith(f"{m}-seed"))
         if not h.get("runs"):
-            out.append(f"{m}: failed")
+            out.append(f"{m}: failed ({why or 'no run finished'})")
             continue
         steps, ratio = _fmt_steps(h.get("steps_to_reference"))
         out.append(f"{m}: final avg val ppl {_fmt(h['final_val_ppl']['average'])}, steps to ODM's best {steps} "
-                   f"(ratio {ratio}), step {_fmt(h['step_ms'], 0)} ms")
+                   f"(ratio {ratio}), step {_fmt(h['step_ms'], 0)} ms" + (f"; failed: {why}" if why else ""))
     return out
