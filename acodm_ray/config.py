@@ -105,10 +105,12 @@ class SignalConfig:
     # Fix it to the same number for a proxy and a target of different depth (policy transfer).
     progress_scale: float = 1.0  # state[-1] = progress x scale; the reference's 100 drowns the other features
     # total: <g_i, sum_j g_j> / running scale (ours) | cross: <g_i, sum_{j!=i} g_j> / running scale (no
-    # self term: unbiased under micro-batch noise) | paper: sum_{j!=i} <g_i, g_j>, z-scored
+    # self term: unbiased under micro-batch noise) | eval: <g_i, g_ref> / running scale, g_ref the gradient
+    # of one more micro-batch drawn from the evaluation domains (signals.eval_alignment) | paper:
+    # sum_{j!=i} <g_i, g_j>, z-scored
     score: str = "total"
-    score_scale_beta: float = 0.95  # running scale of the "total" and "cross" scores
-    score_clip_total: float = 10.0  # clip of the running-scaled "total" and "cross" scores
+    score_scale_beta: float = 0.95  # running scale of the "total", "cross" and "eval" scores
+    score_clip_total: float = 10.0  # clip of the running-scaled "total", "cross" and "eval" scores
     score_clip: float = 999.0  # clip of the norm-scaled alignment scores before z-normalisation ("paper")
     z_clip: float = 3.0
 

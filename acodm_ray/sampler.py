@@ -112,6 +112,7 @@ class MixtureSampler:
         self.streams = [np.asarray(streams[d]) for d in self.domains]
         self.plan_rng = np.random.default_rng([seed, 0])
         self.data_rng = np.random.default_rng([seed, 1, rank])
+        self.reference_rng = np.random.default_rng([seed, 2, rank])  # apart: the step's draws stay as they were
 
     @property
     def num_domains(self) -> int:
@@ -151,13 +152,29 @@ class MixtureSampler:
         rows = np.stack([stream[s : s + self.seq_len + 1] for s in starts])
         return torch.from_numpy(rows.astype(np.int64))
 
+    def reference_batch(self, domain_indices: Sequence[int]) -> torch.Tensor:
+        """[micro_batch_size, seq_len + 1] windows, each row from a domain drawn uniformly from
+        `domain_indices` (without replacement while there are enough of them), from a generator of
+        its own: the reference micro-batch of `signals.score: eval`, independent of the step's."""
+        pool = np.asarray(domain_indices)
+        domains = self.reference_rng.choice(pool, size=self.micro_batch_size, replace=self.micro_batch_size > len(pool))
+        rows = []
+        for d in domains:
+            stream = self.streams[int(d)]
+            start = int(self.reference_rng.integers(0, len(stream) - self.seq_len))
+            rows.append(stream[start : start + self.seq_len + 1])
+        return torch.from_numpy(np.stack(rows).astype(np.int64))
+
     def state_dict(self) -> dict[str, str]:
         """JSON strings, so checkpoints load with torch's `weights_only=True`."""
         return {
             "plan_rng": json.dumps(self.plan_rng.bit_generator.state),
             "data_rng": json.dumps(self.data_rng.bit_generator.state),
+            "reference_rng": json.dumps(self.reference_rng.bit_generator.state),
         }
 
     def load_state_dict(self, state: dict[str, str]) -> None:
         self.plan_rng.bit_generator.state = json.loads(state["plan_rng"])
         self.data_rng.bit_generator.state = json.loads(state["data_rng"])
+        if "reference_rng" in state:  # absent in checkpoints written before signals.score "eval"
+            self.reference_rng.bit_generator.state = json.loads(state["reference_rng"])

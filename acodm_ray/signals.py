@@ -48,7 +48,7 @@ def alignment_scores(
     return raw.numpy(), reward.numpy()
 
 
-SCORES = ("paper", "total", "cross")  # signals.score: which per-domain reward the trainer computes
+SCORES = ("paper", "total", "cross", "eval")  # signals.score: which per-domain reward the trainer computes
 
 
 def total_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor) -> np.ndarray:
@@ -76,6 +76,26 @@ def cross_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor) -> np.nda
     The cross terms pair independent micro-batches: unbiased, and not zero-sum like the paper's
     z-scored version. What is lost is the true |E g_i|^2, the step's benefit to domain i alone."""
     return _sampled_alignment(domain_grads, sampled, self_term=False)
+
+
+def eval_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor, reference: torch.Tensor) -> np.ndarray:
+    """s_i = <g_i, g_ref> over the domains sampled in the step, NaN where a domain was not sampled;
+    g_ref [P] is the gradient of a reference micro-batch drawn apart from the step's, its rows from
+    the evaluation domains (`train.eval_domains`, all domains when empty), one domain a row, uniformly.
+
+    Why: what the benchmark scores is the average loss over the evaluation domains, L_E. The step
+    moves the LM by -lr * sum_i w_i g_i, so to first order it lowers L_E by
+    lr * sum_i w_i <g_i, grad L_E>: with E g_ref = grad L_E (each row's domain uniform over E) and
+    g_ref independent of the g_i, E s_i is exactly domain i's share of that decrease. Unlike
+    `total_alignment` no self term carries micro-batch noise, and unlike both `total` and `cross` a
+    domain is paid for helping the domains that are evaluated, not for agreeing with whatever the
+    step sampled (a decoy domain that the mix samples counts in the others' scores; here it does not)."""
+    out = np.full(domain_grads.shape[0], np.nan)
+    idx = torch.nonzero(sampled, as_tuple=False).flatten()
+    if idx.numel() > 0:
+        g = domain_grads[idx].to(torch.float64)
+        out[idx.numpy()] = (g @ reference.to(torch.float64)).numpy()
+    return out
 
 
 def _sampled_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor, self_term: bool) -> np.ndarray:
@@ -149,15 +169,20 @@ def domain_means(sums: torch.Tensor | np.ndarray, counts: torch.Tensor | np.ndar
 
 
 def step_scores(mean_grads: torch.Tensor, sampled: torch.Tensor, score: str, score_clip: float, z_clip: float,
-                scale: "RunningScale") -> tuple[np.ndarray, np.ndarray]:
+                scale: "RunningScale", reference: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(the paper's raw alignment scores, the reward vector under `signals.score`) from per-domain
-    mean gradients [K, P]. The raw scores are the paper's whatever the reward, so the alignment mixer
-    reads the same signal either way; "total" and "cross" advance the running `scale`."""
+    mean gradients [K, P] (and, for "eval", the reference gradient [P]). The raw scores are the
+    paper's whatever the reward, so the alignment mixer reads the same signal either way; "total",
+    "cross" and "eval" advance the running `scale`."""
     raw, z = alignment_scores(mean_grads, sampled, score_clip, z_clip)
     if score == "paper":
         return raw, z
     if score == "cross":
         return raw, scale(cross_alignment(mean_grads, sampled))
+    if score == "eval":
+        if reference is None:
+            raise ValueError('signals.score "eval" needs the reference gradient')
+        return raw, scale(eval_alignment(mean_grads, sampled, reference))
     return raw, scale(total_alignment(mean_grads, sampled))
 
 

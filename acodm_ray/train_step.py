@@ -12,7 +12,9 @@ its gradient from `autograd.grad` on those matrices alone).
 
 Scores (`signals.score`): "paper" = sum_{j != i} <g_i, g_j>, z-scored per step (sums to 0);
 "total" = <g_i, sum_j g_j> divided by a running scale (`signals.RunningScale`), NaN where a domain
-was not sampled; "cross" the same without the self term <g_i, g_i>. Distributed runs plug in a `Collective` that sums gradients and per-domain statistics
+was not sampled; "cross" the same without the self term <g_i, g_i>; "eval" = <g_i, g_ref> / running scale, g_ref the
+gradient (alignment matrices only, by `autograd.grad`) of one more micro-batch whose rows come from
+the evaluation domains, drawn apart from the step's and not trained on. Distributed runs plug in a `Collective` that sums gradients and per-domain statistics
 across workers; a single process uses the no-op default.
 """
 
@@ -138,6 +140,8 @@ class LMTrainer:
         self.tracker = StateTracker(len(self.domains), len(self.state_params), cfg.signals.progress_scale, cfg.signals.z_clip)
         self.tracked = TrackedWeights(self.state_params)
         self.score_scale = RunningScale(cfg.signals.score_scale_beta, cfg.signals.score_clip_total)
+        scored = cfg.train.eval_domains or self.domains
+        self.eval_indices = [self.domains.index(d) for d in scored]  # where "eval" draws its reference rows
         self.step_count = 0
         self.last_state = self.tracker.initial()
 
@@ -215,7 +219,17 @@ class LMTrainer:
             weighted_loss += float(lam) * loss.detach().double().cpu()
             mb_count[d] += 1
         effective = effective_mix(plan, loss_weights, K)
-        return self._finish_step(weights, loss_sum, mb_count, domain_grads, start, weighted_loss, effective)
+        reference = self._reference_grad() if self.compute_signals and self.cfg.signals.score == "eval" else None
+        return self._finish_step(weights, loss_sum, mb_count, domain_grads, start, weighted_loss, effective, reference)
+
+    def _reference_grad(self) -> torch.Tensor:
+        """[P] gradient of the mean loss of a reference micro-batch from the evaluation domains, on the
+        alignment matrices only (`autograd.grad`: the step's accumulated `.grad` is untouched)."""
+        batch = self.sampler.reference_batch(self.eval_indices).to(self.device)
+        with self._autocast():
+            loss = self._loss(batch)
+        grads = torch.autograd.grad(loss, self.align_params)
+        return torch.cat([g.detach().flatten().float() for g in grads]).cpu()
 
     def _finish_step(
         self,
@@ -226,12 +240,15 @@ class LMTrainer:
         start: float,
         weighted_loss: torch.Tensor,
         effective: np.ndarray,
+        reference: torch.Tensor | None = None,
     ) -> StepSignals:
         world = self.collective.world_size
         self.collective.sum_(loss_sum)
         self.collective.sum_(weighted_loss)
         if self.compute_signals:
             self.collective.sum_(domain_grads)
+        if reference is not None:  # each rank drew its own reference rows: their mean
+            reference = self.collective.sum_(reference) / world
         self._sync_grads()
         counts_mb = mb_count * world  # the plan is the same on every worker
         sampled = counts_mb > 0
@@ -248,7 +265,7 @@ class LMTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.compute_signals and finite:
             mean_grads = domain_grads / counts_mb.clamp(min=1).unsqueeze(1).float()
-            raw, scores = self._scores(mean_grads, sampled)
+            raw, scores = self._scores(mean_grads, sampled, reference)
         else:
             raw = np.zeros(len(self.domains))
             scores = np.zeros(len(self.domains))
@@ -273,11 +290,12 @@ class LMTrainer:
             effective=effective,
         )
 
-    def _scores(self, mean_grads: torch.Tensor, sampled: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def _scores(self, mean_grads: torch.Tensor, sampled: torch.Tensor,
+                reference: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(the paper's raw scores, the reward vector under `signals.score`). The raw scores are the
         paper's whatever the reward, so the alignment mixer reads the same signal either way."""
         sig = self.cfg.signals
-        return step_scores(mean_grads, sampled, sig.score, sig.score_clip, sig.z_clip, self.score_scale)
+        return step_scores(mean_grads, sampled, sig.score, sig.score_clip, sig.z_clip, self.score_scale, reference)
 
     def _sync_grads(self) -> None:
         """Average gradients across workers (no-op on one process)."""

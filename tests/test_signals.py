@@ -7,8 +7,8 @@ import torch
 
 import pytest
 
-from acodm_ray.signals import (RunningScale, StateTracker, alignment_scores, cross_alignment, state_dim,
-                               total_alignment, znorm_clip)
+from acodm_ray.signals import (RunningScale, StateTracker, alignment_scores, cross_alignment, eval_alignment,
+                               state_dim, step_scores, total_alignment, znorm_clip)
 from acodm_ray.train_step import LMTrainer
 from tests.conftest import tiny_config
 
@@ -106,6 +106,23 @@ def test_cross_alignment_drops_the_self_term_and_masks_unsampled():
     assert alone[1] == 0.0 and np.isnan(alone[[0, 2]]).all()
 
 
+def test_eval_alignment_is_each_domain_against_the_reference_and_masks_unsampled():
+    """s_i = <g_i, g_ref> by hand; NaN where not sampled; a domain sampled alone still has a partner
+    (the reference); step_scores("eval") is it divided by the running scale, and refuses no reference."""
+    g = np.array([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5]])
+    ref = torch.tensor([2.0, -1.0])
+    s = eval_alignment(torch.tensor(g), torch.tensor([True, False, True]), ref)
+    assert s[0] == pytest.approx(1 * 2 - 2 * 1) and s[2] == pytest.approx(0.5 * 2 - 0.5 * 1) and np.isnan(s[1])
+    alone = eval_alignment(torch.tensor(g), torch.tensor([False, True, False]), ref)
+    assert alone[1] == pytest.approx(3 * 2 + 1 * 1) and np.isnan(alone[[0, 2]]).all()
+    every = torch.ones(3, dtype=torch.bool)
+    _, scaled = step_scores(torch.tensor(g), every, "eval", 999.0, 3.0, RunningScale(beta=0.0), ref)
+    raw = np.array([0.0, 7.0, 0.5])  # beta 0: the scale is this step's mean |s| = 7.5 / 3
+    np.testing.assert_allclose(scaled, raw / 2.5)
+    with pytest.raises(ValueError, match="reference gradient"):
+        step_scores(torch.tensor(g), every, "eval", 999.0, 3.0, RunningScale(), None)
+
+
 def test_cross_alignment_is_unbiased_when_domains_get_different_micro_batch_counts():
     """Monte Carlo against the noiseless scores: each domain's gradient is its true mean plus the mean
     of n_i micro-batches' noise. The total score of the domain with one micro-batch is inflated by
@@ -139,12 +156,14 @@ def test_running_scale_hand_computed():
     assert np.isnan(scale(np.array([np.nan, np.nan]))).all() and scale.count == 3  # nothing scored: unchanged
 
 
-@pytest.mark.parametrize("score", ["total", "cross"])
+@pytest.mark.parametrize("score", ["total", "cross", "eval"])
 def test_trainer_total_score_equals_per_domain_autograd(corpus, score):
     """signals.score total (cross) under weighted coverage: every domain scored, s_i = <g_i, sum_j g_j>
     (sum over j != i) / scale with g_i each domain's mean gradient by separate autograd passes, and
-    the effective mix = w."""
-    cfg = tiny_config(train={"coverage": "weighted"}, signals={"score": score})
+    the effective mix = w. eval: s_i = <g_i, g_ref> / scale, g_ref the gradient of the reference
+    micro-batch (rows of the evaluation domains only: here the first two), replayed by hand."""
+    cfg = tiny_config(train={"coverage": "weighted", "eval_domains": list(corpus.domains[:2])},
+                      signals={"score": score})
     trainer = LMTrainer(cfg, corpus, device="cpu")
     trainer.step(np.full(3, 1 / 3))
     replay = copy.deepcopy(trainer)
@@ -157,7 +176,12 @@ def test_trainer_total_score_equals_per_domain_autograd(corpus, score):
         grads = torch.autograd.grad(loss, replay.align_params)
         per_domain.setdefault(int(d), []).append(torch.cat([g.flatten() for g in grads]).numpy())
     means = np.stack([np.mean(per_domain[i], axis=0) for i in range(3)]).astype(np.float64)
-    raw = means @ means.sum(axis=0) - (0.0 if score == "total" else (means * means).sum(axis=1))
+    if score == "eval":
+        ref_batch = replay.sampler.reference_batch([0, 1])
+        ref = torch.autograd.grad(replay._loss(ref_batch), replay.align_params)
+        raw = means @ torch.cat([g.flatten() for g in ref]).numpy().astype(np.float64)
+    else:
+        raw = means @ means.sum(axis=0) - (0.0 if score == "total" else (means * means).sum(axis=1))
     expected = replay.score_scale(raw)
     np.testing.assert_allclose(signals.scores, expected, rtol=2e-3)
     np.testing.assert_allclose(signals.effective, weights, rtol=1e-12)

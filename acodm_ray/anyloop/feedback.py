@@ -91,6 +91,9 @@ class MixingFeedback:
         self.model, self.dataset, self.optimizer = model, dataset, optimizer
         self.domains = list(dataset.domains)
         self.sig = signals or SignalConfig()
+        if self.sig.score == "eval":
+            raise ValueError('signals.score "eval" draws a reference micro-batch inside LMTrainer\'s step; in your own '
+                             'loop there is none: use "total" or "cross"')
         self.total_steps = int(total_steps)
         tracked = state_params(model, self.sig.param_suffix, self.sig.state_layers)
         self.tracked = TrackedWeights([p for _, p in tracked])

@@ -74,6 +74,9 @@ METHODS: dict[str, Method] = {
                            {"signals": {"score": "paper"}}),
     "acodm-cross": Method("variant: acodm rewarded with the cross terms only, <g_i, sum_{j != i} g_j> / running "
                           "scale (the self term's micro-batch noise removed)", "proxy", {"signals": {"score": "cross"}}),
+    "acodm-eval": Method("variant: acodm rewarded by alignment with the evaluation domains' gradient, <g_i, g_ref> / "
+                         "running scale, g_ref from one more micro-batch of those domains on the proxy", "proxy",
+                         {"signals": {"score": "eval"}}),
     "acodm-noguard": Method("ablation: acodm without the weight floor and the entropy term", "proxy",
                             {"agent": {"weight_floor": 0.0, "entropy_coef": 0.0}}),
     "acodm-horizon": Method("ablation: acodm with the critic's values in per-step units (1 - gamma) Q instead of "
