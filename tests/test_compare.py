@@ -158,6 +158,11 @@ def test_quick_overrides_and_proxy_state_size(tmp_path):
         load_compare_config("configs/demo.yaml", ["compare.proxy.model.num_layers=1"])
     with pytest.raises(ConfigError, match="stepz"):
         load_compare_config("configs/demo.yaml", ["compare.target.train.stepz=3"])
+    # your own static recipe: method "file" reads mixer.weights_file, and refuses to plan without one
+    mine = load_compare_config("configs/demo.yaml", ["compare.methods=[uniform, file]", "mixer.weights_file=w.yaml"])
+    assert (target_config(mine, "file", 0).mixer.name, target_config(mine, "file", 0).mixer.weights_file) == ("file", "w.yaml")
+    with pytest.raises(ConfigError, match="'file' but mixer.weights_file is not set"):
+        load_compare_config("configs/demo.yaml", ["compare.methods=[uniform, file]"])
 
 
 # ---------------------------------------------------------------------- end to end
@@ -312,7 +317,7 @@ def test_run_comparison_headline_failure_and_resume(tmp_path):
 ABLATION = ["uniform", "odm", "odm-exp3", "alignment", "alignment-proxy", "acodm", "acodm-gamma0",
             "acodm-lossreward", "acodm-nowarmup", "acodm-narrow", "acodm-wide", "ppo", "sac", "acodm@small",
             "acodm@large", "acodm-iid", "acodm-meanq", "acodm-zscore", "acodm-noguard", "acodm-paperwarmup",
-            "acodm-horizon", "acodm-cross", "acodm-paper", "acodm-reference", "acodm-reference-online"]
+            "acodm-horizon", "acodm-cross", "acodm-eval", "acodm-paper", "acodm-reference", "acodm-reference-online"]
 
 
 def test_every_ablation_method_builds_its_configs(tmp_path):
@@ -337,6 +342,7 @@ def test_every_ablation_method_builds_its_configs(tmp_path):
         and base.agent.weight_floor > 0 and base.agent.entropy_coef > 0,
         "acodm-horizon": lambda p: p.agent.value_units == "horizon" and base.agent.value_units == "relative",
         "acodm-cross": lambda p: p.signals.score == "cross" and base.signals.score == "total",
+        "acodm-eval": lambda p: p.signals.score == "eval" and base.signals.score == "total",
         "acodm-paperwarmup": lambda p: p.agent.warmup_updates is None and not p.agent.imitate_odm_only
         and p.agent.lr_schedule == "constant" and base.agent.lr_schedule == "cosine",
         # the paper's text and the published code: every switch back, on the proxy
@@ -409,7 +415,8 @@ def test_ablation_orchestration_passes_each_proxy_stage_its_trainer(tmp_path):
     assert summary["headline"]["acodm-gamma0"]["proxy_wall_s"]["n"] == 1
 
 
-RL_VARIANTS = ["acodm-gamma0", "acodm-lossreward", "acodm-nowarmup", "acodm-narrow", "acodm-wide", "acodm-reference"]
+RL_VARIANTS = ["acodm-gamma0", "acodm-lossreward", "acodm-nowarmup", "acodm-narrow", "acodm-wide", "acodm-reference",
+               "acodm-eval"]
 
 
 @pytest.mark.parametrize("method", RL_VARIANTS)
@@ -433,7 +440,9 @@ def test_each_acodm_variant_trains_a_couple_of_iterations(ray_session, tmp_path,
             "acodm-nowarmup": saved["agent"]["warmup_fraction"] == 0.0,
             "acodm-narrow": actor.hidden == 8,
             "acodm-wide": actor.hidden == 128,
-            "acodm-reference": saved["agent"]["freeze_actor"] and meta["floor"] == 0.0}[method]
+            "acodm-reference": saved["agent"]["freeze_actor"] and meta["floor"] == 0.0,
+            "acodm-eval": saved["signals"]["score"] == "eval" and any(
+                k.startswith("score/") and v is not None and np.isfinite(v) for r in records for k, v in r.items())}[method]
     with torch.no_grad():
         w = actor(torch.zeros(1, meta["state_dim"]))
     assert torch.isfinite(w).all() and float(w.sum()) == pytest.approx(1.0, abs=1e-5)

@@ -49,6 +49,9 @@ def validate_compare(cfg: ExperimentConfig) -> None:
         c.methods = parse_methods(c.methods, c.proxy_sizes)
     except CompareError as err:
         raise ConfigError(f"compare.methods: {err}") from err
+    if "file" in c.methods and not cfg.mixer.weights_file:
+        raise ConfigError("compare.methods has 'file' but mixer.weights_file is not set: name the YAML/JSON "
+                          "file of {domain: weight} to compare (--set mixer.weights_file=PATH)")
     if c.seeds < 1:
         raise ConfigError(f"compare.seeds must be >= 1, got {c.seeds}")
     if c.concurrency < 1:

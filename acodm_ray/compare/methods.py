@@ -98,6 +98,8 @@ METHODS: dict[str, Method] = {
                   {"rl": {"algo": "sac"}}),
     "appo": Method("RLlib APPO on the same env (scalar reward), policy transferred like AC-ODM's", "proxy",
                    {"rl": {"algo": "appo"}}),
+    "file": Method("static, the weights of the YAML/JSON file named by mixer.weights_file (your own recipe)", "mixer",
+                   {"mixer": {"name": "file"}}),
 }
 DEFAULT_METHODS = list(CompareConfig().methods)  # the paper's comparison (compare.methods' default)
 SIZE_SEP = "@"  # "acodm@small": a proxy method with the proxy size compare.proxy_sizes["small"]
