@@ -109,6 +109,10 @@ class SignalConfig:
     # of one more micro-batch drawn from the evaluation domains (signals.eval_alignment) | paper:
     # sum_{j!=i} <g_i, g_j>, z-scored
     score: str = "total"
+    # "eval" only: loss = g_ref is the gradient of the evaluated domains' mean loss; perplexity = each
+    # reference row's loss weighted by its domain's exp(last training loss) / their mean, so g_ref
+    # follows the gradient of the mean of the per-domain perplexities (the benchmark's metric)
+    eval_weighting: str = "loss"
     score_scale_beta: float = 0.95  # running scale of the "total", "cross" and "eval" scores
     score_clip_total: float = 10.0  # clip of the running-scaled "total", "cross" and "eval" scores
     score_clip: float = 999.0  # clip of the norm-scaled alignment scores before z-normalisation ("paper")
@@ -282,12 +286,14 @@ def validate(cfg: ExperimentConfig) -> None:
     if cfg.mixer.odm_variant not in ("smoothed_mean", "exp3"):
         raise ConfigError(f"mixer.odm_variant must be smoothed_mean or exp3, got {cfg.mixer.odm_variant!r}")
     from acodm_ray.sampler import COVERAGES
-    from acodm_ray.signals import SCORES
+    from acodm_ray.signals import EVAL_WEIGHTINGS, SCORES
 
     if t.coverage not in COVERAGES:
         raise ConfigError(f"train.coverage must be one of {list(COVERAGES)}, got {t.coverage!r}")
     if cfg.signals.score not in SCORES:
         raise ConfigError(f"signals.score must be one of {list(SCORES)}, got {cfg.signals.score!r}")
+    if cfg.signals.eval_weighting not in EVAL_WEIGHTINGS:
+        raise ConfigError(f"signals.eval_weighting must be one of {list(EVAL_WEIGHTINGS)}, got {cfg.signals.eval_weighting!r}")
     if not 0.0 <= cfg.signals.score_scale_beta < 1.0:
         raise ConfigError(f"signals.score_scale_beta must be in [0, 1), got {cfg.signals.score_scale_beta}")
     try:

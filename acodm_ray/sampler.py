@@ -152,10 +152,11 @@ class MixtureSampler:
         rows = np.stack([stream[s : s + self.seq_len + 1] for s in starts])
         return torch.from_numpy(rows.astype(np.int64))
 
-    def reference_batch(self, domain_indices: Sequence[int]) -> torch.Tensor:
-        """[micro_batch_size, seq_len + 1] windows, each row from a domain drawn uniformly from
-        `domain_indices` (without replacement while there are enough of them), from a generator of
-        its own: the reference micro-batch of `signals.score: eval`, independent of the step's."""
+    def reference_batch(self, domain_indices: Sequence[int]) -> tuple[torch.Tensor, np.ndarray]:
+        """([micro_batch_size, seq_len + 1] windows, [micro_batch_size] the domain of each row): each
+        row from a domain drawn uniformly from `domain_indices` (without replacement while there are
+        enough of them), from a generator of its own: the reference micro-batch of
+        `signals.score: eval`, independent of the step's."""
         pool = np.asarray(domain_indices)
         domains = self.reference_rng.choice(pool, size=self.micro_batch_size, replace=self.micro_batch_size > len(pool))
         rows = []
@@ -163,7 +164,7 @@ class MixtureSampler:
             stream = self.streams[int(d)]
             start = int(self.reference_rng.integers(0, len(stream) - self.seq_len))
             rows.append(stream[start : start + self.seq_len + 1])
-        return torch.from_numpy(np.stack(rows).astype(np.int64))
+        return torch.from_numpy(np.stack(rows).astype(np.int64)), domains.astype(np.int64)
 
     def state_dict(self) -> dict[str, str]:
         """JSON strings, so checkpoints load with torch's `weights_only=True`."""

@@ -49,6 +49,7 @@ def alignment_scores(
 
 
 SCORES = ("paper", "total", "cross", "eval")  # signals.score: which per-domain reward the trainer computes
+EVAL_WEIGHTINGS = ("loss", "perplexity")  # signals.eval_weighting: what the "eval" reference gradient follows
 
 
 def total_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor) -> np.ndarray:
@@ -95,6 +96,29 @@ def eval_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor, reference:
     if idx.numel() > 0:
         g = domain_grads[idx].to(torch.float64)
         out[idx.numpy()] = (g @ reference.to(torch.float64)).numpy()
+    return out
+
+
+def perplexity_weights(last_losses: np.ndarray, eval_indices: list[int]) -> np.ndarray:
+    """[K] c_e = exp(L_e) / mean_{e' in E} exp(L_e') on the evaluation domains E, 0 elsewhere, from the
+    last training loss L_e of each domain (NaN = not seen yet: it takes the mean of the seen ones'
+    c; all 1 while none is seen).
+
+    Why: the benchmark's metric is the mean of the per-domain perplexities, M = mean_e exp(L_e), so
+    grad M = mean_e exp(L_e) grad L_e: a reference micro-batch whose rows (domains uniform over E)
+    have their losses weighted by c_e has E g_ref proportional to grad M, and the "eval" score then
+    measures each domain's share of the step's first-order decrease of M itself. Unweighted, a
+    domain at perplexity 200 counts as much as one at 27, while in M it counts 7 times as much."""
+    out = np.zeros(len(last_losses))
+    losses = np.asarray(last_losses, dtype=np.float64)[eval_indices]
+    seen = np.isfinite(losses)
+    if not seen.any():
+        out[eval_indices] = 1.0
+        return out
+    ppl = np.exp(losses[seen] - losses[seen].max())  # relative perplexities: exp cannot overflow
+    c = np.full(len(losses), ppl.mean())
+    c[seen] = ppl
+    out[eval_indices] = c / c.mean()
     return out
 
 

@@ -34,7 +34,8 @@ from acodm_ray.config import ExperimentConfig
 from acodm_ray.errors import AcodmError
 from acodm_ray.model import alignment_params, build_model, state_params
 from acodm_ray.sampler import MixtureSampler, check_weights, effective_mix
-from acodm_ray.signals import RunningScale, StateTracker, TrackedWeights, domain_means, make_state_spec, step_scores
+from acodm_ray.signals import (RunningScale, StateTracker, TrackedWeights, domain_means, make_state_spec,
+                               perplexity_weights, step_scores)
 
 if TYPE_CHECKING:
     from acodm_ray.data.tokens import TokenizedCorpus
@@ -224,10 +225,18 @@ class LMTrainer:
 
     def _reference_grad(self) -> torch.Tensor:
         """[P] gradient of the mean loss of a reference micro-batch from the evaluation domains, on the
-        alignment matrices only (`autograd.grad`: the step's accumulated `.grad` is untouched)."""
-        batch = self.sampler.reference_batch(self.eval_indices).to(self.device)
+        alignment matrices only (`autograd.grad`: the step's accumulated `.grad` is untouched); with
+        `signals.eval_weighting: perplexity` each row's loss is weighted by its domain's
+        `perplexity_weights` (from the last training losses, before this step's update)."""
+        batch, rows = self.sampler.reference_batch(self.eval_indices)
+        batch = batch.to(self.device)
         with self._autocast():
-            loss = self._loss(batch)
+            if self.cfg.signals.eval_weighting == "perplexity":
+                per_row = self._loss(batch, reduction="none").view(len(rows), -1).mean(dim=1)
+                c = perplexity_weights(self.tracker.last_losses, self.eval_indices)[rows]
+                loss = (per_row * torch.as_tensor(c, dtype=per_row.dtype, device=per_row.device)).mean()
+            else:
+                loss = self._loss(batch)
         grads = torch.autograd.grad(loss, self.align_params)
         return torch.cat([g.detach().flatten().float() for g in grads]).cpu()
 

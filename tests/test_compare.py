@@ -317,7 +317,7 @@ def test_run_comparison_headline_failure_and_resume(tmp_path):
 ABLATION = ["uniform", "odm", "odm-exp3", "alignment", "alignment-proxy", "acodm", "acodm-gamma0",
             "acodm-lossreward", "acodm-nowarmup", "acodm-narrow", "acodm-wide", "ppo", "sac", "acodm@small",
             "acodm@large", "acodm-iid", "acodm-meanq", "acodm-zscore", "acodm-noguard", "acodm-paperwarmup",
-            "acodm-horizon", "acodm-cross", "acodm-eval", "acodm-paper", "acodm-reference", "acodm-reference-online"]
+            "acodm-horizon", "acodm-cross", "acodm-eval", "acodm-evalppl", "acodm-paper", "acodm-reference", "acodm-reference-online"]
 
 
 def test_every_ablation_method_builds_its_configs(tmp_path):
@@ -343,6 +343,8 @@ def test_every_ablation_method_builds_its_configs(tmp_path):
         "acodm-horizon": lambda p: p.agent.value_units == "horizon" and base.agent.value_units == "relative",
         "acodm-cross": lambda p: p.signals.score == "cross" and base.signals.score == "total",
         "acodm-eval": lambda p: p.signals.score == "eval" and base.signals.score == "total",
+        "acodm-evalppl": lambda p: (p.signals.score, p.signals.eval_weighting) == ("eval", "perplexity")
+        and base.signals.eval_weighting == "loss",
         "acodm-paperwarmup": lambda p: p.agent.warmup_updates is None and not p.agent.imitate_odm_only
         and p.agent.lr_schedule == "constant" and base.agent.lr_schedule == "cosine",
         # the paper's text and the published code: every switch back, on the proxy

@@ -8,7 +8,7 @@ import torch
 import pytest
 
 from acodm_ray.signals import (RunningScale, StateTracker, alignment_scores, cross_alignment, eval_alignment,
-                               state_dim, step_scores, total_alignment, znorm_clip)
+                               perplexity_weights, state_dim, step_scores, total_alignment, znorm_clip)
 from acodm_ray.train_step import LMTrainer
 from tests.conftest import tiny_config
 
@@ -123,6 +123,17 @@ def test_eval_alignment_is_each_domain_against_the_reference_and_masks_unsampled
         step_scores(torch.tensor(g), every, "eval", 999.0, 3.0, RunningScale(), None)
 
 
+def test_perplexity_weights_hand_computed():
+    """c_e = ppl_e / mean ppl over the evaluation domains (0 elsewhere); a domain not seen yet takes the
+    mean of the seen ones' perplexity; nothing seen: all 1."""
+    losses = np.log([10.0, 30.0, np.nan, 20.0])
+    np.testing.assert_allclose(perplexity_weights(losses, [0, 1, 2]), [0.5, 1.5, 1.0, 0.0])  # ppl 10, 30, (20) / 20
+    np.testing.assert_allclose(perplexity_weights(losses, [1, 3]), [0.0, 1.2, 0.0, 0.8])  # 30, 20 / 25
+    np.testing.assert_allclose(perplexity_weights(np.full(3, np.nan), [0, 2]), [1.0, 0.0, 1.0])
+    big = perplexity_weights(np.array([1000.0, 1000.0 + np.log(3.0)]), [0, 1])  # no overflow at large losses
+    np.testing.assert_allclose(big, [0.5, 1.5])
+
+
 def test_cross_alignment_is_unbiased_when_domains_get_different_micro_batch_counts():
     """Monte Carlo against the noiseless scores: each domain's gradient is its true mean plus the mean
     of n_i micro-batches' noise. The total score of the domain with one micro-batch is inflated by
@@ -156,14 +167,15 @@ def test_running_scale_hand_computed():
     assert np.isnan(scale(np.array([np.nan, np.nan]))).all() and scale.count == 3  # nothing scored: unchanged
 
 
-@pytest.mark.parametrize("score", ["total", "cross", "eval"])
+@pytest.mark.parametrize("score", ["total", "cross", "eval", "evalppl"])
 def test_trainer_total_score_equals_per_domain_autograd(corpus, score):
     """signals.score total (cross) under weighted coverage: every domain scored, s_i = <g_i, sum_j g_j>
     (sum over j != i) / scale with g_i each domain's mean gradient by separate autograd passes, and
     the effective mix = w. eval: s_i = <g_i, g_ref> / scale, g_ref the gradient of the reference
-    micro-batch (rows of the evaluation domains only: here the first two), replayed by hand."""
-    cfg = tiny_config(train={"coverage": "weighted", "eval_domains": list(corpus.domains[:2])},
-                      signals={"score": score})
+    micro-batch (rows of the evaluation domains only: here the first two), replayed by hand; evalppl:
+    each reference row's loss weighted by exp(its domain's last training loss) / their mean."""
+    signals_cfg = {"score": "eval", "eval_weighting": "perplexity"} if score == "evalppl" else {"score": score}
+    cfg = tiny_config(train={"coverage": "weighted", "eval_domains": list(corpus.domains[:2])}, signals=signals_cfg)
     trainer = LMTrainer(cfg, corpus, device="cpu")
     trainer.step(np.full(3, 1 / 3))
     replay = copy.deepcopy(trainer)
@@ -176,9 +188,12 @@ def test_trainer_total_score_equals_per_domain_autograd(corpus, score):
         grads = torch.autograd.grad(loss, replay.align_params)
         per_domain.setdefault(int(d), []).append(torch.cat([g.flatten() for g in grads]).numpy())
     means = np.stack([np.mean(per_domain[i], axis=0) for i in range(3)]).astype(np.float64)
-    if score == "eval":
-        ref_batch = replay.sampler.reference_batch([0, 1])
-        ref = torch.autograd.grad(replay._loss(ref_batch), replay.align_params)
+    if score in ("eval", "evalppl"):
+        ref_batch, rows = replay.sampler.reference_batch([0, 1])
+        per_row = [replay._loss(ref_batch[r:r + 1]) for r in range(len(rows))]
+        ppl = np.exp(replay.tracker.last_losses[:2])  # the first step's losses: both domains seen
+        c = ppl / ppl.mean() if score == "evalppl" else np.ones(2)
+        ref = torch.autograd.grad(sum(float(c[d]) * l for d, l in zip(rows, per_row)) / len(rows), replay.align_params)
         raw = means @ torch.cat([g.flatten() for g in ref]).numpy().astype(np.float64)
     else:
         raw = means @ means.sum(axis=0) - (0.0 if score == "total" else (means * means).sum(axis=1))

@@ -77,6 +77,9 @@ METHODS: dict[str, Method] = {
     "acodm-eval": Method("variant: acodm rewarded by alignment with the evaluation domains' gradient, <g_i, g_ref> / "
                          "running scale, g_ref from one more micro-batch of those domains on the proxy", "proxy",
                          {"signals": {"score": "eval"}}),
+    "acodm-evalppl": Method("variant: acodm-eval with the reference rows' losses weighted by their domain's "
+                            "perplexity, so g_ref follows the gradient of the mean per-domain perplexity (the metric)",
+                            "proxy", {"signals": {"score": "eval", "eval_weighting": "perplexity"}}),
     "acodm-noguard": Method("ablation: acodm without the weight floor and the entropy term", "proxy",
                             {"agent": {"weight_floor": 0.0, "entropy_coef": 0.0}}),
     "acodm-horizon": Method("ablation: acodm with the critic's values in per-step units (1 - gamma) Q instead of "
