@@ -243,3 +243,6 @@ def test_misuse_is_refused_clearly():
     fb.loss(model(input_ids=batch["input_ids"]).logits, batch).backward()
     with pytest.raises(ValueError, match="alignment mixer steps by the learning rate"):
         fb.step()
+    model, ds, _ = make(feedback=False)
+    with pytest.raises(ValueError, match='signals.score "eval" draws a reference micro-batch inside LMTrainer'):
+        MixingFeedback(model, ds, total_steps=4, mixer="odm", signals=SignalConfig(score="eval"))
