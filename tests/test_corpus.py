@@ -396,3 +396,40 @@ def test_hub_source_wiring(monkeypatch, home):
     assert c.domains == ["Github"] and len(c.train["Github"]) == 5
     with pytest.raises(CorpusError, match="corpus.path"):
         load_text_corpus(CorpusConfig(source="hub"))
+
+
+def test_concurrent_loads_in_one_process_run_one_at_a_time(monkeypatch):
+    """jobs/compare.py loads the corpus from several driver threads; Hugging Face `datasets` is not
+    thread-safe there (tqdm's thread_map deletes a shared class lock: "type object 'tqdm' has no
+    attribute '_lock'"), so load_tokenized runs one load at a time per process."""
+    import threading
+    import time
+
+    from acodm_ray.data import load
+
+    active, peak, guard = [0], [0], threading.Lock()
+
+    def fake_corpus(cfg):
+        with guard:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        with guard:
+            active[0] -= 1
+        return "text"
+
+    monkeypatch.setattr(load, "load_text_corpus", fake_corpus)
+    monkeypatch.setattr(load, "load_or_train_tokenizer", lambda cfg, text: "tokenizer")
+    monkeypatch.setattr(load, "tokenize_corpus", lambda text, tok: ("tokens", text, tok))
+
+    class Cfg:
+        corpus, tokenizer = None, None
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(load.load_tokenized(Cfg()))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [(("tokens", "text", "tokenizer"), "tokenizer")] * 4
+    assert peak[0] == 1
