@@ -84,7 +84,7 @@ def eval_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor, reference:
     g_ref [P] is the gradient of a reference micro-batch drawn apart from the step's, its rows from
     the evaluation domains (`train.eval_domains`, all domains when empty), one domain a row, uniformly.
 
-    Why: what the benchmark scores is the average loss over the evaluation domains, L_E. The step
+    Why: what a mix is for is the loss on the evaluation domains, here their mean L_E. The step
     moves the LM by -lr * sum_i w_i g_i, so to first order it lowers L_E by
     lr * sum_i w_i <g_i, grad L_E>: with E g_ref = grad L_E (each row's domain uniform over E) and
     g_ref independent of the g_i, E s_i is exactly domain i's share of that decrease. Unlike
