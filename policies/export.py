@@ -24,6 +24,7 @@ against that copy's forward_inference before it is written.
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,28 @@ _ACTIVATION_NAMES = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn
 SELF_CHECK_ATOL = 1e-5
 
 
+def wait_for_queued_updates(algo: Algorithm, timeout_s: float = 60.0) -> bool:
+    """Block until a local learner has applied every batch already queued for it; True when drained.
+
+    IMPALA / APPO learners update on a thread of their own: `algo.train()` can return with a batch
+    still in the learner thread's queue, and its update then lands after the export read the weights
+    (the exported policy then differs from the learner's by one update, by ~2e-5 here). RLlib 2.60 has
+    no public call for this; the queue (`_learner_thread_in_queue`, a `queue.Queue` whose thread calls
+    `task_done` after each update) is read where it exists, and nothing is done for other learners
+    or remote ones."""
+    learner = getattr(algo.learner_group, "_learner", None)
+    pending = getattr(learner, "_learner_thread_in_queue", None)
+    if pending is None or not hasattr(pending, "unfinished_tasks"):
+        return True
+    deadline = time.monotonic() + timeout_s
+    while pending.unfinished_tasks and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not pending.unfinished_tasks
+
+
 def _learner_module_state(algo: Algorithm, module_id: str) -> dict[str, Any]:
+    if not wait_for_queued_updates(algo):
+        raise RuntimeError("the learner thread did not finish its queued updates within 60 s; nothing exported")
     path = f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}/{module_id}"
     state = algo.learner_group.get_state(components=path, inference_only=True)
     return state[COMPONENT_LEARNER][COMPONENT_RL_MODULE][module_id]

@@ -79,6 +79,11 @@ def _algo_base(algo: str, agent_cfg: AgentConfig, rl_cfg: RLConfig, warmup_updat
                 gamma=agent_cfg.gamma,
                 lr=agent_cfg.actor_lr,
                 train_batch_size_per_learner=rl_cfg.train_batch_size,
+                # A plain learner queue: each batch trained on once, in order. RLlib's default circular
+                # buffer re-samples batches with an unseeded generator and goes on updating after
+                # train() returns, so an export could miss updates (policies.export.wait_for_queued_updates
+                # drains the plain queue; the buffer cannot be drained).
+                use_circular_buffer=False,
             )
             .rl_module(model_config=_model_config(agent_cfg))
         )
