@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -46,7 +47,12 @@ def torchrun(script, out, *args):
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(free_port()), str(ROOT / "examples" / script), *COMMON, *args, "--output", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=out.parent, timeout=300)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=out.parent, timeout=300)
+    except subprocess.TimeoutExpired as err:  # say where the ranks were, not only that they were slow
+        tail = [(x or b"")[-3000:].decode(errors="replace") if isinstance(x, bytes) else (x or "")[-3000:]
+                for x in (err.stdout, err.stderr)]
+        pytest.fail(f"torchrun did not finish in 300 s; stdout tail:\n{tail[0]}\nstderr tail:\n{tail[1]}")
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
     traces = [[json.loads(line) for line in (out / f"trace.rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
     assert [len(t) for t in traces] == [STEPS, STEPS]
