@@ -13,7 +13,8 @@
 - the episode is truncated at the proxy's training budget (`train.steps` optimizer steps); a NaN or
   infinite loss terminates it with `info["nonfinite_loss"] = True` instead of crashing a learner.
 
-Action mappings (`env.action_mapping`):
+Action mappings (`env.action_mapping`, computed by `acodm_ray.actions.action_to_weights`, which
+exported policies replay too):
 - "simplex" (default): `Box(0, 1, (K,))`, w = (max(a, 0) + eps) / sum(max(a, 0) + eps). AC-ODM's
   softmax output passes through unchanged; PPO/SAC/APPO work with RLlib's `normalize_actions`.
 - "softmax": `Box(-limit, limit, (K,))` logits, w = softmax(a); for algorithms whose actions are
@@ -32,6 +33,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from acodm_ray.actions import action_to_weights
 from acodm_ray.config import ExperimentConfig, from_dict
 from acodm_ray.data.load import load_tokenized
 from acodm_ray.mixers.odm import ODMMixer
@@ -40,20 +42,6 @@ from acodm_ray.signals import loss_decrease_scores, state_dim
 from acodm_ray.train_step import LMTrainer
 
 SOFTMAX_LIMIT = 10.0
-
-
-def action_to_weights(action: np.ndarray, mapping: str = "simplex", eps: float = 1e-6) -> np.ndarray:
-    """The documented action -> simplex mapping (see module docstring)."""
-    a = np.asarray(action, dtype=np.float64).reshape(-1)
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"action has non-finite entries: {a.tolist()}")
-    if mapping == "simplex":
-        a = np.maximum(a, 0.0) + eps
-        return a / a.sum()
-    if mapping == "softmax":
-        z = np.exp(a - a.max())
-        return z / z.sum()
-    raise ValueError(f"unknown action mapping {mapping!r}; choose simplex or softmax")
 
 
 def _mean_rows(rows: list[np.ndarray]) -> np.ndarray:
@@ -132,7 +120,10 @@ class DataMixingEnv(gym.Env):
         if self.trainer.step_count >= self.cfg.train.steps:
             raise RuntimeError("the proxy's training budget is spent: the episode is over, call reset()")
         warmup = self.decisions < self.warmup_decisions
-        weights = self.odm.weights() if warmup else action_to_weights(action, self.mapping, self.cfg.env.action_epsilon)
+        if warmup:
+            weights = self.odm.weights()
+        else:
+            weights = action_to_weights(np.reshape(action, -1), self.mapping, self.cfg.env.action_epsilon)
         rewards, scores, effective = [], [], []
         signals = None
         for _ in range(self.cfg.env.steps_per_action):

@@ -3,7 +3,7 @@
 `export_policy` dispatches on the algorithm:
 - AC-ODM (`ACODMConfig`): the softmax actor, policy kind "actor" (`export_actor`);
 - PPO, APPO, SAC with RLlib's default MLP module: policy kind "mlp", the deterministic action as
-  RLlib's env runner computes it, rebuilt from data by `acodm_ray.agent.policy_nets.MLPPolicy`:
+  RLlib's env runner computes it, rebuilt from a few fields by `acodm_ray.agent.policy_nets.MLPPolicy`:
     module.forward_inference -> ACTION_DIST_INPUTS                (the actor's MLP: encoder + pi head)
     -> the inference distribution's deterministic action          (GetActions, explore=False)
          TorchDiagGaussian (PPO, APPO): loc = first half of the inputs
@@ -13,7 +13,7 @@
            ray issue #51544)
     -> NormalizeAndClipActions: unsquash_action (normalize_actions=True): clip(low + (a + 1) *
          (high - low) / 2, low, high), or clip_action (clip_actions=True)
-    -> the env's action_to_weights(a, action_mapping, env.action_epsilon).
+    -> the env's acodm_ray.actions.action_to_weights(a, action_mapping, env.action_epsilon).
 
 The weights come from the learner (the trained copy, also when learners are remote), not from an
 env runner's inference copy, which may lag one weight sync behind: the env runner's module only
@@ -45,16 +45,17 @@ from ray.rllib.core.distribution.torch.torch_distribution import TorchDiagGaussi
 from ray.rllib.core.models.torch.encoder import TorchActorCriticEncoder, TorchMLPEncoder
 from ray.rllib.core.models.torch.heads import TorchFreeLogStdMLPHead, TorchMLPHead
 
+from acodm_ray.actions import ACTION_MAPPINGS
 from acodm_ray.agent.networks import Actor
 from acodm_ray.agent.policy_file import save_mlp_policy, save_policy
-from acodm_ray.agent.policy_nets import MLPPolicy
+from acodm_ray.agent.policy_nets import ACTIVATIONS, MLPPolicy, MLPSpec, network_fields
 from acodm_ray.config import EnvConfig
 from policies.acodm.acodm import ACODMConfig
 
 ACTOR_PREFIX = "actor."
 MLP_CONFIGS = (PPOConfig, APPOConfig, SACConfig)  # checked after ACODMConfig (a SACConfig subclass)
 SAC_ACTIONS = ("squashed", "loc")
-_ACTIVATION_NAMES = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.SiLU: "silu", nn.ELU: "elu"}
+_ACTIVATION_NAMES = {cls: name for name, cls in ACTIVATIONS.items()}
 SELF_CHECK_ATOL = 1e-5
 
 
@@ -149,39 +150,34 @@ def _actor_torch_layers(rl_module) -> list[nn.Module]:
     return list(base.net.mlp) + list(head.net.mlp)
 
 
-def _network_spec(layers: list[nn.Module]) -> tuple[list[dict[str, Any]], list[nn.Module]]:
-    """The data description of `layers` and the layers it covers (identities dropped)."""
-    spec: list[dict[str, Any]] = []
+def _layer_dicts(layers: list[nn.Module]) -> tuple[list[dict[str, Any]], list[nn.Module]]:
+    """RLlib's MLP layers as `network_fields` reads them, and the layers that hold tensors."""
+    dicts: list[dict[str, Any]] = []
     kept: list[nn.Module] = []
     for layer in layers:
-        if isinstance(layer, nn.Identity):
-            continue
         if isinstance(layer, nn.Linear):
-            spec.append({"type": "linear", "in_features": layer.in_features, "out_features": layer.out_features,
-                         "bias": layer.bias is not None})
-        elif isinstance(layer, nn.LayerNorm):
-            if len(layer.normalized_shape) != 1 or (layer.elementwise_affine and layer.bias is None):
-                raise ValueError(f"unsupported LayerNorm {layer}")
-            spec.append({"type": "layernorm", "normalized_shape": int(layer.normalized_shape[0]),
-                         "eps": float(layer.eps), "elementwise_affine": bool(layer.elementwise_affine)})
+            dicts.append({"type": "linear", "in_features": layer.in_features, "out_features": layer.out_features,
+                          "bias": layer.bias is not None})
+            kept.append(layer)
+        elif isinstance(layer, nn.LayerNorm) and len(layer.normalized_shape) == 1:
+            dicts.append({"type": "layernorm", "normalized_shape": int(layer.normalized_shape[0]), "eps": layer.eps,
+                          "elementwise_affine": layer.elementwise_affine and layer.bias is not None})
+            kept.append(layer)
         elif type(layer) in _ACTIVATION_NAMES:
-            entry = {"type": "activation", "name": _ACTIVATION_NAMES[type(layer)]}
-            if isinstance(layer, nn.ELU):
-                entry["alpha"] = float(layer.alpha)
-            spec.append(entry)
-        else:
+            dicts.append({"type": "activation", "name": _ACTIVATION_NAMES[type(layer)],
+                          "alpha": float(getattr(layer, "alpha", 1.0))})
+        elif not isinstance(layer, nn.Identity):
             raise ValueError(f"cannot export layer {layer!r}: supported are Linear, LayerNorm and "
                              f"{sorted(_ACTIVATION_NAMES.values())} activations")
-        kept.append(layer)
-    return spec, kept
+    return dicts, kept
 
 
 def _env_mapping(algo: Algorithm) -> tuple[str, float]:
     """The env's action mapping and epsilon (DataMixingEnv's env_config, or a look-alike's)."""
     env_config = dict(algo.config.env_config or {})
     mapping = env_config.get("action_mapping", "simplex")
-    if mapping not in ("simplex", "softmax"):
-        raise ValueError(f"unknown action mapping {mapping!r} in env_config; choose simplex or softmax")
+    if mapping not in ACTION_MAPPINGS:
+        raise ValueError(f"unknown action mapping {mapping!r} in env_config; choose one of {list(ACTION_MAPPINGS)}")
     if "experiment" in env_config:
         from envs.data_mixing_env import experiment_from
 
@@ -191,35 +187,39 @@ def _env_mapping(algo: Algorithm) -> tuple[str, float]:
     return mapping, float(eps)
 
 
-def _action_steps(algo: Algorithm, rl_module, num_domains: int, sac_action: str) -> tuple[list[dict], dict]:
-    """The ops from ACTION_DIST_INPUTS to weights, and their provenance."""
+def _action_fields(algo: Algorithm, rl_module, num_domains: int, sac_action: str) -> tuple[dict, dict]:
+    """`MLPSpec`'s fields from ACTION_DIST_INPUTS to weights, and their provenance."""
     space = rl_module.action_space
     if not isinstance(space, gym.spaces.Box) or space.shape != (num_domains,):
         raise ValueError(f"expected a Box action space of shape ({num_domains},), got {space}")
     dist_cls = rl_module.get_inference_action_dist_cls()
-    steps: list[dict[str, Any]] = [{"op": "slice", "start": 0, "stop": num_domains}]  # the loc
     if dist_cls is TorchDiagGaussian:
         deterministic = "loc"
     elif dist_cls is TorchSquashedGaussian:
         if sac_action not in SAC_ACTIONS:
             raise ValueError(f"sac_action must be one of {list(SAC_ACTIONS)}, got {sac_action!r}")
         deterministic = sac_action
-        if sac_action == "squashed":
-            # GetActions builds the distribution with from_logits(inputs): low=-1.0, high=1.0
-            steps.append({"op": "squash", "low": -1.0, "high": 1.0})
     else:
         raise ValueError(f"cannot export the action distribution {getattr(dist_cls, '__name__', dist_cls)}: "
                          "supported are TorchDiagGaussian (PPO, APPO) and TorchSquashedGaussian (SAC)")
     low = [float(x) for x in np.asarray(space.low, dtype=np.float32)]
     high = [float(x) for x in np.asarray(space.high, dtype=np.float32)]
+    bounds = "none"
     if algo.config.normalize_actions:
         # unsquash_action only maps bounded float Boxes
         if np.all(space.bounded_below) and np.all(space.bounded_above) and space.dtype in (np.float32, np.float64):
-            steps.append({"op": "unsquash", "low": low, "high": high})
+            bounds = "unsquash"
     elif algo.config.clip_actions:
-        steps.append({"op": "clip", "low": low, "high": high})
+        bounds = "clip"
     mapping, eps = _env_mapping(algo)
-    steps.append({"op": "simplex", "eps": eps} if mapping == "simplex" else {"op": "softmax"})
+    fields = {
+        "squash": deterministic == "squashed",
+        "bounds": bounds,
+        "action_low": low if bounds != "none" else None,
+        "action_high": high if bounds != "none" else None,
+        "action_mapping": mapping,
+        "action_epsilon": eps,
+    }
     source = {
         "algo": type(algo).__name__,
         "rl_module": type(rl_module).__name__,
@@ -231,7 +231,7 @@ def _action_steps(algo: Algorithm, rl_module, num_domains: int, sac_action: str)
         "action_mapping": mapping,
         "action_epsilon": eps,
     }
-    return steps, source
+    return fields, source
 
 
 def mlp_policy_from_algo(
@@ -251,11 +251,12 @@ def mlp_policy_from_algo(
         raise ValueError(f"expected a 1-D Box observation space, got {obs_space}")
     state_dim = int(obs_space.shape[0])
     num_domains = int(np.prod(rl_module.action_space.shape))
-    network, kept = _network_spec(_actor_torch_layers(rl_module))
-    steps, source = _action_steps(algo, rl_module, num_domains, sac_action)
-    policy = MLPPolicy(state_dim, num_domains, network, steps)
+    layers, kept = _layer_dicts(_actor_torch_layers(rl_module))
+    action, source = _action_fields(algo, rl_module, num_domains, sac_action)
+    policy = MLPPolicy(state_dim, num_domains, MLPSpec(**network_fields(layers), **action))
+    targets = [layer for layer in policy.net if isinstance(layer, (nn.Linear, nn.LayerNorm))]
     with torch.no_grad():
-        for src, dst in zip(kept, policy.net):
+        for src, dst in zip(kept, targets, strict=True):
             for name, tensor in src.state_dict().items():
                 getattr(dst, name).copy_(tensor)
     policy.eval()

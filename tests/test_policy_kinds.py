@@ -25,7 +25,7 @@ from acodm_ray.agent.policy_file import (
     save_policy,
     save_trajectory_policy,
 )
-from acodm_ray.agent.policy_nets import MLPPolicy, TrajectoryPolicy
+from acodm_ray.agent.policy_nets import MLPPolicy, MLPSpec, TrajectoryPolicy
 from acodm_ray.mixers.actor import ActorMixer, PolicyMismatchError
 from acodm_ray.policy_server import MixerSpec, PolicyServer
 from acodm_ray.signals import StateTracker
@@ -211,15 +211,22 @@ def test_kind_specific_keys_are_required(tmp_path):
 
 
 def _tiny_mlp(state_dim: int = 12, K: int = 3) -> MLPPolicy:
-    network = [
-        {"type": "linear", "in_features": state_dim, "out_features": 8, "bias": True},
-        {"type": "activation", "name": "relu"},
-        {"type": "linear", "in_features": 8, "out_features": 2 * K, "bias": True},
-    ]
-    steps = [{"op": "slice", "start": 0, "stop": K}, {"op": "squash", "low": -1.0, "high": 1.0},
-             {"op": "unsquash", "low": [0.0] * K, "high": [1.0] * K}, {"op": "simplex", "eps": 1e-6}]
+    spec = MLPSpec(widths=[state_dim, 8, 2 * K], activations=["relu", None], layer_norm=[False, False],
+                   squash=True, bounds="unsquash", action_low=[0.0] * K, action_high=[1.0] * K,
+                   action_mapping="simplex", action_epsilon=1e-6)
     torch.manual_seed(0)
-    return MLPPolicy(state_dim, K, network, steps)
+    return MLPPolicy(state_dim, K, spec)
+
+
+def _by_hand(policy: MLPPolicy, obs: torch.Tensor) -> np.ndarray:
+    """_tiny_mlp's weights written out: Linear, relu, Linear, loc = first K, tanh squash to [-1, 1],
+    unsquash to [0, 1], then (max(a, 0) + eps) / sum."""
+    first, last = policy.net[0], policy.net[2]
+    with torch.no_grad():
+        loc = (torch.relu(obs @ first.weight.T + first.bias) @ last.weight.T + last.bias)[:, :3]
+    a = (np.tanh(loc.double().numpy()) + 1) / 2  # squash to [-1, 1], then unsquash to [0, 1]: (x + 1) / 2
+    a = np.maximum(a, 0) + 1e-6
+    return a / a.sum(axis=1, keepdims=True)
 
 
 def test_mlp_policy_file_checks(tmp_path):
@@ -228,30 +235,73 @@ def test_mlp_policy_file_checks(tmp_path):
     policy = _tiny_mlp()
     out = save_mlp_policy(tmp_path / "mlp", policy, DOMAINS, spec(), {}, source={"algo": "PPO"})
     loaded, meta = load_policy(out)
-    assert meta["kind"] == "mlp" and meta["source"] == {"algo": "PPO"}
-    assert "hidden" not in meta and "layers" not in meta
+    assert meta["kind"] == "mlp" and meta["source"] == {"algo": "PPO"} and meta["format_version"] == 2
+    assert "hidden" not in meta and "layers" not in meta and "action_steps" not in meta
     obs = torch.randn(5, 12)
     with torch.no_grad():
         w = loaded(obs)
         assert torch.equal(w, policy(obs))
+    np.testing.assert_allclose(w.double().numpy(), _by_hand(policy, obs), rtol=1e-5)
     torch.testing.assert_close(w.sum(-1), torch.ones(5))
-    # network and tensors must agree; unknown layer types and ops are refused
-    meta_net = json.loads((out / META_FILE).read_text())["network"]
-    _edit_meta(out, network=[dict(meta_net[0], out_features=9), *meta_net[1:]])
+    # the fields and tensors must agree; unknown activations, bounds and mappings are refused
+    good = json.loads((out / META_FILE).read_text())
+    _edit_meta(out, widths=[12, 9, 6])
     with pytest.raises(PolicyFileError, match="invalid 'mlp'|does not match"):
         load_policy(out)
-    _edit_meta(out, network=[meta_net[0], {"type": "activation", "name": "os.system"}, meta_net[2]])
-    with pytest.raises(PolicyFileError, match="unknown activation"):
+    _edit_meta(out, widths=good["widths"], activations=["os.system", None])
+    with pytest.raises(PolicyFileError, match="unknown activation 'os.system'"):
         load_policy(out)
-    _edit_meta(out, network=meta_net, action_steps=[{"op": "eval"}])
-    with pytest.raises(PolicyFileError, match="unknown op"):
+    _edit_meta(out, activations=good["activations"], bounds="eval")
+    with pytest.raises(PolicyFileError, match="unknown bounds 'eval'"):
         load_policy(out)
-    _edit_meta(out, action_steps=[{"op": "slice", "start": 0, "stop": 3}])
-    with pytest.raises(PolicyFileError, match="last action step"):
+    _edit_meta(out, bounds=good["bounds"], action_mapping="identity")
+    with pytest.raises(PolicyFileError, match="unknown action mapping 'identity'"):
+        load_policy(out)
+    _edit_meta(out, action_mapping="simplex", widths=[12, 8, 2])
+    with pytest.raises(PolicyFileError, match="fewer than the 3 domains"):
+        load_policy(out)
+    _edit_meta(out, widths=good["widths"], squash=None)
+    with pytest.raises(PolicyFileError, match="missing key 'squash'"):
         load_policy(out)
     with pytest.raises(PolicyMismatchError, match="state of dimension 12"):
-        _edit_meta(out, action_steps=policy.action_steps)
+        _edit_meta(out, squash=True)
         ActorMixer(out, DOMAINS, state_dim=14)
+
+
+def _as_version_one(out: Path, policy: MLPPolicy) -> None:
+    """Rewrite an "mlp" policy.json as format_version 1 wrote it: a layer list and an op list."""
+    meta = json.loads((out / META_FILE).read_text())
+    for name in policy.spec.to_meta():
+        meta.pop(name)
+    meta["format_version"] = 1
+    meta["network"] = [
+        {"type": "linear", "in_features": 12, "out_features": 8, "bias": True},
+        {"type": "activation", "name": "relu"},
+        {"type": "linear", "in_features": 8, "out_features": 6, "bias": True},
+    ]
+    meta["action_steps"] = [{"op": "slice", "start": 0, "stop": 3}, {"op": "squash", "low": -1.0, "high": 1.0},
+                            {"op": "unsquash", "low": [0.0] * 3, "high": [1.0] * 3}, {"op": "simplex", "eps": 1e-6}]
+    (out / META_FILE).write_text(json.dumps(meta))
+
+
+def test_version_one_mlp_files_still_load(tmp_path):
+    from acodm_ray.agent.policy_file import save_mlp_policy
+
+    policy = _tiny_mlp()
+    out = save_mlp_policy(tmp_path / "mlp", policy, DOMAINS, spec(), {})
+    _as_version_one(out, policy)
+    loaded, meta = load_policy(out)
+    assert loaded.spec == policy.spec and meta["format_version"] == 1
+    obs = torch.randn(5, 12)
+    with torch.no_grad():
+        assert torch.equal(loaded(obs), policy(obs))
+    meta = json.loads((out / META_FILE).read_text())
+    _edit_meta(out, action_steps=[*meta["action_steps"][:3], {"op": "eval"}])
+    with pytest.raises(PolicyFileError, match="format_version 1.*no equivalent"):
+        load_policy(out)
+    _edit_meta(out, action_steps=meta["action_steps"], network=[meta["network"][0], {"type": "conv"}])
+    with pytest.raises(PolicyFileError, match=r"format_version 1.*layer 1 .*cannot be described"):
+        load_policy(out)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "trajectory"])
@@ -353,10 +403,8 @@ def test_exported_mlp_policy_matches_rllib(exported):
     assert "hidden" not in meta and "layers" not in meta
     assert meta["source"]["algo"] == algo.__class__.__name__
     assert meta["source"]["distribution"] == ("TorchSquashedGaussian" if name == "sac" else "TorchDiagGaussian")
-    ops = [s["op"] for s in meta["action_steps"]]
-    assert ops == (["slice", "squash", "unsquash", "simplex"] if name == "sac" else ["slice", "unsquash", "simplex"])
-    linear = [layer for layer in meta["network"] if layer["type"] == "linear"]
-    assert [layer["out_features"] for layer in linear] == [16, 16, 2 * len(env.domains)]  # fcnet, pi head 2K
+    assert (meta["squash"], meta["bounds"], meta["action_mapping"]) == (name == "sac", "unsquash", "simplex")
+    assert meta["widths"] == [env.trainer.tracker.dim, 16, 16, 2 * len(env.domains)]  # fcnet, pi head 2K
     obs = random_states(env)
     if name == "appo":  # its learner thread's queue is what the export drains (wait_for_queued_updates)
         assert algo.learner_group._learner._learner_thread_in_queue.unfinished_tasks == 0

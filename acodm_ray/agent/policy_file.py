@@ -10,8 +10,10 @@ to domain weights on the simplex [B, K]:
 
 - "actor": the AC-ODM softmax `Actor` (meta "hidden", "layers"); `save_policy`.
 - "mlp": an RLlib PPO / APPO / SAC policy's deterministic action, rebuilt as `MLPPolicy` from the
-  data in meta "network" (layer list) and "action_steps" (post-processing ops); `save_mlp_policy`
-  (written by `policies.export.export_policy`).
+  fields of `MLPSpec` (meta "widths", "activations", "layer_norm", "squash", "bounds",
+  "action_low", "action_high", "action_mapping", "action_epsilon"); `save_mlp_policy` (written by
+  `policies.export.export_policy`). format_version 1 described the same policies by a layer list
+  and an op list ("network", "action_steps"); such files still load, translated by `v1_mlp_fields`.
 - "trajectory": a [T, K] weight schedule replayed by training progress, `TrajectoryPolicy`
   (meta "num_steps", "progress_scale"); `save_trajectory_policy`.
 
@@ -32,21 +34,30 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from acodm_ray.agent.networks import Actor
-from acodm_ray.agent.policy_nets import MLPPolicy, TrajectoryPolicy
+from acodm_ray.agent.policy_nets import (
+    MLP_FIELDS,
+    SQUASH_HIGH,
+    SQUASH_LOW,
+    MLPPolicy,
+    MLPSpec,
+    TrajectoryPolicy,
+    network_fields,
+)
 from acodm_ray.errors import AcodmError
 from acodm_ray.sampler import WeightsError, check_weights
 
 WEIGHTS_FILE = "actor.safetensors"
 META_FILE = "policy.json"
 FORMAT_NAME = "acodm-policy"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: "mlp" policies as a layer list and an op list
 KINDS = ("actor", "mlp", "trajectory")
 DEFAULT_KIND = "actor"  # files without a "kind" key (written before kinds existed)
 # keys every kind needs, then each kind's own
 COMMON_KEYS = ("domains", "state_dim", "num_domains")
 KIND_KEYS = {
     "actor": ("hidden", "layers"),
-    "mlp": ("network", "action_steps"),
+    "mlp": MLP_FIELDS,
     "trajectory": ("num_steps", "progress_scale"),
 }
 
@@ -116,12 +127,12 @@ def save_mlp_policy(
     config: dict[str, Any],
     source: dict[str, Any] | None = None,
 ) -> Path:
-    """Write an `MLPPolicy` (kind "mlp"): its Linear/LayerNorm tensors as safetensors, its layer
-    list and action steps as data. `source` (e.g. the RLlib algorithm and distribution it was
+    """Write an `MLPPolicy` (kind "mlp"): its Linear/LayerNorm tensors as safetensors, its
+    `MLPSpec` fields as data. `source` (e.g. the RLlib algorithm and distribution it was
     exported from) is stored as provenance under meta "source"; the loader does not use it."""
     domains = _check_domains(domains, policy.num_domains, "an MLP policy")
     meta = _base_meta("mlp", domains, policy.state_dim, state_spec, config)
-    meta.update(network=policy.network, action_steps=policy.action_steps, source=dict(source or {}))
+    meta.update(policy.spec.to_meta(), source=dict(source or {}))
     return _write(out_dir, policy.state_dict(), meta)
 
 
@@ -171,6 +182,33 @@ def save_trajectory_policy(
     return _write(out_dir, policy.state_dict(), meta)
 
 
+V1_MLP_KEYS = ("network", "action_steps")
+
+
+def _v1_action(steps: list[dict[str, Any]], num_domains: int) -> dict[str, Any]:
+    """squash / bounds / mapping from a version-1 op list, which our exporter always wrote as
+    slice(0, K), [squash(-1, 1)], [unsquash | clip], simplex | softmax."""
+    fields: dict[str, Any] = {"squash": False, "bounds": "none", "action_low": None, "action_high": None}
+    ops = list(steps)
+    if not ops or ops.pop(0) != {"op": "slice", "start": 0, "stop": num_domains}:
+        raise ValueError(f"action_steps must start with the loc, slice(0, {num_domains}): {steps!r}")
+    if ops and ops[0] == {"op": "squash", "low": SQUASH_LOW, "high": SQUASH_HIGH}:
+        fields["squash"] = bool(ops.pop(0))
+    if ops and ops[0].get("op") in ("unsquash", "clip"):
+        step = ops.pop(0)
+        fields.update(bounds=step["op"], action_low=step["low"], action_high=step["high"])
+    last = ops.pop(0) if len(ops) == 1 else {}
+    if last.get("op") not in ("simplex", "softmax"):
+        raise ValueError(f"action_steps has no equivalent in format_version {FORMAT_VERSION}: {steps!r}")
+    fields.update(action_mapping=last["op"], action_epsilon=last.get("eps", 0.0))
+    return fields
+
+
+def v1_mlp_fields(network: list[dict[str, Any]], steps: list[dict[str, Any]], num_domains: int) -> dict[str, Any]:
+    """The `MLPSpec` fields of a format_version 1 "mlp" policy (its "network" and "action_steps")."""
+    return {**network_fields(network), **_v1_action(steps, num_domains)}
+
+
 def _refuse_non_directory(path: Path) -> None:
     if not path.exists():
         raise PolicyFileError(f"policy directory not found: {path}")
@@ -194,15 +232,16 @@ def _read_meta(path: Path) -> dict[str, Any]:
         raise PolicyFileError(f"{meta_path} is not valid JSON: {err}") from err
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise PolicyFileError(f"{meta_path} is not an AC-ODM policy file (format != {FORMAT_NAME!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_VERSIONS:
         raise PolicyFileError(
             f"{meta_path}: unsupported format_version {meta.get('format_version')!r} "
-            f"(this code reads {FORMAT_VERSION})"
+            f"(this code reads {list(READABLE_VERSIONS)})"
         )
     kind = policy_kind(meta)
     if kind not in KINDS:
         raise PolicyFileError(f"{meta_path}: unknown policy kind {kind!r}; valid kinds are {list(KINDS)}")
-    for key in COMMON_KEYS + KIND_KEYS[kind]:
+    version_one_mlp = meta["format_version"] == 1 and kind == "mlp"
+    for key in COMMON_KEYS + (V1_MLP_KEYS if version_one_mlp else KIND_KEYS[kind]):
         if key not in meta:
             raise PolicyFileError(f"{meta_path}: missing key {key!r} (policy kind {kind!r})")
     if not isinstance(meta["domains"], list):
@@ -214,6 +253,11 @@ def _read_meta(path: Path) -> dict[str, Any]:
     for key in ("state_dim", "num_domains"):
         if isinstance(meta[key], bool) or not isinstance(meta[key], int) or meta[key] < 1:
             raise PolicyFileError(f"{meta_path}: {key} must be a positive integer, got {meta[key]!r}")
+    if version_one_mlp:
+        try:
+            meta.update(v1_mlp_fields(meta["network"], meta["action_steps"], meta["num_domains"]))
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            raise PolicyFileError(f"{meta_path}: invalid 'mlp' policy description (format_version 1): {err}") from err
     return meta
 
 
@@ -236,7 +280,7 @@ def _build_module(meta: dict[str, Any]) -> nn.Module:
     if kind == "actor":
         return Actor(meta["state_dim"], meta["num_domains"], meta["hidden"], meta["layers"], float(meta.get("floor", 0.0)))
     if kind == "mlp":
-        return MLPPolicy(meta["state_dim"], meta["num_domains"], meta["network"], meta["action_steps"])
+        return MLPPolicy(meta["state_dim"], meta["num_domains"], MLPSpec.from_meta(meta))
     T = meta["num_steps"]
     if isinstance(T, bool) or not isinstance(T, int) or T < 1:
         raise ValueError(f"num_steps must be a positive integer, got {T!r}")

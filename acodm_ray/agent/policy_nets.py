@@ -1,23 +1,25 @@
 """Exported mixing policies other than the AC-ODM actor, rebuilt in pure torch (no RLlib).
 
 Both map a batch of states [B, state_dim] to domain weights on the simplex [B, K], like
-`Actor.forward`, and are described entirely by data (the layer list and the post-processing
-steps are JSON in policy.json, the tensors are safetensors; see `policy_file`):
+`Actor.forward`, and are described entirely by data (a few JSON fields in policy.json, the
+tensors in safetensors; see `policy_file`):
 
 - `MLPPolicy` (policy kind "mlp"): the deterministic action of an RLlib PPO / APPO / SAC policy
-  on DataMixingEnv, as the env runner would compute it with `explore=False`. `network` is the
-  actor's layer list (Linear / LayerNorm / activation); `action_steps` are the ops that turn the
-  network's output (RLlib's ACTION_DIST_INPUTS) into weights, in order:
-    {"op": "slice", "start": 0, "stop": K}        the Gaussian's loc (first half of the inputs)
-    {"op": "squash", "low": l, "high": h}           TorchSquashedGaussian._squash:
-                                                     clamp(((tanh(x) + 1) / 2) * (h - l) + l, l, h)
-    {"op": "unsquash", "low": [..], "high": [..]}   unsquash_action (normalize_actions=True):
-                                                     clip(low + (x + 1) * (high - low) / 2, low, high)
-    {"op": "clip", "low": [..], "high": [..]}       clip_action (normalize_actions=False, clip_actions)
-    {"op": "simplex", "eps": e}                      the env's action_to_weights(., "simplex", e):
-                                                     (max(a, 0) + e) / sum(max(a, 0) + e), in float64
-    {"op": "softmax"}                                the env's action_to_weights(., "softmax")
-  The last op is "simplex" or "softmax".
+  on DataMixingEnv, as the env runner computes it with `explore=False`, described by `MLPSpec`:
+    widths [state_dim, h1, ..., n_out]   one Linear (with bias) from each width to the next: RLlib's
+                                         encoder MLP then its pi head (ACTION_DIST_INPUTS)
+    activations [name | null per Linear] relu, tanh, sigmoid, silu or elu, after that Linear
+    layer_norm [bool per Linear]         a LayerNorm (eps 1e-5, affine) between the Linear and its
+                                         activation, where RLlib's `*_use_layernorm` puts one
+    then the action, from the first K outputs (the Gaussian's loc):
+    squash (bool)                        SAC's TorchSquashedGaussian._squash with low -1, high 1:
+                                         clamp(((tanh(x) + 1) / 2) * (high - low) + low, low, high)
+    bounds "unsquash" | "clip" | "none"  NormalizeAndClipActions against the Box [action_low,
+                                         action_high]: unsquash_action, clip(low + (x + 1) *
+                                         (high - low) / 2, low, high) (normalize_actions=True), or
+                                         clip_action (clip_actions=True)
+    action_mapping, action_epsilon       the env's `acodm_ray.actions.action_to_weights`, the same
+                                         function, so the weights equal the env's bit for bit
 - `TrajectoryPolicy` (policy kind "trajectory"): a fixed [T, K] weight schedule (row t = the
   weights of optimizer step t of a T-step run) replayed by training progress: the state's last
   entry is progress * progress_scale, and the policy returns row min(T - 1, floor(p * T + tol))
@@ -30,10 +32,13 @@ steps are JSON in policy.json, the tensors are safetensors; see `policy_file`):
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
+
+from acodm_ray.actions import ACTION_MAPPINGS, action_to_weights
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -42,8 +47,9 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
     "elu": nn.ELU,
 }
-ACTION_OPS = ("slice", "squash", "unsquash", "clip", "simplex", "softmax")
-MAPPING_OPS = ("simplex", "softmax")
+BOUNDS = ("unsquash", "clip", "none")
+LAYER_NORM_EPS = 1e-5  # torch's default, which RLlib's MLPs use
+SQUASH_LOW, SQUASH_HIGH = -1.0, 1.0  # GetActions builds the squashed Gaussian with from_logits' defaults
 # float32 progress entries are off by at most a relative 2^-24 (plus float64 slack)
 TRAJECTORY_FLOAT32_MARGIN = 2.0**-24 + 1e-12
 
@@ -60,122 +66,118 @@ def _finite_float(value: Any, what: str) -> float:
     return float(value)
 
 
-def _float_vector(value: Any, size: int, what: str) -> list[float]:
+def _list_of(value: Any, size: int, what: str) -> list:
     if not isinstance(value, (list, tuple)) or len(value) != size:
-        raise ValueError(f"{what} must be a list of {size} numbers, got {value!r}")
-    return [_finite_float(v, f"{what}[{i}]") for i, v in enumerate(value)]
+        raise ValueError(f"{what} must be a list of {size} entries, got {value!r}")
+    return list(value)
 
 
-def build_network(state_dim: int, network: Sequence[dict[str, Any]]) -> tuple[nn.Sequential, int]:
-    """The nn.Sequential a layer list describes, and its output width. Refuses unknown layer
-    types, inconsistent widths and anything that is not plain data."""
-    if not isinstance(network, (list, tuple)) or not network:
-        raise ValueError(f"network must be a non-empty list of layers, got {network!r}")
-    width = _positive_int(state_dim, "state_dim")
-    modules: list[nn.Module] = []
-    for i, layer in enumerate(network):
-        if not isinstance(layer, dict) or "type" not in layer:
-            raise ValueError(f"network[{i}] must be a dict with a 'type', got {layer!r}")
-        kind = layer["type"]
-        if kind == "linear":
-            n_in = _positive_int(layer.get("in_features"), f"network[{i}].in_features")
-            n_out = _positive_int(layer.get("out_features"), f"network[{i}].out_features")
-            bias = layer.get("bias", True)
-            if not isinstance(bias, bool):
-                raise ValueError(f"network[{i}].bias must be true or false, got {bias!r}")
-            if n_in != width:
-                raise ValueError(f"network[{i}] is a Linear from {n_in} features but its input has {width}")
-            modules.append(nn.Linear(n_in, n_out, bias=bias))
-            width = n_out
-        elif kind == "layernorm":
-            dim = _positive_int(layer.get("normalized_shape"), f"network[{i}].normalized_shape")
-            if dim != width:
-                raise ValueError(f"network[{i}] is a LayerNorm over {dim} features but its input has {width}")
-            affine = layer.get("elementwise_affine", True)
-            if not isinstance(affine, bool):
-                raise ValueError(f"network[{i}].elementwise_affine must be true or false, got {affine!r}")
-            eps = _finite_float(layer.get("eps", 1e-5), f"network[{i}].eps")
-            modules.append(nn.LayerNorm(dim, eps=eps, elementwise_affine=affine))
-        elif kind == "activation":
-            name = layer.get("name")
-            if name not in ACTIVATIONS:
-                raise ValueError(f"network[{i}]: unknown activation {name!r}; known: {sorted(ACTIVATIONS)}")
-            if name == "elu":
-                modules.append(nn.ELU(alpha=_finite_float(layer.get("alpha", 1.0), f"network[{i}].alpha")))
-            else:
-                modules.append(ACTIVATIONS[name]())
-        else:
-            raise ValueError(f"network[{i}]: unknown layer type {kind!r}; known: linear, layernorm, activation")
-    return nn.Sequential(*modules), width
+@dataclass(frozen=True)
+class MLPSpec:
+    """An "mlp" policy as policy.json describes it (fields as in the module docstring)."""
 
+    widths: list[int]
+    activations: list[str | None]
+    layer_norm: list[bool]
+    squash: bool
+    bounds: str
+    action_low: list[float] | None
+    action_high: list[float] | None
+    action_mapping: str
+    action_epsilon: float
 
-def check_action_steps(steps: Sequence[dict[str, Any]], width: int, num_domains: int) -> list[dict[str, Any]]:
-    """Validate the post-processing ops against the network's output width; returns a copy."""
-    if not isinstance(steps, (list, tuple)) or not steps:
-        raise ValueError(f"action_steps must be a non-empty list of ops, got {steps!r}")
-    out: list[dict[str, Any]] = []
-    for i, step in enumerate(steps):
-        if not isinstance(step, dict) or step.get("op") not in ACTION_OPS:
-            raise ValueError(f"action_steps[{i}]: unknown op in {step!r}; known: {list(ACTION_OPS)}")
-        op = step["op"]
-        if op in MAPPING_OPS and i != len(steps) - 1:
-            raise ValueError(f"action_steps[{i}]: {op!r} maps onto the simplex and must be the last op")
-        if op == "slice":
-            start = step.get("start")
-            stop = step.get("stop")
-            if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-                raise ValueError(f"action_steps[{i}].start must be an integer >= 0, got {start!r}")
-            if isinstance(stop, bool) or not isinstance(stop, int) or not start < stop <= width:
-                raise ValueError(f"action_steps[{i}].stop must be in ({start}, {width}], got {stop!r}")
-            out.append({"op": op, "start": start, "stop": stop})
-            width = stop - start
-        elif op == "squash":
-            low, high = _finite_float(step.get("low"), f"action_steps[{i}].low"), _finite_float(
-                step.get("high"), f"action_steps[{i}].high")
-            if not low < high:
-                raise ValueError(f"action_steps[{i}]: low {low} must be below high {high}")
-            out.append({"op": op, "low": low, "high": high})
-        elif op in ("unsquash", "clip"):
-            low = _float_vector(step.get("low"), width, f"action_steps[{i}].low")
-            high = _float_vector(step.get("high"), width, f"action_steps[{i}].high")
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> MLPSpec:
+        return cls(**{name: meta[name] for name in MLP_FIELDS})
+
+    def to_meta(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def check(self, state_dim: int, num_domains: int) -> None:
+        """Raise ValueError naming the field that is not plain, consistent data."""
+        if not isinstance(self.widths, (list, tuple)) or len(self.widths) < 2:
+            raise ValueError(f"widths must list the input and at least one layer, got {self.widths!r}")
+        for i, width in enumerate(self.widths):
+            _positive_int(width, f"widths[{i}]")
+        if self.widths[0] != state_dim:
+            raise ValueError(f"widths[0] is {self.widths[0]} but the state has {state_dim} entries")
+        if self.widths[-1] < num_domains:
+            raise ValueError(f"the last layer gives {self.widths[-1]} outputs, fewer than the {num_domains} domains")
+        n = len(self.widths) - 1
+        for i, name in enumerate(_list_of(self.activations, n, "activations")):
+            if name is not None and name not in ACTIVATIONS:
+                raise ValueError(f"activations[{i}]: unknown activation {name!r}; known: {sorted(ACTIVATIONS)}")
+        if not all(isinstance(flag, bool) for flag in _list_of(self.layer_norm, n, "layer_norm")):
+            raise ValueError(f"layer_norm must hold true or false per layer, got {self.layer_norm!r}")
+        if not isinstance(self.squash, bool):
+            raise ValueError(f"squash must be true or false, got {self.squash!r}")
+        if self.bounds not in BOUNDS:
+            raise ValueError(f"unknown bounds {self.bounds!r}; choose one of {list(BOUNDS)}")
+        if self.bounds != "none":
+            low = [_finite_float(v, "action_low") for v in _list_of(self.action_low, num_domains, "action_low")]
+            high = [_finite_float(v, "action_high") for v in _list_of(self.action_high, num_domains, "action_high")]
             if any(lo > hi for lo, hi in zip(low, high)):
-                raise ValueError(f"action_steps[{i}]: some low bound is above its high bound")
-            out.append({"op": op, "low": low, "high": high})
-        elif op == "simplex":
-            eps = _finite_float(step.get("eps"), f"action_steps[{i}].eps")
-            if eps <= 0:
-                raise ValueError(f"action_steps[{i}].eps must be > 0, got {eps}")
-            out.append({"op": op, "eps": eps})
+                raise ValueError("some entry of action_low is above its action_high")
+        if self.action_mapping not in ACTION_MAPPINGS:
+            raise ValueError(f"unknown action mapping {self.action_mapping!r}; choose one of {list(ACTION_MAPPINGS)}")
+        eps = _finite_float(self.action_epsilon, "action_epsilon")
+        if self.action_mapping == "simplex" and eps <= 0:
+            raise ValueError(f"action_epsilon must be > 0 for the simplex mapping, got {eps}")
+
+
+MLP_FIELDS = tuple(MLPSpec.__dataclass_fields__)
+
+
+def network_fields(layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """`MLPSpec`'s widths / activations / layer_norm for a layer list in RLlib's order, each layer
+    a dict: {"type": "linear", "in_features", "out_features", "bias"}, {"type": "layernorm",
+    "normalized_shape", "eps", "elementwise_affine"} or {"type": "activation", "name", "alpha"}
+    (the exporter's reading of RLlib's modules, and what format_version 1 stored). A layer the
+    fields cannot say (no bias, a LayerNorm after the activation, ...) is refused, named."""
+    widths: list[int] = []
+    activations: list[str | None] = []
+    layer_norm: list[bool] = []
+    for i, layer in enumerate(layers):
+        kind = layer.get("type")
+        widths.extend([] if widths or kind != "linear" else [layer["in_features"]])  # the input
+        after_linear = bool(activations) and activations[-1] is None  # before that Linear's activation
+        if kind == "linear" and layer["in_features"] == widths[-1] and layer.get("bias", True) is True:
+            widths.append(layer["out_features"])
+            activations.append(None)
+            layer_norm.append(False)
+        elif (kind == "layernorm" and after_linear and not layer_norm[-1]
+              and layer.get("normalized_shape", widths[-1]) == widths[-1]
+              and layer.get("eps", LAYER_NORM_EPS) == LAYER_NORM_EPS and layer.get("elementwise_affine", True) is True):
+            layer_norm[-1] = True
+        elif kind == "activation" and after_linear and layer.get("alpha", 1.0) == 1.0:
+            activations[-1] = layer.get("name")
         else:
-            out.append({"op": op})
-    if out[-1]["op"] not in MAPPING_OPS:
-        raise ValueError(f"the last action step must map onto the simplex ({list(MAPPING_OPS)}), got {out[-1]}")
-    if width != num_domains:
-        raise ValueError(f"the action steps produce {width} values for {num_domains} domains")
-    return out
+            raise ValueError(f"layer {i} ({layer!r}) cannot be described: supported are Linear (with bias), then "
+                             f"LayerNorm (eps {LAYER_NORM_EPS}, affine), then one of {sorted(ACTIVATIONS)}")
+    return {"widths": widths, "activations": activations, "layer_norm": layer_norm}
 
 
 class MLPPolicy(nn.Module):
     """An MLP actor plus its deterministic action post-processing (see the module docstring)."""
 
-    def __init__(
-        self,
-        state_dim: int,
-        num_domains: int,
-        network: Sequence[dict[str, Any]],
-        action_steps: Sequence[dict[str, Any]],
-    ) -> None:
+    def __init__(self, state_dim: int, num_domains: int, spec: MLPSpec) -> None:
         super().__init__()
         self.state_dim = _positive_int(state_dim, "state_dim")
         self.num_domains = _positive_int(num_domains, "num_domains")
-        self.net, self.out_dim = build_network(state_dim, network)
-        self.network = [dict(layer) for layer in network]
-        self.action_steps = check_action_steps(action_steps, self.out_dim, self.num_domains)
-        for i, step in enumerate(self.action_steps):
-            if step["op"] in ("unsquash", "clip"):
-                # float32 like the Box bounds RLlib's connector uses; not weights (non-persistent)
-                self.register_buffer(f"_low{i}", torch.tensor(step["low"], dtype=torch.float32), persistent=False)
-                self.register_buffer(f"_high{i}", torch.tensor(step["high"], dtype=torch.float32), persistent=False)
+        spec.check(state_dim, num_domains)
+        self.spec = spec
+        layers: list[nn.Module] = []
+        for i, (n_in, n_out) in enumerate(zip(spec.widths[:-1], spec.widths[1:])):
+            layers.append(nn.Linear(n_in, n_out))
+            if spec.layer_norm[i]:
+                layers.append(nn.LayerNorm(n_out, eps=LAYER_NORM_EPS))
+            if spec.activations[i] is not None:
+                layers.append(ACTIVATIONS[spec.activations[i]]())
+        self.net = nn.Sequential(*layers)
+        if spec.bounds != "none":
+            # float32 like the Box bounds RLlib's connector uses; not weights (non-persistent)
+            self.register_buffer("low", torch.tensor(spec.action_low, dtype=torch.float32), persistent=False)
+            self.register_buffer("high", torch.tensor(spec.action_high, dtype=torch.float32), persistent=False)
 
     def action_inputs(self, obs: torch.Tensor) -> torch.Tensor:
         """The network's output: RLlib's ACTION_DIST_INPUTS."""
@@ -183,33 +185,21 @@ class MLPPolicy(nn.Module):
         return self.net(obs.to(first.dtype))
 
     def env_action(self, obs: torch.Tensor) -> torch.Tensor:
-        """The action the env would receive (every op but the final simplex mapping)."""
-        x = self.action_inputs(obs)
-        for i, step in enumerate(self.action_steps):
-            op = step["op"]
-            if op == "slice":
-                x = x[..., step["start"]:step["stop"]]
-            elif op == "squash":
-                low, high = step["low"], step["high"]
-                x = torch.clamp(((torch.tanh(x) + 1.0) / 2.0) * (high - low) + low, low, high)
-            elif op == "unsquash":
-                low, high = getattr(self, f"_low{i}"), getattr(self, f"_high{i}")
-                x = low + (x + 1.0) * (high - low) / 2.0
-                x = torch.minimum(torch.maximum(x, low), high)
-            elif op == "clip":
-                low, high = getattr(self, f"_low{i}"), getattr(self, f"_high{i}")
-                x = torch.minimum(torch.maximum(x, low), high)
+        """The action the env would receive: the loc, squashed and bounded as the spec says."""
+        x = self.action_inputs(obs)[..., :self.num_domains]
+        if self.spec.squash:
+            x = ((torch.tanh(x) + 1.0) / 2.0) * (SQUASH_HIGH - SQUASH_LOW) + SQUASH_LOW
+            x = torch.clamp(x, SQUASH_LOW, SQUASH_HIGH)
+        if self.spec.bounds == "unsquash":
+            x = self.low + (x + 1.0) * (self.high - self.low) / 2.0
+        if self.spec.bounds != "none":
+            x = torch.minimum(torch.maximum(x, self.low), self.high)
         return x
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        a = self.env_action(obs).to(torch.float64)
-        last = self.action_steps[-1]
-        if last["op"] == "simplex":
-            a = torch.clamp_min(a, 0.0) + last["eps"]
-            w = a / a.sum(dim=-1, keepdim=True)
-        else:
-            w = torch.softmax(a, dim=-1)
-        return w.to(obs.dtype if obs.is_floating_point() else torch.float32)
+        action = self.env_action(obs).detach().cpu().numpy()
+        w = torch.from_numpy(action_to_weights(action, self.spec.action_mapping, self.spec.action_epsilon))
+        return w.to(device=obs.device, dtype=obs.dtype if obs.is_floating_point() else torch.float32)
 
 
 class TrajectoryPolicy(nn.Module):
