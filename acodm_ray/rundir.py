@@ -17,21 +17,27 @@ class RunDirExistsError(AcodmError, FileExistsError):
     """The run directory already holds a run, and neither resume nor overwrite was asked for."""
 
 
-def prepare_run_dir(path: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
-    """Create `path` for a new run, or reuse it for `resume`; refuse to write over an old run."""
+def check_run_dir(path: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+    """Refuse what `prepare_run_dir` would refuse, touching nothing (a job asks before it starts Ray)."""
     path = Path(path)
     if resume and overwrite:
         raise ValueError("choose one of resume and overwrite, not both")
-    if path.exists() and any(path.iterdir()):
-        if overwrite:
-            shutil.rmtree(path)
-        elif not resume:
-            raise RunDirExistsError(
-                f"run directory {path} already exists; pass --resume to continue it, --overwrite to "
-                f"replace it, or choose another --name"
-            )
-    elif resume:
+    holds_a_run = path.exists() and any(path.iterdir())
+    if holds_a_run and not (resume or overwrite):
+        raise RunDirExistsError(
+            f"run directory {path} already exists; pass --resume to continue it, --overwrite to "
+            f"replace it, or choose another --name"
+        )
+    if resume and not holds_a_run:
         raise FileNotFoundError(f"cannot resume: run directory {path} does not exist")
+    return path
+
+
+def prepare_run_dir(path: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+    """Create `path` for a new run, or reuse it for `resume`; refuse to write over an old run."""
+    path = check_run_dir(path, resume, overwrite)
+    if overwrite and path.exists():
+        shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

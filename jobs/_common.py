@@ -43,10 +43,21 @@ def resolve_output_dir(path: str) -> Path:
 
 
 def run_dir_for(args: argparse.Namespace, parent: str, name: str) -> Path:
-    """--output-dir (else `parent`) / --name (else `name`), refused if it points outside the user's tree."""
+    """--output-dir (else `parent`) / --name (else `name`), refused before anything starts if it
+    points outside the user's tree or holds a run that neither --resume nor --overwrite names."""
+    from acodm_ray.rundir import check_run_dir
     from acodm_ray.safety import check_output_path
 
-    return check_output_path(resolve_output_dir(args.output_dir or parent), args.name or name)
+    path = check_output_path(resolve_output_dir(args.output_dir or parent), args.name or name)
+    return check_run_dir(path, resume=args.resume, overwrite=args.overwrite)
+
+
+def print_closing(job: str, lines: list[str], warnings: list[str]) -> None:
+    """A job's last words: what it reached on stdout, what went wrong on stderr, each line named."""
+    for line in lines:
+        print(f"{job}: {line}")
+    for line in warnings:
+        print(f"{job}: {line}", file=sys.stderr)
 
 
 FORWARDED_ENV = ("ACODM_HOME",)  # where the corpus, tokenizer and token caches live

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-from _common import base_parser, init_ray, run_dir_for, run_job, set_flags
+from _common import base_parser, init_ray, print_closing, run_dir_for, run_job, set_flags
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,26 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     return run_job("target_pretrain", lambda: run(args))
 
 
-def mode_flags(args: argparse.Namespace) -> list[str]:
-    """--policy, --mixer and --online-acodm as overrides: each switches the other two modes off."""
-    if args.policy:
-        return [f"target.policy={Path(args.policy).expanduser().resolve()}"]
-    if args.mixer:
-        return [f"mixer.name={args.mixer}", "target.policy=null", "target.online_acodm=false"]
-    return ["target.online_acodm=true", "target.policy=null"] if args.online_acodm else []
-
-
 def run(args: argparse.Namespace) -> int:
     from acodm_ray.config import load_config
-    from acodm_ray.target import closing_lines, mixer_label, run_target
+    from acodm_ray.target import closing_lines, mixer_label, mode_overrides, run_target
 
-    cfg = load_config(args.config, [*args.overrides, *mode_flags(args), *set_flags({"target.num_workers": args.num_workers})])
+    modes = mode_overrides(args.policy, args.mixer, args.online_acodm)
+    cfg = load_config(args.config, [*args.overrides, *modes, *set_flags({"target.num_workers": args.num_workers})])
     run_dir = run_dir_for(args, cfg.output_dir, f"{cfg.name}-target-{mixer_label(cfg)}")
     init_ray()
-    lines, warnings = closing_lines(run_target(cfg, run_dir, resume=args.resume, overwrite=args.overwrite), run_dir)
-    print("\n".join(f"target_pretrain: {line}" for line in lines))
-    for line in warnings:
-        print(f"target_pretrain: {line}", file=sys.stderr)
+    print_closing("target_pretrain", *closing_lines(run_target(cfg, run_dir, resume=args.resume,
+                                                                overwrite=args.overwrite), run_dir))
     return 0
 
 

@@ -64,3 +64,21 @@ def test_a_bug_in_a_job_keeps_its_traceback():
 def test_set_flags_keeps_only_the_given_flags_in_order():
     assert _common.set_flags({"rl.algo": "sac", "rl.iterations": None, "compare.seeds": 0}) == [
         "rl.algo=sac", "compare.seeds=0"]
+
+
+@pytest.mark.parametrize("job", ["proxy_rl", "target_pretrain", "compare"])
+def test_a_job_refuses_an_old_run_before_it_starts_ray(job, tmp_path, monkeypatch, capsys):
+    """`_common.run_dir_for` checks the run directory first: an existing run is refused with the
+    flags that would take it, and nothing (Ray, a corpus load) starts or is written."""
+    module = importlib.import_module(job)
+    monkeypatch.setattr(module, "init_ray", lambda *a, **k: pytest.fail("Ray started before the run dir was checked"))
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "summary.json").write_text("{}")
+    args = ["--config", str(ROOT / "configs" / "tiny.yaml"), "--output-dir", str(tmp_path), "--name", "old"]
+    assert module.main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{job}: error: run directory {old} already exists; pass --resume" in err
+    assert [p.name for p in old.iterdir()] == ["summary.json"]
+    assert module.main([*args[:-1], "missing", "--resume"]) == 2
+    assert "cannot resume: run directory" in capsys.readouterr().err

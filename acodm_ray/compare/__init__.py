@@ -53,7 +53,7 @@ from acodm_ray.compare.methods import (
     split_method,
 )
 from acodm_ray.compare.plan import RunSpec, plan
-from acodm_ray.compare.report import headline_lines, render_table, write_outputs
+from acodm_ray.compare.report import closing_lines, headline_lines, render_table, write_outputs
 from acodm_ray.compare.results import RunData, load_run, summarize
 from acodm_ray.compare.schedule import run_comparison
 from acodm_ray.compare.stats import (
@@ -73,4 +73,4 @@ __all__ = ["Method", "METHODS", "DEFAULT_METHODS", "REFERENCE", "DEFAULT_QUICK",
            "load_compare_config", "validate_compare", "target_config", "proxy_config", "RunSpec", "plan",
            "run_comparison", "RunData", "load_run", "summarize", "steps_to_reach", "best_point", "mean_spread",
            "steps_to_reference", "steps_to_final_of", "last_quarter_gain", "headline_steps", "overhead_pct",
-           "decoy_weight_curve", "render_table", "write_outputs", "headline_lines"]
+           "decoy_weight_curve", "render_table", "write_outputs", "headline_lines", "closing_lines"]

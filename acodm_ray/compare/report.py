@@ -184,3 +184,11 @@ def headline_lines(summary: dict[str, Any]) -> list[str]:
         out.append(f"{m}: final avg val ppl {_fmt(h['final_val_ppl']['average'])}, steps to ODM's best {steps} "
                    f"(ratio {ratio}), step {_fmt(h['step_ms'], 0)} ms" + (f"; failed: {why}" if why else ""))
     return out
+
+
+def closing_lines(summary: dict[str, Any], out_dir: Path) -> tuple[list[str], list[str]]:
+    """(lines for stdout, errors for stderr) that end a comparison: each method's headline, where
+    the table is, and every run that failed."""
+    lines = [*headline_lines(summary), f"done in {summary['wall_clock_s']:.0f} s; table {out_dir / 'table.md'}; "
+             f"summary {out_dir / 'summary.json'}"]
+    return lines, [f"error: {key}: {why}" for key, why in summary["failures"].items()]

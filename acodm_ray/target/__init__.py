@@ -18,7 +18,9 @@
   - every `target.decide_every` steps rank 0 asks the server for weights from the trainer's state
     (built from per-domain losses/counts already summed over all workers) and broadcasts them, so
     every rank samples with the same weights (checked at every step when
-    `target.check_weights_sync`); rank 0 sends each step's signals to the server's `update`;
+    `target.check_weights_sync`); rank 0 sends each step's signals to the server's `update`. This
+    is `worker.ServedWeights`, a `Mixer` driven by the same `loop.mixing_loop` as one-process
+    pretraining and the rollouts;
   - evaluates per-domain validation perplexity every `train.eval_every` steps, and calls
     `ray.train.report(metrics, checkpoint=...)` with a checkpoint every `train.checkpoint_every`
     steps (and at the end): trainer.pt (model, optimizer, sampler, tracker, step; rank 0) + the
@@ -57,12 +59,13 @@ from acodm_ray.target.driver import (
     finish_run,
     mixer_label,
     mixer_spec_for,
+    mode_overrides,
     run_target,
     state_spec_for,
 )
 from acodm_ray.target.faults import FAULTS_ENV
 from acodm_ray.target.worker import RANK_FILE, TRAINER_FILE, train_worker
 
-__all__ = ["run_target", "train_worker", "TorchCollective", "TargetTrainingError", "mixer_spec_for", "mixer_label",
+__all__ = ["run_target", "train_worker", "TorchCollective", "TargetTrainingError", "mixer_spec_for", "mixer_label", "mode_overrides",
            "state_spec_for", "absolutize_paths", "closing_lines", "finish_run", "FAULTS_ENV", "TRAINER_FILE", "RANK_FILE",
            "RAY_STORAGE_DIR"]

@@ -75,6 +75,16 @@ def mixer_spec_for(cfg: ExperimentConfig, domains: list[str], natural: np.ndarra
                       agent=cfg.agent if cfg.target.online_acodm else None)
 
 
+def mode_overrides(policy: str | None = None, mixer: str | None = None, online_acodm: bool = False) -> list[str]:
+    """Overrides that pick exactly one mixer, as target_pretrain's --policy, --mixer and
+    --online-acodm do: each switches the other two modes off (none given: the config's choice)."""
+    if policy:
+        return [f"target.policy={Path(policy).expanduser().resolve()}"]
+    if mixer:
+        return [f"mixer.name={mixer}", "target.policy=null", "target.online_acodm=false"]
+    return ["target.online_acodm=true", "target.policy=null"] if online_acodm else []
+
+
 def mixer_label(cfg: ExperimentConfig) -> str:
     if cfg.target.policy:
         return "policy"
