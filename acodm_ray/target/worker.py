@@ -22,7 +22,9 @@ from acodm_ray.policy_client import PolicyClient
 from acodm_ray.policy_server import PolicyServerUnavailable, max_rss_mb
 from acodm_ray.rundir import trim_jsonl
 from acodm_ray.target.faults import inject_faults
-from acodm_ray.train_step import NonFiniteLossError, load_checkpoint, save_checkpoint
+from acodm_ray.loop import mixing_loop
+from acodm_ray.mixers.base import Mixer
+from acodm_ray.train_step import StepSignals, load_checkpoint, save_checkpoint
 
 log = logging.getLogger("acodm_ray.target")
 
@@ -64,6 +66,58 @@ def _event(run_dir: Path, **record: Any) -> None:
 def _trim_events(run_dir: Path, last_step: int) -> None:
     trim_jsonl(run_dir / "events.jsonl",
                lambda record: record.get("event") in ("start", "resume") or record.get("step", 0) <= last_step)
+
+
+class ServedWeights(Mixer):
+    """The weights a rank trains with, as a `Mixer` for the shared `mixing_loop`: rank 0 asks the
+    policy server every `target.decide_every` steps and broadcasts them, so every rank trains on the
+    same mix; rank 0 passes each step's signals back. An unreachable server keeps the last weights
+    (counted in `server_failures`, logged as an event) unless there are none yet."""
+
+    name = "served"
+
+    def __init__(self, domains: list[str], rank: int, client: PolicyClient | None, collective, decide_every: int,
+                 check_sync: bool, run_dir: Path, step: int, current: np.ndarray | None, server_failures: int) -> None:
+        super().__init__(domains)
+        self.rank, self.client, self.collective = rank, client, collective
+        self.decide_every, self.check_sync, self.run_dir = decide_every, check_sync, run_dir
+        self.step, self.current, self.server_failures = step, current, server_failures
+        self.fresh, self.decided, self.started, self.decide_seconds = True, False, 0.0, 0.0
+
+    def weights(self, state: np.ndarray | None = None) -> np.ndarray:
+        self.started = time.perf_counter()
+        self.fresh, self.decided = True, self.step % self.decide_every == 0
+        if self.decided or self.current is None:
+            self._receive(state)
+        self.decide_seconds = time.perf_counter() - self.started
+        if self.check_sync and not self.collective.same_on_all(torch.from_numpy(self.current)):
+            raise RuntimeError(f"rank {self.rank}: domain weights differ across workers at step {self.step + 1}")
+        return self.current
+
+    def _receive(self, state: np.ndarray | None) -> None:
+        K = self.num_domains
+        buf = torch.zeros(K + 1, dtype=torch.float64)  # weights + "valid" flag
+        if self.rank == 0:
+            try:
+                w, self.fresh = self.client.weights(state)
+                buf[:K] = torch.from_numpy(w)
+                buf[K] = 1.0
+            except PolicyServerUnavailable as err:  # no weights at all: fatal below, on every rank
+                log.error("%s", err)
+            if not self.fresh:
+                self.server_failures += 1
+                _event(self.run_dir, event="server_unreachable", step=self.step + 1, error=self.client.last_error)
+        self.collective.broadcast_(buf, 0)
+        if buf[K] != 1.0:
+            raise PolicyServerUnavailable(
+                "the policy server is unreachable and no weights were received yet; nothing to train with"
+            )
+        self.current = buf[:K].numpy().copy()
+
+    def update(self, signals: StepSignals) -> None:
+        self.step = signals.step
+        if self.rank == 0:
+            self.client.update(signals)
 
 
 def train_worker(config: dict[str, Any]) -> None:
@@ -142,44 +196,17 @@ def train_worker(config: dict[str, Any]) -> None:
         log.info("target training: rank 0 of %d, steps %d -> %d, mixer %s", world, start_step, t.steps,
                  client.description and client.description["mixer"])
     bar = _step_bar(t.steps, start_step, mixer_name) if rank == 0 else None
+    served = ServedWeights(tokens.domains, rank, client, collective, tc.decide_every, tc.check_weights_sync, run_dir,
+                           start_step, current, server_failures)
     try:
-        while trainer.step_count < t.steps:
-            s = trainer.step_count
-            fresh = True
-            t_iter = time.perf_counter()
-            if s % tc.decide_every == 0 or current is None:
-                buf = torch.zeros(K + 1, dtype=torch.float64)  # weights + "valid" flag
-                if rank == 0:
-                    try:
-                        w, fresh = client.weights(trainer.last_state)
-                        buf[:K] = torch.from_numpy(w)
-                        buf[K] = 1.0
-                    except PolicyServerUnavailable as err:
-                        log.error("%s", err)
-                    if not fresh:
-                        server_failures += 1
-                        _event(run_dir, event="server_unreachable", step=s + 1, error=client.last_error)
-                collective.broadcast_(buf, 0)
-                if buf[K] != 1.0:
-                    raise PolicyServerUnavailable(
-                        "the policy server is unreachable and no weights were received yet; nothing to train with"
-                    )
-                current = buf[:K].numpy().copy()
-            t_decide = time.perf_counter() - t_iter
-            if tc.check_weights_sync and not collective.same_on_all(torch.from_numpy(current)):
-                raise RuntimeError(f"rank {rank}: domain weights differ across workers at step {s + 1}")
-            signals = trainer.step(current)
-            if not signals.finite:
-                raise NonFiniteLossError(f"loss is {signals.loss} at step {signals.step}; the update was skipped")
-            step = trainer.step_count
+        for signals in mixing_loop(trainer, served, t.steps):
+            step, current = trainer.step_count, served.current
             if rank == 0:
-                client.update(signals)
                 writer.log_step(signals)
                 bar.update(1)
-            rank_log.write({"step": step, "rank": rank, "weights": current.tolist(),
-                            "decided": s % tc.decide_every == 0, "fresh": bool(fresh),
-                            "seconds": time.perf_counter() - t_iter, "decide_seconds": t_decide,
-                            "max_rss_mb": max_rss_mb()})
+            rank_log.write({"step": step, "rank": rank, "weights": current.tolist(), "decided": served.decided,
+                            "fresh": bool(served.fresh), "seconds": time.perf_counter() - served.started,
+                            "decide_seconds": served.decide_seconds, "max_rss_mb": max_rss_mb()})
             inject_faults(faults, rank, step, client)
             final = step == t.steps
             ppl = None
@@ -192,7 +219,7 @@ def train_worker(config: dict[str, Any]) -> None:
             if ppl is None and not is_ckpt:
                 continue
             metrics = {"step": step, "loss": signals.loss, "lr": signals.lr, "tokens": signals.tokens,
-                       "server_failures": server_failures,
+                       "server_failures": served.server_failures,
                        **{f"weight/{d}": float(x) for d, x in zip(tokens.domains, current)}}
             if ppl is not None:
                 metrics.update({f"val_ppl/{k}": v for k, v in ppl.items()})
@@ -211,7 +238,7 @@ def train_worker(config: dict[str, Any]) -> None:
                         "mixer_name": mixer_name,
                         "weights": current.tolist(),
                         "server_ok": mixer_state is not None,
-                        "server_failures": server_failures,
+                        "server_failures": served.server_failures,
                         "world_size": world,
                     })
                 save_checkpoint(Path(d) / RANK_FILE.format(rank=rank),
