@@ -76,3 +76,22 @@ def test_the_graph_sees_late_imports():
     graph = import_graph()
     assert "acodm_ray.policy_server" in graph["acodm_ray.target.driver"]
     assert "acodm_ray.model" in graph["acodm_ray.compare.configs"]  # imported inside state_layers()
+
+
+MODULE_LINES = 400  # a reader holds a module in one sitting
+JOB_LINES = 60  # a job is arguments, a config and a call into the library
+DATA_FORMAT_MODULES = ("acodm_ray/data/formats.py",)  # pure data formats may run longer
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines())
+
+
+def test_modules_stay_short():
+    """The layout the README describes: no module of ours over ~400 lines, no job over ~60."""
+    long = {str(p.relative_to(ROOT)): _lines(p) for layer in (*LAYERS, "jobs") for p in (ROOT / layer).rglob("*.py")
+            if _lines(p) > MODULE_LINES and str(p.relative_to(ROOT)) not in DATA_FORMAT_MODULES}
+    assert long == {}
+    jobs = {p.name: _lines(p) for p in (ROOT / "jobs").glob("*.py") if not p.name.startswith("_")}
+    assert set(jobs) >= {"proxy_rl.py", "target_pretrain.py", "compare.py"}
+    assert {name: n for name, n in jobs.items() if n > JOB_LINES} == {}

@@ -33,47 +33,23 @@ import numpy as np
 
 from acodm_ray.config import CorpusConfig, cache_dir
 from acodm_ray.data.build import TINY_DIR, default_corpus_dir
-from acodm_ray.errors import AcodmError
+from acodm_ray.data.columns import Docs, collect_texts, group_by_domain
+from acodm_ray.data.corpus_errors import (  # noqa: F401  (importable from here, as they always were)
+    CorpusError,
+    CorpusFileNotFoundError,
+    CorpusNotBuiltError,
+    DuplicateDomainError,
+    EmptyDomainError,
+    MissingColumnError,
+    UnknownDomainError,
+    UnknownSourceError,
+)
 
 SOURCES = ("bundled", "tiny", "json", "parquet", "text", "csv", "hub")
 FILE_SOURCES = ("json", "parquet", "text", "csv")
 SPLITS = ("train", "validation")
 SPLIT_SEED = 0
 BATCH_ROWS = 1000
-
-Docs = dict[str, list[str]]
-
-
-class CorpusError(AcodmError, ValueError):
-    """The corpus configuration or its data is unusable; the message names the bad thing."""
-
-
-class UnknownSourceError(CorpusError):
-    pass
-
-
-class CorpusNotBuiltError(CorpusError):
-    pass
-
-
-class CorpusFileNotFoundError(CorpusError, FileNotFoundError):
-    pass
-
-
-class MissingColumnError(CorpusError):
-    pass
-
-
-class UnknownDomainError(CorpusError):
-    pass
-
-
-class DuplicateDomainError(CorpusError):
-    pass
-
-
-class EmptyDomainError(CorpusError):
-    pass
 
 
 @dataclass
@@ -274,81 +250,6 @@ def _load_local(builder: str, files: dict[str, list[str]]) -> Any:
 def _batches(ds: Any) -> Iterator[dict[str, list[Any]]]:
     """Column batches of a Dataset or IterableDataset (fast: no per-row Python dicts)."""
     yield from ds.iter(batch_size=BATCH_ROWS)
-
-
-def dotted_get(row: Any, keys: list[str]) -> Any:
-    for key in keys:
-        if not isinstance(row, dict) or key not in row:
-            return _MISSING
-        row = row[key]
-    return row
-
-
-_MISSING = object()
-
-
-def flat_columns(batch: dict[str, list[Any]]) -> list[str]:
-    """Column names of a batch, nested dict fields as dotted paths (for error messages)."""
-    names: list[str] = []
-
-    def walk(prefix: str, value: Any) -> None:
-        names.append(prefix)
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}", v)
-
-    for name, values in batch.items():
-        walk(name, values[0] if values else None)
-    return names
-
-
-def column(batch: dict[str, list[Any]], name: str, source: str) -> list[Any]:
-    """Values of a (possibly dotted) column in a batch; MissingColumnError lists what exists."""
-    head, *rest = name.split(".")
-    values = batch.get(head, _MISSING)
-    if values is not _MISSING and rest:
-        values = [dotted_get(v, rest) for v in values]
-        if any(v is _MISSING for v in values):
-            values = _MISSING
-    if values is _MISSING:
-        raise MissingColumnError(
-            f"column {name!r} not found in {source}; available columns: "
-            f"{', '.join(flat_columns(batch))}"
-        )
-    return values
-
-
-def _is_text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
-def collect_texts(batches: Iterable[dict[str, list[Any]]], text_column: str, source: str) -> list[str]:
-    """All non-empty texts of one column."""
-    return [t for batch in batches for t in column(batch, text_column, source) if _is_text(t)]
-
-
-def group_by_domain(
-    batches: Iterable[dict[str, list[Any]]],
-    text_column: str,
-    domain_column: str,
-    source: str,
-    stop_when_full: tuple[set[str], int] | None = None,
-) -> Docs:
-    """Documents grouped by the value of the domain column, in row order. With
-    stop_when_full=(domains, n) reading stops once each of those domains has n documents."""
-    out: Docs = {}
-    for batch in batches:
-        texts = column(batch, text_column, source)
-        domains = column(batch, domain_column, source)
-        for text, domain in zip(texts, domains):
-            if domain is None:
-                continue
-            docs = out.setdefault(str(domain), [])  # kept even if empty: reported by name later
-            if _is_text(text):
-                docs.append(text)
-        if stop_when_full and all(len(out.get(d, [])) >= stop_when_full[1] for d in stop_when_full[0]):
-            break
-    return out
 
 
 # ------------------------------------------------------------------------------- checks and splits
