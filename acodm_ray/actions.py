@@ -6,8 +6,8 @@ An RL algorithm's action a [..., K] becomes weights on the simplex by `env.actio
 - "softmax": w = softmax(a), for actions that are unbounded logits.
 
 Computed in float64 numpy along the last axis; a batch of rows gives, row for row, the same bits
-as each row alone (numpy reduces each contiguous row the same way), which is why an exported
-policy's weights equal the env's exactly and not only to rounding.
+as each row alone (numpy reduces each contiguous row the same way), so an exported policy maps an
+action to exactly the weights the env would (a torch twin would differ in the last bit).
 """
 
 from __future__ import annotations

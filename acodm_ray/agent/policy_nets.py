@@ -19,7 +19,8 @@ tensors in safetensors; see `policy_file`):
                                          (high - low) / 2, low, high) (normalize_actions=True), or
                                          clip_action (clip_actions=True)
     action_mapping, action_epsilon       the env's `acodm_ray.actions.action_to_weights`, the same
-                                         function, so the weights equal the env's bit for bit
+                                         function (the action itself is float32 torch
+                                         here and numpy in RLlib's connector: equal to ~1e-7)
 - `TrajectoryPolicy` (policy kind "trajectory"): a fixed [T, K] weight schedule (row t = the
   weights of optimizer step t of a T-step run) replayed by training progress: the state's last
   entry is progress * progress_scale, and the policy returns row min(T - 1, floor(p * T + tol))
