@@ -33,6 +33,21 @@ def test_action_mappings():
         action_to_weights([1.0], "cube")
 
 
+def test_action_mapping_of_a_batch_is_row_for_row_the_single_mapping():
+    """Exported policies map a batch [B, K] with the env's own function: each row must give the
+    bits a single action gives (what the env computes), for both mappings."""
+    rng = np.random.default_rng(0)
+    for K in (3, 8, 13):
+        actions = rng.normal(size=(64, K)) * rng.choice([0.01, 1.0, 100.0], size=(64, 1))
+        for mapping in ("simplex", "softmax"):
+            batch = action_to_weights(actions, mapping, 1e-6)
+            assert batch.shape == (64, K)
+            assert all(np.array_equal(row, action_to_weights(a, mapping, 1e-6)) for row, a in zip(batch, actions))
+            np.testing.assert_allclose(batch.sum(axis=1), 1.0)
+    a = np.array([[-1.0, 1.0, 3.0]])
+    np.testing.assert_array_equal(action_to_weights(a, "simplex", 0.5), [[0.5 / 5.5, 1.5 / 5.5, 3.5 / 5.5]])
+
+
 def test_passes_gymnasium_env_checker(env):
     check_env(env, skip_render_check=True)
 
