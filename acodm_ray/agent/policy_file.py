@@ -193,7 +193,8 @@ def _v1_action(steps: list[dict[str, Any]], num_domains: int) -> dict[str, Any]:
     if not ops or ops.pop(0) != {"op": "slice", "start": 0, "stop": num_domains}:
         raise ValueError(f"action_steps must start with the loc, slice(0, {num_domains}): {steps!r}")
     if ops and ops[0] == {"op": "squash", "low": SQUASH_LOW, "high": SQUASH_HIGH}:
-        fields["squash"] = bool(ops.pop(0))
+        ops.pop(0)
+        fields["squash"] = True
     if ops and ops[0].get("op") in ("unsquash", "clip"):
         step = ops.pop(0)
         fields.update(bounds=step["op"], action_low=step["low"], action_high=step["high"])
