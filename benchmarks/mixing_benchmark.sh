@@ -2,13 +2,13 @@
 # The mixing benchmark of BENCHMARKS.md ("Mixing benchmark"), every setting, resumable: rerun the same
 # command and finished runs are read back (jobs/compare.py --resume). About 40-60 min per setting on
 # 2 quiet CPU cores; run one setting at a time:
-#   bash benchmarks/mixing_benchmark.sh main|ablations|decoys|merged [extra --set ...]
+#   bash benchmarks/mixing_benchmark.sh main|ablations|decoys|swamped|merged [extra --set ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=1  # one thread per Ray worker; more only oversubscribes the 2 cores
 OUT=${OUT:-results}
-setting=${1:?usage: mixing_benchmark.sh main|ablations|decoys|merged}; shift
+setting=${1:?usage: mixing_benchmark.sh main|ablations|decoys|swamped|merged}; shift
 common=(--config configs/bench.yaml --output-dir "$OUT")
 resume=()
 case "$setting" in
@@ -26,11 +26,19 @@ case "$setting" in
       --set corpus.path=debian-v1-decoys --set train.grad_accum=10 \
       --set 'train.eval_domains=[python_code,dictionary,c_headers,manuals,literature,latex,legal]' \
       --methods uniform,odm,alignment,acodm-reference,acodm-paper,acodm "$@" ;;
+  swamped)
+    $PY benchmarks/derived_corpus.py swamped
+    [ -d "$OUT/bench-swamped" ] && resume=(--resume)
+    $PY jobs/compare.py "${common[@]}" --name bench-swamped --seeds 3 "${resume[@]}" \
+      --set corpus.path=debian-v1-swamped --set train.grad_accum=14 \
+      --set 'train.eval_domains=[python_code,dictionary,c_headers,manuals,literature,latex,legal]' \
+      --set mixer.weights_file=benchmarks/weights/swamped_real_only.yaml \
+      --methods uniform,odm,acodm,file "$@" ;;
   merged)
     $PY benchmarks/derived_corpus.py merged
     [ -d "$OUT/bench-merged" ] && resume=(--resume)
     $PY jobs/compare.py "${common[@]}" --name bench-merged --seeds 3 "${resume[@]}" \
       --set corpus.path=debian-v1-merged \
       --methods uniform,odm,alignment,acodm-reference,acodm-paper,acodm "$@" ;;
-  *) echo "unknown setting $setting; choose main, ablations, decoys or merged" >&2; exit 2 ;;
+  *) echo "unknown setting $setting; choose main, ablations, decoys, swamped or merged" >&2; exit 2 ;;
 esac
