@@ -33,7 +33,7 @@ case "$setting" in
       --set corpus.path=debian-v1-swamped --set train.grad_accum=14 \
       --set 'train.eval_domains=[python_code,dictionary,c_headers,manuals,literature,latex,legal]' \
       --set mixer.weights_file=benchmarks/weights/swamped_real_only.yaml \
-      --methods uniform,odm,acodm,file "$@" ;;
+      --methods uniform,odm,acodm,file,acodm-eval,acodm-evalppl "$@" ;;
   merged)
     $PY benchmarks/derived_corpus.py merged
     [ -d "$OUT/bench-merged" ] && resume=(--resume)

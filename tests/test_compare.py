@@ -496,7 +496,7 @@ def test_mixing_benchmark_preset_plans_every_method(tmp_path):
     assert prx.rl.iterations * prx.rl.min_sample_timesteps_per_iteration >= 2000  # thousands of transitions
 
 
-@pytest.mark.parametrize("name", ["mixing", "mixing-decoys", "mixing-merged", "mixing-ablations"])
+@pytest.mark.parametrize("name", ["mixing", "mixing-decoys", "mixing-merged", "mixing-ablations", "mixing-swamped"])
 def test_committed_mixing_tables_re_render_from_their_summaries(name):
     """BENCHMARKS.md's mixing tables are table.md of finished comparisons; their summaries are kept in
     benchmarks/results/. Rendering a summary again must give the committed table, so a change to the
