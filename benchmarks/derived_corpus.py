@@ -54,6 +54,11 @@ def write_corpus(out: Path, splits: dict[str, list[dict]], manifest: dict) -> Pa
     return out
 
 
+def corpus_words(rows: list[dict]) -> np.ndarray:
+    """The distinct words of `rows`, sorted, as one array (`rng.choice` on a list converts it per draw)."""
+    return np.array(sorted({w for r in rows for w in r["text"].split()}))
+
+
 def noise_docs(words: np.ndarray, n: int, rng: np.random.Generator, domain: str) -> list[dict]:
     """n documents of DOC_WORDS words drawn uniformly from `words`: real subwords, no structure."""
     return [{"text": " ".join(rng.choice(words, size=DOC_WORDS)), "domain": domain} for _ in range(n)]
@@ -65,14 +70,14 @@ def repeated_docs(passage: str, n: int, domain: str) -> list[dict]:
 
 
 def decoy_rows(rows: list[dict], split: str, rng: np.random.Generator) -> list[dict]:
-    words = np.array(sorted({w for r in rows for w in r["text"].split()}))  # once, not per draw
+    words = corpus_words(rows)
     n = DECOY_DOCS[split]
     return noise_docs(words, n, rng, "noise") + repeated_docs(PASSAGES[0], n, "repeated")
 
 
 def swamped_rows(rows: list[dict], split: str, rng: np.random.Generator) -> list[dict]:
     """As many decoys as real domains: noise1-4 (separate draws) and repeated1-3 (three passages)."""
-    words = np.array(sorted({w for r in rows for w in r["text"].split()}))  # once, not per draw
+    words = corpus_words(rows)
     n = DECOY_DOCS[split]
     noise = [d for i in range(SWAMPED_NOISE) for d in noise_docs(words, n, rng, f"noise{i + 1}")]
     return noise + [d for i, p in enumerate(PASSAGES) for d in repeated_docs(p, n, f"repeated{i + 1}")]

@@ -11,6 +11,8 @@ OUT=${OUT:-results}
 setting=${1:?usage: mixing_benchmark.sh main|ablations|decoys|swamped|merged}; shift
 common=(--config configs/bench.yaml --output-dir "$OUT")
 resume=()
+# the decoy settings evaluate on the bundled corpus's seven real domains only
+REAL_ONLY='train.eval_domains=[python_code,dictionary,c_headers,manuals,literature,latex,legal]'
 case "$setting" in
   main)
     [ -d "$OUT/bench-main" ] && resume=(--resume)
@@ -24,14 +26,14 @@ case "$setting" in
     [ -d "$OUT/bench-decoys" ] && resume=(--resume)
     $PY jobs/compare.py "${common[@]}" --name bench-decoys --seeds 3 "${resume[@]}" \
       --set corpus.path=debian-v1-decoys --set train.grad_accum=10 \
-      --set 'train.eval_domains=[python_code,dictionary,c_headers,manuals,literature,latex,legal]' \
+      --set "$REAL_ONLY" \
       --methods uniform,odm,alignment,acodm-reference,acodm-paper,acodm "$@" ;;
   swamped)
     $PY benchmarks/derived_corpus.py swamped
     [ -d "$OUT/bench-swamped" ] && resume=(--resume)
     $PY jobs/compare.py "${common[@]}" --name bench-swamped --seeds 3 "${resume[@]}" \
       --set corpus.path=debian-v1-swamped --set train.grad_accum=14 \
-      --set 'train.eval_domains=[python_code,dictionary,c_headers,manuals,literature,latex,legal]' \
+      --set "$REAL_ONLY" \
       --set mixer.weights_file=benchmarks/weights/swamped_real_only.yaml \
       --methods uniform,odm,acodm,file,acodm-eval,acodm-evalppl "$@" ;;
   merged)

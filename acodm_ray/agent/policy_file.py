@@ -33,6 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from acodm_ray.actions import ACTION_MAPPINGS
 from acodm_ray.agent.networks import Actor
 from acodm_ray.agent.policy_nets import (
     MLP_FIELDS,
@@ -195,11 +196,11 @@ def _v1_action(steps: list[dict[str, Any]], num_domains: int) -> dict[str, Any]:
     if ops and ops[0] == {"op": "squash", "low": SQUASH_LOW, "high": SQUASH_HIGH}:
         ops.pop(0)
         fields["squash"] = True
-    if ops and ops[0].get("op") in ("unsquash", "clip"):
+    if ops and ops[0].get("op") in ("unsquash", "clip"):  # BOUNDS but "none", which has no op
         step = ops.pop(0)
         fields.update(bounds=step["op"], action_low=step["low"], action_high=step["high"])
     last = ops.pop(0) if len(ops) == 1 else {}
-    if last.get("op") not in ("simplex", "softmax"):
+    if last.get("op") not in ACTION_MAPPINGS:
         raise ValueError(f"action_steps has no equivalent in format_version {FORMAT_VERSION}: {steps!r}")
     fields.update(action_mapping=last["op"], action_epsilon=last.get("eps", 0.0))
     return fields

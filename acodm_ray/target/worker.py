@@ -143,7 +143,6 @@ def train_worker(config: dict[str, Any]) -> None:
     collective = default_collective(device)
 
     tokens, _ = load_tokenized(cfg)
-    K = len(tokens.domains)
     client = PolicyClient(config["server"], tc.server_name, tc.server_namespace, tc.server_timeout_s) if rank == 0 else None
     # alignment scores cost a [K, P] all-reduce per step: only when the mixer learns from them
     compute_scores = tc.online_acodm or tc.compute_scores or (not tc.policy and cfg.mixer.name in SCORE_MIXERS)
