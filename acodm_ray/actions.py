@@ -17,7 +17,9 @@ import numpy as np
 ACTION_MAPPINGS = ("simplex", "softmax")
 
 
-def action_to_weights(action: np.ndarray, mapping: str = "simplex", eps: float = 1e-6) -> np.ndarray:
+def action_to_weights(
+    action: np.ndarray, mapping: str = "simplex", eps: float = 1e-6
+) -> np.ndarray:
     """Weights [..., K] for actions [..., K] (K along the last axis)."""
     a = np.asarray(action, dtype=np.float64)
     if not np.all(np.isfinite(a)):

@@ -1,8 +1,8 @@
 """The `acodm` command line.
 
-  acodm corpus build [--out DIR] [--force] [--domains a,b]   build the bundled offline corpus (Debian packages)
-  acodm pretrain --config configs/demo.yaml --mixer odm [--set train.steps=50] [--resume]
-  acodm doctor [--local] [--config FILE]          what is installed and what the demo still needs
+acodm corpus build [--out DIR] [--force] [--domains a,b]   build the bundled offline corpus (Debian packages)
+acodm pretrain --config configs/demo.yaml --mixer odm [--set train.steps=50] [--resume]
+acodm doctor [--local] [--config FILE]          what is installed and what the demo still needs
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from acodm_ray.config import load_config
 from acodm_ray.errors import USER_ERRORS
@@ -39,24 +39,40 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     """--config and --set, shared by every command that takes an experiment config."""
     parser.add_argument("--config", default=None, help="YAML preset, e.g. configs/demo.yaml")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.steps=20 (repeatable)",
     )
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", default=None, help="run name (default: from the config and mixer)")
-    parser.add_argument("--output-dir", default=None, help="parent of the run directory (default: config output_dir)")
+    parser.add_argument(
+        "--name", default=None, help="run name (default: from the config and mixer)"
+    )
+    parser.add_argument(
+        "--output-dir",
+        default=None,
+        help="parent of the run directory (default: config output_dir)",
+    )
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
-    group.add_argument("--overwrite", action="store_true", help="delete an existing run of the same name first")
+    group.add_argument(
+        "--resume", action="store_true", help="continue the run from its last checkpoint"
+    )
+    group.add_argument(
+        "--overwrite", action="store_true", help="delete an existing run of the same name first"
+    )
 
 
 def cmd_corpus_build(args: argparse.Namespace) -> int:
     from acodm_ray.data.build import build_bundled_corpus
 
     domains = [d.strip() for d in args.domains.split(",") if d.strip()] if args.domains else None
-    out = build_bundled_corpus(Path(args.out) if args.out else None, force=args.force, domains=domains)
+    out = build_bundled_corpus(
+        Path(args.out) if args.out else None, force=args.force, domains=domains
+    )
     print(f"corpus ready: {out}")
     return 0
 
@@ -66,10 +82,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from acodm_ray.safety import check_output_path
 
     cfg = load_config(args.config, [*args.overrides, *set_flags({"mixer.name": args.mixer})])
-    run_dir = check_output_path(Path(args.output_dir or cfg.output_dir), args.name or f"{cfg.name}-{cfg.mixer.name}")
+    run_dir = check_output_path(
+        Path(args.output_dir or cfg.output_dir), args.name or f"{cfg.name}-{cfg.mixer.name}"
+    )
     summary = pretrain(cfg, run_dir, resume=args.resume, overwrite=args.overwrite)
     ppl = summary["final_val_ppl"].get("average")
-    print(f"done: {summary['steps']} steps, average validation perplexity {ppl:.2f}; run dir {run_dir}")
+    print(
+        f"done: {summary['steps']} steps, average validation perplexity {ppl:.2f}; run dir {run_dir}"
+    )
     return 0
 
 
@@ -82,16 +102,25 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="acodm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="acodm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     corpus = sub.add_parser("corpus", help="corpus tools")
     corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)
-    build = corpus_sub.add_parser("build", help="build the bundled offline corpus from Debian packages")
-    build.add_argument("--out", default=None, help="output directory (default: $ACODM_HOME/corpus/debian-v1)")
+    build = corpus_sub.add_parser(
+        "build", help="build the bundled offline corpus from Debian packages"
+    )
+    build.add_argument(
+        "--out", default=None, help="output directory (default: $ACODM_HOME/corpus/debian-v1)"
+    )
     build.add_argument("--force", action="store_true", help="rebuild even if it exists")
-    build.add_argument("--domains", default=None,
-                       help="comma-separated subset of the domains (a partial corpus; needs --out)")
+    build.add_argument(
+        "--domains",
+        default=None,
+        help="comma-separated subset of the domains (a partial corpus; needs --out)",
+    )
     build.set_defaults(func=cmd_corpus_build)
 
     pre = sub.add_parser("pretrain", help="pretrain an LM with a mixer (single process)")
@@ -100,10 +129,22 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--mixer", choices=MIXERS, default=None, help="mixer (overrides mixer.name)")
     pre.set_defaults(func=cmd_pretrain)
 
-    doctor = sub.add_parser("doctor", help="check the environment: versions, GPUs, Ray cluster, corpus, auth")
-    doctor.add_argument("--config", default=None, help="check this config's corpus and output dir (default: the demo's)")
-    doctor.add_argument("--local", action="store_true", help="also start a throwaway local Ray to list its resources")
-    doctor.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a cluster probe")
+    doctor = sub.add_parser(
+        "doctor", help="check the environment: versions, GPUs, Ray cluster, corpus, auth"
+    )
+    doctor.add_argument(
+        "--config",
+        default=None,
+        help="check this config's corpus and output dir (default: the demo's)",
+    )
+    doctor.add_argument(
+        "--local",
+        action="store_true",
+        help="also start a throwaway local Ray to list its resources",
+    )
+    doctor.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for a cluster probe"
+    )
     doctor.set_defaults(func=cmd_doctor)
     return parser
 
@@ -111,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    return run_job("acodm", lambda: args.func(args))  # a NaN loss (NonFiniteLossError) is one of USER_ERRORS
+    return run_job(
+        "acodm", lambda: args.func(args)
+    )  # a NaN loss (NonFiniteLossError) is one of USER_ERRORS
 
 
 if __name__ == "__main__":

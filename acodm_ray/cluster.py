@@ -21,7 +21,9 @@ from acodm_ray.config import ExperimentConfig
 def proxy_bundles(cfg: ExperimentConfig) -> list[dict[str, float]]:
     """One bundle per env runner and per learner actor of the proxy stage (jobs/proxy_rl.py)."""
     rl = cfg.rl
-    out = [{"CPU": float(rl.num_cpus_per_env_runner), "GPU": float(rl.num_gpus_per_env_runner)}] * rl.num_env_runners
+    out = [
+        {"CPU": float(rl.num_cpus_per_env_runner), "GPU": float(rl.num_gpus_per_env_runner)}
+    ] * rl.num_env_runners
     learner_cpu = 0.0 if rl.num_gpus_per_learner else 1.0  # RLlib's num_cpus_per_learner="auto"
     out += [{"CPU": learner_cpu, "GPU": float(rl.num_gpus_per_learner)}] * rl.num_learners
     return out
@@ -32,7 +34,11 @@ def target_bundles(cfg: ExperimentConfig) -> list[dict[str, float]]:
     `acodm_ray.target.run_target` builds its ScalingConfig)."""
     tc = cfg.target
     gpu = (1.0 if tc.gpus_per_worker is None else float(tc.gpus_per_worker)) if tc.use_gpu else 0.0
-    bundle = {"CPU": float(tc.cpus_per_worker), "GPU": gpu, **{k: float(v) for k, v in tc.resources_per_worker.items()}}
+    bundle = {
+        "CPU": float(tc.cpus_per_worker),
+        "GPU": gpu,
+        **{k: float(v) for k, v in tc.resources_per_worker.items()},
+    }
     return [bundle] * tc.num_workers
 
 
@@ -50,9 +56,17 @@ def worker_node_types(launcher: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def fits(bundles: list[dict[str, float]], node_types: dict[str, dict[str, Any]]) -> bool:
     """First fit of the bundles (largest GPU, then CPU, first) onto at most `max_workers` nodes of
     every type. A resource a node type does not list is 0 there; a zero request always fits."""
-    nodes = [dict(spec.get("resources") or {}) for spec in node_types.values() for _ in range(int(spec["max_workers"]))]
-    for bundle in sorted(bundles, key=lambda b: (b.get("GPU", 0.0), b.get("CPU", 0.0)), reverse=True):
-        node = next((n for n in nodes if all(n.get(k, 0.0) >= v for k, v in bundle.items() if v > 0)), None)
+    nodes = [
+        dict(spec.get("resources") or {})
+        for spec in node_types.values()
+        for _ in range(int(spec["max_workers"]))
+    ]
+    for bundle in sorted(
+        bundles, key=lambda b: (b.get("GPU", 0.0), b.get("CPU", 0.0)), reverse=True
+    ):
+        node = next(
+            (n for n in nodes if all(n.get(k, 0.0) >= v for k, v in bundle.items() if v > 0)), None
+        )
         if node is None:
             return False
         for k, v in bundle.items():

@@ -2,14 +2,23 @@
 
 The Ray Train target workers (`acodm_ray.target`) and the any-loop feedback path
 (`acodm_ray.anyloop.feedback`) sum per-domain statistics and broadcast rank 0's weights through
-these; one process uses `LocalCollective`, where every operation is a no-op.
+these; one process uses `LocalCollective`, where every operation is a no-op. `Collective`, the
+interface `LMTrainer` reduces through (a single process by default), lives here with them, so the
+training step depends on the reductions and not the other way round.
 """
 
 from __future__ import annotations
 
 import torch
 
-from acodm_ray.train_step import Collective
+
+class Collective:
+    """Cross-worker reductions. The default is a single process: nothing to reduce."""
+
+    world_size: int = 1
+
+    def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
 
 
 class TorchCollective(Collective):
@@ -24,7 +33,9 @@ class TorchCollective(Collective):
         self.dist = dist
         self.world_size = dist.get_world_size()
         self.rank = dist.get_rank()
-        self.comm_device = torch.device(device) if dist.get_backend() == "nccl" else torch.device("cpu")
+        self.comm_device = (
+            torch.device(device) if dist.get_backend() == "nccl" else torch.device("cpu")
+        )
 
     def _apply(self, tensor: torch.Tensor, op) -> torch.Tensor:
         if tensor.device == self.comm_device:

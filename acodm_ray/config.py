@@ -17,8 +17,18 @@ from acodm_ray.errors import ConfigError
 from acodm_ray.tracking import TrackingConfig
 from acodm_ray.typed_config import deep_merge, from_dict, parse_overrides, read_yaml, to_dict
 
-__all__ = ["ConfigError", "ExperimentConfig", "load_config", "validate", "cache_dir", "from_dict", "to_dict",
-           "deep_merge", "parse_overrides", "read_yaml"]
+__all__ = [
+    "ConfigError",
+    "ExperimentConfig",
+    "load_config",
+    "validate",
+    "cache_dir",
+    "from_dict",
+    "to_dict",
+    "deep_merge",
+    "parse_overrides",
+    "read_yaml",
+]
 
 
 @dataclass
@@ -79,7 +89,9 @@ class TrainConfig:
     seq_len: int = 64
     micro_batch_size: int = 8
     grad_accum: int = 8  # micro-batches per optimizer step; each micro-batch is one domain
-    coverage: str = "iid"  # iid | forced | weighted: how micro-batches go to domains (acodm_ray/sampler.py)
+    coverage: str = (
+        "iid"  # iid | forced | weighted: how micro-batches go to domains (acodm_ray/sampler.py)
+    )
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup_steps: int = 10
@@ -89,7 +101,9 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 25
     eval_batches: int = 4  # validation micro-batches per domain
-    eval_domains: list[str] = field(default_factory=list)  # domains the average perplexity covers; empty = all
+    eval_domains: list[str] = field(
+        default_factory=list
+    )  # domains the average perplexity covers; empty = all
     checkpoint_every: int = 50
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     dtype: str = "float32"  # "float32" | "bfloat16" (autocast)
@@ -99,11 +113,15 @@ class TrainConfig:
 class SignalConfig:
     """The per-domain signals of docs/method.md: state features and gradient-alignment scores."""
 
-    param_suffix: str | None = None  # weight name suffix of the tracked matrices; None = by model type
+    param_suffix: str | None = (
+        None  # weight name suffix of the tracked matrices; None = by model type
+    )
     alignment_layers: int = 3  # top-half layers whose gradients give the alignment scores
     state_layers: int | None = None  # tracked matrices in the state; None = every other layer.
     # Fix it to the same number for a proxy and a target of different depth (policy transfer).
-    progress_scale: float = 1.0  # state[-1] = progress x scale; the reference's 100 drowns the other features
+    progress_scale: float = (
+        1.0  # state[-1] = progress x scale; the reference's 100 drowns the other features
+    )
     # total: <g_i, sum_j g_j> / running scale (ours) | cross: <g_i, sum_{j!=i} g_j> / running scale (no
     # self term: unbiased under micro-batch noise) | eval: <g_i, g_ref> / running scale, g_ref the gradient
     # of one more micro-batch drawn from the evaluation domains (signals.eval_alignment) | paper:
@@ -115,7 +133,9 @@ class SignalConfig:
     eval_weighting: str = "loss"
     score_scale_beta: float = 0.95  # running scale of the "total", "cross" and "eval" scores
     score_clip_total: float = 10.0  # clip of the running-scaled "total", "cross" and "eval" scores
-    score_clip: float = 999.0  # clip of the norm-scaled alignment scores before z-normalisation ("paper")
+    score_clip: float = (
+        999.0  # clip of the norm-scaled alignment scores before z-normalisation ("paper")
+    )
     z_clip: float = 3.0
 
 
@@ -144,7 +164,9 @@ class EnvConfig:
 
     steps_per_action: int = 1  # optimizer steps trained with one action (decide_every)
     action_epsilon: float = 1e-6  # weights = (a + eps) / sum(a + eps) for Box(0, 1) actions
-    reward: str = "alignment"  # alignment (docs/method.md) | loss (ablation: per-domain loss decrease)
+    reward: str = (
+        "alignment"  # alignment (docs/method.md) | loss (ablation: per-domain loss decrease)
+    )
 
 
 @dataclass
@@ -177,7 +199,9 @@ class TargetConfig:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float | None = None  # None = 1 per worker when use_gpu
     resources_per_worker: dict[str, float] = field(default_factory=dict)  # extra (custom) resources
-    backend: str = "auto"  # torch.distributed backend: auto (nccl on GPU, gloo on CPU) | gloo | nccl
+    backend: str = (
+        "auto"  # torch.distributed backend: auto (nccl on GPU, gloo on CPU) | gloo | nccl
+    )
     decide_every: int = 1  # optimizer steps per mixer decision
     max_failures: int = 3  # worker-group restarts from the last checkpoint before the run fails
     storage_path: str | None = None  # Ray Train storage (checkpoints); None = <run dir>/ray_train
@@ -200,18 +224,26 @@ class CompareConfig:
     target runs use the config + `target`; the AC-ODM proxy stage uses that + `proxy`. `quick`
     (applied under --quick, before --set) may hold any section, `compare` included."""
 
-    methods: list[str] = field(default_factory=lambda: ["uniform", "natural", "odm", "acodm", "acodm-online"])
+    methods: list[str] = field(
+        default_factory=lambda: ["uniform", "natural", "odm", "acodm", "acodm-online"]
+    )
     # named proxy sizes for the proxy-size sweep: method "acodm@small" learns on config + target +
     # proxy + proxy_sizes["small"] (overrides shaped like this config, e.g. {model: {hidden_size: 32}})
     proxy_sizes: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: int = 3  # runs per method, with train.seed = first_seed, first_seed + 1, ...
     first_seed: int = 0
-    state_layers: int | None = None  # tracked matrices in proxy AND target state; None = the target's default
+    state_layers: int | None = (
+        None  # tracked matrices in proxy AND target state; None = the target's default
+    )
     target: dict[str, Any] = field(default_factory=dict)
     proxy: dict[str, Any] = field(default_factory=dict)
-    proxy_per_seed: bool = True  # one proxy policy per seed (False: the first seed's policy for all)
+    proxy_per_seed: bool = (
+        True  # one proxy policy per seed (False: the first seed's policy for all)
+    )
     proxy_cpus: float = 1.0  # CPUs of the Ray task that runs a proxy stage
-    proxy_gpus: float = 0.0  # GPUs of that task (the proxy env trains there when rl.num_env_runners is 0)
+    proxy_gpus: float = (
+        0.0  # GPUs of that task (the proxy env trains there when rl.num_env_runners is 0)
+    )
     concurrency: int = 1  # runs (proxy stages and target runs) at the same time
     quick: dict[str, Any] = field(default_factory=dict)
 
@@ -282,9 +314,13 @@ def validate(cfg: ExperimentConfig) -> None:
             f"({cfg.model.num_heads})"
         )
     if not 0.0 <= cfg.corpus.validation_fraction < 1.0:
-        raise ConfigError(f"corpus.validation_fraction must be in [0, 1), got {cfg.corpus.validation_fraction}")
+        raise ConfigError(
+            f"corpus.validation_fraction must be in [0, 1), got {cfg.corpus.validation_fraction}"
+        )
     if cfg.mixer.odm_variant not in ("smoothed_mean", "exp3"):
-        raise ConfigError(f"mixer.odm_variant must be smoothed_mean or exp3, got {cfg.mixer.odm_variant!r}")
+        raise ConfigError(
+            f"mixer.odm_variant must be smoothed_mean or exp3, got {cfg.mixer.odm_variant!r}"
+        )
     from acodm_ray.sampler import COVERAGES
     from acodm_ray.signals import EVAL_WEIGHTINGS, SCORES
 
@@ -293,9 +329,13 @@ def validate(cfg: ExperimentConfig) -> None:
     if cfg.signals.score not in SCORES:
         raise ConfigError(f"signals.score must be one of {list(SCORES)}, got {cfg.signals.score!r}")
     if cfg.signals.eval_weighting not in EVAL_WEIGHTINGS:
-        raise ConfigError(f"signals.eval_weighting must be one of {list(EVAL_WEIGHTINGS)}, got {cfg.signals.eval_weighting!r}")
+        raise ConfigError(
+            f"signals.eval_weighting must be one of {list(EVAL_WEIGHTINGS)}, got {cfg.signals.eval_weighting!r}"
+        )
     if not 0.0 <= cfg.signals.score_scale_beta < 1.0:
-        raise ConfigError(f"signals.score_scale_beta must be in [0, 1), got {cfg.signals.score_scale_beta}")
+        raise ConfigError(
+            f"signals.score_scale_beta must be in [0, 1), got {cfg.signals.score_scale_beta}"
+        )
     try:
         check_agent(cfg.agent)
     except ValueError as err:
@@ -303,10 +343,16 @@ def validate(cfg: ExperimentConfig) -> None:
     if cfg.env.reward not in ENV_REWARDS:
         raise ConfigError(f"env.reward must be one of {list(ENV_REWARDS)}, got {cfg.env.reward!r}")
     m = cfg.mixer
-    if m.alignment_mu <= 0 or m.alignment_clip_min > m.alignment_clip_max or not 0.0 <= m.alignment_floor <= 1.0:
-        raise ConfigError(f"mixer: need alignment_mu > 0, alignment_clip_min <= alignment_clip_max and "
-                          f"alignment_floor in [0, 1], got {m.alignment_mu}, {m.alignment_clip_min}, "
-                          f"{m.alignment_clip_max}, {m.alignment_floor}")
+    if (
+        m.alignment_mu <= 0
+        or m.alignment_clip_min > m.alignment_clip_max
+        or not 0.0 <= m.alignment_floor <= 1.0
+    ):
+        raise ConfigError(
+            f"mixer: need alignment_mu > 0, alignment_clip_min <= alignment_clip_max and "
+            f"alignment_floor in [0, 1], got {m.alignment_mu}, {m.alignment_clip_min}, "
+            f"{m.alignment_clip_max}, {m.alignment_floor}"
+        )
     if not 0.0 <= cfg.mixer.odm_alpha < 1.0:
         raise ConfigError(f"mixer.odm_alpha must be in [0, 1), got {cfg.mixer.odm_alpha}")
     validate_target(cfg.target)
@@ -319,10 +365,14 @@ def validate_target(tc: TargetConfig) -> None:
     if tc.cpus_per_worker < 0 or (tc.gpus_per_worker is not None and tc.gpus_per_worker < 0):
         raise ConfigError("target.cpus_per_worker and target.gpus_per_worker must be >= 0")
     if tc.max_failures < -1:
-        raise ConfigError(f"target.max_failures must be >= -1 (-1 = retry forever), got {tc.max_failures}")
+        raise ConfigError(
+            f"target.max_failures must be >= -1 (-1 = retry forever), got {tc.max_failures}"
+        )
     if tc.backend not in ("auto", "gloo", "nccl"):
         raise ConfigError(f"target.backend must be auto, gloo or nccl, got {tc.backend!r}")
     if tc.server_timeout_s <= 0:
         raise ConfigError(f"target.server_timeout_s must be positive, got {tc.server_timeout_s}")
     if tc.policy and tc.online_acodm:
-        raise ConfigError("target.policy (proxy mode) and target.online_acodm (non-proxy mode) exclude each other")
+        raise ConfigError(
+            "target.policy (proxy mode) and target.online_acodm (non-proxy mode) exclude each other"
+        )

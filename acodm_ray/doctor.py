@@ -1,9 +1,9 @@
 """`acodm doctor`: what this machine has, and what the demo still needs.
 
 Prints the versions of the stack, CPUs and CUDA GPUs, the Ray cluster named by RAY_ADDRESS (its
-resources, probed in a subprocess with a timeout; none is started unless `--local`), whether the
-bundled corpus is built (path + manifest summary), the tokenizer cache, and the token-auth state
-(RAY_AUTH_MODE, whether a token is configured: never the token itself).
+resources, probed in a subprocess with a timeout by `acodm_ray.ray_probe`; none is started unless
+`--local`), whether the bundled corpus is built (path + manifest summary), the tokenizer cache, and
+the token-auth state (RAY_AUTH_MODE, whether a token is configured: never the token itself).
 
 Every line is `[ok]`, `[--]` (information) or `[!!]` (missing; the line says the command that fixes
 it). Exit code 0 when nothing the demo needs is missing, 1 otherwise.
@@ -18,51 +18,24 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from acodm_ray.config import cache_dir
+from acodm_ray.ray_probe import (
+    PROBE_TIMEOUT_S,
+    _port_open,
+    _ray_address_file,
+    probe_cluster,
+)
 
 PACKAGES = ("torch", "ray", "transformers", "datasets", "gymnasium", "tokenizers")
 REQUIRED = PACKAGES + ("safetensors", "yaml", "numpy", "tensorboard", "matplotlib")  # import names
 DIST_NAMES = {"yaml": "pyyaml"}
 TORCH_PIN = "2.13.0"
 SETUP_FIX = "make setup  (or: pip install -c constraints.txt torch==2.13.0 && pip install -c constraints.txt -e .)"
-PROBE_TIMEOUT_S = 30.0
-
-# Run in a fresh interpreter, so a hanging connection or Ray's global state never touches the caller.
-_PROBE = r"""
-import json, sys
-target = sys.argv[1]
-out = {}
-try:
-    import ray
-    out["version"] = ray.__version__
-    if target.startswith(("http://", "https://")):
-        from ray.util.state import list_nodes
-        nodes = list_nodes(address=target, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
-        total = {}
-        for n in nodes:
-            for k, v in (n.resources_total or {}).items():
-                total[k] = total.get(k, 0) + v
-        out.update(ok=True, nodes=len(nodes), total=total, available=None)
-    else:
-        kw = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-        if target == "--local":
-            ray.init(**kw)
-        else:
-            ray.init(address=target, **kw)
-        out.update(ok=True, nodes=sum(1 for n in ray.nodes() if n.get("Alive")),
-                   total=ray.cluster_resources(), available=ray.available_resources())
-        ray.shutdown()
-except BaseException as err:
-    msg = str(err).strip().splitlines()
-    out.update(ok=False, error=f"{type(err).__name__}: {msg[0] if msg else ''}")
-print("ACODM_PROBE " + json.dumps(out), flush=True)
-"""
 
 
 @dataclass
@@ -112,8 +85,10 @@ def check_versions(r: Report) -> None:
     for m in others:
         r.missing_item(f"{DIST_NAMES.get(m, m):<12} not installed", SETUP_FIX)
     if importlib.util.find_spec("aiohttp") is None:
-        r.info("ray[default] extras missing: `ray job submit` and the dashboard need them "
-               "(pip install 'ray[default]')")
+        r.info(
+            "ray[default] extras missing: `ray job submit` and the dashboard need them "
+            "(pip install 'ray[default]')"
+        )
     for opt in ("mlflow", "wandb"):
         r.info(f"{opt:<12} {_version(opt) or 'not installed'} (optional: tracking.{opt})")
 
@@ -150,63 +125,6 @@ def _fmt_resources(res: dict[str, Any] | None) -> str:
     return ", ".join(out) or "none"
 
 
-def _host_port(address: str) -> tuple[str, int] | None:
-    """(host, port) of `host:port` and `http(s)://host[:port]` addresses; None for `auto`, `ray://`..."""
-    from urllib.parse import urlsplit
-
-    if address.startswith(("http://", "https://")):
-        u = urlsplit(address)
-        return (u.hostname, u.port or (443 if u.scheme == "https" else 80)) if u.hostname else None
-    host, sep, port = address.rpartition(":")
-    return (host.strip("[]"), int(port)) if sep and host and port.isdigit() else None
-
-
-def probe_cluster(target: str, timeout: float = PROBE_TIMEOUT_S, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Resources of the cluster at `target` (a RAY_ADDRESS value, or "--local" for a throwaway one)."""
-    hp = _host_port(target) if target != "--local" else None
-    if hp is not None:  # fail fast on a closed port instead of waiting for Ray's connect retries
-        import socket
-
-        try:
-            socket.create_connection(hp, timeout=min(5.0, timeout)).close()
-        except OSError as err:
-            return {"ok": False, "port_open": False,
-                    "error": f"cannot connect to {hp[0]}:{hp[1]} ({err.strerror or err})"}
-    try:
-        proc = subprocess.run([sys.executable, "-c", _PROBE, target], capture_output=True, text=True,
-                              timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "error": f"no answer within {timeout:.0f} s"}
-    for line in proc.stdout.splitlines():
-        if line.startswith("ACODM_PROBE "):
-            return json.loads(line[len("ACODM_PROBE "):])
-    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"ok": False, "error": f"probe exited with {proc.returncode}: {tail}"}
-
-
-def _ray_address_file() -> Path:
-    """Where `ray start --head` records its address; a plain `ray.init()` joins the cluster it names."""
-    try:
-        from ray._common.utils import get_ray_address_file
-
-        return Path(get_ray_address_file(None))
-    except (ImportError, AttributeError):
-        return Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
-
-
-def _port_open(address: str) -> bool:
-    import socket
-
-    hp = _host_port(address)
-    if hp is None:
-        return False
-    try:
-        socket.create_connection(hp, timeout=3).close()
-        return True
-    except OSError:
-        return False
-
-
 def check_local_head(r: Report) -> None:
     """RAY_ADDRESS unset: is there a head recorded by `ray start` that a plain ray.init() would join?"""
     path = _ray_address_file()
@@ -217,12 +135,16 @@ def check_local_head(r: Report) -> None:
     if not recorded:
         return
     if _port_open(recorded):
-        r.info(f"a head started by `ray start` is recorded at {recorded} ({path}): a plain ray.init() joins "
-               f"it; `export RAY_ADDRESS={recorded}` to list its resources here")
+        r.info(
+            f"a head started by `ray start` is recorded at {recorded} ({path}): a plain ray.init() joins "
+            f"it; `export RAY_ADDRESS={recorded}` to list its resources here"
+        )
     else:
-        r.missing_item(f"stale Ray address file {path} names {recorded}, which is down: jobs/*.py without "
-                       "RAY_ADDRESS would try to join it and fail",
-                       f"rm {path}  (or `ray stop`, which also stops every Ray process of this user)")
+        r.missing_item(
+            f"stale Ray address file {path} names {recorded}, which is down: jobs/*.py without "
+            "RAY_ADDRESS would try to join it and fail",
+            f"rm {path}  (or `ray stop`, which also stops every Ray process of this user)",
+        )
 
 
 def check_ray(r: Report, local: bool, timeout: float) -> None:
@@ -248,9 +170,11 @@ def check_ray(r: Report, local: bool, timeout: float) -> None:
                 "RAY_AUTH_TOKEN (deploy/README.md); also check that the Ray versions match",
             )
     else:
-        r.info("RAY_ADDRESS not set: no cluster to query (jobs/*.py start a local Ray by themselves). "
-               "To run one: `RAY_AUTH_MODE=disabled ray start --head --num-cpus 2` on a loopback-only "
-               "machine, then `export RAY_ADDRESS=127.0.0.1:6379`; see deploy/README.md for clusters")
+        r.info(
+            "RAY_ADDRESS not set: no cluster to query (jobs/*.py start a local Ray by themselves). "
+            "To run one: `RAY_AUTH_MODE=disabled ray start --head --num-cpus 2` on a loopback-only "
+            "machine, then `export RAY_ADDRESS=127.0.0.1:6379`; see deploy/README.md for clusters"
+        )
         check_local_head(r)
     if local:
         env = dict(os.environ)
@@ -258,10 +182,14 @@ def check_ray(r: Report, local: bool, timeout: float) -> None:
         env.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway probe: write no token file
         res = probe_cluster("--local", timeout, env=env)
         if res.get("ok"):
-            r.ok(f"--local: a local Ray {res.get('version')} starts here: {_fmt_resources(res.get('total'))}")
+            r.ok(
+                f"--local: a local Ray {res.get('version')} starts here: {_fmt_resources(res.get('total'))}"
+            )
         else:
-            r.missing_item(f"--local: a local Ray did not start: {res.get('error')}",
-                           f"check `ray start --head` output and free memory/disk ({SETUP_FIX.split('  ')[0]})")
+            r.missing_item(
+                f"--local: a local Ray did not start: {res.get('error')}",
+                f"check `ray start --head` output and free memory/disk ({SETUP_FIX.split('  ')[0]})",
+            )
 
 
 def _corpus_dir(config: Any | None) -> tuple[str, Path | None]:
@@ -280,33 +208,56 @@ def check_data(r: Report, config: Any | None) -> None:
     r.section("data")
     source, corpus = _corpus_dir(config)
     if corpus is None:
-        note = {"tiny": "ships inside the package", "hub": "downloaded from the Hugging Face hub on first use"}
-        r.info(f"corpus       source={source}: {note.get(source, 'local files named in the config')}")
+        note = {
+            "tiny": "ships inside the package",
+            "hub": "downloaded from the Hugging Face hub on first use",
+        }
+        r.info(
+            f"corpus       source={source}: {note.get(source, 'local files named in the config')}"
+        )
     else:
         manifest_path = corpus / "manifest.json"
         if not manifest_path.is_file():
-            r.missing_item(f"corpus       not built: no {manifest_path}", "acodm corpus build  (or: make corpus)")
+            r.missing_item(
+                f"corpus       not built: no {manifest_path}",
+                "acodm corpus build  (or: make corpus)",
+            )
         else:
             try:
                 m = json.loads(manifest_path.read_text())
                 domains = m.get("domains") or {}
-                train_bytes = sum((d.get("train") or {}).get("bytes", 0) for d in domains.values()
-                                  if isinstance(d, dict))
-                r.ok(f"corpus       {corpus}: {m.get('name', '?')} v{m.get('format_version', '?')}, "
-                     f"{len(domains)} domains ({', '.join(domains)}), {train_bytes / 1e6:.1f} MB train, "
-                     f"{len(m.get('packages') or [])} packages from {m.get('apt_host', '?')}")
+                train_bytes = sum(
+                    (d.get("train") or {}).get("bytes", 0)
+                    for d in domains.values()
+                    if isinstance(d, dict)
+                )
+                r.ok(
+                    f"corpus       {corpus}: {m.get('name', '?')} v{m.get('format_version', '?')}, "
+                    f"{len(domains)} domains ({', '.join(domains)}), {train_bytes / 1e6:.1f} MB train, "
+                    f"{len(m.get('packages') or [])} packages from {m.get('apt_host', '?')}"
+                )
             except (OSError, ValueError, AttributeError) as err:
-                r.missing_item(f"corpus       manifest {manifest_path} unreadable ({type(err).__name__}: {err})",
-                               "acodm corpus build --force")
+                r.missing_item(
+                    f"corpus       manifest {manifest_path} unreadable ({type(err).__name__}: {err})",
+                    "acodm corpus build --force",
+                )
     tok_root = cache_dir() / "tokenizers"
-    cached = sorted(p.parent.name for p in tok_root.glob("*/tokenizer.json")) if tok_root.is_dir() else []
+    cached = (
+        sorted(p.parent.name for p in tok_root.glob("*/tokenizer.json"))
+        if tok_root.is_dir()
+        else []
+    )
     if cached:
         r.ok(f"tokenizers   {len(cached)} cached under {tok_root}")
     else:
-        r.info(f"tokenizers   none cached under {tok_root} yet (trained and cached on the first run)")
+        r.info(
+            f"tokenizers   none cached under {tok_root} yet (trained and cached on the first run)"
+        )
     home = cache_dir()
     probe = home if home.exists() else next((p for p in home.parents if p.exists()), Path("/"))
-    r.info(f"cache        {home} (ACODM_HOME); {shutil.disk_usage(probe).free / 2**30:.1f} GiB free")
+    r.info(
+        f"cache        {home} (ACODM_HOME); {shutil.disk_usage(probe).free / 2**30:.1f} GiB free"
+    )
 
 
 def check_auth(r: Report) -> None:
@@ -321,8 +272,10 @@ def check_auth(r: Report) -> None:
         exists = Path(path_var).expanduser().is_file()
         r.info(f"RAY_AUTH_TOKEN_PATH  {path_var} (exists: {'yes' if exists else 'no'})")
         if not exists:
-            r.missing_item(f"RAY_AUTH_TOKEN_PATH={path_var} does not exist (Ray aborts on an unreadable token path)",
-                           "point RAY_AUTH_TOKEN_PATH at the token file, or unset it")
+            r.missing_item(
+                f"RAY_AUTH_TOKEN_PATH={path_var} does not exist (Ray aborts on an unreadable token path)",
+                "point RAY_AUTH_TOKEN_PATH at the token file, or unset it",
+            )
     exists = token_file.is_file()
     detail = ""
     if exists:
@@ -331,11 +284,15 @@ def check_auth(r: Report) -> None:
     r.info(f"{str(token_file):<20} exists: {'yes' if exists else 'no'}{detail}")
     have_token = env_token or exists or (path_var and Path(path_var).expanduser().is_file())
     if (mode or "").lower() == "token" and not have_token:
-        r.missing_item("RAY_AUTH_MODE=token but no token is configured",
-                       "ray get-auth-token --generate  (or set RAY_AUTH_TOKEN from your secret store)")
+        r.missing_item(
+            "RAY_AUTH_MODE=token but no token is configured",
+            "ray get-auth-token --generate  (or set RAY_AUTH_TOKEN from your secret store)",
+        )
     elif mode is None and exists:
-        r.info("a token file exists and RAY_AUTH_MODE is unset: `ray start --head` will turn token auth on; "
-               "set RAY_AUTH_MODE the same for `ray start` and `ray job submit`")
+        r.info(
+            "a token file exists and RAY_AUTH_MODE is unset: `ray start --head` will turn token auth on; "
+            "set RAY_AUTH_MODE the same for `ray start` and `ray job submit`"
+        )
 
 
 def check_output_root(r: Report, output_dir: str) -> None:
@@ -345,13 +302,18 @@ def check_output_root(r: Report, output_dir: str) -> None:
     if existing is not None and os.access(existing, os.W_OK):
         r.ok(f"run root     {root.resolve()} is writable")
     else:
-        r.missing_item(f"run root     {root} is not writable", "choose another one with --output-dir or ACODM_OUTPUT_ROOT")
+        r.missing_item(
+            f"run root     {root} is not writable",
+            "choose another one with --output-dir or ACODM_OUTPUT_ROOT",
+        )
 
 
 # ------------------------------------------------------------------------------------ entry
 
 
-def run_doctor(config_path: str | None = None, local: bool = False, timeout: float = PROBE_TIMEOUT_S) -> tuple[int, str]:
+def run_doctor(
+    config_path: str | None = None, local: bool = False, timeout: float = PROBE_TIMEOUT_S
+) -> tuple[int, str]:
     """(exit code, report text)."""
     r = Report(["acodm doctor"])
     config = None
@@ -371,20 +333,35 @@ def run_doctor(config_path: str | None = None, local: bool = False, timeout: flo
         r.lines.append(f"\n{len(r.missing)} item(s) missing for the demo:")
         r.lines += [f"  - {m}" for m in r.missing]
         return 1, r.text()
-    r.lines.append("\neverything the demo needs is here: `make demo` "
-                   "(or python jobs/proxy_rl.py --config configs/demo.yaml)")
+    r.lines.append(
+        "\neverything the demo needs is here: `make demo` "
+        "(or python jobs/proxy_rl.py --config configs/demo.yaml)"
+    )
     return 0, r.text()
 
 
 def add_doctor_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, help="check this config's corpus and output dir (default: the demo's)")
-    parser.add_argument("--local", action="store_true", help="also start a throwaway local Ray to list its resources")
-    parser.add_argument("--timeout", type=float, default=PROBE_TIMEOUT_S, help="seconds to wait for a cluster probe")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="check this config's corpus and output dir (default: the demo's)",
+    )
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="also start a throwaway local Ray to list its resources",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=PROBE_TIMEOUT_S, help="seconds to wait for a cluster probe"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="acodm doctor", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="acodm doctor",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_doctor_args(parser)
     args = parser.parse_args(argv)
     code, text = run_doctor(args.config, args.local, args.timeout)

@@ -17,4 +17,9 @@ class ConfigError(AcodmError, ValueError):
 
 
 # What a job reports as the user's problem: our errors, and the built-in ones our validation raises.
-USER_ERRORS: tuple[type[BaseException], ...] = (AcodmError, ValueError, FileNotFoundError, FileExistsError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    AcodmError,
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+)

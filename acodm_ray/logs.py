@@ -25,7 +25,8 @@ KNOWN_NOISE: dict[str, tuple[str, ...]] = {
     "ray.rllib.utils.deprecation": ("RLModule(config=",),
     "ray.tune.utils.util": ("Install gputil",),
     "ray.train.v2._internal.execution.controller.placement_group_cleaner": (
-        "Failed to query Ray Train Controller actor state",),
+        "Failed to query Ray Train Controller actor state",
+    ),
 }
 
 

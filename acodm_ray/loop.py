@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from acodm_ray.mixers.base import Mixer
-from acodm_ray.train_step import LMTrainer, NonFiniteLossError, StepSignals
+from acodm_ray.step_signals import StepSignals
+from acodm_ray.train_step import LMTrainer, NonFiniteLossError
 
 
 def mixing_loop(trainer: LMTrainer, mixer: Mixer, until_step: int) -> Iterator[StepSignals]:

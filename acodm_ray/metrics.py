@@ -11,12 +11,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from acodm_ray.rundir import trim_jsonl
+from acodm_ray.step_signals import StepSignals
 from acodm_ray.tracking import ResultLogger, TrackingConfig
-from acodm_ray.train_step import StepSignals
 
 
 def trim_metrics(run_dir: Path, last_step: int) -> None:
@@ -73,8 +74,12 @@ class MetricsWriter:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.domains = list(domains)
-        self.tracker = ResultLogger(tracking or TrackingConfig(tensorboard=tensorboard), self.run_dir,
-                                    params=params, resume=resume)
+        self.tracker = ResultLogger(
+            tracking or TrackingConfig(tensorboard=tensorboard),
+            self.run_dir,
+            params=params,
+            resume=resume,
+        )
         self._jsonl = open(self.run_dir / "metrics.jsonl", "a")
         self._csv_files: dict[str, Any] = {}
         self._csv_writers: dict[str, csv.DictWriter] = {}
@@ -84,7 +89,9 @@ class MetricsWriter:
             path = self.run_dir / f"{name}.csv"
             new = not path.exists() or path.stat().st_size == 0
             self._csv_files[name] = open(path, "a", newline="")
-            self._csv_writers[name] = csv.DictWriter(self._csv_files[name], fieldnames=list(record), extrasaction="ignore")
+            self._csv_writers[name] = csv.DictWriter(
+                self._csv_files[name], fieldnames=list(record), extrasaction="ignore"
+            )
             if new:
                 self._csv_writers[name].writeheader()
         self._csv_writers[name].writerow(record)

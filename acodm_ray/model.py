@@ -28,15 +28,28 @@ MLP_OUT_SUFFIX = {
 
 # Field names differ across HF configs; these are the ones our small config maps onto.
 _FIELD_NAMES = {
-    "gpt2": {"hidden_size": "n_embd", "num_layers": "n_layer", "num_heads": "n_head",
-             "intermediate_size": "n_inner", "max_position_embeddings": "n_positions"},
-    "opt": {"hidden_size": "hidden_size", "num_layers": "num_hidden_layers",
-            "num_heads": "num_attention_heads", "intermediate_size": "ffn_dim",
-            "max_position_embeddings": "max_position_embeddings"},
+    "gpt2": {
+        "hidden_size": "n_embd",
+        "num_layers": "n_layer",
+        "num_heads": "n_head",
+        "intermediate_size": "n_inner",
+        "max_position_embeddings": "n_positions",
+    },
+    "opt": {
+        "hidden_size": "hidden_size",
+        "num_layers": "num_hidden_layers",
+        "num_heads": "num_attention_heads",
+        "intermediate_size": "ffn_dim",
+        "max_position_embeddings": "max_position_embeddings",
+    },
 }
-_DEFAULT_FIELDS = {"hidden_size": "hidden_size", "num_layers": "num_hidden_layers",
-                   "num_heads": "num_attention_heads", "intermediate_size": "intermediate_size",
-                   "max_position_embeddings": "max_position_embeddings"}
+_DEFAULT_FIELDS = {
+    "hidden_size": "hidden_size",
+    "num_layers": "num_hidden_layers",
+    "num_heads": "num_attention_heads",
+    "intermediate_size": "intermediate_size",
+    "max_position_embeddings": "max_position_embeddings",
+}
 
 
 def build_hf_config(cfg: ModelConfig, vocab_size: int, eos_id: int) -> PretrainedConfig:
@@ -60,7 +73,9 @@ def build_hf_config(cfg: ModelConfig, vocab_size: int, eos_id: int) -> Pretraine
     try:
         return AutoConfig.for_model(cfg.model_type, **fields)
     except ValueError as err:
-        raise ValueError(f"model.model_type {cfg.model_type!r} is not a known HF config type: {err}") from err
+        raise ValueError(
+            f"model.model_type {cfg.model_type!r} is not a known HF config type: {err}"
+        ) from err
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, eos_id: int, seed: int) -> PreTrainedModel:
@@ -79,7 +94,9 @@ def _layer_index(name: str) -> int:
     return int(match.group(1))
 
 
-def mlp_out_params(model: torch.nn.Module, suffix: str | None = None) -> list[tuple[str, torch.nn.Parameter]]:
+def mlp_out_params(
+    model: torch.nn.Module, suffix: str | None = None
+) -> list[tuple[str, torch.nn.Parameter]]:
     """The MLP output projections of every block, ordered bottom to top."""
     if suffix is None:
         model_type = getattr(getattr(model, "config", None), "model_type", None)
@@ -106,7 +123,9 @@ def state_layer_indices(num_layers: int, count: int | None = None) -> list[int]:
     if count is None:
         return every_other
     if count > num_layers:
-        raise ValueError(f"signals.state_layers = {count} but the model has only {num_layers} layers")
+        raise ValueError(
+            f"signals.state_layers = {count} but the model has only {num_layers} layers"
+        )
     skipped = [i for i in range(num_layers - 1, -1, -1) if i not in every_other]
     return (every_other + skipped)[:count]
 
@@ -126,4 +145,6 @@ def alignment_params(
     top half, every other layer from the top (the reference: three of the top half)."""
     params = list(reversed(mlp_out_params(model, suffix)))
     top_half = params[: max(1, (len(params) + 1) // 2)]
-    return top_half[::2][:num_layers] if len(top_half) >= 2 * num_layers - 1 else top_half[:num_layers]
+    return (
+        top_half[::2][:num_layers] if len(top_half) >= 2 * num_layers - 1 else top_half[:num_layers]
+    )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -14,14 +14,20 @@ import numpy as np  # noqa: E402
 
 
 def plot_weight_trajectories(
-    trajectories: dict[str, np.ndarray], domains: Sequence[str], path: str | Path, title: str = "domain weights",
-    ncols: int | None = None, dpi: int = 110,
+    trajectories: dict[str, np.ndarray],
+    domains: Sequence[str],
+    path: str | Path,
+    title: str = "domain weights",
+    ncols: int | None = None,
+    dpi: int = 110,
 ) -> Path:
     """One panel per method: stacked domain weights against steps (one row, or `ncols` per row)."""
     names = list(trajectories)
     ncols = len(names) if ncols is None else max(1, min(ncols, len(names)))
     nrows = -(-len(names) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 3.5 * nrows), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.5 * ncols, 3.5 * nrows), sharey=True, squeeze=False
+    )
     for ax, name in zip(axes.flat, names):
         w = np.asarray(trajectories[name])
         steps = np.arange(1, len(w) + 1)
@@ -29,7 +35,7 @@ def plot_weight_trajectories(
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.set_ylim(0, 1)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     for row in axes:
         row[0].set_ylabel("weight")
@@ -92,23 +98,31 @@ def plot_curve_panels(
             ax.plot(x, mean, color=colours[label], label=label, lw=1.3)
             if spread is not None:
                 spread = np.asarray(spread, dtype=float)
-                ax.fill_between(x, mean - spread, mean + spread, color=colours[label], alpha=0.18, lw=0)
+                ax.fill_between(
+                    x, mean - spread, mean + spread, color=colours[label], alpha=0.18, lw=0
+                )
         ax.set_title(name, fontsize=9)
-        values = np.concatenate([np.asarray(m, dtype=float) for _, m, _ in panels[name].values()] or [np.ones(1)])
+        values = np.concatenate(
+            [np.asarray(m, dtype=float) for _, m, _ in panels[name].values()] or [np.ones(1)]
+        )
         values = values[np.isfinite(values) & (values > 0)]
-        if logy and values.size and values.max() / values.min() > 2:  # log only where it spans a range
+        if (
+            logy and values.size and values.max() / values.min() > 2
+        ):  # log only where it spans a range
             ax.set_yscale("log")
             ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.tick_params(labelsize=7)
         ax.set_xlabel("step", fontsize=8)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     for row in axes:
         row[0].set_ylabel(ylabel, fontsize=8)
     handles = [plt.Line2D([], [], color=colours[lb], label=lb) for lb in labels]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(labels), 6), fontsize=8, frameon=False)
+    fig.legend(
+        handles=handles, loc="lower center", ncol=min(len(labels), 6), fontsize=8, frameon=False
+    )
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.06 if nrows > 1 else 0.1, 1, 1))

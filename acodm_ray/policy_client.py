@@ -20,7 +20,7 @@ from acodm_ray.policy_server import (
     get_policy_server,
     signals_to_dict,
 )
-from acodm_ray.train_step import StepSignals
+from acodm_ray.step_signals import StepSignals
 
 log = logging.getLogger("acodm_ray.policy_server")
 
@@ -65,7 +65,10 @@ class PolicyClient:
         if self.available:
             log.warning(
                 "policy server %r unreachable during %s (%s); training continues with the LAST weights %s "
-                "(the mixer is NOT switched)", self.name, what, self.last_error,
+                "(the mixer is NOT switched)",
+                self.name,
+                what,
+                self.last_error,
                 None if self.last_weights is None else np.round(self.last_weights, 4).tolist(),
             )
         self.available = False
@@ -83,8 +86,11 @@ class PolicyClient:
         except _unreachable_errors():
             return False
         if self.description is not None and desc["identity"] != self.description["identity"]:
-            log.warning("a server named %r is back but serves another mixer (%s); keeping the last weights",
-                        self.name, desc["mixer"])
+            log.warning(
+                "a server named %r is back but serves another mixer (%s); keeping the last weights",
+                self.name,
+                desc["mixer"],
+            )
             return False
         if self.description is None:
             self.description = desc

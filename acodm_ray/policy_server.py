@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ from acodm_ray.mixers import build_mixer
 from acodm_ray.mixers.actor import ActorMixer, PolicyMismatchError, check_policy_matches
 from acodm_ray.mixers.base import Mixer
 from acodm_ray.mixers.static import StaticMixer
-from acodm_ray.train_step import StepSignals
+from acodm_ray.step_signals import StepSignals
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,12 @@ class MixerSpec:
     agent: dict[str, Any] = field(default_factory=dict)  # AgentConfig as a dict (online)
     total_steps: int = 1
     seed: int = 0
-    progress_scale: float | None = None  # signals.progress_scale of the run (checked against a policy's)
-    state_spec: dict[str, Any] | None = None  # the run's state spec: refusals then name both state layouts
+    progress_scale: float | None = (
+        None  # signals.progress_scale of the run (checked against a policy's)
+    )
+    state_spec: dict[str, Any] | None = (
+        None  # the run's state spec: refusals then name both state layouts
+    )
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -109,9 +114,16 @@ def mixer_spec(
 ) -> MixerSpec:
     """Which mixer a run is driven by: an exported `policy` > the online agent (`agent` given) >
     `mixer`. Used by the Ray Train target and by ordinary training loops (acodm_ray.anyloop)."""
-    common = dict(domains=list(domains), natural=[float(x) for x in natural], state_dim=int(state_dim),
-                  mixer=asdict(mixer), total_steps=int(total_steps), seed=int(seed),
-                  progress_scale=progress_scale, state_spec=state_spec)
+    common = dict(
+        domains=list(domains),
+        natural=[float(x) for x in natural],
+        state_dim=int(state_dim),
+        mixer=asdict(mixer),
+        total_steps=int(total_steps),
+        seed=int(seed),
+        progress_scale=progress_scale,
+        state_spec=state_spec,
+    )
     if policy is not None:
         return MixerSpec(kind="policy", policy_dir=str(policy), **common)
     if agent is not None:
@@ -133,15 +145,23 @@ def build_server_mixer(spec: MixerSpec) -> Mixer:
     """The mixer a `MixerSpec` describes."""
     natural = np.asarray(spec.natural, dtype=np.float64)
     if spec.kind == "policy":
-        return ActorMixer(spec.policy_dir, spec.domains, spec.state_dim, spec.progress_scale, spec.state_spec)
+        return ActorMixer(
+            spec.policy_dir, spec.domains, spec.state_dim, spec.progress_scale, spec.state_spec
+        )
     if spec.kind == "mixer":
         return build_mixer(MixerConfig(**spec.mixer), spec.domains, natural)
     from acodm_ray.mixers.online_acodm import OnlineACODM
 
     mixer_cfg = MixerConfig(**spec.mixer)
     return OnlineACODM(
-        spec.domains, natural, spec.state_dim, AgentConfig(**spec.agent), spec.total_steps,
-        odm_variant=mixer_cfg.odm_variant, odm_alpha=mixer_cfg.odm_alpha, seed=spec.seed,
+        spec.domains,
+        natural,
+        spec.state_dim,
+        AgentConfig(**spec.agent),
+        spec.total_steps,
+        odm_variant=mixer_cfg.odm_variant,
+        odm_alpha=mixer_cfg.odm_alpha,
+        seed=spec.seed,
     )
 
 
@@ -209,7 +229,11 @@ class PolicyServer:
             self.mixer.update(signals_from_dict(signals))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mixer": self.mixer.name, "state": self.mixer.state_dict(), "num_updates": self.num_updates}
+        return {
+            "mixer": self.mixer.name,
+            "state": self.mixer.state_dict(),
+            "num_updates": self.num_updates,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("mixer") != self.mixer.name:
@@ -251,9 +275,13 @@ class PolicyServer:
         actor = getattr(self.mixer, "actor", None)
         if not isinstance(actor, Actor):
             return None
-        return {"state_dict": {k: v.detach().clone() for k, v in actor.state_dict().items()},
-                "state_dim": actor.state_dim, "num_domains": actor.num_domains,
-                "hidden": actor.hidden, "layers": actor.layers}
+        return {
+            "state_dict": {k: v.detach().clone() for k, v in actor.state_dict().items()},
+            "state_dim": actor.state_dim,
+            "num_domains": actor.num_domains,
+            "hidden": actor.hidden,
+            "layers": actor.layers,
+        }
 
     def ping(self) -> bool:
         return True
@@ -302,7 +330,9 @@ def start_policy_server(
     options: dict[str, Any] = {
         "name": name,
         "namespace": namespace,
-        "scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False),
+        "scheduling_strategy": NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=False
+        ),
     }
     if detached:
         options["lifetime"] = "detached"
@@ -316,13 +346,14 @@ def start_policy_server(
         except Exception:
             pass
         if isinstance(cause, PolicyMismatchError):
-            raise cause
+            raise cause from None
         raise PolicyServerError(f"policy server {name!r} failed to start: {err}") from err
     return handle, True
 
 
-def stop_policy_server(handle, name: str = DEFAULT_NAME, namespace: str = DEFAULT_NAMESPACE,
-                       timeout_s: float = 10.0) -> None:
+def stop_policy_server(
+    handle, name: str = DEFAULT_NAME, namespace: str = DEFAULT_NAMESPACE, timeout_s: float = 10.0
+) -> None:
     """Kill the server and wait until its name is free again (so a next run can take it)."""
     import ray
 
@@ -346,7 +377,18 @@ def get_policy_server(name: str = DEFAULT_NAME, namespace: str = DEFAULT_NAMESPA
 
 
 __all__ = [
-    "DEFAULT_NAME", "DEFAULT_NAMESPACE", "MixerSpec", "PolicyServer", "PolicyServerError",
-    "PolicyServerUnavailable", "PolicyMismatchError", "build_server_mixer", "check_spec",
-    "start_policy_server", "stop_policy_server", "get_policy_server", "signals_to_dict", "signals_from_dict",
+    "DEFAULT_NAME",
+    "DEFAULT_NAMESPACE",
+    "MixerSpec",
+    "PolicyServer",
+    "PolicyServerError",
+    "PolicyServerUnavailable",
+    "PolicyMismatchError",
+    "build_server_mixer",
+    "check_spec",
+    "start_policy_server",
+    "stop_policy_server",
+    "get_policy_server",
+    "signals_to_dict",
+    "signals_from_dict",
 ]

@@ -13,6 +13,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from acodm_ray.checkpoint import load_checkpoint, save_checkpoint
 from acodm_ray.config import ExperimentConfig, to_dict
 from acodm_ray.data.load import load_tokenized
 from acodm_ray.loop import mixing_loop
@@ -20,7 +21,7 @@ from acodm_ray.metrics import MetricsWriter, trim_metrics
 from acodm_ray.mixers import Mixer, build_mixer
 from acodm_ray.rundir import prepare_run_dir, write_config, write_json
 from acodm_ray.tracking import require_backends
-from acodm_ray.train_step import LMTrainer, NonFiniteLossError, load_checkpoint, save_checkpoint
+from acodm_ray.train_step import LMTrainer, NonFiniteLossError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,9 @@ CHECKPOINT = "checkpoint.pt"
 
 
 def save_run_checkpoint(run_dir: Path, trainer: LMTrainer, mixer: Mixer) -> Path:
-    return save_checkpoint(run_dir / CHECKPOINT, {"trainer": trainer.state_dict(), "mixer": mixer.state_dict()})
+    return save_checkpoint(
+        run_dir / CHECKPOINT, {"trainer": trainer.state_dict(), "mixer": mixer.state_dict()}
+    )
 
 
 def pretrain(
@@ -55,10 +58,17 @@ def pretrain(
         log.info("resumed %s at step %d", run_dir, trainer.step_count)
     else:
         write_config(run_dir, cfg)
-    writer = MetricsWriter(run_dir, tokens.domains, tracking=cfg.tracking, params=to_dict(cfg), resume=resume)
+    writer = MetricsWriter(
+        run_dir, tokens.domains, tracking=cfg.tracking, params=to_dict(cfg), resume=resume
+    )
     t = cfg.train
     last_eval: dict[str, float] = {}
-    bar = tqdm(total=t.steps, initial=trainer.step_count, disable=not progress, desc=f"pretrain[{mixer.name}]")
+    bar = tqdm(
+        total=t.steps,
+        initial=trainer.step_count,
+        disable=not progress,
+        desc=f"pretrain[{mixer.name}]",
+    )
     try:
         for signals in mixing_loop(trainer, mixer, t.steps):
             writer.log_step(signals)

@@ -21,15 +21,26 @@ from acodm_ray.plots import plot_weight_trajectories
 from acodm_ray.train_step import LMTrainer
 
 
-def weight_trajectory(cfg: ExperimentConfig, tokens: TokenizedCorpus, mixer: Mixer, seed: int,
-                      label: str | None = None, progress: bool = True) -> dict[str, Any]:
+def weight_trajectory(
+    cfg: ExperimentConfig,
+    tokens: TokenizedCorpus,
+    mixer: Mixer,
+    seed: int,
+    label: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train a fresh proxy with `mixer`; the weights of every step and the final validation ppl."""
     from tqdm import tqdm
 
     trainer = LMTrainer(cfg, tokens, seed=seed)
     weights = []
-    with tqdm(total=cfg.train.steps, desc=f"rollout: {label or mixer.name} on a fresh proxy", unit="step",
-              disable=not progress, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=cfg.train.steps,
+        desc=f"rollout: {label or mixer.name} on a fresh proxy",
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+    ) as bar:
         for s in mixing_loop(trainer, mixer, cfg.train.steps):
             weights.append(s.weights)
             bar.update(1)
@@ -39,8 +50,9 @@ def weight_trajectory(cfg: ExperimentConfig, tokens: TokenizedCorpus, mixer: Mix
     return {"weights": np.stack(weights), "val_ppl": val_ppl}
 
 
-def compare_with_odm(policy_dir: str | Path, cfg: ExperimentConfig, out_dir: str | Path,
-                     label: str = "AC-ODM policy") -> dict[str, Any]:
+def compare_with_odm(
+    policy_dir: str | Path, cfg: ExperimentConfig, out_dir: str | Path, label: str = "AC-ODM policy"
+) -> dict[str, Any]:
     """Roll out the policy (any exported kind) and ODM on the proxy config; write
     weights_policy_vs_odm.png, the policy's curve named `label`."""
     from acodm_ray.data.load import load_tokenized
@@ -48,18 +60,28 @@ def compare_with_odm(policy_dir: str | Path, cfg: ExperimentConfig, out_dir: str
     tokens, _ = load_tokenized(cfg)
     seed = cfg.train.seed
     probe = LMTrainer(cfg, tokens, seed=seed)
-    policy = weight_trajectory(cfg, tokens, ActorMixer(policy_dir, tokens.domains, probe.tracker.dim), seed, label)
-    odm_mixer = ODMMixer(tokens.domains, tokens.natural_proportions(), cfg.mixer.odm_variant, cfg.mixer.odm_alpha)
+    policy = weight_trajectory(
+        cfg, tokens, ActorMixer(policy_dir, tokens.domains, probe.tracker.dim), seed, label
+    )
+    odm_mixer = ODMMixer(
+        tokens.domains, tokens.natural_proportions(), cfg.mixer.odm_variant, cfg.mixer.odm_alpha
+    )
     odm = weight_trajectory(cfg, tokens, odm_mixer, seed, "ODM")
-    diff = np.abs(policy["weights"] - odm["weights"]).sum(axis=1) / 2  # total-variation distance per step
+    diff = (
+        np.abs(policy["weights"] - odm["weights"]).sum(axis=1) / 2
+    )  # total-variation distance per step
     png = plot_weight_trajectories(
-        {label: policy["weights"], "ODM": odm["weights"]}, tokens.domains,
-        Path(out_dir) / "weights_policy_vs_odm.png", title="proxy rollout from the same seed",
+        {label: policy["weights"], "ODM": odm["weights"]},
+        tokens.domains,
+        Path(out_dir) / "weights_policy_vs_odm.png",
+        title="proxy rollout from the same seed",
     )
     return {
         "mean_tv_distance_to_odm": float(diff.mean()),
         "max_tv_distance_to_odm": float(diff.max()),
-        "policy_mean_weights": dict(zip(tokens.domains, map(float, policy["weights"].mean(axis=0)))),
+        "policy_mean_weights": dict(
+            zip(tokens.domains, map(float, policy["weights"].mean(axis=0)))
+        ),
         "policy_final_weights": dict(zip(tokens.domains, map(float, policy["weights"][-1]))),
         "odm_mean_weights": dict(zip(tokens.domains, map(float, odm["weights"].mean(axis=0)))),
         "odm_final_weights": dict(zip(tokens.domains, map(float, odm["weights"][-1]))),

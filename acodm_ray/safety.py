@@ -31,16 +31,24 @@ def check_output_path(run_root: str | Path, name: str) -> Path:
     if "\x00" in name:
         raise UnsafePathError(f"run name {name!r} contains a NUL byte")
     if not name.strip() or name.strip() in (".", "./"):
-        raise UnsafePathError(f"run name {name!r} is empty; choose a name such as 'demo-proxy-acodm'")
-    if name.startswith("~") or PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() \
-            or PureWindowsPath(name).drive:
+        raise UnsafePathError(
+            f"run name {name!r} is empty; choose a name such as 'demo-proxy-acodm'"
+        )
+    if (
+        name.startswith("~")
+        or PurePosixPath(name).is_absolute()
+        or PureWindowsPath(name).is_absolute()
+        or PureWindowsPath(name).drive
+    ):
         raise UnsafePathError(
             f"run name {name!r} is an absolute path; give a name relative to the output root "
             f"{str(run_root)!r} (use --output-dir to change the root)"
         )
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise UnsafePathError(f"run name {name!r} contains '..'; run names must stay inside {str(run_root)!r}")
+        raise UnsafePathError(
+            f"run name {name!r} contains '..'; run names must stay inside {str(run_root)!r}"
+        )
     if not parts:
         raise UnsafePathError(f"run name {name!r} names the output root itself")
 

@@ -22,7 +22,7 @@ step), the windows use one seeded per rank (workers see different text).
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -34,7 +34,9 @@ class WeightsError(AcodmError, ValueError):
     """Domain weights that are not a distribution over the sampler's domains."""
 
 
-def check_weights(weights: Sequence[float] | np.ndarray, domains: Sequence[str], atol: float = 1e-4) -> np.ndarray:
+def check_weights(
+    weights: Sequence[float] | np.ndarray, domains: Sequence[str], atol: float = 1e-4
+) -> np.ndarray:
     """Return `weights` as float64 if they are a distribution over `domains`, else raise."""
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 1 or w.shape[0] != len(domains):
@@ -81,7 +83,9 @@ def largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
 
 def effective_mix(plan: np.ndarray, loss_weights: np.ndarray, num_domains: int) -> np.ndarray:
     """How much each domain counted in the step's loss: sum of its micro-batches' loss weights."""
-    return np.bincount(np.asarray(plan, dtype=np.int64), weights=loss_weights, minlength=num_domains)
+    return np.bincount(
+        np.asarray(plan, dtype=np.int64), weights=loss_weights, minlength=num_domains
+    )
 
 
 class MixtureSampler:
@@ -112,7 +116,9 @@ class MixtureSampler:
         self.streams = [np.asarray(streams[d]) for d in self.domains]
         self.plan_rng = np.random.default_rng([seed, 0])
         self.data_rng = np.random.default_rng([seed, 1, rank])
-        self.reference_rng = np.random.default_rng([seed, 2, rank])  # apart: the step's draws stay as they were
+        self.reference_rng = np.random.default_rng(
+            [seed, 2, rank]
+        )  # apart: the step's draws stay as they were
 
     @property
     def num_domains(self) -> int:
@@ -123,7 +129,9 @@ class MixtureSampler:
         w = check_weights(weights, self.domains)
         return self.plan_rng.choice(self.num_domains, size=num_micro_batches, p=w)
 
-    def allocate(self, weights: np.ndarray, num_micro_batches: int, coverage: str = "iid") -> tuple[np.ndarray, np.ndarray]:
+    def allocate(
+        self, weights: np.ndarray, num_micro_batches: int, coverage: str = "iid"
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(domain of each micro-batch [M], its weight in the step's loss [M], summing to 1) under
         `coverage` (module docstring)."""
         w = check_weights(weights, self.domains)
@@ -158,7 +166,9 @@ class MixtureSampler:
         enough of them), from a generator of its own: the reference micro-batch of
         `signals.score: eval`, independent of the step's."""
         pool = np.asarray(domain_indices)
-        domains = self.reference_rng.choice(pool, size=self.micro_batch_size, replace=self.micro_batch_size > len(pool))
+        domains = self.reference_rng.choice(
+            pool, size=self.micro_batch_size, replace=self.micro_batch_size > len(pool)
+        )
         rows = []
         for d in domains:
             stream = self.streams[int(d)]

@@ -24,7 +24,10 @@ def znorm_clip(x: torch.Tensor, clip: float = 3.0) -> torch.Tensor:
 
 
 def alignment_scores(
-    domain_grads: torch.Tensor, sampled: torch.Tensor, score_clip: float = 999.0, z_clip: float = 3.0
+    domain_grads: torch.Tensor,
+    sampled: torch.Tensor,
+    score_clip: float = 999.0,
+    z_clip: float = 3.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-domain gradient-alignment scores from per-domain mean gradients `domain_grads` [K, P].
 
@@ -48,8 +51,16 @@ def alignment_scores(
     return raw.numpy(), reward.numpy()
 
 
-SCORES = ("paper", "total", "cross", "eval")  # signals.score: which per-domain reward the trainer computes
-EVAL_WEIGHTINGS = ("loss", "perplexity")  # signals.eval_weighting: what the "eval" reference gradient follows
+SCORES = (
+    "paper",
+    "total",
+    "cross",
+    "eval",
+)  # signals.score: which per-domain reward the trainer computes
+EVAL_WEIGHTINGS = (
+    "loss",
+    "perplexity",
+)  # signals.eval_weighting: what the "eval" reference gradient follows
 
 
 def total_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor) -> np.ndarray:
@@ -79,7 +90,9 @@ def cross_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor) -> np.nda
     return _sampled_alignment(domain_grads, sampled, self_term=False)
 
 
-def eval_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor, reference: torch.Tensor) -> np.ndarray:
+def eval_alignment(
+    domain_grads: torch.Tensor, sampled: torch.Tensor, reference: torch.Tensor
+) -> np.ndarray:
     """s_i = <g_i, g_ref> over the domains sampled in the step, NaN where a domain was not sampled;
     g_ref [P] is the gradient of a reference micro-batch drawn apart from the step's, its rows from
     the evaluation domains (`train.eval_domains`, all domains when empty), one domain a row, uniformly.
@@ -122,7 +135,9 @@ def perplexity_weights(last_losses: np.ndarray, eval_indices: list[int]) -> np.n
     return out
 
 
-def _sampled_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor, self_term: bool) -> np.ndarray:
+def _sampled_alignment(
+    domain_grads: torch.Tensor, sampled: torch.Tensor, self_term: bool
+) -> np.ndarray:
     """<g_i, sum_j g_j> (minus <g_i, g_i> without `self_term`) over the sampled domains, in float64;
     NaN where a domain was not sampled."""
     out = np.full(domain_grads.shape[0], np.nan)
@@ -155,8 +170,10 @@ class RunningScale:
         if not finite.any():
             return scores.copy()
         self.count += 1
-        self.mean_abs = self.beta * self.mean_abs + (1.0 - self.beta) * float(np.abs(scores[finite]).mean())
-        scale = self.mean_abs / (1.0 - self.beta ** self.count)
+        self.mean_abs = self.beta * self.mean_abs + (1.0 - self.beta) * float(
+            np.abs(scores[finite]).mean()
+        )
+        scale = self.mean_abs / (1.0 - self.beta**self.count)
         out = scores / scale if scale > 0 else np.zeros_like(scores)
         return np.where(finite, np.clip(out, -self.clip, self.clip), np.nan)
 
@@ -167,7 +184,9 @@ class RunningScale:
         self.mean_abs, self.count = float(state["mean_abs"]), int(state["count"])
 
 
-def loss_decrease_scores(previous: np.ndarray, losses: np.ndarray, z_clip: float = 3.0) -> np.ndarray:
+def loss_decrease_scores(
+    previous: np.ndarray, losses: np.ndarray, z_clip: float = 3.0
+) -> np.ndarray:
     """The `reward: loss` ablation's per-domain reward: how much each domain's mean training loss fell
     since the last step that sampled it, z-normalised across the domains that have both values and
     clipped, like the alignment reward. A domain not sampled now, or never before, gets 0 (neutral).
@@ -192,8 +211,15 @@ def domain_means(sums: torch.Tensor | np.ndarray, counts: torch.Tensor | np.ndar
     return out
 
 
-def step_scores(mean_grads: torch.Tensor, sampled: torch.Tensor, score: str, score_clip: float, z_clip: float,
-                scale: "RunningScale", reference: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+def step_scores(
+    mean_grads: torch.Tensor,
+    sampled: torch.Tensor,
+    score: str,
+    score_clip: float,
+    z_clip: float,
+    scale: RunningScale,
+    reference: torch.Tensor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(the paper's raw alignment scores, the reward vector under `signals.score`) from per-domain
     mean gradients [K, P] (and, for "eval", the reference gradient [P]). The raw scores are the
     paper's whatever the reward, so the alignment mixer reads the same signal either way; "total",
@@ -232,12 +258,21 @@ class TrackedWeights:
 
     def load_state_dict(self, snapshots: list[torch.Tensor]) -> None:
         if len(snapshots) != len(self.snapshots):
-            raise ValueError(f"{len(snapshots)} weight snapshots saved, {len(self.snapshots)} matrices tracked")
+            raise ValueError(
+                f"{len(snapshots)} weight snapshots saved, {len(self.snapshots)} matrices tracked"
+            )
         for s, saved in zip(self.snapshots, snapshots):
             s.copy_(saved)
 
 
-STATE_LAYOUT = ["loss", "loss_change", "counts", "weight_norm", "weight_change_norm", "progress"]  # the groups, in order
+STATE_LAYOUT = [
+    "loss",
+    "loss_change",
+    "counts",
+    "weight_norm",
+    "weight_change_norm",
+    "progress",
+]  # the groups, in order
 
 
 def state_dim(num_domains: int, num_tracked: int) -> int:
@@ -245,7 +280,9 @@ def state_dim(num_domains: int, num_tracked: int) -> int:
     return 3 * num_domains + 2 * num_tracked + 1
 
 
-def make_state_spec(domains: list[str], tracked_names: list[str], progress_scale: float, z_clip: float) -> dict:
+def make_state_spec(
+    domains: list[str], tracked_names: list[str], progress_scale: float, z_clip: float
+) -> dict:
     """What the state vector means; exported with a policy so that a run whose state means
     something else is refused (`mixers.actor.check_policy_matches`)."""
     return {
@@ -267,7 +304,9 @@ class StateTracker:
     observed losses, which is then carried forward like an observation.
     """
 
-    def __init__(self, num_domains: int, num_tracked: int, progress_scale: float = 100.0, z_clip: float = 3.0):
+    def __init__(
+        self, num_domains: int, num_tracked: int, progress_scale: float = 100.0, z_clip: float = 3.0
+    ):
         self.num_domains = num_domains
         self.num_tracked = num_tracked
         self.progress_scale = progress_scale
@@ -301,8 +340,13 @@ class StateTracker:
         filled = self.fill_losses(np.asarray(losses, dtype=np.float64))
         delta = np.zeros_like(filled) if self.prev_losses is None else filled - self.prev_losses
         self.prev_losses = filled
-        groups = [filled, delta, np.asarray(counts, dtype=np.float64),
-                  np.asarray(norms, dtype=np.float64), np.asarray(delta_norms, dtype=np.float64)]
+        groups = [
+            filled,
+            delta,
+            np.asarray(counts, dtype=np.float64),
+            np.asarray(norms, dtype=np.float64),
+            np.asarray(delta_norms, dtype=np.float64),
+        ]
         parts = [znorm_clip(torch.from_numpy(g), self.z_clip).numpy() for g in groups]
         parts.append(np.array([progress * self.progress_scale]))
         return np.concatenate(parts).astype(np.float32)
@@ -314,7 +358,9 @@ class StateTracker:
     def state_dict(self) -> dict:
         return {
             "last_losses": torch.from_numpy(self.last_losses.copy()),
-            "prev_losses": None if self.prev_losses is None else torch.from_numpy(self.prev_losses.copy()),
+            "prev_losses": None
+            if self.prev_losses is None
+            else torch.from_numpy(self.prev_losses.copy()),
         }
 
     def load_state_dict(self, state: dict) -> None:

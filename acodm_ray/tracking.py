@@ -62,12 +62,16 @@ class TrackingConfig:
 
     def __post_init__(self) -> None:
         if self.wandb_mode not in WANDB_MODES:
-            raise ConfigError(f"tracking.wandb_mode must be one of {list(WANDB_MODES)}, got {self.wandb_mode!r}")
+            raise ConfigError(
+                f"tracking.wandb_mode must be one of {list(WANDB_MODES)}, got {self.wandb_mode!r}"
+            )
         for key in ("mlflow_experiment", "wandb_project"):
             if not getattr(self, key).strip():
                 raise ConfigError(f"tracking.{key} must not be empty")
         if self.mlflow_tracking_uri is not None and not self.mlflow_tracking_uri.strip():
-            raise ConfigError("tracking.mlflow_tracking_uri must be a URI or null (file:<run_dir>/mlruns)")
+            raise ConfigError(
+                "tracking.mlflow_tracking_uri must be a URI or null (file:<run_dir>/mlruns)"
+            )
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -77,20 +81,31 @@ def _tracking(cfg: Any) -> TrackingConfig:
     """A TrackingConfig from itself or from an ExperimentConfig."""
     tc = getattr(cfg, "tracking", cfg)
     if not isinstance(tc, TrackingConfig):
-        raise TypeError(f"expected a TrackingConfig or an ExperimentConfig, got {type(cfg).__name__}")
+        raise TypeError(
+            f"expected a TrackingConfig or an ExperimentConfig, got {type(cfg).__name__}"
+        )
     return tc
 
 
 def require_backends(cfg: Any) -> None:
     """Raise TrackingError naming the install command for every enabled backend that is missing."""
     tc = _tracking(cfg)
-    missing = [(pkg, key) for pkg, key, on in (("mlflow", "tracking.mlflow", tc.mlflow),
-                                                 ("wandb", "tracking.wandb", tc.wandb))
-               if on and importlib.util.find_spec(pkg) is None]
+    missing = [
+        (pkg, key)
+        for pkg, key, on in (
+            ("mlflow", "tracking.mlflow", tc.mlflow),
+            ("wandb", "tracking.wandb", tc.wandb),
+        )
+        if on and importlib.util.find_spec(pkg) is None
+    ]
     if missing:
-        raise TrackingError("; ".join(
-            f"{key}=true but the {pkg} package is not installed: `pip install {pkg}` "
-            f"(or set {key}=false)" for pkg, key in missing))
+        raise TrackingError(
+            "; ".join(
+                f"{key}=true but the {pkg} package is not installed: `pip install {pkg}` "
+                f"(or set {key}=false)"
+                for pkg, key in missing
+            )
+        )
 
 
 def mlflow_tracking_uri(cfg: Any, run_dir: str | Path | None) -> str:
@@ -231,19 +246,24 @@ class ResultLogger:
 
         uri = mlflow_tracking_uri(self.tracking, self.run_dir)
         client = MlflowClient(tracking_uri=uri)
-        run_id = self._ids.get("mlflow_run_id") if self._ids.get("mlflow_tracking_uri") == uri else None
+        run_id = (
+            self._ids.get("mlflow_run_id") if self._ids.get("mlflow_tracking_uri") == uri else None
+        )
         if run_id:  # continue the run (its params are logged already)
             client.update_run(run_id, status="RUNNING")
         else:
             name = self.tracking.mlflow_experiment
             experiment = client.get_experiment_by_name(name)
-            experiment_id = experiment.experiment_id if experiment else _create_experiment(client, name)
-            run_id = client.create_run(experiment_id, run_name=self.run_name,
-                                       tags={"run_dir": str(self.run_dir.resolve())}).info.run_id
+            experiment_id = (
+                experiment.experiment_id if experiment else _create_experiment(client, name)
+            )
+            run_id = client.create_run(
+                experiment_id, run_name=self.run_name, tags={"run_dir": str(self.run_dir.resolve())}
+            ).info.run_id
             flat = _flat_params(params or {})
             items = [Param(k, v[:MLFLOW_PARAM_CHARS]) for k, v in flat.items()]
             for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-                client.log_batch(run_id, params=items[i:i + 100])
+                client.log_batch(run_id, params=items[i : i + 100])
         self._ids["mlflow_run_id"] = run_id
         self._ids["mlflow_tracking_uri"] = uri
         return client
@@ -254,9 +274,13 @@ class ResultLogger:
         _set_wandb_mode(self.tracking)
         run_id = self._ids.get("wandb_run_id") or uuid.uuid4().hex[:16]
         run = setup_wandb(
-            config=params or {}, rank_zero_only=True, project=self.tracking.wandb_project,
-            mode=self.tracking.wandb_mode, dir=str(self.run_dir.resolve()),
-            trial_id=run_id, trial_name=self.run_name,
+            config=params or {},
+            rank_zero_only=True,
+            project=self.tracking.wandb_project,
+            mode=self.tracking.wandb_mode,
+            dir=str(self.run_dir.resolve()),
+            trial_id=run_id,
+            trial_name=self.run_name,
             # Ray's helper asks for reinit=True, which finishes every other run of this process:
             # `jobs/compare.py` finishes several targets at once on driver threads, and one opening
             # its run would end another's mid-upload. Each logger holds its own run object instead.
@@ -276,8 +300,15 @@ class ResultLogger:
     # -- logging
     @property
     def backends(self) -> list[str]:
-        return [name for name, h in (("tensorboard", self._tb), ("mlflow", self._mlflow),
-                                     ("wandb", self._wandb)) if h is not None]
+        return [
+            name
+            for name, h in (
+                ("tensorboard", self._tb),
+                ("mlflow", self._mlflow),
+                ("wandb", self._wandb),
+            )
+            if h is not None
+        ]
 
     def log(self, scalars: dict[str, Any], step: int) -> None:
         """Log every finite number of `scalars` (nested dicts are flattened) at `step`."""
@@ -293,7 +324,7 @@ class ResultLogger:
             now = int(time.time() * 1000)
             metrics = [Metric(_mlflow_key(k), v, now, int(step)) for k, v in flat.items()]
             for i in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch
-                self._mlflow.log_batch(self._ids["mlflow_run_id"], metrics=metrics[i:i + 1000])
+                self._mlflow.log_batch(self._ids["mlflow_run_id"], metrics=metrics[i : i + 1000])
         if self._wandb is not None:
             self._wandb.log(flat, step=step)
 

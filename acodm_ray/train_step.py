@@ -23,19 +23,28 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from acodm_ray.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401  (re-exported)
+from acodm_ray.collective import Collective
 from acodm_ray.config import ExperimentConfig
 from acodm_ray.errors import AcodmError
 from acodm_ray.model import alignment_params, build_model, state_params
+from acodm_ray.optim import build_optimizer, warmup_cosine
 from acodm_ray.sampler import MixtureSampler, check_weights, effective_mix
-from acodm_ray.signals import (RunningScale, StateTracker, TrackedWeights, domain_means, make_state_spec,
-                               perplexity_weights, step_scores)
+from acodm_ray.signals import (
+    RunningScale,
+    StateTracker,
+    TrackedWeights,
+    domain_means,
+    make_state_spec,
+    perplexity_weights,
+    step_scores,
+)
+from acodm_ray.step_signals import StepSignals
 
 if TYPE_CHECKING:
     from acodm_ray.data.tokens import TokenizedCorpus
@@ -48,34 +57,6 @@ class NonFiniteLossError(AcodmError, FloatingPointError):
     """The LM loss became NaN or infinite; the step's update was not applied."""
 
 
-class Collective:
-    """Cross-worker reductions. The default is a single process: nothing to reduce."""
-
-    world_size: int = 1
-
-    def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor
-
-
-@dataclass
-class StepSignals:
-    step: int  # optimizer steps done, after this one
-    loss: float  # mean loss over the step's micro-batches
-    losses: np.ndarray  # [K] mean loss per domain in this step; NaN where not sampled
-    counts: np.ndarray  # [K] sequences seen per domain in this step (all workers)
-    scores: np.ndarray  # [K] the reward vector (signals.score); NaN = not scored ("total")
-    raw_scores: np.ndarray  # [K] the paper's alignment scores before z-normalisation (any signals.score)
-    state: np.ndarray  # [3K + 2L + 1] state after the step
-    weights: np.ndarray  # [K] the weights the step sampled with
-    lr: float
-    grad_norm: float
-    tokens: int  # tokens trained on in this step (all workers)
-    seconds: float
-    finite: bool = True
-    effective: np.ndarray | None = None  # [K] each domain's share of the step's loss (the mix trained on)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -84,32 +65,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def warmup_cosine(step: int, warmup: int, total: int, lr: float, min_lr: float) -> float:
-    """Linear warm-up to `lr`, then cosine decay to `min_lr` at `total` steps."""
-    if warmup > 0 and step < warmup:
-        return lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * progress))
-
-
-def build_optimizer(model: torch.nn.Module, cfg: ExperimentConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (not on biases, norms)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.train.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=tuple(cfg.train.betas))
-
-
 class LMTrainer:
     """One LM, its optimizer and sampler, and the signal bookkeeping: everything a step needs."""
 
     def __init__(
         self,
         cfg: ExperimentConfig,
-        corpus: "TokenizedCorpus",
+        corpus: TokenizedCorpus,
         seed: int | None = None,
         rank: int = 0,
         collective: Collective | None = None,
@@ -123,26 +85,49 @@ class LMTrainer:
         self.seed = cfg.train.seed if seed is None else seed
         self.collective = collective or Collective()
         self.compute_signals = compute_signals
-        self.device = torch.device(device) if device is not None else resolve_device(cfg.train.device)
+        self.device = (
+            torch.device(device) if device is not None else resolve_device(cfg.train.device)
+        )
         self.total_steps = cfg.train.steps
-        self.model = (model or build_model(cfg.model, corpus.vocab_size, corpus.eos_id, self.seed)).to(self.device)
+        self.model = (
+            model or build_model(cfg.model, corpus.vocab_size, corpus.eos_id, self.seed)
+        ).to(self.device)
         self.optimizer = build_optimizer(self.model, cfg)
         self.sampler = MixtureSampler(
-            corpus.train, self.domains, cfg.train.seq_len, cfg.train.micro_batch_size, self.seed, rank
+            corpus.train,
+            self.domains,
+            cfg.train.seq_len,
+            cfg.train.micro_batch_size,
+            self.seed,
+            rank,
         )
         self._check_validation()
         unknown = sorted(set(cfg.train.eval_domains) - set(self.domains))
         if unknown:
-            raise ValueError(f"train.eval_domains names unknown domain(s) {unknown}; the corpus has {self.domains}")
-        self.align_params = [p for _, p in alignment_params(self.model, cfg.signals.alignment_layers, cfg.signals.param_suffix)]
+            raise ValueError(
+                f"train.eval_domains names unknown domain(s) {unknown}; the corpus has {self.domains}"
+            )
+        self.align_params = [
+            p
+            for _, p in alignment_params(
+                self.model, cfg.signals.alignment_layers, cfg.signals.param_suffix
+            )
+        ]
         tracked = state_params(self.model, cfg.signals.param_suffix, cfg.signals.state_layers)
         self.state_params = [p for _, p in tracked]
         self.state_names = [n for n, _ in tracked]
-        self.tracker = StateTracker(len(self.domains), len(self.state_params), cfg.signals.progress_scale, cfg.signals.z_clip)
+        self.tracker = StateTracker(
+            len(self.domains),
+            len(self.state_params),
+            cfg.signals.progress_scale,
+            cfg.signals.z_clip,
+        )
         self.tracked = TrackedWeights(self.state_params)
         self.score_scale = RunningScale(cfg.signals.score_scale_beta, cfg.signals.score_clip_total)
         scored = cfg.train.eval_domains or self.domains
-        self.eval_indices = [self.domains.index(d) for d in scored]  # where "eval" draws its reference rows
+        self.eval_indices = [
+            self.domains.index(d) for d in scored
+        ]  # where "eval" draws its reference rows
         self.step_count = 0
         self.last_state = self.tracker.initial()
 
@@ -160,7 +145,9 @@ class LMTrainer:
     @property
     def state_spec(self) -> dict[str, Any]:
         """What the state vector means; exported with a policy so a mismatch can be refused."""
-        return make_state_spec(self.domains, self.state_names, self.cfg.signals.progress_scale, self.cfg.signals.z_clip)
+        return make_state_spec(
+            self.domains, self.state_names, self.cfg.signals.progress_scale, self.cfg.signals.z_clip
+        )
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.cfg.train.dtype == "bfloat16":
@@ -179,10 +166,15 @@ class LMTrainer:
         )
 
     def _flat_align_grads(self) -> torch.Tensor:
-        return torch.cat([
-            (p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().to(torch.float32)
-            for p in self.align_params
-        ])
+        return torch.cat(
+            [
+                (p.grad if p.grad is not None else torch.zeros_like(p))
+                .detach()
+                .flatten()
+                .to(torch.float32)
+                for p in self.align_params
+            ]
+        )
 
     # ------------------------------------------------------------------ the step
 
@@ -205,7 +197,9 @@ class LMTrainer:
             batch = self.sampler.batch(int(d)).to(self.device)
             with self._autocast():
                 loss = self._loss(batch)
-            if self.compute_signals and lam < TINY_LOSS_WEIGHT:  # the grad difference would be ~0 / ~0
+            if (
+                self.compute_signals and lam < TINY_LOSS_WEIGHT
+            ):  # the grad difference would be ~0 / ~0
                 own = torch.autograd.grad(loss, self.align_params, retain_graph=True)
                 domain_grads[d] += torch.cat([g.detach().flatten().float() for g in own]).cpu()
                 (loss * float(lam)).backward()
@@ -214,14 +208,22 @@ class LMTrainer:
                 (loss * float(lam)).backward()
                 if self.compute_signals:
                     cur = self._flat_align_grads().cpu()
-                    domain_grads[d] += (cur - prev) / float(lam)  # this micro-batch's mean-loss gradient
+                    domain_grads[d] += (cur - prev) / float(
+                        lam
+                    )  # this micro-batch's mean-loss gradient
                     prev = cur
             loss_sum[d] += loss.detach().double().cpu()
             weighted_loss += float(lam) * loss.detach().double().cpu()
             mb_count[d] += 1
         effective = effective_mix(plan, loss_weights, K)
-        reference = self._reference_grad() if self.compute_signals and self.cfg.signals.score == "eval" else None
-        return self._finish_step(weights, loss_sum, mb_count, domain_grads, start, weighted_loss, effective, reference)
+        reference = (
+            self._reference_grad()
+            if self.compute_signals and self.cfg.signals.score == "eval"
+            else None
+        )
+        return self._finish_step(
+            weights, loss_sum, mb_count, domain_grads, start, weighted_loss, effective, reference
+        )
 
     def _reference_grad(self) -> torch.Tensor:
         """[P] gradient of the mean loss of a reference micro-batch from the evaluation domains, on the
@@ -234,7 +236,9 @@ class LMTrainer:
             if self.cfg.signals.eval_weighting == "perplexity":
                 per_row = self._loss(batch, reduction="none").view(len(rows), -1).mean(dim=1)
                 c = perplexity_weights(self.tracker.last_losses, self.eval_indices)[rows]
-                loss = (per_row * torch.as_tensor(c, dtype=per_row.dtype, device=per_row.device)).mean()
+                loss = (
+                    per_row * torch.as_tensor(c, dtype=per_row.dtype, device=per_row.device)
+                ).mean()
             else:
                 loss = self._loss(batch)
         grads = torch.autograd.grad(loss, self.align_params)
@@ -262,14 +266,18 @@ class LMTrainer:
         counts_mb = mb_count * world  # the plan is the same on every worker
         sampled = counts_mb > 0
         losses = domain_means(loss_sum, counts_mb)
-        step_loss = float(weighted_loss.sum()) / world  # the loss the step optimised (mean over micro-batches for iid)
+        step_loss = (
+            float(weighted_loss.sum()) / world
+        )  # the loss the step optimised (mean over micro-batches for iid)
         finite = math.isfinite(step_loss)
         lr = self._lr()
         grad_norm = float("nan")
         if finite:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip))
+            grad_norm = float(
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+            )
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.compute_signals and finite:
@@ -279,7 +287,9 @@ class LMTrainer:
             raw = np.zeros(len(self.domains))
             scores = np.zeros(len(self.domains))
         self.step_count += 1
-        state = self._state(losses if finite else np.full(len(self.domains), np.nan), counts_mb.numpy())
+        state = self._state(
+            losses if finite else np.full(len(self.domains), np.nan), counts_mb.numpy()
+        )
         self.last_state = state
         seqs = counts_mb.numpy() * self.cfg.train.micro_batch_size
         return StepSignals(
@@ -299,12 +309,15 @@ class LMTrainer:
             effective=effective,
         )
 
-    def _scores(self, mean_grads: torch.Tensor, sampled: torch.Tensor,
-                reference: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _scores(
+        self, mean_grads: torch.Tensor, sampled: torch.Tensor, reference: torch.Tensor | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(the paper's raw scores, the reward vector under `signals.score`). The raw scores are the
         paper's whatever the reward, so the alignment mixer reads the same signal either way."""
         sig = self.cfg.signals
-        return step_scores(mean_grads, sampled, sig.score, sig.score_clip, sig.z_clip, self.score_scale, reference)
+        return step_scores(
+            mean_grads, sampled, sig.score, sig.score_clip, sig.z_clip, self.score_scale, reference
+        )
 
     def _sync_grads(self) -> None:
         """Average gradients across workers (no-op on one process)."""
@@ -319,7 +332,9 @@ class LMTrainer:
     def _state(self, losses: np.ndarray, counts: np.ndarray) -> np.ndarray:
         norms, deltas = self.tracked.read()
         progress = self.step_count / max(1, self.total_steps)
-        return self.tracker.build(losses, counts * self.cfg.train.micro_batch_size, norms, deltas, progress)
+        return self.tracker.build(
+            losses, counts * self.cfg.train.micro_batch_size, norms, deltas, progress
+        )
 
     # ------------------------------------------------------------------ evaluation
 
@@ -332,7 +347,9 @@ class LMTrainer:
         for domain in self.domains:
             stream = self.corpus.validation[domain]
             n_windows = min(t.eval_batches * t.micro_batch_size, (len(stream) - 1) // t.seq_len)
-            rows = np.stack([stream[i * t.seq_len : i * t.seq_len + t.seq_len + 1] for i in range(n_windows)])
+            rows = np.stack(
+                [stream[i * t.seq_len : i * t.seq_len + t.seq_len + 1] for i in range(n_windows)]
+            )
             total, count = 0.0, 0
             for chunk in np.array_split(rows, max(1, math.ceil(n_windows / t.micro_batch_size))):
                 batch = torch.from_numpy(chunk.astype(np.int64)).to(self.device)
@@ -342,7 +359,9 @@ class LMTrainer:
             sums = torch.tensor([total, float(count)], dtype=torch.float64)
             self.collective.sum_(sums)
             result[domain] = math.exp(min(50.0, float(sums[0] / sums[1])))
-        scored = self.cfg.train.eval_domains or self.domains  # the average covers these (decoys left out)
+        scored = (
+            self.cfg.train.eval_domains or self.domains
+        )  # the average covers these (decoys left out)
         result["average"] = float(np.mean([result[d] for d in scored]))
         self.model.train()
         return result
@@ -376,24 +395,3 @@ class LMTrainer:
         self.step_count = int(state["step"])
         if "score_scale" in state:  # absent in checkpoints written before signals.score existed
             self.score_scale.load_state_dict(state["score_scale"])
-
-
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write atomically (temp file + rename), so a crash mid-write never corrupts the last checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint with `weights_only=True` (no code runs from the file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt, truncated, or not a checkpoint
-        raise ValueError(f"checkpoint {path} could not be read ({type(err).__name__}: {err})") from err

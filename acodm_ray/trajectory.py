@@ -30,15 +30,21 @@ def weights_per_step(run_dir: str | Path, domains: list[str]) -> np.ndarray:
     return np.array([[float(r[f"weight/{d}"]) for d in domains] for r in steps], dtype=np.float64)
 
 
-def train_trajectory_policy(cfg: ExperimentConfig, run_dir: str | Path, overwrite: bool = True) -> dict[str, Any]:
+def train_trajectory_policy(
+    cfg: ExperimentConfig, run_dir: str | Path, overwrite: bool = True
+) -> dict[str, Any]:
     """Pretrain the proxy with `cfg.mixer`, export its weight schedule to <run_dir>/policy."""
     run_dir = Path(run_dir)
     summary = pretrain(cfg, run_dir, overwrite=overwrite, progress=False)
     domains = list(summary["domains"])
     weights = weights_per_step(run_dir, domains)
     if len(weights) != cfg.train.steps:
-        raise RuntimeError(f"the proxy run in {run_dir} logged {len(weights)} steps, expected {cfg.train.steps}")
-    policy = save_trajectory_policy(run_dir / POLICY_DIR, weights, domains, summary["state_spec"], to_dict(cfg))
+        raise RuntimeError(
+            f"the proxy run in {run_dir} logged {len(weights)} steps, expected {cfg.train.steps}"
+        )
+    policy = save_trajectory_policy(
+        run_dir / POLICY_DIR, weights, domains, summary["state_spec"], to_dict(cfg)
+    )
     summary = {**summary, "policy": str(policy), "run_dir": str(run_dir.resolve())}
     write_json(run_dir / "summary.json", summary)
     return summary

@@ -19,7 +19,9 @@ import yaml
 
 from acodm_ray.errors import ConfigError
 
-_SCIENTIFIC = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")  # 6e-3, 1E5, .5e-2: numbers YAML 1.1 leaves as strings
+_SCIENTIFIC = re.compile(
+    r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+"
+)  # 6e-3, 1E5, .5e-2: numbers YAML 1.1 leaves as strings
 
 
 def _type_name(tp: Any) -> str:
@@ -62,7 +64,9 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         return {str(k): coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
     if tp is float:
         if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
-            return float(value)  # PyYAML (YAML 1.1) reads 6e-3 and 1e5 as strings; YAML 1.2 and users mean numbers
+            return float(
+                value
+            )  # PyYAML (YAML 1.1) reads 6e-3 and 1e5 as strings; YAML 1.2 and users mean numbers
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
         return float(value)
@@ -72,7 +76,9 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         return value
     if tp in (str, bool):
         if not isinstance(value, tp):
-            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+            raise ConfigError(
+                f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
+            )
         return value
     return value
 
@@ -83,9 +89,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}"
-        )
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
     kwargs = {k: coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     return cls(**kwargs)
 

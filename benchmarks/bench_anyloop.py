@@ -63,9 +63,15 @@ def interleaved_dataset(tokens, seq_len: int, seed: int):
         stream = tokens.train[d]
         n = stream.size // seq_len
         rows = stream[: n * seq_len].reshape(n, seq_len).astype(np.int64)
-        parts.append(datasets.Dataset.from_dict({"input_ids": rows, "labels": rows}).to_iterable_dataset())
-    mixed = datasets.interleave_datasets(parts, probabilities=tokens.natural_proportions().tolist(), seed=seed,
-                                         stopping_strategy="all_exhausted")
+        parts.append(
+            datasets.Dataset.from_dict({"input_ids": rows, "labels": rows}).to_iterable_dataset()
+        )
+    mixed = datasets.interleave_datasets(
+        parts,
+        probabilities=tokens.natural_proportions().tolist(),
+        seed=seed,
+        stopping_strategy="all_exhausted",
+    )
     return mixed.with_format("torch")
 
 
@@ -97,8 +103,17 @@ def run_variant(variant: str, args) -> dict:
             policy = Path(tempfile.mkdtemp()) / "policy"
             make_policy(model, dataset, cfg, policy)
         mixer = {"policy": None, "odm": "odm", "online": "acodm-online"}[variant]
-        feedback = MixingFeedback(model, dataset, total_steps=total, mixer=mixer, policy=policy, signals=cfg.signals,
-                                  mixer_config=cfg.mixer, agent=cfg.agent, seed=t.seed)
+        feedback = MixingFeedback(
+            model,
+            dataset,
+            total_steps=total,
+            mixer=mixer,
+            policy=policy,
+            signals=cfg.signals,
+            mixer_config=cfg.mixer,
+            agent=cfg.agent,
+            seed=t.seed,
+        )
         extra = trainer_kwargs(feedback)
 
     times: list[float] = []
@@ -114,16 +129,32 @@ def run_variant(variant: str, args) -> dict:
                 times.append(now - self.last)
             self.last = now
 
-    extra.setdefault("callbacks", []).append(Timer())  # last: its on_step_end comes after the mixing's
+    extra.setdefault("callbacks", []).append(
+        Timer()
+    )  # last: its on_step_end comes after the mixing's
     targs = TrainingArguments(
-        output_dir=tempfile.mkdtemp(), max_steps=total, per_device_train_batch_size=t.micro_batch_size,
-        gradient_accumulation_steps=t.grad_accum, learning_rate=t.lr, remove_unused_columns=False,
-        save_strategy="no", report_to=[], disable_tqdm=True, logging_strategy="no", seed=t.seed,
+        output_dir=tempfile.mkdtemp(),
+        max_steps=total,
+        per_device_train_batch_size=t.micro_batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.lr,
+        remove_unused_columns=False,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        logging_strategy="no",
+        seed=t.seed,
         use_cpu=not cuda,
     )
-    Trainer(model=model, args=targs, train_dataset=dataset, data_collator=default_data_collator, **extra).train()
-    out = {"variant": variant, "step_s": times, "step_s_median": statistics.median(times),
-           "process_peak_rss_mb": _status_kb("VmHWM") / 1024}
+    Trainer(
+        model=model, args=targs, train_dataset=dataset, data_collator=default_data_collator, **extra
+    ).train()
+    out = {
+        "variant": variant,
+        "step_s": times,
+        "step_s_median": statistics.median(times),
+        "process_peak_rss_mb": _status_kb("VmHWM") / 1024,
+    }
     if cuda:
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
@@ -148,8 +179,18 @@ def make_policy(model, dataset, cfg, out: Path) -> None:
 
 def fresh_process_memory(variant: str, args) -> dict:
     """`variant` run once in a new Python process: its peak RSS is the variant's alone."""
-    cmd = [sys.executable, __file__, "--memory-run", variant, "--config", args.config, "--steps", str(args.steps),
-           "--warmup", str(args.warmup)] + [x for o in args.overrides for x in ("--set", o)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--memory-run",
+        variant,
+        "--config",
+        args.config,
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+    ] + [x for o in args.overrides for x in ("--set", o)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -159,7 +200,9 @@ def summarise(runs: list[list[dict]], memory: dict[str, dict]) -> dict:
     base = {i: {r["variant"]: r for r in rep} for i, rep in enumerate(runs)}
     out = {}
     for v in VARIANTS:
-        time_ratio = [base[i][v]["step_s_median"] / base[i]["interleave"]["step_s_median"] for i in base]
+        time_ratio = [
+            base[i][v]["step_s_median"] / base[i]["interleave"]["step_s_median"] for i in base
+        ]
         out[v] = {
             "step_ms_median": 1000 * statistics.median(r["step_s_median"] for r in by[v]),
             # a run's fastest step: the least disturbed by other work on a shared machine
@@ -167,7 +210,9 @@ def summarise(runs: list[list[dict]], memory: dict[str, dict]) -> dict:
             "time_overhead_paired": statistics.median(time_ratio) - 1,
             "time_ratios": time_ratio,
             "peak_rss_mb": memory[v]["process_peak_rss_mb"],
-            "rss_overhead": memory[v]["process_peak_rss_mb"] / memory["interleave"]["process_peak_rss_mb"] - 1,
+            "rss_overhead": memory[v]["process_peak_rss_mb"]
+            / memory["interleave"]["process_peak_rss_mb"]
+            - 1,
         }
         if "peak_cuda_mb" in memory[v]:
             out[v]["peak_cuda_mb"] = memory[v]["peak_cuda_mb"]
@@ -178,47 +223,81 @@ def write_markdown(result: dict, argv: str) -> None:
     from benchmarks.report import machine, table, update_section
 
     s = result["summary"]
-    rows = [[v, s[v]["step_ms_median"], s[v]["fastest_step_ms_median"], "" if v == "interleave" else f"{100 * s[v]['time_overhead_paired']:+.1f}%",
-             s[v]["peak_rss_mb"], "" if v == "interleave" else f"{100 * s[v]['rss_overhead']:+.1f}%"] for v in VARIANTS]
-    spread = {v: f"{100 * (min(s[v]['time_ratios']) - 1):+.0f}% .. {100 * (max(s[v]['time_ratios']) - 1):+.0f}%"
-              for v in VARIANTS[1:]}
+    rows = [
+        [
+            v,
+            s[v]["step_ms_median"],
+            s[v]["fastest_step_ms_median"],
+            "" if v == "interleave" else f"{100 * s[v]['time_overhead_paired']:+.1f}%",
+            s[v]["peak_rss_mb"],
+            "" if v == "interleave" else f"{100 * s[v]['rss_overhead']:+.1f}%",
+        ]
+        for v in VARIANTS
+    ]
+    spread = {
+        v: f"{100 * (min(s[v]['time_ratios']) - 1):+.0f}% .. {100 * (max(s[v]['time_ratios']) - 1):+.0f}%"
+        for v in VARIANTS[1:]
+    }
     body = (
         f"Command: `python benchmarks/bench_anyloop.py {argv}`  \n"
         f"Machine: {machine()}; {result['model_params']:,}-parameter model, {result['num_domains']} domains, "
         f"{result['tokens_per_step']:,} tokens per optimizer step; {result['repeats']} repeats of every variant "
         f"(one process, order rotating), {result['steps']} timed steps per run after {result['warmup']} "
         f"warm-up steps; memory from one more run of each variant in a fresh process.\n\n"
-        + table(["variant", "step (ms, median)", "fastest step of a run (ms, median)", "time overhead vs interleave (paired median)",
-                 "peak RSS, own process (MB)", "memory overhead vs interleave"], rows)
+        + table(
+            [
+                "variant",
+                "step (ms, median)",
+                "fastest step of a run (ms, median)",
+                "time overhead vs interleave (paired median)",
+                "peak RSS, own process (MB)",
+                "memory overhead vs interleave",
+            ],
+            rows,
+        )
         + "\n\nPer-repeat time ratios to interleave (min .. max): "
-        + "; ".join(f"{v} {r}" for v, r in spread.items()) + ".\n\n" + result["note"]
+        + "; ".join(f"{v} {r}" for v, r in spread.items())
+        + ".\n\n"
+        + result["note"]
     )
     update_section("anyloop", body)
 
 
 def timed_repeat(r: int, args) -> list[dict]:
     """Every variant once, in the order rotated by `r`."""
-    order = list(VARIANTS[r % len(VARIANTS):] + VARIANTS[: r % len(VARIANTS)])
+    order = list(VARIANTS[r % len(VARIANTS) :] + VARIANTS[: r % len(VARIANTS)])
     runs = [run_variant(v, args) for v in order]
     gc.collect()
-    print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(f"{x['variant']} {1000 * x['step_s_median']:.0f} ms"
-                                                         for x in runs), flush=True)
+    print(
+        f"repeat {r + 1}/{args.repeats}: "
+        + ", ".join(f"{x['variant']} {1000 * x['step_s_median']:.0f} ms" for x in runs),
+        flush=True,
+    )
     return runs
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--steps", type=int, default=30, help="timed optimizer steps per run")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--note", default="", help="a sentence for the table (e.g. what else the machine ran)")
+    parser.add_argument(
+        "--note", default="", help="a sentence for the table (e.g. what else the machine ran)"
+    )
     parser.add_argument("--out", default="benchmarks/results/anyloop.json")
-    parser.add_argument("--memory-run", choices=VARIANTS, help=argparse.SUPPRESS)  # the fresh-process run
-    parser.add_argument("--reuse-timed-runs", action="store_true",
-                        help="take the timed runs from --out (measured earlier, e.g. on an idle machine) and "
-                             "measure only the memory")
+    parser.add_argument(
+        "--memory-run", choices=VARIANTS, help=argparse.SUPPRESS
+    )  # the fresh-process run
+    parser.add_argument(
+        "--reuse-timed-runs",
+        action="store_true",
+        help="take the timed runs from --out (measured earlier, e.g. on an idle machine) and "
+        "measure only the memory",
+    )
     args = parser.parse_args()
     if args.memory_run:
         run = run_variant(args.memory_run, args)
@@ -242,11 +321,19 @@ def main() -> None:
     tokens, _ = load_tokenized(cfg)
     model = build_model(cfg.model, tokens.vocab_size, tokens.eos_id, 0)
     result = {
-        "config": args.config, "overrides": args.overrides, "steps": args.steps, "warmup": args.warmup,
-        "repeats": args.repeats, "platform": platform.platform(),
-        "model_params": sum(p.numel() for p in model.parameters()), "num_domains": len(tokens.domains),
+        "config": args.config,
+        "overrides": args.overrides,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "platform": platform.platform(),
+        "model_params": sum(p.numel() for p in model.parameters()),
+        "num_domains": len(tokens.domains),
         "tokens_per_step": cfg.train.micro_batch_size * cfg.train.grad_accum * cfg.train.seq_len,
-        "runs": runs, "memory_runs": memory, "summary": summarise(runs, memory), "note": args.note,
+        "runs": runs,
+        "memory_runs": memory,
+        "summary": summarise(runs, memory),
+        "note": args.note,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

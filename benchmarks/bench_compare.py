@@ -27,8 +27,12 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.report import update_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-PLOTS = {"val_ppl": "average validation perplexity", "val_ppl_domains": "per-domain validation perplexity",
-         "weights": "domain weights over steps", "weights_seeds": "domain weights over steps, every run"}
+PLOTS = {
+    "val_ppl": "average validation perplexity",
+    "val_ppl_domains": "per-domain validation perplexity",
+    "weights": "domain weights over steps",
+    "weights_seeds": "domain weights over steps, every run",
+}
 
 
 def shrink_png(src: Path, dst: Path, colors: int = 96) -> None:
@@ -39,11 +43,20 @@ def shrink_png(src: Path, dst: Path, colors: int = 96) -> None:
         shutil.copyfile(src, dst)
         return
     with Image.open(src) as im:
-        im.convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(dst, optimize=True)
+        im.convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(
+            dst, optimize=True
+        )
 
 
-def section(summary: dict, table: str, command: str, notes: str | None, plots: dict[str, str],
-            title: str = "The paper's comparison, at laptop scale", numbers: str = "benchmarks/results/compare.json") -> str:
+def section(
+    summary: dict,
+    table: str,
+    command: str,
+    notes: str | None,
+    plots: dict[str, str],
+    title: str = "The paper's comparison, at laptop scale",
+    numbers: str = "benchmarks/results/compare.json",
+) -> str:
     m = summary["machine"]
     minutes = summary["wall_clock_s"] / 60
     lines = [
@@ -55,16 +68,21 @@ def section(summary: dict, table: str, command: str, notes: str | None, plots: d
         f"{m.get('gpu') or 'no GPU'}, torch {m.get('torch')}, Ray {m.get('ray')}; "
         f"{summary['concurrency']} run(s) at a time. Wall-clock of the whole comparison: "
         f"**{minutes:.1f} min** ({summary['wall_clock_s']:.0f} s)"
-        + (f", summed over its invocations (it was resumed; the last invocation took "
-           f"{summary['wall_clock_s_this_invocation']:.1f} s)."
-           if summary.get("resumed") else "."),
+        + (
+            f", summed over its invocations (it was resumed; the last invocation took "
+            f"{summary['wall_clock_s_this_invocation']:.1f} s)."
+            if summary.get("resumed")
+            else "."
+        ),
         "",
-        "Methods: " + "; ".join(f"`{k}` {v}" for k, v in summary["method_descriptions"].items()) + ".",
+        "Methods: "
+        + "; ".join(f"`{k}` {v}" for k, v in summary["method_descriptions"].items())
+        + ".",
         "",
         "How the figures are computed: the target is ODM's best average validation perplexity of the same "
         "seed (average = mean of the per-domain perplexities, evaluated every "
         f"{summary['target']['eval_every']} steps on fixed validation windows); *steps* is the first "
-        "evaluated step at or below it (\"not reached\" if never); *ratio* = steps / ODM's own steps to its "
+        'evaluated step at or below it ("not reached" if never); *ratio* = steps / ODM\'s own steps to its '
         "best (the paper's \"71% faster\" is a ratio of 0.29). Step time is the median over steps of rank 0's "
         "whole training iteration (ask the mixer, train, send signals, log); *mixer ms/step* is that "
         "iteration minus the training step inside it, paired on the same steps. Peak memory is the Train "
@@ -81,13 +99,25 @@ def section(summary: dict, table: str, command: str, notes: str | None, plots: d
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--summary", required=True, help="summary.json of a jobs/compare.py run")
-    parser.add_argument("--command", required=True, help="the command that produced it (shown in the section)")
+    parser.add_argument(
+        "--command", required=True, help="the command that produced it (shown in the section)"
+    )
     parser.add_argument("--notes", default=None, help="markdown file: the reading of the numbers")
-    parser.add_argument("--no-update", action="store_true", help="print the section instead of writing BENCHMARKS.md")
-    parser.add_argument("--section", default="comparison", help="BENCHMARKS.md section to (re)write")
-    parser.add_argument("--title", default="The paper's comparison, at laptop scale", help="the section's heading")
+    parser.add_argument(
+        "--no-update",
+        action="store_true",
+        help="print the section instead of writing BENCHMARKS.md",
+    )
+    parser.add_argument(
+        "--section", default="comparison", help="BENCHMARKS.md section to (re)write"
+    )
+    parser.add_argument(
+        "--title", default="The paper's comparison, at laptop scale", help="the section's heading"
+    )
     args = parser.parse_args(argv)
     prefix = "compare" if args.section == "comparison" else args.section
     summary_path = Path(args.summary)
@@ -105,12 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     numbers = RESULTS / f"{prefix}.json"
     numbers.write_text(json.dumps({"command": args.command, **summary}, indent=1))
     notes = Path(args.notes).read_text() if args.notes else None
-    body = section(summary, table, args.command, notes, plots, args.title, str(numbers.relative_to(ROOT)))
+    body = section(
+        summary, table, args.command, notes, plots, args.title, str(numbers.relative_to(ROOT))
+    )
     if args.no_update:
         print(body)
     else:
         update_section(args.section, body)
-        print(f"bench_compare: wrote the {args.section} section of BENCHMARKS.md; plots {sorted(plots.values())}")
+        print(
+            f"bench_compare: wrote the {args.section} section of BENCHMARKS.md; plots {sorted(plots.values())}"
+        )
     return 0
 
 

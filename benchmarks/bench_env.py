@@ -19,23 +19,24 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_train_step import BareLoop  # noqa: E402
-
 from acodm_ray.config import load_config, to_dict  # noqa: E402
-from benchmarks.report import machine, table, update_section  # noqa: E402
 from acodm_ray.train_step import LMTrainer  # noqa: E402
+from benchmarks.bench_train_step import BareLoop  # noqa: E402
+from benchmarks.report import machine, table, update_section  # noqa: E402
 from envs import DataMixingEnv  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--out", default="benchmarks/results/env.json")
     args = parser.parse_args()
-    cfg = load_config(args.config, args.overrides + [f"train.steps={10 ** 6}"])  # never truncate
+    cfg = load_config(args.config, args.overrides + [f"train.steps={10**6}"])  # never truncate
     env = DataMixingEnv({"experiment": to_dict(cfg)})
     env.reset(seed=0)
     K = len(env.domains)
@@ -43,21 +44,28 @@ def main() -> None:
     weights = np.full(K, 1.0 / K)
     trainer = LMTrainer(cfg, env.tokens, seed=1)
     bare = BareLoop(cfg, env.tokens)
-    runners = {"bare": lambda: bare.step(weights), "train_step": lambda: trainer.step(weights),
-               "env_step": lambda: env.step(action)}
+    runners = {
+        "bare": lambda: bare.step(weights),
+        "train_step": lambda: trainer.step(weights),
+        "env_step": lambda: env.step(action),
+    }
     for run in runners.values():
         run()
     times: dict[str, list[float]] = {k: [] for k in runners}
     for r in range(args.rounds):
-        for name in (list(runners) if r % 2 == 0 else list(runners)[::-1]):
+        for name in list(runners) if r % 2 == 0 else list(runners)[::-1]:
             start = time.perf_counter()
             for _ in range(args.steps):
                 runners[name]()
             times[name].append((time.perf_counter() - start) / args.steps)
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
-        "config": args.config, "overrides": args.overrides, "rounds": args.rounds, "steps_per_round": args.steps,
-        "seconds_per_step_median": med, "seconds_per_step_all": times,
+        "config": args.config,
+        "overrides": args.overrides,
+        "rounds": args.rounds,
+        "steps_per_round": args.steps,
+        "seconds_per_step_median": med,
+        "seconds_per_step_all": times,
         "env_over_train_step": med["env_step"] / med["train_step"],
         "env_over_bare": med["env_step"] / med["bare"],
     }
@@ -68,14 +76,23 @@ def main() -> None:
     body = (
         f"Command: `python benchmarks/bench_env.py {' '.join(sys.argv[1:])}`  \n"
         f"Machine: {machine()}; median of {args.rounds} interleaved rounds of {args.steps} steps.\n\n"
-        + table(["what", "ms per step (median)", "ratio to env step"],
-                [[k, med_ms[k], med[k] / med["env_step"]] for k in ("bare", "train_step", "env_step")])
+        + table(
+            ["what", "ms per step (median)", "ratio to env step"],
+            [[k, med_ms[k], med[k] / med["env_step"]] for k in ("bare", "train_step", "env_step")],
+        )
         + f"\n\nEnv step over the bare training step: {result['env_over_train_step']:.3f}x; over a bare "
         f"PyTorch loop: {result['env_over_bare']:.3f}x."
     )
     update_section("env_step", body)
-    print(json.dumps({k: result[k] for k in ("seconds_per_step_median", "env_over_train_step", "env_over_bare")},
-                     indent=2))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in ("seconds_per_step_median", "env_over_train_step", "env_over_bare")
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

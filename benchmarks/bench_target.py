@@ -98,8 +98,12 @@ def query_latency(spec, calls: int, name: str) -> dict:
         ray.get(handle.weights.remote(s))
         lat.append(time.perf_counter() - t)
     ray.kill(handle)
-    return {"p50_ms": 1e3 * percentile(lat, 50), "p99_ms": 1e3 * percentile(lat, 99),
-            "mean_ms": 1e3 * float(np.mean(lat)), "calls": calls}
+    return {
+        "p50_ms": 1e3 * percentile(lat, 50),
+        "p99_ms": 1e3 * percentile(lat, 99),
+        "mean_ms": 1e3 * float(np.mean(lat)),
+        "calls": calls,
+    }
 
 
 def inprocess_latency(policy_dir: Path, domains, state_dim: int, calls: int) -> dict:
@@ -119,7 +123,11 @@ def inprocess_latency(policy_dir: Path, domains, state_dim: int, calls: int) -> 
         mixer.weights(s)
         lat.append(time.perf_counter() - t)
     torch.set_num_threads(threads)
-    return {"p50_ms": 1e3 * percentile(lat, 50), "p99_ms": 1e3 * percentile(lat, 99), "calls": calls}
+    return {
+        "p50_ms": 1e3 * percentile(lat, 50),
+        "p99_ms": 1e3 * percentile(lat, 99),
+        "calls": calls,
+    }
 
 
 def write_markdown(result: dict) -> None:
@@ -130,38 +138,81 @@ def write_markdown(result: dict) -> None:
     body = (
         f"Machine: {machine()}; `{result['config']}` ({result['steps']} steps, medians over {result['repeats']} repeats), "
         f"{result['num_domains']} domains, state dim {result['state_dim']}, {result['cpus_per_worker']} CPU per worker.\n\n"
-        + table(["", "static (uniform)", "served policy", "overhead"], [
-            ["per-step wall clock (ms)", s["step_ms_static"], s["step_ms_served_policy"], f"{s['step_time_overhead_pct']:+.1f}%"],
-            ["decision: query + broadcast (ms)", s["decide_ms_static"], s["decide_ms_served_policy"],
-             f"{s['decision_overhead_pct_of_step']:+.2f}% of a step"],
-            ["loop minus training step (ms)", s["loop_overhead_ms_static"], s["loop_overhead_ms_served_policy"],
-             f"{s['paired_overhead_pct_of_step']:+.2f}% of a step"],
-            ["peak RSS, rank-0 worker (MB)", s["worker_peak_rss_mb_static"], s["worker_peak_rss_mb_served_policy"],
-             f"{s['worker_memory_overhead_pct']:+.1f}%"],
-            ["peak RSS, server actor (MB)", s["server_peak_rss_mb_static"], s["server_peak_rss_mb_served_policy"], ""],
-        ])
-        + "\n\n" + table(["weights(state) latency", "p50 (ms)", "p99 (ms)"],
-                         [[k, v["p50_ms"], v["p99_ms"]] for k, v in q.items()])
-        + "\n\n" + table(["workers", "tokens/step", "tokens/s"], [
-            [1, tp["tokens_per_step_1_worker"], tp["tokens_per_s_1_worker"]],
-            [2, tp["tokens_per_step_2_workers"], tp["tokens_per_s_2_workers"]]])
+        + table(
+            ["", "static (uniform)", "served policy", "overhead"],
+            [
+                [
+                    "per-step wall clock (ms)",
+                    s["step_ms_static"],
+                    s["step_ms_served_policy"],
+                    f"{s['step_time_overhead_pct']:+.1f}%",
+                ],
+                [
+                    "decision: query + broadcast (ms)",
+                    s["decide_ms_static"],
+                    s["decide_ms_served_policy"],
+                    f"{s['decision_overhead_pct_of_step']:+.2f}% of a step",
+                ],
+                [
+                    "loop minus training step (ms)",
+                    s["loop_overhead_ms_static"],
+                    s["loop_overhead_ms_served_policy"],
+                    f"{s['paired_overhead_pct_of_step']:+.2f}% of a step",
+                ],
+                [
+                    "peak RSS, rank-0 worker (MB)",
+                    s["worker_peak_rss_mb_static"],
+                    s["worker_peak_rss_mb_served_policy"],
+                    f"{s['worker_memory_overhead_pct']:+.1f}%",
+                ],
+                [
+                    "peak RSS, server actor (MB)",
+                    s["server_peak_rss_mb_static"],
+                    s["server_peak_rss_mb_served_policy"],
+                    "",
+                ],
+            ],
+        )
+        + "\n\n"
+        + table(
+            ["weights(state) latency", "p50 (ms)", "p99 (ms)"],
+            [[k, v["p50_ms"], v["p99_ms"]] for k, v in q.items()],
+        )
+        + "\n\n"
+        + table(
+            ["workers", "tokens/step", "tokens/s"],
+            [
+                [1, tp["tokens_per_step_1_worker"], tp["tokens_per_s_1_worker"]],
+                [2, tp["tokens_per_step_2_workers"], tp["tokens_per_s_2_workers"]],
+            ],
+        )
         + f"\n\nSpeed-up 2 vs 1 worker: {tp['speedup_2_vs_1']:.2f}x."
     )
     update_section("target", body)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--latency-calls", type=int, default=2000)
     parser.add_argument("--cpus-per-worker", type=float, default=1.0)
-    parser.add_argument("--policy", default=None, help="an exported policy (default: a fresh actor of the config's size)")
+    parser.add_argument(
+        "--policy",
+        default=None,
+        help="an exported policy (default: a fresh actor of the config's size)",
+    )
     parser.add_argument("--out", default=str(RESULT))
-    parser.add_argument("--markdown", action="store_true", help="also refresh the section in BENCHMARKS.md")
-    parser.add_argument("--from-json", default=None, help="only render BENCHMARKS.md from an earlier result file")
+    parser.add_argument(
+        "--markdown", action="store_true", help="also refresh the section in BENCHMARKS.md"
+    )
+    parser.add_argument(
+        "--from-json", default=None, help="only render BENCHMARKS.md from an earlier result file"
+    )
     args = parser.parse_args(argv)
     if args.from_json:
         write_markdown(json.loads(Path(args.from_json).read_text()))
@@ -175,13 +226,24 @@ def main(argv: list[str] | None = None) -> int:
     from acodm_ray.data.load import load_tokenized
     from acodm_ray.target import mixer_spec_for, state_spec_for
 
-    overrides = [f"train.steps={args.steps}", "train.eval_every=100000", "train.checkpoint_every=100000",
-                 "train.eval_batches=1", f"target.cpus_per_worker={args.cpus_per_worker}",
-                 "target.server_name=acodm-bench-server", *args.overrides]
+    overrides = [
+        f"train.steps={args.steps}",
+        "train.eval_every=100000",
+        "train.checkpoint_every=100000",
+        "train.eval_batches=1",
+        f"target.cpus_per_worker={args.cpus_per_worker}",
+        "target.server_name=acodm-bench-server",
+        *args.overrides,
+    ]
     base = load_config(args.config, overrides)
     t0 = time.perf_counter()
-    ray.init(num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False, log_to_driver=False,
-             object_store_memory=200 * 1024**2, address="local")
+    ray.init(
+        num_cpus=max(2, os.cpu_count() or 2),
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=200 * 1024**2,
+        address="local",
+    )
     tokens, _ = load_tokenized(base)
     domains = list(tokens.domains)
     spec_state = state_spec_for(base, tokens.vocab_size, tokens.eos_id, domains)
@@ -190,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         policy = Path(args.policy)
     else:
         torch.manual_seed(0)
-        actor = Actor(spec_state["dim"], len(domains), base.agent.actor_hidden, base.agent.actor_layers)
+        actor = Actor(
+            spec_state["dim"], len(domains), base.agent.actor_hidden, base.agent.actor_layers
+        )
         policy = save_policy(work / "policy", actor, domains, spec_state, {})
 
     variants = {
@@ -204,8 +268,11 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(args.config, overrides + extra)
             res = one_run(cfg, work / f"{name}-{rep}")
             runs[name].append(res)
-            print(f"[{rep}] {name}: step {res['step_seconds_median'] * 1e3:.1f} ms, "
-                  f"{res['tokens_per_s']:.0f} tok/s, worker RSS {res['worker_max_rss_mb']:.0f} MB", flush=True)
+            print(
+                f"[{rep}] {name}: step {res['step_seconds_median'] * 1e3:.1f} ms, "
+                f"{res['tokens_per_s']:.0f} tok/s, worker RSS {res['worker_max_rss_mb']:.0f} MB",
+                flush=True,
+            )
 
     def med(name: str, key: str) -> float:
         vals = [r[key] for r in runs[name] if r[key] is not None]
@@ -215,22 +282,44 @@ def main(argv: list[str] | None = None) -> int:
     spec = mixer_spec_for(cfg, domains, tokens.natural_proportions(), spec_state["dim"])
     latency_policy = query_latency(spec, args.latency_calls, "bench-latency-policy")
     uni = load_config(args.config, overrides + ["mixer.name=uniform"])
-    latency_uniform = query_latency(mixer_spec_for(uni, domains, tokens.natural_proportions(), spec_state["dim"]),
-                                    args.latency_calls, "bench-latency-uniform")
+    latency_uniform = query_latency(
+        mixer_spec_for(uni, domains, tokens.natural_proportions(), spec_state["dim"]),
+        args.latency_calls,
+        "bench-latency-uniform",
+    )
     latency_local = inprocess_latency(policy, domains, spec_state["dim"], args.latency_calls)
     ray.shutdown()
 
-    static_step, served_step = med("uniform-2w", "step_seconds_median"), med("policy-2w", "step_seconds_median")
-    static_extra, served_extra = med("uniform-2w", "loop_overhead_seconds_median"), med("policy-2w", "loop_overhead_seconds_median")
-    static_decide, served_decide = med("uniform-2w", "decide_seconds_median"), med("policy-2w", "decide_seconds_median")
-    static_rss, served_rss = med("uniform-2w", "worker_max_rss_mb"), med("policy-2w", "worker_max_rss_mb")
-    static_srv, served_srv = med("uniform-2w", "server_max_rss_mb"), med("policy-2w", "server_max_rss_mb")
+    static_step, served_step = (
+        med("uniform-2w", "step_seconds_median"),
+        med("policy-2w", "step_seconds_median"),
+    )
+    static_extra, served_extra = (
+        med("uniform-2w", "loop_overhead_seconds_median"),
+        med("policy-2w", "loop_overhead_seconds_median"),
+    )
+    static_decide, served_decide = (
+        med("uniform-2w", "decide_seconds_median"),
+        med("policy-2w", "decide_seconds_median"),
+    )
+    static_rss, served_rss = (
+        med("uniform-2w", "worker_max_rss_mb"),
+        med("policy-2w", "worker_max_rss_mb"),
+    )
+    static_srv, served_srv = (
+        med("uniform-2w", "server_max_rss_mb"),
+        med("policy-2w", "server_max_rss_mb"),
+    )
     tps1, tps2 = med("uniform-1w", "tokens_per_s"), med("uniform-2w", "tokens_per_s")
     result = {
         "config": args.config,
         "overrides": overrides,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                    "ray": ray.__version__},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "ray": ray.__version__,
+        },
         "steps": args.steps,
         "repeats": args.repeats,
         "cpus_per_worker": args.cpus_per_worker,
@@ -258,10 +347,14 @@ def main(argv: list[str] | None = None) -> int:
             "worker_memory_overhead_pct": 100 * (served_rss / static_rss - 1),
             "server_peak_rss_mb_static": static_srv,
             "server_peak_rss_mb_served_policy": served_srv,
-            "total_memory_overhead_pct": 100 * ((2 * served_rss + served_srv) / (2 * static_rss + static_srv) - 1),
+            "total_memory_overhead_pct": 100
+            * ((2 * served_rss + served_srv) / (2 * static_rss + static_srv) - 1),
         },
-        "query_latency": {"served_policy": latency_policy, "served_uniform": latency_uniform,
-                          "actor_in_process": latency_local},
+        "query_latency": {
+            "served_policy": latency_policy,
+            "served_uniform": latency_uniform,
+            "actor_in_process": latency_local,
+        },
         "throughput": {
             "tokens_per_s_1_worker": tps1,
             "tokens_per_s_2_workers": tps2,
@@ -276,9 +369,19 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     s, q, tp = result["served_policy_vs_static"], result["query_latency"], result["throughput"]
-    print(json.dumps({"served_policy_vs_static": s, "query_latency_p50_p99_ms": {
-        k: (round(v["p50_ms"], 3), round(v["p99_ms"], 3)) for k, v in q.items()}, "throughput": tp,
-        "seconds_total": round(result["seconds_total"], 1)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "served_policy_vs_static": s,
+                "query_latency_p50_p99_ms": {
+                    k: (round(v["p50_ms"], 3), round(v["p99_ms"], 3)) for k, v in q.items()
+                },
+                "throughput": tp,
+                "seconds_total": round(result["seconds_total"], 1),
+            },
+            indent=2,
+        )
+    )
     if args.markdown:
         write_markdown(result)
     return 0

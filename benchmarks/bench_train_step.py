@@ -57,9 +57,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from acodm_ray.config import load_config  # noqa: E402
-from benchmarks.report import machine, table, update_section  # noqa: E402
 from acodm_ray.model import build_model  # noqa: E402
 from acodm_ray.train_step import LMTrainer, warmup_cosine  # noqa: E402
+from benchmarks.report import machine, table, update_section  # noqa: E402
 
 
 def synthetic_tokens(vocab: int, domains: int, length: int = 200_000):
@@ -100,11 +100,18 @@ class BareLoop:
         self.model.train()
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
-        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
-                                      {"params": no_decay, "weight_decay": 0.0}],
-                                     lr=t.lr, betas=tuple(t.betas))
+        self.opt = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": t.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=t.lr,
+            betas=tuple(t.betas),
+        )
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda step: warmup_cosine(step, t.warmup_steps, t.steps, t.lr, t.min_lr) / t.lr)
+            self.opt,
+            lambda step: warmup_cosine(step, t.warmup_steps, t.steps, t.lr, t.min_lr) / t.lr,
+        )
         self.streams = [tokens.train[d] for d in tokens.domains]
         self.rng = np.random.default_rng(0)
 
@@ -113,7 +120,9 @@ class BareLoop:
         t = self.cfg.train
         stream = self.streams[self.rng.choice(len(self.streams), p=weights)]
         starts = self.rng.integers(0, len(stream) - t.seq_len, t.micro_batch_size)
-        return torch.from_numpy(np.stack([stream[s : s + t.seq_len + 1] for s in starts]).astype(np.int64))
+        return torch.from_numpy(
+            np.stack([stream[s : s + t.seq_len + 1] for s in starts]).astype(np.int64)
+        )
 
     def step(self, weights):
         t = self.cfg.train
@@ -145,7 +154,11 @@ def measure_steps(runner, weights, steps) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds of this process, minor page faults) of `steps` steps. CPU time
     counts only this process's own work, so other processes on the machine move it far less than
     wall time."""
-    faults0, cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time(), time.perf_counter()
+    faults0, cpu0, wall0 = (
+        resource.getrusage(resource.RUSAGE_SELF).ru_minflt,
+        time.process_time(),
+        time.perf_counter(),
+    )
     for _ in range(steps):
         runner.step(weights)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
@@ -196,34 +209,77 @@ def peak_rss_kb() -> int:
 def peak_rss_mb(variant: str, args) -> float:
     """Peak RSS while training `steps` steps of one variant, over its RSS before them, in a fresh
     process (after one warm-up step, so optimizer state already exists)."""
-    cmd = [sys.executable, __file__, "--config", args.config, "--steps", str(max(4, args.steps)), "--rss-only", variant]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--config",
+        args.config,
+        "--steps",
+        str(max(4, args.steps)),
+        "--rss-only",
+        variant,
+    ]
     cmd += ["--synthetic"] if args.synthetic else []
     cmd += sum((["--set", o] for o in args.overrides), [])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"peak-RSS run of {variant!r} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"peak-RSS run of {variant!r} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
     return float(proc.stdout.strip().splitlines()[-1])
 
 
 def write_markdown(result: dict, argv: str) -> None:
-    med, ratio, rss = result["tokens_per_s_median"], result["ratio_to_bare"], result["training_peak_rss_growth_mb"]
-    paired, cpu_med, cpu_paired = result["ratio_to_bare_paired"], result["tokens_per_cpu_s_median"], result["cpu_ratio_to_bare_paired"]
+    med, ratio, rss = (
+        result["tokens_per_s_median"],
+        result["ratio_to_bare"],
+        result["training_peak_rss_growth_mb"],
+    )
+    paired, cpu_med, cpu_paired = (
+        result["ratio_to_bare_paired"],
+        result["tokens_per_cpu_s_median"],
+        result["cpu_ratio_to_bare_paired"],
+    )
     faults = result["minor_faults_per_step_median"]
-    rows = [[v, med[v], f"{ratio[v]:.3f}", f"{paired[v]:.3f}", cpu_med[v], f"{cpu_paired[v]:.3f}", f"{faults[v]:,.0f}", rss[v]]
-            for v in ("bare", "step", "signals")]
+    rows = [
+        [
+            v,
+            med[v],
+            f"{ratio[v]:.3f}",
+            f"{paired[v]:.3f}",
+            cpu_med[v],
+            f"{cpu_paired[v]:.3f}",
+            f"{faults[v]:,.0f}",
+            rss[v],
+        ]
+        for v in ("bare", "step", "signals")
+    ]
     load = result["load_average"]
-    heap = ("glibc's heap kept between steps (`--malloc steady`: freed memory is not given back to the kernel, "
-            "so no variant pays page faults for the order its tensors are freed in)" if result["steady_malloc"]
-            else "the default allocator (`--malloc default`)")
+    heap = (
+        "glibc's heap kept between steps (`--malloc steady`: freed memory is not given back to the kernel, "
+        "so no variant pays page faults for the order its tensors are freed in)"
+        if result["steady_malloc"]
+        else "the default allocator (`--malloc default`)"
+    )
     body = (
         f"Command: `python benchmarks/bench_train_step.py {argv}`  \n"
         f"Machine: {machine()}; model {result['model_params']:,} parameters, {result['num_domains']} domains, "
         f"{result['tokens_per_step']:,} tokens per step; the variants take turns {result['steps_per_round']} "
         f"step(s) at a time, order rotating, {result['rounds']} turns each; median over turns; {heap}; "
         f"load average {load['start']:.2f} at the start, {load['end']:.2f} at the end.\n\n"
-        + table(["variant", "tokens/s (median)", "ratio to bare loop", "ratio to bare, paired by round (median)",
-                 "tokens per CPU-second (median)", "CPU ratio to bare, paired by round (median)",
-                 "minor page faults per step (median)", "peak RSS growth while training (MB)"], rows)
+        + table(
+            [
+                "variant",
+                "tokens/s (median)",
+                "ratio to bare loop",
+                "ratio to bare, paired by round (median)",
+                "tokens per CPU-second (median)",
+                "CPU ratio to bare, paired by round (median)",
+                "minor page faults per step (median)",
+                "peak RSS growth while training (MB)",
+            ],
+            rows,
+        )
         + f"\n\nAlignment signals: {result['alignment_params']:,} tracked gradient entries, "
         f"{result['signals_buffer_mb']:.1f} MB of per-domain gradient buffers; time cost against the step "
         f"without signals: {100 * result['signals_time_overhead_vs_step']:+.1f}% wall, "
@@ -233,14 +289,22 @@ def write_markdown(result: dict, argv: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--rounds", type=int, default=30, help="turns per variant")
     parser.add_argument("--steps", type=int, default=1, help="steps per variant per turn")
-    parser.add_argument("--synthetic", action="store_true", help="random tokens instead of the corpus")
-    parser.add_argument("--malloc", choices=["steady", "default"], default="steady",
-                        help="steady: keep glibc's heap between steps (see steady_malloc); default: as it comes")
+    parser.add_argument(
+        "--synthetic", action="store_true", help="random tokens instead of the corpus"
+    )
+    parser.add_argument(
+        "--malloc",
+        choices=["steady", "default"],
+        default="steady",
+        help="steady: keep glibc's heap between steps (see steady_malloc); default: as it comes",
+    )
     parser.add_argument("--out", default="benchmarks/results/train_step.json")
     parser.add_argument("--rss-only", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -260,7 +324,9 @@ def main() -> None:
 
     steady = args.malloc == "steady" and steady_malloc()
     if args.malloc == "steady" and not steady:
-        print("glibc's mallopt is not available: timing with the default allocator", file=sys.stderr)
+        print(
+            "glibc's mallopt is not available: timing with the default allocator", file=sys.stderr
+        )
     load_start = os.getloadavg()[0]
     variants = ["bare", "step", "signals"]
     runners = {v: make_variant(v, cfg, tokens) for v in variants}
@@ -271,7 +337,7 @@ def main() -> None:
     cpu_rates: dict[str, list[float]] = {v: [] for v in variants}
     faults: dict[str, list[int]] = {v: [] for v in variants}
     for r in range(args.rounds):
-        order = variants[r % 3:] + variants[: r % 3]
+        order = variants[r % 3 :] + variants[: r % 3]
         order = order if (r // 3) % 2 == 0 else order[::-1]  # every variant in every position
         for v in order:
             wall, cpu, flt = measure_steps(runners[v], weights, args.steps)
@@ -282,16 +348,25 @@ def main() -> None:
     med = {v: statistics.median(rates[v]) for v in variants}
     cpu_med = {v: statistics.median(cpu_rates[v]) for v in variants}
     # paired: each turn against the bare turn of the same round (seconds apart), then the median
-    paired = {v: statistics.median(x / b for x, b in zip(rates[v], rates["bare"])) for v in variants}
-    cpu_paired = {v: statistics.median(x / b for x, b in zip(cpu_rates[v], cpu_rates["bare"])) for v in variants}
+    paired = {
+        v: statistics.median(x / b for x, b in zip(rates[v], rates["bare"])) for v in variants
+    }
+    cpu_paired = {
+        v: statistics.median(x / b for x, b in zip(cpu_rates[v], cpu_rates["bare"]))
+        for v in variants
+    }
     trainer = runners["signals"]
     align_numel = sum(p.numel() for p in trainer.align_params)
     result = {
         "config": args.config,
         "overrides": args.overrides,
         "synthetic_tokens": args.synthetic,
-        "machine": {"cpu_count": torch.get_num_threads(), "platform": platform.platform(),
-                    "torch": torch.__version__, "processor": platform.processor()},
+        "machine": {
+            "cpu_count": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "processor": platform.processor(),
+        },
         "steady_malloc": steady,
         "load_average": {"start": load_start, "end": load_end},
         "model_params": sum(p.numel() for p in trainer.model.parameters()),
@@ -311,18 +386,37 @@ def main() -> None:
         "signals_time_overhead_vs_step": med["step"] / med["signals"] - 1.0,
         "signals_cpu_overhead_vs_step": cpu_med["step"] / cpu_med["signals"] - 1.0,
         "alignment_params": align_numel,
-        "signals_buffer_mb": (K + 2) * align_numel * 4 / 2**20,  # K domain grads + prev + current read
+        "signals_buffer_mb": (K + 2)
+        * align_numel
+        * 4
+        / 2**20,  # K domain grads + prev + current read
         "training_peak_rss_growth_mb": {v: peak_rss_mb(v, args) for v in variants},
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     write_markdown(result, " ".join(sys.argv[1:]))
-    print(json.dumps({k: result[k] for k in ("tokens_per_s_median", "ratio_to_bare", "ratio_to_bare_paired",
-                                             "tokens_per_cpu_s_median", "cpu_ratio_to_bare_paired",
-                                             "minor_faults_per_step_median", "load_average",
-                                             "signals_time_overhead_vs_step", "signals_cpu_overhead_vs_step",
-                                             "signals_buffer_mb", "training_peak_rss_growth_mb")}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in (
+                    "tokens_per_s_median",
+                    "ratio_to_bare",
+                    "ratio_to_bare_paired",
+                    "tokens_per_cpu_s_median",
+                    "cpu_ratio_to_bare_paired",
+                    "minor_faults_per_step_median",
+                    "load_average",
+                    "signals_time_overhead_vs_step",
+                    "signals_cpu_overhead_vs_step",
+                    "signals_buffer_mb",
+                    "training_peak_rss_growth_mb",
+                )
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

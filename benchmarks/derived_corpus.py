@@ -31,15 +31,25 @@ import numpy as np
 from acodm_ray.data.build import default_corpus_dir
 
 KINDS = ("decoys", "swamped", "merged")
-MERGES = {"code": ["python_code", "c_headers"], "prose": ["literature", "dictionary"],
-          "docs": ["manuals", "latex"], "legal": ["legal"]}
+MERGES = {
+    "code": ["python_code", "c_headers"],
+    "prose": ["literature", "dictionary"],
+    "docs": ["manuals", "latex"],
+    "legal": ["legal"],
+}
 DECOY_DOCS = {"train": 400, "validation": 8}  # documents per decoy domain and split
 DOC_WORDS = 400
-PASSAGES = ("The quick brown fox jumps over the lazy dog while the band plays on. ",
-            "A stitch in time saves nine, but only if the thread holds and the needle is sharp. ",
-            "Every morning the train left at seven and every evening it came back empty. ")
-SWAMPED_NOISE = 4  # + len(PASSAGES) repeated decoys = 7, as many as the bundled corpus's real domains
-SWAMPED_DECOYS = [f"noise{i + 1}" for i in range(SWAMPED_NOISE)] + [f"repeated{i + 1}" for i in range(len(PASSAGES))]
+PASSAGES = (
+    "The quick brown fox jumps over the lazy dog while the band plays on. ",
+    "A stitch in time saves nine, but only if the thread holds and the needle is sharp. ",
+    "Every morning the train left at seven and every evening it came back empty. ",
+)
+SWAMPED_NOISE = (
+    4  # + len(PASSAGES) repeated decoys = 7, as many as the bundled corpus's real domains
+)
+SWAMPED_DECOYS = [f"noise{i + 1}" for i in range(SWAMPED_NOISE)] + [
+    f"repeated{i + 1}" for i in range(len(PASSAGES))
+]
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -61,7 +71,9 @@ def corpus_words(rows: list[dict]) -> np.ndarray:
 
 def noise_docs(words: np.ndarray, n: int, rng: np.random.Generator, domain: str) -> list[dict]:
     """n documents of DOC_WORDS words drawn uniformly from `words`: real subwords, no structure."""
-    return [{"text": " ".join(rng.choice(words, size=DOC_WORDS)), "domain": domain} for _ in range(n)]
+    return [
+        {"text": " ".join(rng.choice(words, size=DOC_WORDS)), "domain": domain} for _ in range(n)
+    ]
 
 
 def repeated_docs(passage: str, n: int, domain: str) -> list[dict]:
@@ -80,7 +92,9 @@ def swamped_rows(rows: list[dict], split: str, rng: np.random.Generator) -> list
     words = corpus_words(rows)
     n = DECOY_DOCS[split]
     noise = [d for i in range(SWAMPED_NOISE) for d in noise_docs(words, n, rng, f"noise{i + 1}")]
-    return noise + [d for i, p in enumerate(PASSAGES) for d in repeated_docs(p, n, f"repeated{i + 1}")]
+    return noise + [
+        d for i, p in enumerate(PASSAGES) for d in repeated_docs(p, n, f"repeated{i + 1}")
+    ]
 
 
 def derive(kind: str, seed: int = 0) -> Path:
@@ -92,20 +106,31 @@ def derive(kind: str, seed: int = 0) -> Path:
     splits = {split: read_rows(src / f"{split}.jsonl") for split in ("train", "validation")}
     if kind == "decoys":
         out_splits = {split: rows + decoy_rows(rows, split, rng) for split, rows in splits.items()}
-        domains = {**manifest["domains"], "noise": {"description": "uniformly drawn corpus words (decoy)"},
-                   "repeated": {"description": "one short passage repeated (decoy)"}}
+        domains = {
+            **manifest["domains"],
+            "noise": {"description": "uniformly drawn corpus words (decoy)"},
+            "repeated": {"description": "one short passage repeated (decoy)"},
+        }
     elif kind == "swamped":
-        out_splits = {split: rows + swamped_rows(rows, split, rng) for split, rows in splits.items()}
+        out_splits = {
+            split: rows + swamped_rows(rows, split, rng) for split, rows in splits.items()
+        }
         domains = {**manifest["domains"], **{d: {"description": "decoy"} for d in SWAMPED_DECOYS}}
     elif kind == "merged":
         owner = {d: new for new, olds in MERGES.items() for d in olds}
-        out_splits = {split: [{**r, "domain": owner[r["domain"]]} for r in rows] for split, rows in splits.items()}
+        out_splits = {
+            split: [{**r, "domain": owner[r["domain"]]} for r in rows]
+            for split, rows in splits.items()
+        }
         domains = {new: {"description": " + ".join(olds)} for new, olds in MERGES.items()}
     else:
         raise SystemExit(f"unknown kind {kind!r}; choose one of {list(KINDS)}")
     name = f"{src.name}-{kind}"
-    return write_corpus(src.parent / name, out_splits,
-                        {"name": name, "derived_from": str(src), "kind": kind, "seed": seed, "domains": domains})
+    return write_corpus(
+        src.parent / name,
+        out_splits,
+        {"name": name, "derived_from": str(src), "kind": kind, "seed": seed, "domains": domains},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,9 @@ def record(score: str, seed: int, episodes: int) -> dict:
     from acodm_ray.config import load_config
     from envs.data_mixing_env import DataMixingEnv
 
-    cfg = proxy_config(load_config(ROOT / "configs/bench.yaml", [f"signals.score={score}"]), seed, "acodm")
+    cfg = proxy_config(
+        load_config(ROOT / "configs/bench.yaml", [f"signals.score={score}"]), seed, "acodm"
+    )
     env = DataMixingEnv({"experiment": cfg})
     rng = np.random.default_rng(seed)
     rows = []
@@ -45,9 +47,15 @@ def record(score: str, seed: int, episodes: int) -> dict:
             while not done:
                 w = rng.dirichlet(np.full(len(env.domains), 3.0)).astype(np.float32)
                 _, _, term, trunc, info = env.step(w)
-                rows.append({"step": int(info["step"]), "w": info["weights"].tolist(),
-                             "counts": info["counts"].tolist(), "scores": info["scores"].tolist(),
-                             "scored": info["scored"].tolist()})
+                rows.append(
+                    {
+                        "step": int(info["step"]),
+                        "w": info["weights"].tolist(),
+                        "counts": info["counts"].tolist(),
+                        "scores": info["scores"].tolist(),
+                        "scored": info["scored"].tolist(),
+                    }
+                )
                 done = term or trunc
                 bar.update()
     return {"domains": env.domains, "micro_batch_size": cfg.train.micro_batch_size, "rows": rows}
@@ -62,27 +70,50 @@ def fit(data: dict, skip: int = 20) -> list[dict]:
     for i, name in enumerate(data["domains"]):
         ones = np.ones(len(rows))
         b_w = np.linalg.lstsq(np.column_stack([ones, W[:, i], log_step]), S[:, i], rcond=None)[0][1]
-        b_n = np.linalg.lstsq(np.column_stack([ones, 1.0 / n[:, i], log_step]), S[:, i], rcond=None)[0][1]
-        out.append({"domain": name, "mean_score": float(S[:, i].mean()), "score_sd": float(S[:, i].std()),
-                    "slope_own_weight": float(b_w), "slope_inverse_micro_batches": float(b_n)})
+        b_n = np.linalg.lstsq(
+            np.column_stack([ones, 1.0 / n[:, i], log_step]), S[:, i], rcond=None
+        )[0][1]
+        out.append(
+            {
+                "domain": name,
+                "mean_score": float(S[:, i].mean()),
+                "score_sd": float(S[:, i].std()),
+                "slope_own_weight": float(b_w),
+                "slope_inverse_micro_batches": float(b_n),
+            }
+        )
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--score", default="total", choices=["total", "cross"])
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--episodes", type=int, default=2)
-    parser.add_argument("--out", default=None, help="default benchmarks/results/score_noise_<score>.json")
+    parser.add_argument(
+        "--out", default=None, help="default benchmarks/results/score_noise_<score>.json"
+    )
     args = parser.parse_args()
     data = record(args.score, args.seed, args.episodes)
-    result = {"score": args.score, "seed": args.seed, "episodes": args.episodes, "fits": fit(data), **data}
+    result = {
+        "score": args.score,
+        "seed": args.seed,
+        "episodes": args.episodes,
+        "fits": fit(data),
+        **data,
+    }
     out = Path(args.out or ROOT / f"benchmarks/results/score_noise_{args.score}.json")
     out.write_text(json.dumps(result))
-    print(f"{'domain':12s} {'mean score':>10s} {'sd':>6s} {'d s / d w_i':>12s} {'d s / d (1/n_i)':>16s}")
+    print(
+        f"{'domain':12s} {'mean score':>10s} {'sd':>6s} {'d s / d w_i':>12s} {'d s / d (1/n_i)':>16s}"
+    )
     for f in result["fits"]:
-        print(f"{f['domain']:12s} {f['mean_score']:10.3f} {f['score_sd']:6.3f} {f['slope_own_weight']:+12.3f} "
-              f"{f['slope_inverse_micro_batches']:+16.3f}")
+        print(
+            f"{f['domain']:12s} {f['mean_score']:10.3f} {f['score_sd']:6.3f} {f['slope_own_weight']:+12.3f} "
+            f"{f['slope_inverse_micro_batches']:+16.3f}"
+        )
 
 
 if __name__ == "__main__":

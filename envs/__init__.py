@@ -13,7 +13,9 @@ RLLIB_ENV = "acodm-data-mixing"
 def register() -> None:
     """Register under `GYM_ID` (gymnasium.make) and `RLLIB_ENV` (RLlib's env registry)."""
     if GYM_ID not in gym.registry:
-        gym.register(id=GYM_ID, entry_point="envs.data_mixing_env:DataMixingEnv", disable_env_checker=True)
+        gym.register(
+            id=GYM_ID, entry_point="envs.data_mixing_env:DataMixingEnv", disable_env_checker=True
+        )
     from ray.tune.registry import register_env
 
     register_env(RLLIB_ENV, lambda env_config: DataMixingEnv(dict(env_config)))

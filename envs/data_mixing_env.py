@@ -52,7 +52,9 @@ def _mean_rows(rows: list[np.ndarray]) -> np.ndarray:
     return np.where(seen > 0, total / np.maximum(seen, 1), np.nan)
 
 
-def observation_space(num_domains: int, num_tracked: int, z_clip: float, progress_scale: float) -> gym.spaces.Box:
+def observation_space(
+    num_domains: int, num_tracked: int, z_clip: float, progress_scale: float
+) -> gym.spaces.Box:
     """Feature groups are z-normalised and clipped to [-z_clip, z_clip]; progress is in [0, scale]."""
     dim = state_dim(num_domains, num_tracked)
     low = np.full(dim, -z_clip, dtype=np.float32)
@@ -80,9 +82,12 @@ class DataMixingEnv(gym.Env):
         self.tokens, _ = load_tokenized(self.cfg)
         self.domains = list(self.tokens.domains)
         K = len(self.domains)
-        self.num_tracked = len(state_layer_indices(self.cfg.model.num_layers, self.cfg.signals.state_layers))
-        self.observation_space = observation_space(K, self.num_tracked, self.cfg.signals.z_clip,
-                                                   self.cfg.signals.progress_scale)
+        self.num_tracked = len(
+            state_layer_indices(self.cfg.model.num_layers, self.cfg.signals.state_layers)
+        )
+        self.observation_space = observation_space(
+            K, self.num_tracked, self.cfg.signals.z_clip, self.cfg.signals.progress_scale
+        )
         if self.mapping == "simplex":
             self.action_space = gym.spaces.Box(0.0, 1.0, (K,), np.float32)
         elif self.mapping == "softmax":
@@ -101,15 +106,23 @@ class DataMixingEnv(gym.Env):
         super().reset(seed=seed)
         proxy_seed = int(self.np_random.integers(0, 2**31 - 1))
         # the per-domain gradient copies behind the alignment scores are only needed when they are the reward
-        self.trainer = LMTrainer(self.cfg, self.tokens, seed=proxy_seed,
-                                 compute_signals=self.cfg.env.reward == "alignment")
+        self.trainer = LMTrainer(
+            self.cfg,
+            self.tokens,
+            seed=proxy_seed,
+            compute_signals=self.cfg.env.reward == "alignment",
+        )
         if self.trainer.tracker.num_tracked != self.num_tracked:
             raise ValueError(
                 f"the model tracks {self.trainer.tracker.num_tracked} matrices, the env expected "
                 f"{self.num_tracked}; set model.num_layers consistently"
             )
-        self.odm = ODMMixer(self.domains, self.tokens.natural_proportions(), self.cfg.mixer.odm_variant,
-                            self.cfg.mixer.odm_alpha)
+        self.odm = ODMMixer(
+            self.domains,
+            self.tokens.natural_proportions(),
+            self.cfg.mixer.odm_variant,
+            self.cfg.mixer.odm_alpha,
+        )
         self.decisions = 0
         self.last_losses = np.full(len(self.domains), np.nan)
         return self.trainer.last_state.copy(), {"domains": self.domains, "proxy_seed": proxy_seed}
@@ -118,12 +131,16 @@ class DataMixingEnv(gym.Env):
         if self.trainer is None:
             raise RuntimeError("call reset() before step()")
         if self.trainer.step_count >= self.cfg.train.steps:
-            raise RuntimeError("the proxy's training budget is spent: the episode is over, call reset()")
+            raise RuntimeError(
+                "the proxy's training budget is spent: the episode is over, call reset()"
+            )
         warmup = self.decisions < self.warmup_decisions
         if warmup:
             weights = self.odm.weights()
         else:
-            weights = action_to_weights(np.reshape(action, -1), self.mapping, self.cfg.env.action_epsilon)
+            weights = action_to_weights(
+                np.reshape(action, -1), self.mapping, self.cfg.env.action_epsilon
+            )
         rewards, scores, effective = [], [], []
         signals = None
         for _ in range(self.cfg.env.steps_per_action):

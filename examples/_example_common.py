@@ -10,7 +10,9 @@ import sys
 import zlib
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without install
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1])
+)  # runnable from a checkout without install
 
 from acodm_ray.config import load_config  # noqa: E402
 from acodm_ray.data.load import load_tokenized  # noqa: E402
@@ -18,17 +20,28 @@ from acodm_ray.model import build_model  # noqa: E402
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", default="configs/tiny.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE"
+    )
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--mixer", default=None, help="a mixer name (default: the config's mixer.name)")
-    which.add_argument("--policy", default=None, help="an exported policy directory (runs/<name>/policy)")
+    which.add_argument(
+        "--mixer", default=None, help="a mixer name (default: the config's mixer.name)"
+    )
+    which.add_argument(
+        "--policy", default=None, help="an exported policy directory (runs/<name>/policy)"
+    )
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: train.steps)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--output", default=None)
-    p.add_argument("--trace", action="store_true",
-                   help="write <output>/trace.rank<r>.jsonl: one line per optimizer step on each rank (StepTrace)")
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        help="write <output>/trace.rank<r>.jsonl: one line per optimizer step on each rank (StepTrace)",
+    )
     return p
 
 
@@ -62,10 +75,12 @@ class StepTrace:
     def step(self, feedback, signals) -> None:
         extra = signals.extra
         line = {
-            "step": signals.step, "rank": self.rank,
+            "step": signals.step,
+            "rank": self.rank,
             "weights": feedback.dataset.weights_for_step(signals.step - 1).tolist(),
             "decided": feedback.current.tolist(),
-            "counts": signals.counts.tolist(), "losses": [float(x) for x in signals.losses],
+            "counts": signals.counts.tolist(),
+            "losses": [float(x) for x in signals.losses],
             **{k: extra[k].tolist() for k in ("rank_counts", "rank_loss_sums", "rank_tokens")},
             "examples": self._examples,
         }
@@ -90,7 +105,13 @@ def summarise(feedback, out: Path, **extra) -> dict:
         **extra,
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / ("summary.json" if rank == 0 else f"summary.rank{rank}.json")).write_text(json.dumps(summary, indent=2))
+    (out / ("summary.json" if rank == 0 else f"summary.rank{rank}.json")).write_text(
+        json.dumps(summary, indent=2)
+    )
     if rank == 0:
-        print(json.dumps({k: summary[k] for k in ("mixer", "steps", "final_weights", "output")}, indent=2))
+        print(
+            json.dumps(
+                {k: summary[k] for k in ("mixer", "steps", "final_weights", "output")}, indent=2
+            )
+        )
     return summary

@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # _example_common, the
 
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
+from _example_common import StepTrace, parser, setup, summarise  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from _example_common import StepTrace, parser, setup, summarise  # noqa: E402
 from acodm_ray.anyloop import MixingDataset, MixingFeedback  # noqa: E402
 from acodm_ray.train_step import build_optimizer, warmup_cosine  # noqa: E402
 
@@ -46,11 +46,26 @@ def main(argv: list[str] | None = None) -> dict:
     optimizer = build_optimizer(model, cfg)
     # this loop fetches a step's batches after the previous step's feedback: with no workers it can
     # use the newest weights at once (delay 0); workers prefetch, so they draw one step behind
-    dataset = MixingDataset.from_corpus(tokens, t.seq_len, seed=t.seed, batch_size=t.micro_batch_size,
-                                        grad_accum=t.grad_accum, delay=0 if args.workers == 0 else 1)
-    feedback = MixingFeedback(model, dataset, total_steps=steps, mixer=args.mixer, policy=args.policy,  # (1)
-                              optimizer=optimizer, signals=cfg.signals, mixer_config=cfg.mixer, agent=cfg.agent,
-                              seed=t.seed)
+    dataset = MixingDataset.from_corpus(
+        tokens,
+        t.seq_len,
+        seed=t.seed,
+        batch_size=t.micro_batch_size,
+        grad_accum=t.grad_accum,
+        delay=0 if args.workers == 0 else 1,
+    )
+    feedback = MixingFeedback(
+        model,
+        dataset,
+        total_steps=steps,
+        mixer=args.mixer,
+        policy=args.policy,  # (1)
+        optimizer=optimizer,
+        signals=cfg.signals,
+        mixer_config=cfg.mixer,
+        agent=cfg.agent,
+        seed=t.seed,
+    )
     # the feedback hooks the model itself; DDP wraps it for the forward and backward
     net = DistributedDataParallel(model) if distributed else model
     out = Path(args.output or f"{cfg.output_dir}/torch-{feedback.mixer.name}")
@@ -63,7 +78,9 @@ def main(argv: list[str] | None = None) -> dict:
             group["lr"] = warmup_cosine(step, t.warmup_steps, steps, t.lr, t.min_lr)
         for _ in range(t.grad_accum):
             batch = {k: v.to(device) for k, v in next(loader).items()}
-            loss = feedback.loss(net(input_ids=batch["input_ids"]).logits, batch) / t.grad_accum  # (2)
+            loss = (
+                feedback.loss(net(input_ids=batch["input_ids"]).logits, batch) / t.grad_accum
+            )  # (2)
             loss.backward()
             if trace:
                 trace.examples(batch["input_ids"])

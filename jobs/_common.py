@@ -18,7 +18,9 @@ from acodm_ray.cli import run_job, set_flags  # noqa: E402,F401  (the jobs repor
 def base_parser(description: str) -> argparse.ArgumentParser:
     from acodm_ray.cli import add_config_args, add_run_args
 
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_config_args(parser)
     add_run_args(parser)
     return parser
@@ -96,7 +98,16 @@ def init_ray(num_cpus: int | None = None) -> None:
             runtime_env["env_vars"] = forwarded_env_vars()
         ray.init(runtime_env=runtime_env)
         return
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
+    )
     # address="local": never join a stale head that `ray start` left in /tmp/ray by accident.
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}, "worker_process_setup_hook": HOOK})
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        runtime_env={
+            "env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]},
+            "worker_process_setup_hook": HOOK,
+        },
+    )

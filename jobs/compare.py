@@ -18,22 +18,17 @@ proxy/proxy-seed<s>/ (each proxy stage). --resume reads back the runs that finis
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import _common  # noqa: F401  (puts the repo on sys.path)
 from _common import base_parser, init_ray, print_closing, run_dir_for, run_job, set_flags
 
-from acodm_ray.compare import METHODS
+from acodm_ray.compare import add_compare_args, compare_flags
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__)
-    parser.add_argument("--seeds", type=int, default=None, help="runs per method (overrides compare.seeds)")
-    parser.add_argument("--methods", default=None, help="comma-separated (overrides compare.methods), any of: "
-                        + ", ".join(METHODS) + "; proxy methods also as <method>@<size> (compare.proxy_sizes)")
-    parser.add_argument("--quick", action="store_true", help="smoke-test sizes (compare.quick): tiny, 1 seed, few steps")
-    parser.add_argument("--concurrency", type=int, default=None, help="runs at the same time (compare.concurrency)")
+    add_compare_args(parser)
     args = parser.parse_args(argv)
     return run_job("compare", lambda: run(args))
 
@@ -41,16 +36,22 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     from acodm_ray.compare import closing_lines, load_compare_config, run_comparison
 
-    methods = None if args.methods is None else json.dumps([m.strip() for m in args.methods.split(",") if m.strip()])
-    flags = set_flags({"compare.methods": methods, "compare.seeds": args.seeds, "compare.concurrency": args.concurrency})
+    flags = set_flags(compare_flags(args))
     cfg = load_compare_config(args.config, [*args.overrides, *flags], quick=args.quick)
     out_dir = run_dir_for(args, "results", f"{cfg.name}-compare" + ("-quick" if args.quick else ""))
     init_ray()
     from policies.compare_proxy import ray_proxy_runner
 
     proxy_runner = ray_proxy_runner(cfg.compare.proxy_cpus, cfg.compare.proxy_gpus)
-    summary = run_comparison(cfg, out_dir, proxy_runner, resume=args.resume, overwrite=args.overwrite,
-                             quick=args.quick, config_path=args.config)
+    summary = run_comparison(
+        cfg,
+        out_dir,
+        proxy_runner,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        quick=args.quick,
+        config_path=args.config,
+    )
     print_closing("compare", *closing_lines(summary, out_dir))
     return 1 if summary["failures"] else 0
 

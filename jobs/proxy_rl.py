@@ -22,9 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     from policies.registry import ALGOS
 
     parser = base_parser(__doc__)
-    parser.add_argument("--algo", choices=ALGOS, default=None, help="RLlib algorithm (overrides rl.algo)")
+    parser.add_argument(
+        "--algo", choices=ALGOS, default=None, help="RLlib algorithm (overrides rl.algo)"
+    )
     parser.add_argument("--iterations", type=int, default=None, help="overrides rl.iterations")
-    parser.add_argument("--no-rollout", action="store_true", help="skip the policy-vs-ODM rollout at the end")
+    parser.add_argument(
+        "--no-rollout", action="store_true", help="skip the policy-vs-ODM rollout at the end"
+    )
     args = parser.parse_args(argv)
     return run_job("proxy_rl", lambda: run(args))
 
@@ -32,12 +36,17 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     from acodm_ray.config import load_config
 
-    cfg = load_config(args.config, [*args.overrides, *set_flags({"rl.algo": args.algo, "rl.iterations": args.iterations})])
+    cfg = load_config(
+        args.config,
+        [*args.overrides, *set_flags({"rl.algo": args.algo, "rl.iterations": args.iterations})],
+    )
     run_dir = run_dir_for(args, cfg.output_dir, f"{cfg.name}-proxy-{cfg.rl.algo}")
     init_ray()
     from policies.run import closing_summary, run_proxy_rl
 
-    summary = run_proxy_rl(cfg, run_dir, resume=args.resume, overwrite=args.overwrite, rollout=not args.no_rollout)
+    summary = run_proxy_rl(
+        cfg, run_dir, resume=args.resume, overwrite=args.overwrite, rollout=not args.no_rollout
+    )
     print(closing_summary(summary, run_dir, args.config))
     return 0
 

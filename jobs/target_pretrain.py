@@ -31,9 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__)
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--policy", default=None, help="exported policy directory (proxy mode)")
-    which.add_argument("--mixer", choices=MIXERS, default=None, help="static or ODM mixer (overrides mixer.name)")
-    which.add_argument("--online-acodm", action="store_true", help="non-proxy mode: learn the agent online")
-    parser.add_argument("--num-workers", type=int, default=None, help="overrides target.num_workers")
+    which.add_argument("--mixer", choices=MIXERS, help="static or ODM mixer (overrides mixer.name)")
+    which.add_argument(
+        "--online-acodm", action="store_true", help="non-proxy mode: learn the agent online"
+    )
+    parser.add_argument("--num-workers", type=int, help="overrides target.num_workers")
     args = parser.parse_args(argv)
     return run_job("target_pretrain", lambda: run(args))
 
@@ -43,11 +45,13 @@ def run(args: argparse.Namespace) -> int:
     from acodm_ray.target import closing_lines, mixer_label, mode_overrides, run_target
 
     modes = mode_overrides(args.policy, args.mixer, args.online_acodm)
-    cfg = load_config(args.config, [*args.overrides, *modes, *set_flags({"target.num_workers": args.num_workers})])
+    cfg = load_config(
+        args.config, [*args.overrides, *modes, *set_flags({"target.num_workers": args.num_workers})]
+    )
     run_dir = run_dir_for(args, cfg.output_dir, f"{cfg.name}-target-{mixer_label(cfg)}")
     init_ray()
-    print_closing("target_pretrain", *closing_lines(run_target(cfg, run_dir, resume=args.resume,
-                                                                overwrite=args.overwrite), run_dir))
+    summary = run_target(cfg, run_dir, resume=args.resume, overwrite=args.overwrite)
+    print_closing("target_pretrain", *closing_lines(summary, run_dir))
     return 0
 
 

@@ -18,7 +18,6 @@ import time
 from typing import Any
 
 import numpy as np
-
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 PREFIX = "mix/"
@@ -33,7 +32,9 @@ class MixingMetrics(RLlibCallback):
         if not isinstance(info, dict) or "weights" not in info:
             return  # the reset info: no step taken yet
         metrics_logger.log_value(PREFIX + "entropy", float(info.get("entropy", 0.0)), reduce="mean")
-        metrics_logger.log_value(PREFIX + "warmup", float(bool(info.get("warmup", False))), reduce="mean")
+        metrics_logger.log_value(
+            PREFIX + "warmup", float(bool(info.get("warmup", False))), reduce="mean"
+        )
         scored = np.asarray(info.get("scored", np.ones_like(info["weights"])))
         for key in ("weights", "effective", "scores"):
             values = np.asarray(info.get(key, ()), dtype=np.float64)
@@ -56,7 +57,7 @@ def named_mix_metrics(scalars: dict[str, Any], domains: list[str]) -> dict[str, 
     for key, value in scalars.items():
         if not key.startswith("env_runners/" + PREFIX):
             continue
-        name = key[len("env_runners/" + PREFIX):]
+        name = key[len("env_runners/" + PREFIX) :]
         group, _, index = name.rpartition("/")
         if group and index.isdigit() and int(index) < len(domains):
             name = f"{group}/{domains[int(index)]}"

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from acodm_ray.config import ExperimentConfig, from_dict, to_dict
 
 
-def train_proxy_policy(cfg: ExperimentConfig, run_dir: str | Path, overwrite: bool = True,
-                       trainer: str = "rl") -> dict[str, Any]:
+def train_proxy_policy(
+    cfg: ExperimentConfig, run_dir: str | Path, overwrite: bool = True, trainer: str = "rl"
+) -> dict[str, Any]:
     """The proxy stage of one method: RLlib trains `cfg.rl.algo` and exports its policy ("rl"), or
     the proxy pretrains with `cfg.mixer` and its weight schedule is exported ("mixer"); either way
     the policy lands in <run_dir>/policy."""
@@ -31,11 +33,16 @@ def train_proxy_policy(cfg: ExperimentConfig, run_dir: str | Path, overwrite: bo
         raise ValueError(f"unknown proxy trainer {trainer!r}; choose rl or mixer")
     if "policy" not in summary:
         raise RuntimeError(f"the proxy stage in {run_dir} exported no policy")
-    return {**summary, "run_dir": str(Path(run_dir).resolve()), "seconds": time.perf_counter() - start}
+    return {
+        **summary,
+        "run_dir": str(Path(run_dir).resolve()),
+        "seconds": time.perf_counter() - start,
+    }
 
 
-def _proxy_task(cfg_dict: dict[str, Any], run_dir: str, overwrite: bool, acodm_home: str | None,
-                trainer: str) -> dict[str, Any]:
+def _proxy_task(
+    cfg_dict: dict[str, Any], run_dir: str, overwrite: bool, acodm_home: str | None, trainer: str
+) -> dict[str, Any]:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -48,11 +55,19 @@ def ray_proxy_runner(num_cpus: float = 1.0, num_gpus: float = 0.0) -> Callable[.
     """A proxy runner for `acodm_ray.compare.run_comparison` that trains in a Ray task of `num_cpus`
     CPUs and `num_gpus` GPUs."""
 
-    def run(cfg: ExperimentConfig, run_dir: Path, overwrite: bool, trainer: str = "rl") -> dict[str, Any]:
+    def run(
+        cfg: ExperimentConfig, run_dir: Path, overwrite: bool, trainer: str = "rl"
+    ) -> dict[str, Any]:
         import ray
 
         task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0)(_proxy_task)
-        ref = task.remote(to_dict(cfg), str(Path(run_dir).resolve()), overwrite, os.environ.get("ACODM_HOME"), trainer)
+        ref = task.remote(
+            to_dict(cfg),
+            str(Path(run_dir).resolve()),
+            overwrite,
+            os.environ.get("ACODM_HOME"),
+            trainer,
+        )
         return ray.get(ref)
 
     return run

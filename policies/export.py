@@ -31,8 +31,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
-
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.appo import APPOConfig
 from ray.rllib.algorithms.ppo import PPOConfig
@@ -41,9 +39,13 @@ from ray.rllib.algorithms.sac import SACConfig
 from ray.rllib.algorithms.sac.torch.default_sac_torch_rl_module import DefaultSACTorchRLModule
 from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.distribution.torch.torch_distribution import TorchDiagGaussian, TorchSquashedGaussian
+from ray.rllib.core.distribution.torch.torch_distribution import (
+    TorchDiagGaussian,
+    TorchSquashedGaussian,
+)
 from ray.rllib.core.models.torch.encoder import TorchActorCriticEncoder, TorchMLPEncoder
 from ray.rllib.core.models.torch.heads import TorchFreeLogStdMLPHead, TorchMLPHead
+from torch import nn
 
 from acodm_ray.actions import ACTION_MAPPINGS
 from acodm_ray.agent.networks import Actor
@@ -80,7 +82,9 @@ def wait_for_queued_updates(algo: Algorithm, timeout_s: float = 60.0) -> bool:
 
 def _learner_module_state(algo: Algorithm, module_id: str) -> dict[str, Any]:
     if not wait_for_queued_updates(algo):
-        raise RuntimeError("the learner thread did not finish its queued updates within 60 s; nothing exported")
+        raise RuntimeError(
+            "the learner thread did not finish its queued updates within 60 s; nothing exported"
+        )
     path = f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}/{module_id}"
     state = algo.learner_group.get_state(components=path, inference_only=True)
     return state[COMPONENT_LEARNER][COMPONENT_RL_MODULE][module_id]
@@ -96,7 +100,7 @@ def actor_from_algo(algo: Algorithm, module_id: str = DEFAULT_MODULE_ID) -> Acto
         )
     module_state = _learner_module_state(algo, module_id)
     actor_state = {
-        k[len(ACTOR_PREFIX):]: torch.as_tensor(np.asarray(v))
+        k[len(ACTOR_PREFIX) :]: torch.as_tensor(np.asarray(v))
         for k, v in module_state.items()
         if k.startswith(ACTOR_PREFIX)
     }
@@ -105,8 +109,13 @@ def actor_from_algo(algo: Algorithm, module_id: str = DEFAULT_MODULE_ID) -> Acto
     first = actor_state["trunk.0.weight"]
     head = actor_state["head.weight"]
     layers = sum(1 for k in actor_state if k.startswith("trunk.") and k.endswith(".weight")) // 2
-    actor = Actor(int(first.shape[1]), int(head.shape[0]), int(first.shape[0]), layers,
-                  float(algo.config.agent.weight_floor))
+    actor = Actor(
+        int(first.shape[1]),
+        int(head.shape[0]),
+        int(first.shape[0]),
+        layers,
+        float(algo.config.agent.weight_floor),
+    )
     actor.load_state_dict(actor_state, strict=True)
     return actor.eval()
 
@@ -133,7 +142,9 @@ def _actor_torch_layers(rl_module) -> list[nn.Module]:
     if isinstance(rl_module, DefaultPPOTorchRLModule):  # PPO and APPO
         encoder = rl_module.encoder
         if not isinstance(encoder, TorchActorCriticEncoder):
-            raise ValueError(f"only stateless MLP encoders can be exported, got {type(encoder).__name__}")
+            raise ValueError(
+                f"only stateless MLP encoders can be exported, got {type(encoder).__name__}"
+            )
         base = encoder.encoder if encoder.config.shared else encoder.actor_encoder
     elif isinstance(rl_module, DefaultSACTorchRLModule):
         base = rl_module.pi_encoder
@@ -143,7 +154,9 @@ def _actor_torch_layers(rl_module) -> list[nn.Module]:
             "torch modules with an MLP model are supported"
         )
     if not isinstance(base, TorchMLPEncoder):
-        raise ValueError(f"only MLP encoders can be exported, got {type(base).__name__} (LSTM/CNN models are not)")
+        raise ValueError(
+            f"only MLP encoders can be exported, got {type(base).__name__} (LSTM/CNN models are not)"
+        )
     head = rl_module.pi
     if not isinstance(head, (TorchMLPHead, TorchFreeLogStdMLPHead)):
         raise ValueError(f"only MLP policy heads can be exported, got {type(head).__name__}")
@@ -156,19 +169,38 @@ def _layer_dicts(layers: list[nn.Module]) -> tuple[list[dict[str, Any]], list[nn
     kept: list[nn.Module] = []
     for layer in layers:
         if isinstance(layer, nn.Linear):
-            dicts.append({"type": "linear", "in_features": layer.in_features, "out_features": layer.out_features,
-                          "bias": layer.bias is not None})
+            dicts.append(
+                {
+                    "type": "linear",
+                    "in_features": layer.in_features,
+                    "out_features": layer.out_features,
+                    "bias": layer.bias is not None,
+                }
+            )
             kept.append(layer)
         elif isinstance(layer, nn.LayerNorm) and len(layer.normalized_shape) == 1:
-            dicts.append({"type": "layernorm", "normalized_shape": int(layer.normalized_shape[0]), "eps": layer.eps,
-                          "elementwise_affine": layer.elementwise_affine and layer.bias is not None})
+            dicts.append(
+                {
+                    "type": "layernorm",
+                    "normalized_shape": int(layer.normalized_shape[0]),
+                    "eps": layer.eps,
+                    "elementwise_affine": layer.elementwise_affine and layer.bias is not None,
+                }
+            )
             kept.append(layer)
         elif type(layer) in _ACTIVATION_NAMES:
-            dicts.append({"type": "activation", "name": _ACTIVATION_NAMES[type(layer)],
-                          "alpha": float(getattr(layer, "alpha", 1.0))})
+            dicts.append(
+                {
+                    "type": "activation",
+                    "name": _ACTIVATION_NAMES[type(layer)],
+                    "alpha": float(getattr(layer, "alpha", 1.0)),
+                }
+            )
         elif not isinstance(layer, nn.Identity):
-            raise ValueError(f"cannot export layer {layer!r}: supported are Linear, LayerNorm and "
-                             f"{sorted(_ACTIVATION_NAMES.values())} activations")
+            raise ValueError(
+                f"cannot export layer {layer!r}: supported are Linear, LayerNorm and "
+                f"{sorted(_ACTIVATION_NAMES.values())} activations"
+            )
     return dicts, kept
 
 
@@ -177,7 +209,9 @@ def _env_mapping(algo: Algorithm) -> tuple[str, float]:
     env_config = dict(algo.config.env_config or {})
     mapping = env_config.get("action_mapping", "simplex")
     if mapping not in ACTION_MAPPINGS:
-        raise ValueError(f"unknown action mapping {mapping!r} in env_config; choose one of {list(ACTION_MAPPINGS)}")
+        raise ValueError(
+            f"unknown action mapping {mapping!r} in env_config; choose one of {list(ACTION_MAPPINGS)}"
+        )
     if "experiment" in env_config:
         from envs.data_mixing_env import experiment_from
 
@@ -187,7 +221,9 @@ def _env_mapping(algo: Algorithm) -> tuple[str, float]:
     return mapping, float(eps)
 
 
-def _action_fields(algo: Algorithm, rl_module, num_domains: int, sac_action: str) -> tuple[dict, dict]:
+def _action_fields(
+    algo: Algorithm, rl_module, num_domains: int, sac_action: str
+) -> tuple[dict, dict]:
     """`MLPSpec`'s fields from ACTION_DIST_INPUTS to weights, and their provenance."""
     space = rl_module.action_space
     if not isinstance(space, gym.spaces.Box) or space.shape != (num_domains,):
@@ -200,14 +236,20 @@ def _action_fields(algo: Algorithm, rl_module, num_domains: int, sac_action: str
             raise ValueError(f"sac_action must be one of {list(SAC_ACTIONS)}, got {sac_action!r}")
         deterministic = sac_action
     else:
-        raise ValueError(f"cannot export the action distribution {getattr(dist_cls, '__name__', dist_cls)}: "
-                         "supported are TorchDiagGaussian (PPO, APPO) and TorchSquashedGaussian (SAC)")
+        raise ValueError(
+            f"cannot export the action distribution {getattr(dist_cls, '__name__', dist_cls)}: "
+            "supported are TorchDiagGaussian (PPO, APPO) and TorchSquashedGaussian (SAC)"
+        )
     low = [float(x) for x in np.asarray(space.low, dtype=np.float32)]
     high = [float(x) for x in np.asarray(space.high, dtype=np.float32)]
     bounds = "none"
     if algo.config.normalize_actions:
         # unsquash_action only maps bounded float Boxes
-        if np.all(space.bounded_below) and np.all(space.bounded_above) and space.dtype in (np.float32, np.float64):
+        if (
+            np.all(space.bounded_below)
+            and np.all(space.bounded_above)
+            and space.dtype in (np.float32, np.float64)
+        ):
             bounds = "unsquash"
     elif algo.config.clip_actions:
         bounds = "clip"
@@ -235,13 +277,19 @@ def _action_fields(algo: Algorithm, rl_module, num_domains: int, sac_action: str
 
 
 def mlp_policy_from_algo(
-    algo: Algorithm, module_id: str = DEFAULT_MODULE_ID, sac_action: str = "squashed",
+    algo: Algorithm,
+    module_id: str = DEFAULT_MODULE_ID,
+    sac_action: str = "squashed",
 ) -> tuple[MLPPolicy, dict[str, Any]]:
     """An `MLPPolicy` holding the learner's current PPO/APPO/SAC actor and its action math, and
     the provenance to store with it. Checked against RLlib's forward_inference."""
     if isinstance(algo.config, ACODMConfig) or not isinstance(algo.config, MLP_CONFIGS):
-        raise ValueError(f"mlp export supports PPO, APPO and SAC; got a {type(algo).__name__} algorithm")
-    rl_module = copy.deepcopy(algo.get_module(module_id))  # the structure (never touch the live copy)
+        raise ValueError(
+            f"mlp export supports PPO, APPO and SAC; got a {type(algo).__name__} algorithm"
+        )
+    rl_module = copy.deepcopy(
+        algo.get_module(module_id)
+    )  # the structure (never touch the live copy)
     if rl_module is None:
         raise ValueError(f"the algorithm has no module {module_id!r}")
     rl_module.set_state(_learner_module_state(algo, module_id))  # the learner's weights
@@ -264,7 +312,9 @@ def mlp_policy_from_algo(
     gen = torch.Generator().manual_seed(0)
     obs = torch.randn(8, state_dim, generator=gen) * 2.0
     with torch.no_grad():
-        expected = rl_module.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS][:, :num_domains]
+        expected = rl_module.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS][
+            :, :num_domains
+        ]
         got = policy.action_inputs(obs)[:, :num_domains]
     if not torch.allclose(got, expected.to(got.dtype), atol=SELF_CHECK_ATOL, rtol=0):
         raise RuntimeError(
@@ -297,5 +347,7 @@ def export_policy(
     policy, source = mlp_policy_from_algo(algo, module_id, sac_action)
     dim = state_spec.get("dim") if isinstance(state_spec, dict) else None
     if dim is not None and int(dim) != policy.state_dim:
-        raise ValueError(f"state_spec says the state has {dim} entries, the policy reads {policy.state_dim}")
+        raise ValueError(
+            f"state_spec says the state has {dim} entries, the policy reads {policy.state_dim}"
+        )
     return save_mlp_policy(out_dir, policy, domains, state_spec, config, source=source)

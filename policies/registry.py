@@ -33,7 +33,9 @@ def _model_config(agent_cfg: AgentConfig) -> DefaultModelConfig:
     )
 
 
-def _algo_base(algo: str, agent_cfg: AgentConfig, rl_cfg: RLConfig, warmup_updates: int) -> AlgorithmConfig:
+def _algo_base(
+    algo: str, agent_cfg: AgentConfig, rl_cfg: RLConfig, warmup_updates: int
+) -> AlgorithmConfig:
     if algo == "acodm":
         total = rl_cfg.iterations * rl_cfg.min_sample_timesteps_per_iteration
         return acodm_config_from(agent_cfg, warmup_updates=warmup_updates, total_env_steps=total)
@@ -128,8 +130,12 @@ def build_algo_config(
     cfg.callbacks([MixingMetrics, SamplingClock])
     if algo == "acodm" and agent_cfg.updates_per_step != 1:
         # DQN's loop: training_intensity = replayed / sampled steps (see dqn.calculate_rr_weights).
-        sampled = cfg.get_rollout_fragment_length() * rl_cfg.num_envs_per_env_runner * max(
-            rl_cfg.num_env_runners + 1, 1
+        sampled = (
+            cfg.get_rollout_fragment_length()
+            * rl_cfg.num_envs_per_env_runner
+            * max(rl_cfg.num_env_runners + 1, 1)
         )
-        cfg.training(training_intensity=agent_cfg.updates_per_step * cfg.total_train_batch_size / sampled)
+        cfg.training(
+            training_intensity=agent_cfg.updates_per_step * cfg.total_train_batch_size / sampled
+        )
     return cfg

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from acodm_ray.config import ExperimentConfig, to_dict
 from acodm_ray.rundir import prepare_run_dir, trim_jsonl, write_config, write_json
 from acodm_ray.tracking import ResultLogger, flatten_scalars, require_backends
@@ -39,16 +38,26 @@ def env_config_for(cfg: ExperimentConfig, algo: str, max_decisions: int) -> dict
 
 
 LEARNER_KEYS = {  # iterations.jsonl name -> the learner's metric (AC-ODM's learner logs all of them)
-    "learner_updates": "num_updates", "actor_loss": "actor_loss", "critic_loss": "critic_loss",
-    "td_error": "mean_abs_td_error", "actor_grad_norm": "actor_grad_norm", "critic_grad_norm": "critic_grad_norm",
-    "policy_entropy": "weight_entropy", "value_spread": "value_spread", "in_warmup": "in_warmup",
+    "learner_updates": "num_updates",
+    "actor_loss": "actor_loss",
+    "critic_loss": "critic_loss",
+    "td_error": "mean_abs_td_error",
+    "actor_grad_norm": "actor_grad_norm",
+    "critic_grad_norm": "critic_grad_norm",
+    "policy_entropy": "weight_entropy",
+    "value_spread": "value_spread",
+    "in_warmup": "in_warmup",
 }
 
 
-def learner_diagnostics(scalars: dict[str, Any], module_id: str = "default_policy") -> dict[str, Any]:
+def learner_diagnostics(
+    scalars: dict[str, Any], module_id: str = "default_policy"
+) -> dict[str, Any]:
     """The agent's diagnostics of an iteration, from RLlib's flattened result (absent ones omitted)."""
     prefix = f"learners/{module_id}/"
-    return {name: scalars[prefix + key] for name, key in LEARNER_KEYS.items() if prefix + key in scalars}
+    return {
+        name: scalars[prefix + key] for name, key in LEARNER_KEYS.items() if prefix + key in scalars
+    }
 
 
 def learner_warmup_updates(cfg: ExperimentConfig, warmup_decisions: int) -> int:
@@ -116,12 +125,19 @@ def run_proxy_rl(
     run_dir = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if not resume:
         write_config(run_dir, cfg)
-    probe = DataMixingEnv({"experiment": to_dict(cfg)})  # builds the data caches once, on the driver
+    probe = DataMixingEnv(
+        {"experiment": to_dict(cfg)}
+    )  # builds the data caches once, on the driver
     probe.reset(seed=cfg.train.seed)
     state_spec = probe.trainer.state_spec
     env_config = env_config_for(cfg, algo_name, probe.max_decisions)
     algo = build_algo_config(
-        algo_name, RLLIB_ENV, env_config, cfg.agent, cfg.rl, cfg.train.seed,
+        algo_name,
+        RLLIB_ENV,
+        env_config,
+        cfg.agent,
+        cfg.rl,
+        cfg.train.seed,
         warmup_updates=learner_warmup_updates(cfg, env_config["warmup_decisions"]),
     ).build_algo()
     if resume:
@@ -161,12 +177,18 @@ def run_proxy_rl(
             if algo.iteration % cfg.rl.checkpoint_every == 0 or algo.iteration == cfg.rl.iterations:
                 save_algo_checkpoint(algo, run_dir)
         bar.close()
-        summary: dict[str, Any] = {"algo": algo_name, "iterations": algo.iteration, "domains": probe.domains,
-                                   "checkpoint": str(run_dir / CHECKPOINT_DIR)}
+        summary: dict[str, Any] = {
+            "algo": algo_name,
+            "iterations": algo.iteration,
+            "domains": probe.domains,
+            "checkpoint": str(run_dir / CHECKPOINT_DIR),
+        }
         # every algorithm's policy: kind "actor" for acodm, "mlp" for ppo/sac/appo
         from policies.export import export_policy
 
-        policy_dir = export_policy(algo, run_dir / POLICY_DIR, probe.domains, state_spec, to_dict(cfg))
+        policy_dir = export_policy(
+            algo, run_dir / POLICY_DIR, probe.domains, state_spec, to_dict(cfg)
+        )
         summary["policy"] = str(policy_dir)
         if rollout:
             from acodm_ray.rollout import compare_with_odm
@@ -174,8 +196,13 @@ def run_proxy_rl(
             label = "AC-ODM policy" if algo_name == "acodm" else f"{algo_name.upper()} policy"
             summary["rollout"] = compare_with_odm(policy_dir, cfg, run_dir, label=label)
         write_json(run_dir / "summary.json", summary)
-        results.log_artifacts({"policy": policy_dir, "summary": run_dir / "summary.json",
-                               "plots": [summary["rollout"]["plot"]] if "rollout" in summary else []})
+        results.log_artifacts(
+            {
+                "policy": policy_dir,
+                "summary": run_dir / "summary.json",
+                "plots": [summary["rollout"]["plot"]] if "rollout" in summary else [],
+            }
+        )
     except BaseException:
         results.close("FAILED")
         raise
@@ -192,8 +219,12 @@ def progress_bar(cfg: ExperimentConfig, algo_name: str, episode_steps: int):
     from tqdm import tqdm
 
     total = cfg.rl.iterations * cfg.rl.min_sample_timesteps_per_iteration
-    return tqdm(total=total, desc=f"proxy env steps ({algo_name}, {episode_steps}-step episodes)",
-                unit="step", dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        desc=f"proxy env steps ({algo_name}, {episode_steps}-step episodes)",
+        unit="step",
+        dynamic_ncols=True,
+    )
 
 
 def iteration_line(record: dict[str, Any], iterations: int) -> str:
@@ -201,27 +232,37 @@ def iteration_line(record: dict[str, Any], iterations: int) -> str:
     ret = record.get("episode_return_mean")
     ret_text = "no episode finished yet" if ret is None else f"mean episode return {ret:+.3f}"
     steps = record.get("env_steps")
-    return (f"iteration {record['iteration']}/{iterations}: {int(steps or 0):,} env steps, {ret_text}, "
-            f"{record['seconds']:.1f} s")
+    return (
+        f"iteration {record['iteration']}/{iterations}: {int(steps or 0):,} env steps, {ret_text}, "
+        f"{record['seconds']:.1f} s"
+    )
 
 
 def closing_summary(summary: dict[str, Any], run_dir: Path, config: str | None) -> str:
     """What the run produced and what to run next, as a few readable lines."""
-    lines = [f"proxy_rl: done: {summary['iterations']} iterations of {summary['algo']}; run dir {run_dir}"]
+    lines = [
+        f"proxy_rl: done: {summary['iterations']} iterations of {summary['algo']}; run dir {run_dir}"
+    ]
     rollout = summary.get("rollout")
     if rollout:
         weights = rollout["policy_mean_weights"]
         top = sorted(weights.items(), key=lambda kv: -kv[1])
-        lines.append("proxy_rl: the learned policy's mean domain weights over a proxy run: "
-                     + ", ".join(f"{d} {w:.2f}" for d, w in top))
+        lines.append(
+            "proxy_rl: the learned policy's mean domain weights over a proxy run: "
+            + ", ".join(f"{d} {w:.2f}" for d, w in top)
+        )
         ppl, odm = rollout["policy_val_ppl"]["average"], rollout["odm_val_ppl"]["average"]
         verdict = "better than" if ppl < odm else "worse than" if ppl > odm else "equal to"
-        lines.append(f"proxy_rl: its proxy's final average validation perplexity is {ppl:.1f}, {verdict} "
-                     f"ODM's {odm:.1f} from the same seed (mean total-variation distance between their "
-                     f"weights {rollout['mean_tv_distance_to_odm']:.2f})")
+        lines.append(
+            f"proxy_rl: its proxy's final average validation perplexity is {ppl:.1f}, {verdict} "
+            f"ODM's {odm:.1f} from the same seed (mean total-variation distance between their "
+            f"weights {rollout['mean_tv_distance_to_odm']:.2f})"
+        )
         lines.append(f"proxy_rl: plot of both weight trajectories: {rollout['plot']}")
     if "policy" in summary:
         lines.append(f"proxy_rl: exported policy: {summary['policy']}")
-        lines.append("proxy_rl: next, pretrain the target with it: python jobs/target_pretrain.py "
-                     f"--config {config or 'CONFIG'} --policy {summary['policy']}")
+        lines.append(
+            "proxy_rl: next, pretrain the target with it: python jobs/target_pretrain.py "
+            f"--config {config or 'CONFIG'} --policy {summary['policy']}"
+        )
     return "\n".join(lines)

@@ -57,10 +57,13 @@ from tests.fake_cluster import (  # noqa: E402
 
 LAUNCHER = ROOT / "deploy" / "aws.yaml"
 MAX_CPUS_PER_NODE = 1.0  # every aws.yaml node type, scaled to this machine
-MAX_NODES_PER_TYPE = 2   # what each job needs: no spare node, so a lost one must be replaced
+MAX_NODES_PER_TYPE = 2  # what each job needs: no spare node, so a lost one must be replaced
 IDLE_TIMEOUT_MINUTES = 1.0
 HEARTBEAT_TIMEOUT_S = 20  # the autoscaler terminates a node silent this long (default 30)
-SYSTEM_CONFIG = {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}  # GCS: a dead raylet in ~3 s
+SYSTEM_CONFIG = {
+    "health_check_period_ms": 1000,
+    "health_check_failure_threshold": 3,
+}  # GCS: a dead raylet in ~3 s
 SHARED = Path("/tmp/shared")
 ACODM_HOME = SHARED / "acodm_home"
 OUTPUT_ROOT = SHARED / "out"
@@ -69,14 +72,27 @@ SCALE_DOWN_SLACK_S = 120.0
 OBSERVATIONS = "observations.json"
 
 CONFIG = "configs/tiny.yaml"
-PROXY_SETS = ["rl.num_env_runners=2", "rl.num_cpus_per_env_runner=1", "train.steps=6",
-              "rl.min_sample_timesteps_per_iteration=12", "rl.train_batch_size=6", "rl.checkpoint_every=1"]
+PROXY_SETS = [
+    "rl.num_env_runners=2",
+    "rl.num_cpus_per_env_runner=1",
+    "train.steps=6",
+    "rl.min_sample_timesteps_per_iteration=12",
+    "rl.train_batch_size=6",
+    "rl.checkpoint_every=1",
+]
 TARGET_STEPS = 30
 CHECKPOINT_EVERY = 5
 KILL_AFTER_STEP = 12
-TARGET_SETS = ["target.num_workers=2", "target.cpus_per_worker=1", "target.max_failures=3",
-               f"train.steps={TARGET_STEPS}", f"train.checkpoint_every={CHECKPOINT_EVERY}",
-               f"train.eval_every={TARGET_STEPS}", "train.eval_batches=1", "target.server_timeout_s=20"]
+TARGET_SETS = [
+    "target.num_workers=2",
+    "target.cpus_per_worker=1",
+    "target.max_failures=3",
+    f"train.steps={TARGET_STEPS}",
+    f"train.checkpoint_every={CHECKPOINT_EVERY}",
+    f"train.eval_every={TARGET_STEPS}",
+    "train.eval_batches=1",
+    "target.server_timeout_s=20",
+]
 # The checkout in place on every node, as deploy/aws.yaml's file_mounts put it there: an uploaded
 # working dir cannot be used here. Every fake node's runtime env agent unpacks a job's package into
 # the one session directory they share, and Ray 2.60 unpacks with overwrite=True: each node that joins
@@ -106,13 +122,17 @@ def check_jobs_fit(node_types: dict[str, dict[str, Any]]) -> None:
     proxy, target = job_configs()
     for name, bundles in (("proxy", proxy_bundles(proxy)), ("target", target_bundles(target))):
         if not fits(bundles, node_types):
-            raise RuntimeError(f"the {name} job asks for {bundles}; the node types {node_types} cannot hold it")
+            raise RuntimeError(
+                f"the {name} job asks for {bundles}; the node types {node_types} cannot hold it"
+            )
 
 
 def entrypoint(script: str, sets: list[str], *args: str) -> str:
     env = f"ACODM_HOME={ACODM_HOME} ACODM_OUTPUT_ROOT={OUTPUT_ROOT}"
     flags = " ".join(f"--set {shlex.quote(s)}" for s in sets)
-    return f"{env} python {script} --config {CONFIG} {flags} {' '.join(shlex.quote(a) for a in args)}"
+    return (
+        f"{env} python {script} --config {CONFIG} {flags} {' '.join(shlex.quote(a) for a in args)}"
+    )
 
 
 # ------------------------------------------------------------------------- watching the cluster
@@ -143,7 +163,9 @@ class NodeWatch(threading.Thread):
             with self.lock:
                 for n in nodes:
                     node_id = n["NodeID"]
-                    if "node:__internal_head__" in n.get("Resources", {}) or (n["Alive"] and n.get("IsHead")):
+                    if "node:__internal_head__" in n.get("Resources", {}) or (
+                        n["Alive"] and n.get("IsHead")
+                    ):
                         self.head = node_id
                         continue
                     if n["Alive"] and node_id not in self.joined:
@@ -167,7 +189,12 @@ class NodeWatch(threading.Thread):
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            return {"head": self.head, "joined": dict(self.joined), "left": dict(self.left), "types": dict(self.types)}
+            return {
+                "head": self.head,
+                "joined": dict(self.joined),
+                "left": dict(self.left),
+                "types": dict(self.types),
+            }
 
 
 def wait_until(predicate, what: str, timeout: float, every: float = 0.5):
@@ -186,8 +213,11 @@ def wait_until(predicate, what: str, timeout: float, every: float = 0.5):
 
 def submit(client, name: str, entry: str) -> dict[str, Any]:
     start = time.time()
-    sid = client.submit_job(entrypoint=entry, submission_id=name,
-                            runtime_env={"working_dir": WORKING_DIR, "env_vars": dict(JOB_ENV)})
+    sid = client.submit_job(
+        entrypoint=entry,
+        submission_id=name,
+        runtime_env={"working_dir": WORKING_DIR, "env_vars": dict(JOB_ENV)},
+    )
     return {"submission_id": sid, "entrypoint": entry, "submitted": start}
 
 
@@ -195,14 +225,25 @@ def wait_job(client, job: dict[str, Any], logs: Path) -> dict[str, Any]:
     from ray.job_submission import JobStatus
 
     done = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
-    wait_until(lambda: client.get_job_status(job["submission_id"]) in done, f"job {job['submission_id']}",
-               JOB_TIMEOUT_S, every=1.0)
+    wait_until(
+        lambda: client.get_job_status(job["submission_id"]) in done,
+        f"job {job['submission_id']}",
+        JOB_TIMEOUT_S,
+        every=1.0,
+    )
     info = client.get_job_info(job["submission_id"])
     logs.mkdir(parents=True, exist_ok=True)
     (logs / f"{job['submission_id']}.log").write_text(client.get_job_logs(job["submission_id"]))
-    job.update({"status": str(info.status.value), "job_id": info.job_id, "message": info.message,
-                "driver_node_id": info.driver_node_id,
-                "start_time": info.start_time / 1000, "end_time": info.end_time / 1000})
+    job.update(
+        {
+            "status": str(info.status.value),
+            "job_id": info.job_id,
+            "message": info.message,
+            "driver_node_id": info.driver_node_id,
+            "start_time": info.start_time / 1000,
+            "end_time": info.end_time / 1000,
+        }
+    )
     return job
 
 
@@ -210,9 +251,16 @@ def actors(job_id: str, class_name: str) -> list[dict[str, Any]]:
     """Every actor of `class_name` the job created, dead ones included, with its node."""
     from ray.util.state import list_actors
 
-    found = list_actors(filters=[("job_id", "=", job_id), ("class_name", "=", class_name)], detail=True,
-                        limit=1000, raise_on_missing_output=False)
-    return [{"actor_id": a.actor_id, "node_id": a.node_id, "state": a.state, "pid": a.pid} for a in found]
+    found = list_actors(
+        filters=[("job_id", "=", job_id), ("class_name", "=", class_name)],
+        detail=True,
+        limit=1000,
+        raise_on_missing_output=False,
+    )
+    return [
+        {"actor_id": a.actor_id, "node_id": a.node_id, "state": a.state, "pid": a.pid}
+        for a in found
+    ]
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -230,8 +278,13 @@ def step_records(run_dir: Path) -> list[dict[str, Any]]:
 
 def proxy_phase(client, name: str, watch: NodeWatch, logs: Path) -> dict[str, Any]:
     alive_at_submit = sorted(watch.alive())
-    job = submit(client, name, entrypoint("jobs/proxy_rl.py", PROXY_SETS, "--no-rollout", "--iterations", "1",
-                                          "--name", name))
+    job = submit(
+        client,
+        name,
+        entrypoint(
+            "jobs/proxy_rl.py", PROXY_SETS, "--no-rollout", "--iterations", "1", "--name", name
+        ),
+    )
     wait_job(client, job, logs)
     job["alive_at_submit"] = alive_at_submit
     job["env_runners"] = actors(job["job_id"], "SingleAgentEnvRunner")
@@ -244,8 +297,11 @@ def proxy_phase(client, name: str, watch: NodeWatch, logs: Path) -> dict[str, An
 
 def target_phase(client, policy: str, watch: NodeWatch, logs: Path) -> dict[str, Any]:
     run_dir = OUTPUT_ROOT / "runs" / "target"
-    job = submit(client, "target", entrypoint("jobs/target_pretrain.py", TARGET_SETS, "--policy", policy,
-                                              "--name", "target"))
+    job = submit(
+        client,
+        "target",
+        entrypoint("jobs/target_pretrain.py", TARGET_SETS, "--policy", policy, "--name", "target"),
+    )
     job["alive_at_submit"] = sorted(watch.alive())
     job["run_dir"] = str(run_dir)
 
@@ -263,8 +319,13 @@ def target_phase(client, policy: str, watch: NodeWatch, logs: Path) -> dict[str,
     server_nodes = {a["node_id"] for a in server}
     candidates = sorted({a["node_id"] for a in workers} - server_nodes - {watch.head})
     before = step_records(run_dir)
-    job["kill"] = {"node_id": None, "time": None, "pids": [], "workers_before": workers,
-                   "steps_before": [{"step": r["step"], "loss": r["loss"]} for r in before]}
+    job["kill"] = {
+        "node_id": None,
+        "time": None,
+        "pids": [],
+        "workers_before": workers,
+        "steps_before": [{"step": r["step"], "loss": r["loss"]} for r in before],
+    }
     if candidates:  # else nothing to kill: the checks of the node loss fail on the missing kill
         job["kill"].update({"node_id": candidates[0], "time": time.time()})
         job["kill"]["pids"] = kill_node(candidates[0])
@@ -274,7 +335,10 @@ def target_phase(client, policy: str, watch: NodeWatch, logs: Path) -> dict[str,
     job["train_controller"] = actors(job["job_id"], "TrainController")
     job["steps_after"] = [{"step": r["step"], "loss": r["loss"]} for r in step_records(run_dir)]
     job["events"] = read_jsonl(run_dir / "events.jsonl")
-    job["rank0"] = [{"step": r["step"], "fresh": r["fresh"]} for r in read_jsonl(run_dir / "ranks" / "rank0.jsonl")]
+    job["rank0"] = [
+        {"step": r["step"], "fresh": r["fresh"]}
+        for r in read_jsonl(run_dir / "ranks" / "rank0.jsonl")
+    ]
     summary = run_dir / "summary.json"
     job["summary"] = json.loads(summary.read_text()) if summary.is_file() else None
     return job
@@ -282,14 +346,21 @@ def target_phase(client, policy: str, watch: NodeWatch, logs: Path) -> dict[str,
 
 def scale_down_phase(watch: NodeWatch, idle_timeout_s: float) -> dict[str, Any]:
     start = time.time()
-    wait_until(lambda: not watch.alive(), "every idle worker node to be removed", idle_timeout_s + SCALE_DOWN_SLACK_S)
+    wait_until(
+        lambda: not watch.alive(),
+        "every idle worker node to be removed",
+        idle_timeout_s + SCALE_DOWN_SLACK_S,
+    )
     return {"start": start, "all_removed": time.time()}
 
 
 def fallbacks() -> dict[str, bool]:
     """Whether anything wrote to the nodes' local defaults instead of the shared storage."""
     home = Path.home()
-    return {"~/.cache/acodm": (home / ".cache" / "acodm").exists(), "~/acodm-runs": (home / "acodm-runs").exists()}
+    return {
+        "~/.cache/acodm": (home / ".cache" / "acodm").exists(),
+        "~/acodm-runs": (home / "acodm-runs").exists(),
+    }
 
 
 def run(out: Path) -> None:
@@ -305,15 +376,26 @@ def run(out: Path) -> None:
     aws = launcher()
     node_types = scaled_node_types(aws, MAX_CPUS_PER_NODE, MAX_NODES_PER_TYPE)
     check_jobs_fit(node_types)
-    cluster = FakeAutoscalingCluster(head_resources(aws), node_types, idle_timeout_minutes=IDLE_TIMEOUT_MINUTES)
-    obs["cluster"] = {"head_resources": head_resources(aws), "node_types": node_types,
-                      "idle_timeout_s": IDLE_TIMEOUT_MINUTES * 60, "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S,
-                      "checkpoint_every": CHECKPOINT_EVERY, "target_steps": TARGET_STEPS,
-                      "kill_after_step": KILL_AFTER_STEP, "config": cluster.config}
-    cluster.start(_system_config=SYSTEM_CONFIG, override_env={
-        "AUTOSCALER_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S),
-        "PYTHONPATH": str(ROOT),  # the monitor imports the provider from tests/fake_cluster.py
-    })
+    cluster = FakeAutoscalingCluster(
+        head_resources(aws), node_types, idle_timeout_minutes=IDLE_TIMEOUT_MINUTES
+    )
+    obs["cluster"] = {
+        "head_resources": head_resources(aws),
+        "node_types": node_types,
+        "idle_timeout_s": IDLE_TIMEOUT_MINUTES * 60,
+        "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S,
+        "checkpoint_every": CHECKPOINT_EVERY,
+        "target_steps": TARGET_STEPS,
+        "kill_after_step": KILL_AFTER_STEP,
+        "config": cluster.config,
+    }
+    cluster.start(
+        _system_config=SYSTEM_CONFIG,
+        override_env={
+            "AUTOSCALER_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S),
+            "PYTHONPATH": str(ROOT),  # the monitor imports the provider from tests/fake_cluster.py
+        },
+    )
     watch = NodeWatch()
     logs = SHARED / "logs"
     try:
@@ -350,7 +432,11 @@ def run(out: Path) -> None:
 
 def first_env_step_s(job: dict[str, Any]) -> float | None:
     """Seconds from submitting a proxy job to its first completed env step."""
-    times = [r["first_env_step_time"] for r in job.get("iterations") or [] if r.get("first_env_step_time")]
+    times = [
+        r["first_env_step_time"]
+        for r in job.get("iterations") or []
+        if r.get("first_env_step_time")
+    ]
     return min(times) - job["submitted"] if times else None
 
 
@@ -367,15 +453,22 @@ def measurements(obs: dict[str, Any]) -> dict[str, Any]:
     """The numbers a run produced (seconds are wall clock), for the test's messages and BENCHMARKS.md."""
     phases, nodes = obs["phases"], obs["nodes"]
     joined, left = nodes["joined"], nodes["left"]
-    out: dict[str, Any] = {"cluster_start_s": obs["cluster"].get("started_s"), "total_s": obs.get("total_s"),
-                           "nodes_added": len(joined), "nodes_removed": len(left)}
+    out: dict[str, Any] = {
+        "cluster_start_s": obs["cluster"].get("started_s"),
+        "total_s": obs.get("total_s"),
+        "nodes_added": len(joined),
+        "nodes_removed": len(left),
+    }
     for name in ("proxy_cold", "proxy_warm"):
         job = phases.get(name)
         if job and "end_time" in job:
             added = joined_between(obs, job["submitted"], job["end_time"])
-            out[name] = {"submit_to_first_env_step_s": first_env_step_s(job), "job_s": job["end_time"] - job["submitted"],
-                         "nodes_added": len(added),
-                         "submit_to_nodes_joined_s": [round(joined[n] - job["submitted"], 1) for n in added]}
+            out[name] = {
+                "submit_to_first_env_step_s": first_env_step_s(job),
+                "job_s": job["end_time"] - job["submitted"],
+                "nodes_added": len(added),
+                "submit_to_nodes_joined_s": [round(joined[n] - job["submitted"], 1) for n in added],
+            }
     job = phases.get("target")
     if job and (job.get("kill") or {}).get("time") and "end_time" in job:
         kill, every = job["kill"], obs["cluster"]["checkpoint_every"]
@@ -383,23 +476,39 @@ def measurements(obs: dict[str, Any]) -> dict[str, Any]:
         resume = next((e for e in job["events"] if e["event"] == "resume"), None)
         last = kill["steps_before"][-1]["step"] if kill["steps_before"] else 0
         after = joined_between(obs, kill["time"], job["end_time"])
-        out["target"] = {"submit_to_first_step_s": start - job["submitted"] if start else None,
-                         "job_s": job["end_time"] - job["submitted"],
-                         "nodes_added_before_kill": len(joined_between(obs, job["submitted"], kill["time"]))}
+        out["target"] = {
+            "submit_to_first_step_s": start - job["submitted"] if start else None,
+            "job_s": job["end_time"] - job["submitted"],
+            "nodes_added_before_kill": len(joined_between(obs, job["submitted"], kill["time"])),
+        }
         out["node_loss"] = {
-            "killed_after_step": last, "checkpoint_every": every,
+            "killed_after_step": last,
+            "checkpoint_every": every,
             "resumed_from_step": resume["step"] if resume else None,
             "steps_recomputed": last - resume["step"] if resume else None,
-            "steps_lost_beyond_last_checkpoint": checkpoint_before(last, every) - resume["step"] if resume else None,
-            "node_dead_after_s": left[kill["node_id"]] - kill["time"] if kill["node_id"] in left else None,
+            "steps_lost_beyond_last_checkpoint": checkpoint_before(last, every) - resume["step"]
+            if resume
+            else None,
+            "node_dead_after_s": left[kill["node_id"]] - kill["time"]
+            if kill["node_id"] in left
+            else None,
             "replacement_joined_after_s": joined[after[0]] - kill["time"] if after else None,
             "resumed_after_s": resume["time"] - kill["time"] if resume else None,
         }
     down = phases.get("scale_down")
     if down and job and "end_time" in job:
-        idle = [n for n in joined if joined[n] <= job["end_time"] and left.get(n, float("inf")) > job["end_time"]]
-        out["scale_down"] = {"idle_timeout_s": obs["cluster"]["idle_timeout_s"], "nodes_removed": len(idle),
-                             "removed_after_job_end_s": sorted(round(left[n] - job["end_time"], 1) for n in idle if n in left)}
+        idle = [
+            n
+            for n in joined
+            if joined[n] <= job["end_time"] and left.get(n, float("inf")) > job["end_time"]
+        ]
+        out["scale_down"] = {
+            "idle_timeout_s": obs["cluster"]["idle_timeout_s"],
+            "nodes_removed": len(idle),
+            "removed_after_job_end_s": sorted(
+                round(left[n] - job["end_time"], 1) for n in idle if n in left
+            ),
+        }
     return out
 
 
@@ -415,10 +524,21 @@ def run_isolated_scenario(private_tmp: Path, timeout: float = 1500.0):
     from tests.isolation import run_isolated
 
     bin_dir = Path(sys.executable).parent
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTHONPATH", "ACODM_HOME",
-                                                              "ACODM_OUTPUT_ROOT", "VIRTUAL_ENV")}
-    env.update({"PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", "HOME": "/tmp/home", "RAY_AUTH_MODE": "disabled",
-                "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RAY_ADDRESS", "PYTHONPATH", "ACODM_HOME", "ACODM_OUTPUT_ROOT", "VIRTUAL_ENV")
+    }
+    env.update(
+        {
+            "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+            "HOME": "/tmp/home",
+            "RAY_AUTH_MODE": "disabled",
+            "OMP_NUM_THREADS": "1",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     inner = f"/tmp/shared/{OBSERVATIONS}"
     script = f"mkdir -p /tmp/home {SHARED}\n{shlex.quote(sys.executable)} tests/autoscaling_scenario.py {inner}"
     try:

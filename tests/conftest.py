@@ -21,10 +21,19 @@ def isolated_cache(tmp_path_factory, monkeypatch):
 def tiny_config(**sections) -> ExperimentConfig:
     """A model and batch small enough for 2 CPU cores (hidden 32, 2 layers, seq 16)."""
     overrides = [
-        "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
-        "train.seq_len=16", "train.micro_batch_size=4", "train.grad_accum=6",
-        "train.steps=8", "train.warmup_steps=2", "train.eval_every=4", "train.eval_batches=2",
-        "train.checkpoint_every=4", "corpus.source=tiny", "tokenizer.vocab_size=512",
+        "model.hidden_size=32",
+        "model.num_layers=2",
+        "model.num_heads=2",
+        "train.seq_len=16",
+        "train.micro_batch_size=4",
+        "train.grad_accum=6",
+        "train.steps=8",
+        "train.warmup_steps=2",
+        "train.eval_every=4",
+        "train.eval_batches=2",
+        "train.checkpoint_every=4",
+        "corpus.source=tiny",
+        "tokenizer.vocab_size=512",
     ]
     for section, values in sections.items():
         overrides += [f"{section}.{k}={v}" for k, v in values.items()]
@@ -67,8 +76,13 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, object_store_memory=150 * 1024**2, include_dashboard=False,
-                 log_to_driver=False, ignore_reinit_error=True)
+        ray.init(
+            num_cpus=2,
+            object_store_memory=150 * 1024**2,
+            include_dashboard=False,
+            log_to_driver=False,
+            ignore_reinit_error=True,
+        )
     yield ray
     ray.shutdown()
 
@@ -89,12 +103,17 @@ def readme_quick_comparison(tmp_path_factory):
 
     if not (VENV / "bin" / "python").exists():
         pytest.skip("the README's commands use ./.venv (made by `make setup`)")
-    lines = [command(line) for line in readme_block("Comparing mixing methods (the paper's figures)")]
+    lines = [
+        command(line) for line in readme_block("Comparing mixing methods (the paper's figures)")
+    ]
     smoke = [line for line in lines if line.endswith("--quick")]
     assert smoke == [".venv/bin/python jobs/compare.py --config configs/tiny.yaml --quick"]
     methods = [*DEFAULT_METHODS, *QUICK_EXTRA_METHODS]
     tmp = tmp_path_factory.mktemp("readme_compare")
     env = user_env(tmp, ACODM_HOME=str(tmp_path_factory.getbasetemp() / "acodm_home"))
-    proc = run_bash(f"{smoke[0]} --set tracking.mlflow=true --set tracking.wandb=true --methods {','.join(methods)}",
-                    env, timeout=1200)
+    proc = run_bash(
+        f"{smoke[0]} --set tracking.mlflow=true --set tracking.wandb=true --methods {','.join(methods)}",
+        env,
+        timeout=1200,
+    )
     return proc, tmp / "out" / "results" / "tiny-compare-quick", methods

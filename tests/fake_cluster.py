@@ -48,8 +48,13 @@ BASE_CONFIG: dict[str, Any] = {
     "max_workers": 0,  # set from the node types
     "upscaling_speed": 1.0,
     "idle_timeout_minutes": 1.0,
-    "provider": {"type": "external", "module": "tests.fake_cluster.ReplaceableFakeProvider",
-                 "use_node_id_as_ip": True, "disable_node_updaters": True, "disable_launch_config_check": True},
+    "provider": {
+        "type": "external",
+        "module": "tests.fake_cluster.ReplaceableFakeProvider",
+        "use_node_id_as_ip": True,
+        "disable_node_updaters": True,
+        "disable_launch_config_check": True,
+    },
     "auth": {"ssh_user": "ubuntu"},
     "docker": {},
     "head_node_type": HEAD_TYPE,
@@ -75,8 +80,9 @@ def scaled_resources(resources: dict[str, float], max_cpus: float) -> dict[str, 
     return out
 
 
-def scaled_node_types(launcher: dict[str, Any], max_cpus: float, max_nodes: int,
-                      max_gpu_nodes: int = 0) -> dict[str, dict[str, Any]]:
+def scaled_node_types(
+    launcher: dict[str, Any], max_cpus: float, max_nodes: int, max_gpu_nodes: int = 0
+) -> dict[str, dict[str, Any]]:
     """The launcher's worker node types for the fake provider: resources as `scaled_resources`,
     `min_workers` as written, `max_workers` capped at `max_nodes`, no cloud `node_config`.
 
@@ -87,8 +93,12 @@ def scaled_node_types(launcher: dict[str, Any], max_cpus: float, max_nodes: int,
     for name, spec in worker_node_types(launcher).items():
         resources = scaled_resources(spec.get("resources") or {}, max_cpus)
         cap = min(max_nodes, max_gpu_nodes) if resources.get("GPU", 0) > 0 else max_nodes
-        types[name] = {"resources": resources, "min_workers": int(spec.get("min_workers", 0)),
-                       "max_workers": min(int(spec["max_workers"]), cap), "node_config": {}}
+        types[name] = {
+            "resources": resources,
+            "min_workers": int(spec.get("min_workers", 0)),
+            "max_workers": min(int(spec["max_workers"]), cap),
+            "node_config": {},
+        }
     return types
 
 
@@ -110,7 +120,9 @@ class ReplaceableFakeProvider(FakeMultiNodeProvider):
     def _create_node_with_resources_and_labels(self, node_config, tags, count, resources, labels):
         with self.lock:
             before = set(self._nodes)
-            super()._create_node_with_resources_and_labels(node_config, tags, count, resources, labels)
+            super()._create_node_with_resources_and_labels(
+                node_config, tags, count, resources, labels
+            )
             for node_id in set(self._nodes) - before:
                 self._nodes[node_id]["tags"][TAG_RAY_NODE_STATUS] = STATUS_UP_TO_DATE
 
@@ -118,13 +130,18 @@ class ReplaceableFakeProvider(FakeMultiNodeProvider):
 class FakeAutoscalingCluster(AutoscalingCluster):
     """`AutoscalingCluster` with `BASE_CONFIG` instead of the example.yaml the wheel lacks."""
 
-    def _generate_config(self, head_resources, worker_node_types, autoscaler_v2=False, **config_kwargs):
+    def _generate_config(
+        self, head_resources, worker_node_types, autoscaler_v2=False, **config_kwargs
+    ):
         if autoscaler_v2:
             raise ValueError("only the default autoscaler (v1) is set up here")
         config = copy.deepcopy(BASE_CONFIG)
         config["available_node_types"] = copy.deepcopy(worker_node_types)
-        config["available_node_types"][HEAD_TYPE] = {"resources": dict(head_resources), "node_config": {},
-                                                     "max_workers": 0}
+        config["available_node_types"][HEAD_TYPE] = {
+            "resources": dict(head_resources),
+            "node_config": {},
+            "max_workers": 0,
+        }
         config["max_workers"] = sum(t["max_workers"] for t in worker_node_types.values())
         config.update(config_kwargs)
         return config
@@ -139,7 +156,9 @@ def _environ(pid: int) -> dict[str, str]:
         raw = Path(f"/proc/{pid}/environ").read_bytes()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return {}
-    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+    return dict(
+        item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item
+    )
 
 
 def node_processes() -> dict[str, list[int]]:

@@ -32,9 +32,20 @@ def isolated_script(private_tmp: Path, script: str) -> str:
     return f"mount --bind {private_tmp} /tmp\nip link set lo up\n{script}\n"
 
 
-def run_isolated(script: str, private_tmp: Path, env: dict[str, str], cwd: Path, timeout: float,
-                 ) -> subprocess.CompletedProcess:
+def run_isolated(
+    script: str,
+    private_tmp: Path,
+    env: dict[str, str],
+    cwd: Path,
+    timeout: float,
+) -> subprocess.CompletedProcess:
     """Run `script` with `bash -euo pipefail` in the namespaces; `private_tmp` is its /tmp."""
     private_tmp.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([*UNSHARE, "bash", "-euo", "pipefail", "-c", isolated_script(private_tmp, script)],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*UNSHARE, "bash", "-euo", "pipefail", "-c", isolated_script(private_tmp, script)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -54,7 +54,9 @@ def test_a_policy_that_reads_progress_on_another_scale_is_refused(tmp_path):
     from acodm_ray.agent.policy_file import save_trajectory_policy
 
     rows = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]])
-    traj = save_trajectory_policy(tmp_path / "traj", rows, DOMAINS, {"dim": 12, "progress_scale": 100.0}, {})
+    traj = save_trajectory_policy(
+        tmp_path / "traj", rows, DOMAINS, {"dim": 12, "progress_scale": 100.0}, {}
+    )
     mixer = ActorMixer(traj, DOMAINS, state_dim=12, progress_scale=100.0)
     state = np.zeros(12, np.float32)
     state[-1] = 60.0  # 60% of the run: the second half of a 2-step schedule
@@ -62,7 +64,9 @@ def test_a_policy_that_reads_progress_on_another_scale_is_refused(tmp_path):
     with pytest.raises(PolicyMismatchError, match=r"\(t / T\) x 100, this run's state has x 1 "):
         ActorMixer(traj, DOMAINS, state_dim=12, progress_scale=1.0)
     torch.manual_seed(0)
-    actor_dir = save_policy(tmp_path / "actor", Actor(12, 3, 8, 1), DOMAINS, {"dim": 12, "progress_scale": 100.0}, {})
+    actor_dir = save_policy(
+        tmp_path / "actor", Actor(12, 3, 8, 1), DOMAINS, {"dim": 12, "progress_scale": 100.0}, {}
+    )
     with pytest.raises(PolicyMismatchError, match="signals.progress_scale"):
         ActorMixer(actor_dir, DOMAINS, state_dim=12, progress_scale=10.0)
     ActorMixer(actor_dir, DOMAINS, state_dim=12, progress_scale=100.0)  # the same scale is fine

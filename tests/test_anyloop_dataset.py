@@ -14,7 +14,10 @@ SPAN = 100  # domain i's tokens are in [i * SPAN, (i + 1) * SPAN)
 
 def sources(num_domains=3, length=5000, seed=0):
     rng = np.random.default_rng(seed)
-    return {f"d{i}": rng.integers(i * SPAN, (i + 1) * SPAN, size=length).astype(np.int32) for i in range(num_domains)}
+    return {
+        f"d{i}": rng.integers(i * SPAN, (i + 1) * SPAN, size=length).astype(np.int32)
+        for i in range(num_domains)
+    }
 
 
 def take_steps(ds, schedule, batch_size, grad_accum, loader=None):
@@ -36,7 +39,14 @@ def take_steps(ds, schedule, batch_size, grad_accum, loader=None):
     return out
 
 
-SCHEDULE = [[0.6, 0.3, 0.1], [0.1, 0.3, 0.6], [0.34, 0.33, 0.33], [0.9, 0.05, 0.05], [0.2, 0.2, 0.6], [0.5, 0.5, 0.0]]
+SCHEDULE = [
+    [0.6, 0.3, 0.1],
+    [0.1, 0.3, 0.6],
+    [0.34, 0.33, 0.33],
+    [0.9, 0.05, 0.05],
+    [0.2, 0.2, 0.6],
+    [0.5, 0.5, 0.0],
+]
 
 
 def test_examples_are_packed_windows_of_the_domain_the_weights_choose():
@@ -45,7 +55,9 @@ def test_examples_are_packed_windows_of_the_domain_the_weights_choose():
     for ex in examples[:200]:
         d = ex["domain"]
         assert ex["input_ids"].shape == (16,) and ex["input_ids"].dtype == torch.int64
-        assert torch.equal(ex["labels"], ex["input_ids"])  # HF causal LMs shift the labels themselves
+        assert torch.equal(
+            ex["labels"], ex["input_ids"]
+        )  # HF causal LMs shift the labels themselves
         assert ((ex["input_ids"] >= d * SPAN) & (ex["input_ids"] < (d + 1) * SPAN)).all()
     share = np.bincount([ex["domain"] for ex in examples], minlength=3) / len(examples)
     np.testing.assert_allclose(share, [0.7, 0.2, 0.1], atol=0.03)
@@ -60,8 +72,12 @@ def test_steps_draw_with_the_weights_published_delay_steps_before():
     ds = MixingDataset(sources(), seq_len=8, delay=1, batch_size=50, grad_accum=2)
     ds.attach([1.0, 0.0, 0.0])
     drawn = take_steps(ds, [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]], 50, 2)
-    per_step = [sorted({d for d, _ in drawn[i * 100:(i + 1) * 100]}) for i in range(3)]
-    assert per_step == [[0], [0], [1]]  # step s uses the decision after step s - 1 (the initial one first)
+    per_step = [sorted({d for d, _ in drawn[i * 100 : (i + 1) * 100]}) for i in range(3)]
+    assert per_step == [
+        [0],
+        [0],
+        [1],
+    ]  # step s uses the decision after step s - 1 (the initial one first)
 
 
 def test_state_dict_gives_the_identical_continuation():
@@ -115,8 +131,10 @@ def test_dataloader_workers_split_one_stream_and_wait_for_each_steps_weights():
 
     single, two = run(0), run(2)
     assert two == single
-    batches = [tuple(single[i:i + B]) for i in range(0, len(single), B)]
-    assert len(set(batches)) == len(batches)  # no batch drawn twice (a worker ignoring its id would repeat)
+    batches = [tuple(single[i : i + B]) for i in range(0, len(single), B)]
+    assert len(set(batches)) == len(
+        batches
+    )  # no batch drawn twice (a worker ignoring its id would repeat)
 
 
 def test_ranks_draw_distinct_streams(monkeypatch):
@@ -136,9 +154,14 @@ def test_ranks_draw_distinct_streams(monkeypatch):
 def test_hf_datasets_and_iterables_of_token_lists_are_sources():
     datasets = pytest.importorskip("datasets")
     docs = {"a": [[1, 2, 3, 4], [5, 6, 7]], "b": [[10, 11, 12, 13, 14]]}
-    ds = MixingDataset({"a": datasets.Dataset.from_dict({"input_ids": docs["a"]}), "b": iter(docs["b"])},
-                       seq_len=3, eos_id=0)
-    np.testing.assert_array_equal(ds.streams[0], [1, 2, 3, 4, 0, 5, 6, 7, 0])  # packed, eos between documents
+    ds = MixingDataset(
+        {"a": datasets.Dataset.from_dict({"input_ids": docs["a"]}), "b": iter(docs["b"])},
+        seq_len=3,
+        eos_id=0,
+    )
+    np.testing.assert_array_equal(
+        ds.streams[0], [1, 2, 3, 4, 0, 5, 6, 7, 0]
+    )  # packed, eos between documents
     np.testing.assert_array_equal(ds.streams[1], [10, 11, 12, 13, 14, 0])
     np.testing.assert_allclose(ds.natural_proportions(), [9 / 15, 6 / 15])
 
@@ -149,21 +172,28 @@ def test_bad_sources_are_refused_by_name():
         MixingDataset({"ok": np.arange(100), "empty": []}, seq_len=8)
     with pytest.raises(EmptySourceError, match="domain 'empty' has no examples"):
         MixingDataset({"ok": np.arange(100), "empty": np.zeros(0, np.int64)}, seq_len=8)
-    with pytest.raises(EmptySourceError, match="domain 'short' has 5 tokens, fewer than one example of seq_len = 8"):
+    with pytest.raises(
+        EmptySourceError, match="domain 'short' has 5 tokens, fewer than one example of seq_len = 8"
+    ):
         MixingDataset({"ok": np.arange(100), "short": np.arange(5)}, seq_len=8)
     text = datasets.Dataset.from_dict({"text": ["hello", "world"]})
-    with pytest.raises(EmptySourceError, match=r"has columns \['text'\], none named 'input_ids': tokenize it first"):
+    with pytest.raises(
+        EmptySourceError, match=r"has columns \['text'\], none named 'input_ids': tokenize it first"
+    ):
         MixingDataset({"ok": np.arange(100), "raw": text}, seq_len=8)
     with pytest.raises(TypeError, match="float64.*not integer token ids"):
         MixingDataset({"ok": np.linspace(0, 1, 100)}, seq_len=8)
 
 
-@pytest.mark.parametrize("weights, match", [
-    ([0.5, 0.6, 0.1], "sum to 1.200000, not 1"),
-    ([1.2, -0.1, -0.1], r"are negative for domain\(s\) \['d1', 'd2'\]"),
-    ([0.5, 0.5], "have shape \\(2,\\) but there are 3 domains"),
-    ([float("nan"), 0.5, 0.5], r"are not finite for domain\(s\) \['d0'\]"),
-])
+@pytest.mark.parametrize(
+    "weights, match",
+    [
+        ([0.5, 0.6, 0.1], "sum to 1.200000, not 1"),
+        ([1.2, -0.1, -0.1], r"are negative for domain\(s\) \['d1', 'd2'\]"),
+        ([0.5, 0.5], "have shape \\(2,\\) but there are 3 domains"),
+        ([float("nan"), 0.5, 0.5], r"are not finite for domain\(s\) \['d0'\]"),
+    ],
+)
 def test_weights_that_are_not_a_distribution_are_refused(weights, match):
     with pytest.raises(WeightsError, match="mixing weights refused: weights " + match):
         MixingDataset(sources(), seq_len=8, weights=weights)
@@ -177,14 +207,18 @@ def test_drawing_ahead_of_the_feedback_in_the_main_process_says_to_raise_delay()
     ds.attach([0.2, 0.3, 0.5])
     gen = iter(ds)
     next(gen), next(gen)  # step 0
-    with pytest.raises(RuntimeError, match="step 1 needs the weights decided after step 1.*larger delay"):
+    with pytest.raises(
+        RuntimeError, match="step 1 needs the weights decided after step 1.*larger delay"
+    ):
         next(gen)
 
 
 def test_a_state_for_other_domains_or_another_seed_is_refused():
     state = MixingDataset(sources(), seq_len=8, seed=0).state_dict()
     other = MixingDataset(sources(num_domains=2), seq_len=8)
-    with pytest.raises(MixingStateError, match=r"for domains \['d0', 'd1', 'd2'\], this dataset has \['d0', 'd1'\]"):
+    with pytest.raises(
+        MixingStateError, match=r"for domains \['d0', 'd1', 'd2'\], this dataset has \['d0', 'd1'\]"
+    ):
         other.load_state_dict(state)
     with pytest.raises(MixingStateError, match="seed = 0, this dataset 5"):
         MixingDataset(sources(), seq_len=8, seed=5).load_state_dict(state)

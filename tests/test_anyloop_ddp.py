@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from test_anyloop_dataset import SPAN, sources
 from torch.utils.data import default_collate
 
 from acodm_ray.anyloop import MixingDataset, MixingFeedback
@@ -25,15 +26,34 @@ from acodm_ray.mixers.static import StaticMixer
 from acodm_ray.model import build_model
 from acodm_ray.signals import domain_means
 
-from test_anyloop_dataset import SPAN, sources
-
 ROOT = Path(__file__).resolve().parents[1]
-DOMAINS = ["python_code", "legal", "dictionary"]  # 3 domains: ODM's exploration floor leaves uniform at step 4
+DOMAINS = [
+    "python_code",
+    "legal",
+    "dictionary",
+]  # 3 domains: ODM's exploration floor leaves uniform at step 4
 STEPS, MICRO, ACCUM = 8, 4, 2
-COMMON = ["--config", str(ROOT / "configs" / "tiny.yaml"), "--steps", str(STEPS), "--trace",
-          "--set", f"corpus.domains=[{','.join(DOMAINS)}]", "--set", f"train.micro_batch_size={MICRO}",
-          "--set", f"train.grad_accum={ACCUM}", "--set", "train.warmup_steps=1",
-          "--set", "agent.batch_size=2", "--set", "agent.warmup_fraction=0.25", "--set", "agent.warmup_updates=2"]
+COMMON = [
+    "--config",
+    str(ROOT / "configs" / "tiny.yaml"),
+    "--steps",
+    str(STEPS),
+    "--trace",
+    "--set",
+    f"corpus.domains=[{','.join(DOMAINS)}]",
+    "--set",
+    f"train.micro_batch_size={MICRO}",
+    "--set",
+    f"train.grad_accum={ACCUM}",
+    "--set",
+    "train.warmup_steps=1",
+    "--set",
+    "agent.batch_size=2",
+    "--set",
+    "agent.warmup_fraction=0.25",
+    "--set",
+    "agent.warmup_updates=2",
+]
 
 
 def free_port():
@@ -44,17 +64,46 @@ def free_port():
 
 def torchrun(script, out, *args):
     """`torchrun --nproc_per_node 2 examples/<script> ...`; each rank's trace, rank 0's summary."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), str(ROOT / "examples" / script), *COMMON, *args, "--output", str(out)]
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT)
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(ROOT / "examples" / script),
+        *COMMON,
+        *args,
+        "--output",
+        str(out),
+    ]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=out.parent, timeout=300)
-    except subprocess.TimeoutExpired as err:  # say where the ranks were, not only that they were slow
-        tail = [(x or b"")[-3000:].decode(errors="replace") if isinstance(x, bytes) else (x or "")[-3000:]
-                for x in (err.stdout, err.stderr)]
-        pytest.fail(f"torchrun did not finish in 300 s; stdout tail:\n{tail[0]}\nstderr tail:\n{tail[1]}")
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=env, cwd=out.parent, timeout=300
+        )
+    except (
+        subprocess.TimeoutExpired
+    ) as err:  # say where the ranks were, not only that they were slow
+        tail = [
+            (x or b"")[-3000:].decode(errors="replace")
+            if isinstance(x, bytes)
+            else (x or "")[-3000:]
+            for x in (err.stdout, err.stderr)
+        ]
+        pytest.fail(
+            f"torchrun did not finish in 300 s; stdout tail:\n{tail[0]}\nstderr tail:\n{tail[1]}"
+        )
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
-    traces = [[json.loads(line) for line in (out / f"trace.rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    traces = [
+        [json.loads(line) for line in (out / f"trace.rank{r}.jsonl").read_text().splitlines()]
+        for r in (0, 1)
+    ]
     assert [len(t) for t in traces] == [STEPS, STEPS]
     return traces, json.loads((out / "summary.json").read_text())
 
@@ -75,7 +124,9 @@ def check_one_mix_over_two_ranks(traces, summary):
         assert len(a["examples"]) == len(b["examples"]) == MICRO * ACCUM
         assert a["examples"] != b["examples"], a["step"]
     seen = [{x for t in trace for x in t["examples"]} for trace in traces]
-    assert len(seen[0] & seen[1]) <= 2  # random windows of a small corpus may meet; two streams would not
+    assert (
+        len(seen[0] & seen[1]) <= 2
+    )  # random windows of a small corpus may meet; two streams would not
     assert [t["decided"] for t in r0] == summary["weights"][1:]
     w = np.array(summary["weights"])
     assert not np.allclose(w[-1], w[-2]) or not np.allclose(w[-2], w[-3])  # still moving at the end
@@ -88,11 +139,17 @@ def check_odm_decided_from_the_sums_over_ranks(traces, summary):
     summed, alone = ODMMixer(DOMAINS, initial), ODMMixer(DOMAINS, initial)
     differs = False
     for a, b in zip(*traces):
-        losses = domain_means(np.add(a["rank_loss_sums"], b["rank_loss_sums"]),
-                              np.add(a["rank_tokens"], b["rank_tokens"]))
+        losses = domain_means(
+            np.add(a["rank_loss_sums"], b["rank_loss_sums"]),
+            np.add(a["rank_tokens"], b["rank_tokens"]),
+        )
         np.testing.assert_array_equal(a["losses"], losses)
-        np.testing.assert_allclose(summed.update_from_losses(losses), a["decided"], rtol=1e-12, atol=0)
-        own = alone.update_from_losses(domain_means(np.array(a["rank_loss_sums"]), np.array(a["rank_tokens"])))
+        np.testing.assert_allclose(
+            summed.update_from_losses(losses), a["decided"], rtol=1e-12, atol=0
+        )
+        own = alone.update_from_losses(
+            domain_means(np.array(a["rank_loss_sums"]), np.array(a["rank_tokens"]))
+        )
         differs |= not np.allclose(own, a["decided"], rtol=1e-9)
     assert differs  # a run in which a rank deciding on its own would have trained on another mix
 
@@ -125,9 +182,15 @@ OWN = {0: [0.7, 0.2, 0.1], 1: [0.1, 0.2, 0.7]}  # what each rank's own mixer wou
 
 def _rank_main(rank, port, out):
     torch.set_num_threads(1)
-    model = build_model(ModelConfig(hidden_size=32, num_layers=2, num_heads=2), 3 * SPAN, 3 * SPAN - 1, seed=0)
-    ds = MixingDataset(sources(), seq_len=16, seed=0, batch_size=6, delay=0, rank=rank, world_size=2)
-    fb = MixingFeedback(model, ds, total_steps=3, mixer=StaticMixer(["d0", "d1", "d2"], np.array(OWN[rank])))
+    model = build_model(
+        ModelConfig(hidden_size=32, num_layers=2, num_heads=2), 3 * SPAN, 3 * SPAN - 1, seed=0
+    )
+    ds = MixingDataset(
+        sources(), seq_len=16, seed=0, batch_size=6, delay=0, rank=rank, world_size=2
+    )
+    fb = MixingFeedback(
+        model, ds, total_steps=3, mixer=StaticMixer(["d0", "d1", "d2"], np.array(OWN[rank]))
+    )
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     fb.connect()  # the MixingCallback's train begin
     gen, counts, own, ids = iter(ds), [], [], []
@@ -139,14 +202,23 @@ def _rank_main(rank, port, out):
         own.append(signals.extra["rank_counts"])
         ids.append(batch["input_ids"])
     dist.destroy_process_group()
-    torch.save({"history": np.stack(ds.history), "counts": np.stack(counts), "own": np.stack(own),
-                "ids": torch.stack(ids)}, Path(out) / f"rank{rank}.pt")
+    torch.save(
+        {
+            "history": np.stack(ds.history),
+            "counts": np.stack(counts),
+            "own": np.stack(own),
+            "ids": torch.stack(ids),
+        },
+        Path(out) / f"rank{rank}.pt",
+    )
 
 
 def test_a_feedback_built_before_the_process_group_trains_every_rank_on_rank_0s_weights(tmp_path):
     mp.spawn(_rank_main, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
-    np.testing.assert_allclose(r0["history"], [OWN[0]] * 3, rtol=1e-12)  # the initial decision and both steps'
+    np.testing.assert_allclose(
+        r0["history"], [OWN[0]] * 3, rtol=1e-12
+    )  # the initial decision and both steps'
     np.testing.assert_array_equal(r1["history"], r0["history"])
     for r in (r0, r1):
         np.testing.assert_array_equal(r["counts"], r0["own"] + r1["own"])

@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from test_anyloop_dataset import SPAN, sources
 from torch.utils.data import default_collate
 
 from acodm_ray.agent.config import AgentConfig
@@ -19,21 +20,39 @@ from acodm_ray.mixers.odm import ODMMixer
 from acodm_ray.mixers.static import StaticMixer
 from acodm_ray.model import build_model
 
-from test_anyloop_dataset import SPAN, sources
-
 DOMAINS = ["d0", "d1", "d2"]
 TINY = ModelConfig(hidden_size=32, num_layers=2, num_heads=2)
-SMALL_AGENT = AgentConfig(actor_hidden=16, actor_layers=1, critic_hidden=16, critic_layers=1, batch_size=2,
-                          replay_capacity=100, warmup_fraction=0.34, warmup_updates=2)
+SMALL_AGENT = AgentConfig(
+    actor_hidden=16,
+    actor_layers=1,
+    critic_hidden=16,
+    critic_layers=1,
+    batch_size=2,
+    replay_capacity=100,
+    warmup_fraction=0.34,
+    warmup_updates=2,
+)
 
 
-def make(mixer="odm", steps=4, rank=0, world_size=1, batch_size=6, grad_accum=1, feedback=True, **kw):
+def make(
+    mixer="odm", steps=4, rank=0, world_size=1, batch_size=6, grad_accum=1, feedback=True, **kw
+):
     model = build_model(TINY, 3 * SPAN, 3 * SPAN - 1, seed=0)
-    ds = MixingDataset(sources(), seq_len=16, seed=0, batch_size=batch_size, grad_accum=grad_accum, delay=0,
-                       rank=rank, world_size=world_size)
+    ds = MixingDataset(
+        sources(),
+        seq_len=16,
+        seed=0,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        delay=0,
+        rank=rank,
+        world_size=world_size,
+    )
     if not feedback:
         return model, ds, None
-    fb = MixingFeedback(model, ds, total_steps=steps, mixer=mixer, signals=SignalConfig(alignment_layers=1), **kw)
+    fb = MixingFeedback(
+        model, ds, total_steps=steps, mixer=mixer, signals=SignalConfig(alignment_layers=1), **kw
+    )
     return model, ds, fb
 
 
@@ -49,27 +68,38 @@ def domain_token_means(model, batch):
     for d in range(3):
         rows = batch["domain"] == d
         if rows.any():
-            out[d] = float(torch.nn.functional.cross_entropy(
-                logits[rows, :-1].reshape(-1, logits.shape[-1]), batch["labels"][rows, 1:].reshape(-1)))
+            out[d] = float(
+                torch.nn.functional.cross_entropy(
+                    logits[rows, :-1].reshape(-1, logits.shape[-1]),
+                    batch["labels"][rows, 1:].reshape(-1),
+                )
+            )
     return out
 
 
 def test_step_signals_match_a_brute_force_computation_and_odm_learns_from_them():
     model, ds, fb = make("odm")
     seen = []
-    model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(sorted(kwargs)), with_kwargs=True)
+    model.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.append(sorted(kwargs)), with_kwargs=True
+    )
     batch = batch_of(iter(ds), 6)
     expected = domain_token_means(model, batch)
-    outputs = model(**{k: batch[k] for k in ("input_ids", "domain")})  # the pre-hook takes `domain` out
+    outputs = model(
+        **{k: batch[k] for k in ("input_ids", "domain")}
+    )  # the pre-hook takes `domain` out
     assert seen[-1] == ["input_ids"]  # the model never sees it
     loss = fb.compute_loss(outputs, batch["labels"])
     with torch.no_grad():
-        direct = torch.nn.functional.cross_entropy(outputs.logits[:, :-1].reshape(-1, 3 * SPAN),
-                                                   batch["labels"][:, 1:].reshape(-1))
+        direct = torch.nn.functional.cross_entropy(
+            outputs.logits[:, :-1].reshape(-1, 3 * SPAN), batch["labels"][:, 1:].reshape(-1)
+        )
     torch.testing.assert_close(loss, direct)
     loss.backward()
     signals = fb.step()
-    np.testing.assert_allclose(signals.losses, expected, rtol=1e-5)  # NaN where a domain was not drawn
+    np.testing.assert_allclose(
+        signals.losses, expected, rtol=1e-5
+    )  # NaN where a domain was not drawn
     np.testing.assert_array_equal(signals.counts, np.bincount(batch["domain"], minlength=3))
     assert signals.state.shape == (fb.state_spec["dim"],) == (3 * 3 + 2 * 1 + 1,)
     assert signals.state[-1] == pytest.approx(1 / 4)  # progress t / T
@@ -80,7 +110,9 @@ def test_step_signals_match_a_brute_force_computation_and_odm_learns_from_them()
 
 
 def test_per_domain_gradients_from_a_mixed_batch_equal_each_domains_own_gradient():
-    lr_only = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)  # the alignment mixer reads its lr
+    lr_only = torch.optim.SGD(
+        [torch.nn.Parameter(torch.zeros(1))], lr=0.1
+    )  # the alignment mixer reads its lr
     model, ds, fb = make("alignment", optimizer=lr_only)
     batch = batch_of(iter(ds), 6)
     params = [module.weight for module, _ in fb.grads.layers]
@@ -88,17 +120,22 @@ def test_per_domain_gradients_from_a_mixed_batch_equal_each_domains_own_gradient
     for d in batch["domain"].unique().tolist():
         rows = batch["domain"] == d
         logits = model(input_ids=batch["input_ids"][rows]).logits
-        loss_d = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 3 * SPAN),
-                                                   batch["labels"][rows, 1:].reshape(-1))
+        loss_d = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, 3 * SPAN), batch["labels"][rows, 1:].reshape(-1)
+        )
         expected[d] = torch.cat([g.flatten() for g in torch.autograd.grad(loss_d, params)])
-    loss = fb.loss(model(input_ids=batch["input_ids"]).logits, batch) / 3  # a loop's gradient accumulation
+    loss = (
+        fb.loss(model(input_ids=batch["input_ids"]).logits, batch) / 3
+    )  # a loop's gradient accumulation
     loss.backward()
     tokens = fb._sums[1].clone()
     sums = fb.grads.sums.clone()
     for d, g in expected.items():
         torch.testing.assert_close(sums[d] / tokens[d], g, rtol=1e-4, atol=1e-6)
     signals = fb.step()
-    assert np.count_nonzero(signals.raw_scores) == len(expected)  # the alignment mixer got its scores
+    assert np.count_nonzero(signals.raw_scores) == len(
+        expected
+    )  # the alignment mixer got its scores
     assert not np.allclose(fb.current, 1 / 3)
 
 
@@ -141,8 +178,12 @@ def test_rank_0_decides_and_every_rank_trains_on_its_weights():
     own = {0: [0.7, 0.2, 0.1], 1: [0.1, 0.2, 0.7]}  # each rank's own mixer would say something else
 
     def rank_main(rank):
-        model, ds, fb = make(StaticMixer(DOMAINS, np.array(own[rank])), rank=rank, world_size=2,
-                             collective=bus.collective(rank))
+        model, ds, fb = make(
+            StaticMixer(DOMAINS, np.array(own[rank])),
+            rank=rank,
+            world_size=2,
+            collective=bus.collective(rank),
+        )
         batch = batch_of(iter(ds), 6)
         fb.loss(model(input_ids=batch["input_ids"]).logits, batch).backward()
         signals = fb.step()
@@ -177,8 +218,15 @@ def test_saved_feedback_state_continues_exactly(mixer):
         torch.manual_seed(0)
         model, ds, _ = make(mixer, steps=6, batch_size=4, grad_accum=2, feedback=False)
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-        fb = MixingFeedback(model, ds, total_steps=6, mixer=mixer, signals=SignalConfig(alignment_layers=1),
-                            agent=SMALL_AGENT, optimizer=opt)
+        fb = MixingFeedback(
+            model,
+            ds,
+            total_steps=6,
+            mixer=mixer,
+            signals=SignalConfig(alignment_layers=1),
+            agent=SMALL_AGENT,
+            optimizer=opt,
+        )
         return model, opt, ds, fb
 
     model, opt, ds, fb = build()
@@ -188,7 +236,9 @@ def test_saved_feedback_state_continues_exactly(mixer):
     model, opt, ds, fb = build()
     first = train(model, opt, ds, fb, 3)
     buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "mixing": fb.state_dict()}, buf)
+    torch.save(
+        {"model": model.state_dict(), "opt": opt.state_dict(), "mixing": fb.state_dict()}, buf
+    )
     model, opt, ds, fb = build()
     buf.seek(0)
     saved = torch.load(buf, weights_only=True)
@@ -197,8 +247,9 @@ def test_saved_feedback_state_continues_exactly(mixer):
     fb.load_state_dict(saved["mixing"])
     # the weight-change features start from the saved snapshots (the model is where they were taken);
     # with one tracked matrix they are z-normalised to 0 in the state, so look at them directly
-    np.testing.assert_array_equal([float((p.detach() - s).norm()) for p, s in zip(fb.tracked.params,
-                                                                       fb.tracked.snapshots)], 0)
+    np.testing.assert_array_equal(
+        [float((p.detach() - s).norm()) for p, s in zip(fb.tracked.params, fb.tracked.snapshots)], 0
+    )
     resumed = train(model, opt, ds, fb, 3)
     assert first + resumed == straight
     np.testing.assert_array_equal(np.stack(ds.history), straight_weights)
@@ -213,19 +264,37 @@ def test_a_policy_for_other_domains_or_another_state_layout_is_refused(tmp_path)
     _, _, served = make(policy=good, mixer=None)
     assert served.mixer.name == "acodm" and served.current.sum() == pytest.approx(1)
 
-    other = save_policy(tmp_path / "other", Actor(run_spec["dim"], 3, 8, 1), ["web", "code", "law"], run_spec, {})
-    with pytest.raises(PolicyMismatchError, match=r"trained on domains \['web', 'code', 'law'\], the corpus has "
-                                                  r"\['d0', 'd1', 'd2'\]"):
+    other = save_policy(
+        tmp_path / "other", Actor(run_spec["dim"], 3, 8, 1), ["web", "code", "law"], run_spec, {}
+    )
+    with pytest.raises(
+        PolicyMismatchError,
+        match=r"trained on domains \['web', 'code', 'law'\], the corpus has "
+        r"\['d0', 'd1', 'd2'\]",
+    ):
         make(policy=other, mixer=None)
-    deeper = dict(run_spec, tracked_params=["l.5.w", "l.3.w", "l.1.w"], num_tracked=3, dim=3 * 3 + 2 * 3 + 1)
+    deeper = dict(
+        run_spec, tracked_params=["l.5.w", "l.3.w", "l.1.w"], num_tracked=3, dim=3 * 3 + 2 * 3 + 1
+    )
     wide = save_policy(tmp_path / "wide", Actor(deeper["dim"], 3, 8, 1), DOMAINS, deeper, {})
-    with pytest.raises(PolicyMismatchError, match=r"tracks \['l.5.w', 'l.3.w', 'l.1.w'\], this run's tracks "
-                                                  r"\['gpt_neox.layers.1.mlp.dense_4h_to_h.weight'\]"):
+    with pytest.raises(
+        PolicyMismatchError,
+        match=r"tracks \['l.5.w', 'l.3.w', 'l.1.w'\], this run's tracks "
+        r"\['gpt_neox.layers.1.mlp.dense_4h_to_h.weight'\]",
+    ):
         make(policy=wide, mixer=None)
-    relaid = dict(run_spec, layout=["loss", "counts", "loss_change", "weight_norm", "weight_change_norm", "progress"])
-    shuffled = save_policy(tmp_path / "shuffled", Actor(run_spec["dim"], 3, 8, 1), DOMAINS, relaid, {})
-    with pytest.raises(PolicyMismatchError, match=r"laid out as \['loss', 'counts', .*this run's state is "
-                                                  r"\['loss', 'loss_change', 'counts'"):
+    relaid = dict(
+        run_spec,
+        layout=["loss", "counts", "loss_change", "weight_norm", "weight_change_norm", "progress"],
+    )
+    shuffled = save_policy(
+        tmp_path / "shuffled", Actor(run_spec["dim"], 3, 8, 1), DOMAINS, relaid, {}
+    )
+    with pytest.raises(
+        PolicyMismatchError,
+        match=r"laid out as \['loss', 'counts', .*this run's state is "
+        r"\['loss', 'loss_change', 'counts'",
+    ):
         make(policy=shuffled, mixer=None)
 
 
@@ -244,5 +313,7 @@ def test_misuse_is_refused_clearly():
     with pytest.raises(ValueError, match="alignment mixer steps by the learning rate"):
         fb.step()
     model, ds, _ = make(feedback=False)
-    with pytest.raises(ValueError, match='signals.score "eval" draws a reference micro-batch inside LMTrainer'):
+    with pytest.raises(
+        ValueError, match='signals.score "eval" draws a reference micro-batch inside LMTrainer'
+    ):
         MixingFeedback(model, ds, total_steps=4, mixer="odm", signals=SignalConfig(score="eval"))

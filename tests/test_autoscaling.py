@@ -43,7 +43,9 @@ def test_fake_node_types_keep_every_resource_of_aws_yaml():
         resources, scaled = spec["resources"], fake[name]["resources"]
         assert set(scaled) == set(resources), name  # the same names, custom resources included
         assert scaled["CPU"] == min(resources["CPU"], scenario.MAX_CPUS_PER_NODE)
-        assert {k: v for k, v in scaled.items() if k != "CPU"} == {k: v for k, v in resources.items() if k != "CPU"}
+        assert {k: v for k, v in scaled.items() if k != "CPU"} == {
+            k: v for k, v in resources.items() if k != "CPU"
+        }
         assert fake[name]["min_workers"] == spec["min_workers"] == 0
     assert fake["cpu_worker"]["max_workers"] == scenario.MAX_NODES_PER_TYPE
     assert fake["gpu_worker"]["max_workers"] == 0  # no GPU on this machine; see scaled_node_types
@@ -70,7 +72,9 @@ def test_aws_worker_types_that_lose_cpu_fit_no_job(damage):
         res.pop("CPU")
         if damage == "CPU renamed":
             res["cpu"] = 16
-    fake = scaled_node_types(aws, scenario.MAX_CPUS_PER_NODE, scenario.MAX_NODES_PER_TYPE, max_gpu_nodes=2)
+    fake = scaled_node_types(
+        aws, scenario.MAX_CPUS_PER_NODE, scenario.MAX_NODES_PER_TYPE, max_gpu_nodes=2
+    )
     proxy, target = scenario.job_configs()
     assert not fits(proxy_bundles(proxy), worker_node_types(aws))
     assert not fits(target_bundles(target), fake)
@@ -79,22 +83,33 @@ def test_aws_worker_types_that_lose_cpu_fit_no_job(damage):
 
 
 def test_custom_resources_of_a_job_need_a_node_type_that_has_them():
-    types = {"cpu_worker": {"resources": {"CPU": 16, "acodm_cpu": 16}, "max_workers": 2},
-             "other": {"resources": {"CPU": 16}, "max_workers": 8}}
+    types = {
+        "cpu_worker": {"resources": {"CPU": 16, "acodm_cpu": 16}, "max_workers": 2},
+        "other": {"resources": {"CPU": 16}, "max_workers": 8},
+    }
     assert fits([{"CPU": 8.0, "GPU": 0.0, "acodm_cpu": 8.0}] * 4, types)
-    assert not fits([{"CPU": 8.0, "GPU": 0.0, "acodm_cpu": 8.0}] * 5, types)  # 2 nodes of the type at most
+    assert not fits(
+        [{"CPU": 8.0, "GPU": 0.0, "acodm_cpu": 8.0}] * 5, types
+    )  # 2 nodes of the type at most
     assert not fits([{"CPU": 1.0, "GPU": 0.0, "other_pool": 1.0}], types)
 
 
 def test_the_drivers_cache_home_goes_to_every_worker_of_the_job():
-    assert forwarded_env_vars({"ACODM_HOME": "/shared/acodm", "HOME": "/root"}) == {"ACODM_HOME": "/shared/acodm"}
+    assert forwarded_env_vars({"ACODM_HOME": "/shared/acodm", "HOME": "/root"}) == {
+        "ACODM_HOME": "/shared/acodm"
+    }
     assert forwarded_env_vars({"HOME": "/root"}) == {}
     # set by the submitted job's runtime env already: it reaches every worker, and repeating it would
     # make ray.init refuse the merge
     job = json.dumps({"runtime_env": {"env_vars": {"ACODM_HOME": "/shared/acodm"}}})
-    assert forwarded_env_vars({"ACODM_HOME": "/shared/acodm", "RAY_JOB_CONFIG_JSON_ENV_VAR": job}) == {}
+    assert (
+        forwarded_env_vars({"ACODM_HOME": "/shared/acodm", "RAY_JOB_CONFIG_JSON_ENV_VAR": job})
+        == {}
+    )
     other = json.dumps({"runtime_env": {"working_dir": "gcs://pkg.zip"}})
-    assert forwarded_env_vars({"ACODM_HOME": "/x", "RAY_JOB_CONFIG_JSON_ENV_VAR": other}) == {"ACODM_HOME": "/x"}
+    assert forwarded_env_vars({"ACODM_HOME": "/x", "RAY_JOB_CONFIG_JSON_ENV_VAR": other}) == {
+        "ACODM_HOME": "/x"
+    }
 
 
 # ------------------------------------------------------------------------------ the fake cluster
@@ -108,14 +123,21 @@ def run(tmp_path_factory):
     numbers = scenario.measurements(obs) if obs.get("phases") else {}
     print("autoscaling scenario:", json.dumps(numbers, indent=1))
     if proc.returncode != 0 or obs.get("error"):
-        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-2500:]}" for p in sorted((private_tmp / "shared" / "logs").glob("*.log")))
-        pytest.fail(f"the scenario failed (exit {proc.returncode}): {obs.get('error')}\n{obs.get('traceback', '')}\n"
-                    f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}\n{logs}")
+        logs = "\n".join(
+            f"--- {p.name}\n{p.read_text()[-2500:]}"
+            for p in sorted((private_tmp / "shared" / "logs").glob("*.log"))
+        )
+        pytest.fail(
+            f"the scenario failed (exit {proc.returncode}): {obs.get('error')}\n{obs.get('traceback', '')}\n"
+            f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}\n{logs}"
+        )
     return obs, numbers, private_tmp
 
 
-needs_namespaces = pytest.mark.skipif(not can_unshare(), reason="needs `unshare` (root) to isolate the fake cluster's "
-                                                                 "`ray stop --force`")
+needs_namespaces = pytest.mark.skipif(
+    not can_unshare(),
+    reason="needs `unshare` (root) to isolate the fake cluster's `ray stop --force`",
+)
 
 
 def head_and_workers(obs) -> tuple[str, set[str]]:
@@ -132,13 +154,17 @@ def test_cold_proxy_job_scales_up_and_its_env_runners_run_on_the_new_nodes(run):
     assert job["alive_at_submit"] == []  # the head alone: every node of this job is added for it
     assert job["driver_node_id"] == head
     runners = {a["node_id"] for a in job["env_runners"]}
-    assert len(job["env_runners"]) == 2 and len(runners) == 2, job["env_runners"]  # one per 1-CPU node
+    assert len(job["env_runners"]) == 2 and len(runners) == 2, job[
+        "env_runners"
+    ]  # one per 1-CPU node
     added = set(scenario.joined_between(obs, job["submitted"], job["end_time"]))
     assert runners <= added and head not in runners
     assert {obs["nodes"]["types"][n] for n in runners} == {"cpu_worker"}
     assert [r["iteration"] for r in job["iterations"]] == [1] and job["summary"]["iterations"] == 1
     run_dir = private_tmp / Path(job["run_dir"]).relative_to("/tmp")
-    assert (run_dir / "policy" / "actor.safetensors").is_file() and (run_dir / "policy" / "policy.json").is_file()
+    assert (run_dir / "policy" / "actor.safetensors").is_file() and (
+        run_dir / "policy" / "policy.json"
+    ).is_file()
     assert numbers["proxy_cold"]["submit_to_first_env_step_s"] > 0
 
 
@@ -169,7 +195,11 @@ def test_train_workers_spread_over_worker_nodes_and_the_policy_server_answers_fr
     (server,) = job["policy_server"]
     assert job["driver_node_id"] == head and server["node_id"] == head
     summary = job["summary"]
-    assert summary["mixer"] == "acodm" and summary["server_failures"] == 0 and summary["server_ok_at_end"]
+    assert (
+        summary["mixer"] == "acodm"
+        and summary["server_failures"] == 0
+        and summary["server_ok_at_end"]
+    )
     assert summary["server"]["num_weights_calls"] >= scenario.TARGET_STEPS
     assert [r["step"] for r in job["rank0"]] == list(range(1, scenario.TARGET_STEPS + 1))
     assert all(r["fresh"] for r in job["rank0"])  # every step's weights came from the server
@@ -181,7 +211,9 @@ def test_lost_node_resumes_from_its_checkpoint_with_the_exact_steps(run):
     obs, numbers, _ = run
     job, every = obs["phases"]["target"], scenario.CHECKPOINT_EVERY
     kill = job["kill"]
-    assert kill["node_id"], f"no worker node hosted a Train worker to kill: {kill['workers_before']}"
+    assert kill["node_id"], (
+        f"no worker node hosted a Train worker to kill: {kill['workers_before']}"
+    )
     before = {r["step"]: r["loss"] for r in kill["steps_before"]}
     last = max(before)
     assert scenario.KILL_AFTER_STEP <= last < scenario.TARGET_STEPS  # killed mid-run
@@ -194,8 +226,12 @@ def test_lost_node_resumes_from_its_checkpoint_with_the_exact_steps(run):
     lost = numbers["node_loss"]["steps_lost_beyond_last_checkpoint"]
     assert lost == 0 or (lost == every and last % every == 0), numbers["node_loss"]
     after = job["steps_after"]
-    assert [r["step"] for r in after] == list(range(1, scenario.TARGET_STEPS + 1))  # none lost, none repeated
-    for r in after:  # the steps computed before the loss, and recomputed after it, are the same steps
+    assert [r["step"] for r in after] == list(
+        range(1, scenario.TARGET_STEPS + 1)
+    )  # none lost, none repeated
+    for (
+        r
+    ) in after:  # the steps computed before the loss, and recomputed after it, are the same steps
         if r["step"] in before:
             assert r["loss"] == before[r["step"]], r["step"]
     assert job["summary"]["steps"] == scenario.TARGET_STEPS
@@ -233,7 +269,10 @@ def test_idle_worker_nodes_are_removed_within_the_idle_timeout(run):
     at_end = [n for n in joined if joined[n] <= job["end_time"] < left[n]]
     assert len(at_end) == 2, numbers
     for node in at_end:
-        assert left[node] - job["end_time"] <= idle_timeout + SCALE_DOWN_SLACK_S, (node, numbers["scale_down"])
+        assert left[node] - job["end_time"] <= idle_timeout + SCALE_DOWN_SLACK_S, (
+            node,
+            numbers["scale_down"],
+        )
     assert down["all_removed"] >= max(left[n] for n in at_end)
 
 
@@ -246,5 +285,9 @@ def test_every_process_used_the_shared_storage(run):
     assert obs["fallbacks"] == {"~/.cache/acodm": False, "~/acodm-runs": False}
     home = private_tmp / scenario.ACODM_HOME.relative_to("/tmp")
     assert any(home.rglob("*")), f"nothing was cached under {scenario.ACODM_HOME}"
-    ray_train = private_tmp / Path(obs["phases"]["target"]["run_dir"]).relative_to("/tmp") / "ray_train"
-    assert any(ray_train.rglob("checkpoint_*")), "the Train checkpoints are not on the shared volume"
+    ray_train = (
+        private_tmp / Path(obs["phases"]["target"]["run_dir"]).relative_to("/tmp") / "ray_train"
+    )
+    assert any(ray_train.rglob("checkpoint_*")), (
+        "the Train checkpoints are not on the shared volume"
+    )

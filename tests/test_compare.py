@@ -48,7 +48,9 @@ def test_steps_to_reach_is_the_first_step_at_or_below_the_target():
     assert steps_to_reach(STEPS, values, 79.9) == 30
     assert steps_to_reach(STEPS, values, 60.0) == 30
     assert steps_to_reach(STEPS, values, 59.9) is None  # never gets there
-    assert steps_to_reach(STEPS, [float("nan"), 70.0, None, 50.0], 60.0) == 40  # non-finite values skipped
+    assert (
+        steps_to_reach(STEPS, [float("nan"), 70.0, None, 50.0], 60.0) == 40
+    )  # non-finite values skipped
     assert best_point(STEPS, values) == (30, 60.0)
     assert best_point(STEPS, [5.0, 3.0, 3.0, 4.0]) == (20, 3.0)  # first step on ties
     assert best_point(STEPS, [float("nan")] * 4) is None
@@ -66,7 +68,9 @@ def test_steps_to_reference_per_seed_ratio_and_not_reached():
     assert res["odm"][1]["steps"] == 40 and res["odm"][1]["ratio"] == 1.0
     assert res["fast"][0]["steps"] == 20 and res["fast"][0]["ratio"] == pytest.approx(2 / 3)
     assert res["fast"][1]["steps"] == 20 and res["fast"][1]["ratio"] == pytest.approx(0.5)
-    assert res["slow"][0]["steps"] is None and res["slow"][0]["ratio"] is None  # 61 > 60: not reached
+    assert (
+        res["slow"][0]["steps"] is None and res["slow"][0]["ratio"] is None
+    )  # 61 > 60: not reached
     assert res["slow"][1]["steps"] == 40 and res["slow"][1]["ratio"] == 1.0
 
     fast = headline_steps(res["fast"])
@@ -78,7 +82,9 @@ def test_steps_to_reference_per_seed_ratio_and_not_reached():
     assert (slow["seeds"], slow["reached"]) == (2, 1)  # mean over the seeds that reached it
     assert slow["steps"]["mean"] == 40 and slow["ratio"]["mean"] == 1.0 and slow["ratio"]["n"] == 1
 
-    never = headline_steps(steps_to_reference({"odm": curves["odm"], "x": {0: (STEPS, [200.0] * 4)}})["x"])
+    never = headline_steps(
+        steps_to_reference({"odm": curves["odm"], "x": {0: (STEPS, [200.0] * 4)}})["x"]
+    )
     assert never["reached"] == 0 and never["steps"] is None and never["ratio"] is None
     with pytest.raises(CompareError, match="reference"):
         steps_to_reference({"fast": curves["fast"]}, "odm")
@@ -99,23 +105,51 @@ def _summary_for_table(reached: int) -> dict:
     def stat(x):
         return {"mean": x, "std": 0.5, "min": x, "max": x, "n": 2}
 
-    per = {"seeds": 2, "reached": reached, "steps": stat(30.0) if reached else None,
-           "ratio": stat(1.0) if reached else None, "per_seed": {}}
-    entry = {"runs": 2, "final_val_ppl": {"average": stat(50.0), "a": stat(40.0), "b": stat(60.0)},
-             "best_average_val_ppl": stat(49.0), "step_ms": stat(100.0), "peak_rss_mb": stat(900.0),
-             "wall_s": stat(60.0), "final_weights": {"a": 0.97, "b": 0.03},
-             "max_final_weight": {"domain": "a", "weight": 0.97}, "steps_to_reference": per,
-             "step_time_overhead_pct": stat(2.0), "memory_overhead_pct": stat(-1.0)}
-    return {"methods": ["uniform", "acodm"], "domains": ["a", "b"], "seeds": [0, 1], "static_baseline": "uniform",
-            "target": {"model": {"num_layers": 2, "hidden_size": 32}, "steps": 40, "tokens_per_step": 512,
-                       "eval_every": 10},
-            "headline": {"uniform": {**entry, "final_weights": {"a": 0.5, "b": 0.5}}, "acodm": entry}, "failures": {}}
+    per = {
+        "seeds": 2,
+        "reached": reached,
+        "steps": stat(30.0) if reached else None,
+        "ratio": stat(1.0) if reached else None,
+        "per_seed": {},
+    }
+    entry = {
+        "runs": 2,
+        "final_val_ppl": {"average": stat(50.0), "a": stat(40.0), "b": stat(60.0)},
+        "best_average_val_ppl": stat(49.0),
+        "step_ms": stat(100.0),
+        "peak_rss_mb": stat(900.0),
+        "wall_s": stat(60.0),
+        "final_weights": {"a": 0.97, "b": 0.03},
+        "max_final_weight": {"domain": "a", "weight": 0.97},
+        "steps_to_reference": per,
+        "step_time_overhead_pct": stat(2.0),
+        "memory_overhead_pct": stat(-1.0),
+    }
+    return {
+        "methods": ["uniform", "acodm"],
+        "domains": ["a", "b"],
+        "seeds": [0, 1],
+        "static_baseline": "uniform",
+        "target": {
+            "model": {"num_layers": 2, "hidden_size": 32},
+            "steps": 40,
+            "tokens_per_step": 512,
+            "eval_every": 10,
+        },
+        "headline": {"uniform": {**entry, "final_weights": {"a": 0.5, "b": 0.5}}, "acodm": entry},
+        "failures": {},
+    }
 
 
 def test_table_says_not_reached_and_marks_the_baseline():
     text = render_table(_summary_for_table(reached=0))
     row = next(line for line in text.splitlines() if line.startswith("| acodm |"))
-    assert "not reached (0/2)" in row and "50.0 ± 0.5" in row and "+2.0% ± 0.5" in row and "a 0.97" in row
+    assert (
+        "not reached (0/2)" in row
+        and "50.0 ± 0.5" in row
+        and "+2.0% ± 0.5" in row
+        and "a 0.97" in row
+    )
     base = next(line for line in text.splitlines() if line.startswith("| uniform |"))
     assert "(baseline)" in base and "all equal" in base
     assert "reached 1/2" in render_table(_summary_for_table(reached=1))
@@ -126,7 +160,10 @@ def test_table_says_not_reached_and_marks_the_baseline():
 
 def test_unknown_methods_are_refused_with_the_valid_list(capsys):
     assert parse_methods("uniform, odm,uniform,acodm-online") == ["uniform", "odm", "acodm-online"]
-    with pytest.raises(CompareError, match="valid methods are: uniform, natural, odm, odm-exp3, alignment, alignment-proxy, acodm, acodm-online"):
+    with pytest.raises(
+        CompareError,
+        match="valid methods are: uniform, natural, odm, odm-exp3, alignment, alignment-proxy, acodm, acodm-online",
+    ):
         parse_methods("uniform,doremi")
     with pytest.raises(CompareError, match="no method"):
         parse_methods(" , ")
@@ -141,11 +178,17 @@ def test_quick_overrides_and_proxy_state_size(tmp_path):
     full = load_compare_config("configs/demo.yaml")
     quick = load_compare_config("configs/demo.yaml", quick=True)
     assert full.compare.seeds == 3 and quick.compare.seeds == 1
-    assert load_compare_config("configs/demo.yaml", ["compare.seeds=2"], quick=True).compare.seeds == 2  # --set wins
+    assert (
+        load_compare_config("configs/demo.yaml", ["compare.seeds=2"], quick=True).compare.seeds == 2
+    )  # --set wins
     for cfg in (full, quick):
         tgt, prx = target_config(cfg, "odm", 1), proxy_config(cfg, 1)
-        assert prx.model.hidden_size < tgt.model.hidden_size, "the proxy must be smaller than the target"
-        assert prx.signals.state_layers == tgt.signals.state_layers  # same state size: the policy transfers
+        assert prx.model.hidden_size < tgt.model.hidden_size, (
+            "the proxy must be smaller than the target"
+        )
+        assert (
+            prx.signals.state_layers == tgt.signals.state_layers
+        )  # same state size: the policy transfers
         assert tgt.train.seed == prx.train.seed == 1 and prx.rl.algo == "acodm"
     assert target_config(full, "acodm-online", 0).target.online_acodm
     assert target_config(full, "natural", 0).mixer.name == "natural"
@@ -153,14 +196,23 @@ def test_quick_overrides_and_proxy_state_size(tmp_path):
     # every (method, seed) gets one target run; the AC-ODM runs wait for their seed's proxy stage
     specs = plan(full, tmp_path)
     assert len([s for s in specs if s.kind == "target"]) == 15
-    assert {s.depends for s in specs if s.method == "acodm" and s.kind == "target"} == {"proxy-seed0", "proxy-seed1", "proxy-seed2"}
+    assert {s.depends for s in specs if s.method == "acodm" and s.kind == "target"} == {
+        "proxy-seed0",
+        "proxy-seed1",
+        "proxy-seed2",
+    }
     with pytest.raises(ConfigError, match="proxy of acodm has 1 layer"):
         load_compare_config("configs/demo.yaml", ["compare.proxy.model.num_layers=1"])
     with pytest.raises(ConfigError, match="stepz"):
         load_compare_config("configs/demo.yaml", ["compare.target.train.stepz=3"])
     # your own static recipe: method "file" reads mixer.weights_file, and refuses to plan without one
-    mine = load_compare_config("configs/demo.yaml", ["compare.methods=[uniform, file]", "mixer.weights_file=w.yaml"])
-    assert (target_config(mine, "file", 0).mixer.name, target_config(mine, "file", 0).mixer.weights_file) == ("file", "w.yaml")
+    mine = load_compare_config(
+        "configs/demo.yaml", ["compare.methods=[uniform, file]", "mixer.weights_file=w.yaml"]
+    )
+    assert (
+        target_config(mine, "file", 0).mixer.name,
+        target_config(mine, "file", 0).mixer.weights_file,
+    ) == ("file", "w.yaml")
     with pytest.raises(ConfigError, match="'file' but mixer.weights_file is not set"):
         load_compare_config("configs/demo.yaml", ["compare.methods=[uniform, file]"])
 
@@ -185,8 +237,18 @@ def test_quick_comparison_end_to_end(readme_quick_comparison):
     # an online mixer fed by the alignment scores, a mixer schedule replayed from the proxy, RLlib PPO
     # transferred (kind "mlp"), an AC-ODM variant learned on a named proxy size
     _, out, methods = readme_quick_comparison
-    assert methods[:len(DEFAULT_METHODS)] == DEFAULT_METHODS and len(methods) == len(DEFAULT_METHODS) + 4
-    for name in ("summary.json", "table.md", "val_ppl.png", "val_ppl_domains.png", "weights.png", "config.yaml"):
+    assert (
+        methods[: len(DEFAULT_METHODS)] == DEFAULT_METHODS
+        and len(methods) == len(DEFAULT_METHODS) + 4
+    )
+    for name in (
+        "summary.json",
+        "table.md",
+        "val_ppl.png",
+        "val_ppl_domains.png",
+        "weights.png",
+        "config.yaml",
+    ):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["methods"] == methods and summary["seeds"] == [0] and not summary["failures"]
@@ -197,26 +259,57 @@ def test_quick_comparison_end_to_end(readme_quick_comparison):
         assert run_summary["steps"] == 6, method
         h = summary["headline"][method]
         assert h["runs"] == 1
-        assert math.isfinite(h["final_val_ppl"]["average"]["mean"]) and h["final_val_ppl"]["average"]["mean"] > 1
+        assert (
+            math.isfinite(h["final_val_ppl"]["average"]["mean"])
+            and h["final_val_ppl"]["average"]["mean"] > 1
+        )
         assert math.isfinite(h["step_ms"]["mean"]) and h["peak_rss_mb"]["mean"] > 0
         assert h["steps_to_reference"]["seeds"] == 1
         assert f"| {method} |" in table
     # the proxy mode policy came from this comparison's own proxy stage, with the target's state size
     policy = Path(summary["proxy"]["runs"]["0"]["policy"])
     assert policy.is_dir() and policy.parent == out / "proxy" / "proxy-seed0"
-    assert json.loads((out / "runs" / "acodm-seed0" / "summary.json").read_text())["policy"] == str(policy)
+    assert json.loads((out / "runs" / "acodm-seed0" / "summary.json").read_text())["policy"] == str(
+        policy
+    )
     assert summary["headline"]["odm"]["steps_to_reference"]["per_seed"]["0"]["ratio"] == 1.0
     assert "agent" in json.loads((out / "runs" / "acodm-online-seed0" / "summary.json").read_text())
-    kinds = {m: json.loads((Path(summary["proxies"][m]["runs"]["0"]["policy"]) / "policy.json").read_text())["kind"]
-             for m in ("acodm", "alignment-proxy", "ppo", "acodm-lossreward@small")}
-    assert kinds == {"acodm": "actor", "alignment-proxy": "trajectory", "ppo": "mlp", "acodm-lossreward@small": "actor"}
-    assert summary["proxies"]["acodm-lossreward@small"]["model"]["hidden_size"] == 8  # tiny.yaml's "small"
-    assert summary["headline"]["alignment"]["final_weights"] != summary["headline"]["uniform"]["final_weights"]
+    kinds = {
+        m: json.loads(
+            (Path(summary["proxies"][m]["runs"]["0"]["policy"]) / "policy.json").read_text()
+        )["kind"]
+        for m in ("acodm", "alignment-proxy", "ppo", "acodm-lossreward@small")
+    }
+    assert kinds == {
+        "acodm": "actor",
+        "alignment-proxy": "trajectory",
+        "ppo": "mlp",
+        "acodm-lossreward@small": "actor",
+    }
+    assert (
+        summary["proxies"]["acodm-lossreward@small"]["model"]["hidden_size"] == 8
+    )  # tiny.yaml's "small"
+    assert (
+        summary["headline"]["alignment"]["final_weights"]
+        != summary["headline"]["uniform"]["final_weights"]
+    )
     for path, value in _all_numbers(summary):
         assert math.isfinite(value), path
     # an existing comparison is not clobbered
-    assert compare_job.main(["--config", "configs/tiny.yaml", "--quick", "--output-dir", str(out.parent),
-                             "--name", out.name]) == 2
+    assert (
+        compare_job.main(
+            [
+                "--config",
+                "configs/tiny.yaml",
+                "--quick",
+                "--output-dir",
+                str(out.parent),
+                "--name",
+                out.name,
+            ]
+        )
+        == 2
+    )
 
 
 # ---------------------------------------------------------------------- orchestration, without Ray
@@ -225,8 +318,13 @@ def test_quick_comparison_end_to_end(readme_quick_comparison):
 DOMAINS = ["a", "b"]
 # average validation perplexity at steps 2, 4, 6, 8 of each method: ODM's best is 50 at step 8;
 # acodm gets there at step 4 (ratio 0.5), natural never does
-CURVES = {"uniform": [90, 70, 55, 51], "natural": [95, 80, 70, 60], "odm": [90, 70, 60, 50],
-          "acodm": [80, 50, 45, 40], "acodm-online": [85, 65, 50, 48]}
+CURVES = {
+    "uniform": [90, 70, 55, 51],
+    "natural": [95, 80, 70, 60],
+    "odm": [90, 70, 60, 50],
+    "acodm": [80, 50, 45, 40],
+    "acodm-online": [85, 65, 50, 48],
+}
 
 
 def fake_target_runner(calls):
@@ -240,17 +338,46 @@ def fake_target_runner(calls):
         with open(run_dir / "metrics.jsonl", "w") as f, open(run_dir / "ranks.tmp", "w") as r:
             for step in range(1, 9):
                 w = [0.9, 0.1] if method == "acodm" else [0.5, 0.5]
-                f.write(json.dumps({"kind": "step", "step": step, "seconds": 0.09 * slow,
-                                    **{f"weight/{d}": x for d, x in zip(DOMAINS, w)}}) + "\n")
-                r.write(json.dumps({"step": step, "seconds": 0.1 * slow, "max_rss_mb": 1000.0 + step}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "kind": "step",
+                            "step": step,
+                            "seconds": 0.09 * slow,
+                            **{f"weight/{d}": x for d, x in zip(DOMAINS, w)},
+                        }
+                    )
+                    + "\n"
+                )
+                r.write(
+                    json.dumps({"step": step, "seconds": 0.1 * slow, "max_rss_mb": 1000.0 + step})
+                    + "\n"
+                )
                 if step % 2 == 0:
-                    avg = CURVES[method][step // 2 - 1] + cfg.train.seed  # seeds shift the curves alike
-                    f.write(json.dumps({"kind": "eval", "step": step, "val_ppl/average": float(avg),
-                                        "val_ppl/a": avg - 1.0, "val_ppl/b": avg + 1.0}) + "\n")
+                    avg = (
+                        CURVES[method][step // 2 - 1] + cfg.train.seed
+                    )  # seeds shift the curves alike
+                    f.write(
+                        json.dumps(
+                            {
+                                "kind": "eval",
+                                "step": step,
+                                "val_ppl/average": float(avg),
+                                "val_ppl/a": avg - 1.0,
+                                "val_ppl/b": avg + 1.0,
+                            }
+                        )
+                        + "\n"
+                    )
         (run_dir / "ranks").mkdir(exist_ok=True)
         (run_dir / "ranks.tmp").replace(run_dir / "ranks" / "rank0.jsonl")
-        summary = {"steps": cfg.train.steps, "domains": DOMAINS, "seconds": 5.0, "mixer": method,
-                   "server": {"max_rss_mb": 400.0 if method == "uniform" else 420.0}}
+        summary = {
+            "steps": cfg.train.steps,
+            "domains": DOMAINS,
+            "seconds": 5.0,
+            "mixer": method,
+            "server": {"max_rss_mb": 400.0 if method == "uniform" else 420.0},
+        }
         (run_dir / "summary.json").write_text(json.dumps(summary))
         return summary
 
@@ -259,7 +386,9 @@ def fake_target_runner(calls):
 
 def fake_proxy_runner(calls, fail_seeds=()):
     def run(cfg, run_dir, overwrite, trainer="rl"):
-        calls.append(cfg.train.seed if trainer == "rl" else (trainer, cfg.mixer.name, cfg.train.seed))
+        calls.append(
+            cfg.train.seed if trainer == "rl" else (trainer, cfg.mixer.name, cfg.train.seed)
+        )
         if cfg.train.seed in fail_seeds:
             raise RuntimeError("proxy crashed")
         (run_dir / "policy").mkdir(parents=True, exist_ok=True)
@@ -273,12 +402,19 @@ def fake_proxy_runner(calls, fail_seeds=()):
 def test_run_comparison_headline_failure_and_resume(tmp_path):
     from acodm_ray.compare import run_comparison
 
-    cfg = load_compare_config("configs/tiny.yaml", ["compare.seeds=2", "compare.concurrency=3",
-                                                    "compare.target.train.steps=8"])
+    cfg = load_compare_config(
+        "configs/tiny.yaml",
+        ["compare.seeds=2", "compare.concurrency=3", "compare.target.train.steps=8"],
+    )
     targets, proxies = [], []
     out = tmp_path / "cmp"
-    summary = run_comparison(cfg, out, fake_proxy_runner(proxies, fail_seeds=(1,)), fake_target_runner(targets))
-    assert summary["failures"] == {"proxy-seed1": "RuntimeError: proxy crashed", "acodm-seed1": "not run: proxy-seed1 failed"}
+    summary = run_comparison(
+        cfg, out, fake_proxy_runner(proxies, fail_seeds=(1,)), fake_target_runner(targets)
+    )
+    assert summary["failures"] == {
+        "proxy-seed1": "RuntimeError: proxy crashed",
+        "acodm-seed1": "not run: proxy-seed1 failed",
+    }
     from acodm_ray.compare import headline_lines
 
     # the terminal summary names the failed run and why, next to the method's numbers
@@ -289,11 +425,16 @@ def test_run_comparison_headline_failure_and_resume(tmp_path):
     # the AC-ODM target run used its own seed's proxy policy
     assert ("acodm", 0, str(out / "proxy" / "proxy-seed0" / "policy")) in targets
     h = summary["headline"]
-    assert h["acodm"]["runs"] == 1 and h["acodm"]["steps_to_reference"]["per_seed"]["0"]["ratio"] == 0.5
+    assert (
+        h["acodm"]["runs"] == 1
+        and h["acodm"]["steps_to_reference"]["per_seed"]["0"]["ratio"] == 0.5
+    )
     assert h["natural"]["steps_to_reference"]["reached"] == 0
     assert "not reached (0/2)" in (out / "table.md").read_text()
     assert h["acodm-online"]["step_time_overhead_pct"]["mean"] == pytest.approx(20.0)
-    assert h["acodm-online"]["mixer_ms"]["mean"] == pytest.approx(12.0)  # 120 ms iteration - 108 ms step
+    assert h["acodm-online"]["mixer_ms"]["mean"] == pytest.approx(
+        12.0
+    )  # 120 ms iteration - 108 ms step
     assert h["odm"]["memory_overhead_pct"]["mean"] == pytest.approx(100 * (1428 / 1408 - 1))
     assert h["acodm"]["max_final_weight_per_seed"] == {"0": {"domain": "a", "weight": 0.9}}
     for name in ("val_ppl.png", "val_ppl_domains.png", "weights.png", "weights_seeds.png"):
@@ -302,72 +443,146 @@ def test_run_comparison_headline_failure_and_resume(tmp_path):
     # --resume: only the failed proxy stage and its AC-ODM run are run again; the rest is read back
     targets.clear(), proxies.clear()
     walls = {k: r["wall_s"] for k, r in summary["runs"].items()}
-    again = run_comparison(cfg, out, fake_proxy_runner(proxies), fake_target_runner(targets), resume=True)
+    again = run_comparison(
+        cfg, out, fake_proxy_runner(proxies), fake_target_runner(targets), resume=True
+    )
     assert proxies == [1] and [t[:2] for t in targets] == [("acodm", 1)]
     assert not again["failures"] and again["headline"]["acodm"]["runs"] == 2
-    assert again["headline"]["acodm"]["steps_to_reference"]["ratio"] == {"mean": 0.5, "std": 0.0, "min": 0.5,
-                                                                          "max": 0.5, "n": 2}
-    assert all(again["runs"][k]["wall_s"] == pytest.approx(w) for k, w in walls.items())  # kept, not re-timed
+    assert again["headline"]["acodm"]["steps_to_reference"]["ratio"] == {
+        "mean": 0.5,
+        "std": 0.0,
+        "min": 0.5,
+        "max": 0.5,
+        "n": 2,
+    }
+    assert all(
+        again["runs"][k]["wall_s"] == pytest.approx(w) for k, w in walls.items()
+    )  # kept, not re-timed
     assert again["resumed"] and again["wall_clock_s"] >= summary["wall_clock_s"]
 
 
 # ---------------------------------------------------------------------- ablation methods
 
 
-ABLATION = ["uniform", "odm", "odm-exp3", "alignment", "alignment-proxy", "acodm", "acodm-gamma0",
-            "acodm-lossreward", "acodm-nowarmup", "acodm-narrow", "acodm-wide", "ppo", "sac", "acodm@small",
-            "acodm@large", "acodm-iid", "acodm-meanq", "acodm-zscore", "acodm-noguard", "acodm-paperwarmup",
-            "acodm-horizon", "acodm-cross", "acodm-eval", "acodm-evalppl", "acodm-paper", "acodm-reference", "acodm-reference-online"]
+ABLATION = [
+    "uniform",
+    "odm",
+    "odm-exp3",
+    "alignment",
+    "alignment-proxy",
+    "acodm",
+    "acodm-gamma0",
+    "acodm-lossreward",
+    "acodm-nowarmup",
+    "acodm-narrow",
+    "acodm-wide",
+    "ppo",
+    "sac",
+    "acodm@small",
+    "acodm@large",
+    "acodm-iid",
+    "acodm-meanq",
+    "acodm-zscore",
+    "acodm-noguard",
+    "acodm-paperwarmup",
+    "acodm-horizon",
+    "acodm-cross",
+    "acodm-eval",
+    "acodm-evalppl",
+    "acodm-paper",
+    "acodm-reference",
+    "acodm-reference-online",
+]
 
 
 def test_every_ablation_method_builds_its_configs(tmp_path):
-    cfg = load_compare_config("configs/demo.yaml", [f"compare.methods={json.dumps(ABLATION)}", "compare.proxy_per_seed=false"])
+    cfg = load_compare_config(
+        "configs/demo.yaml",
+        [f"compare.methods={json.dumps(ABLATION)}", "compare.proxy_per_seed=false"],
+    )
     base = proxy_config(cfg, 0, "acodm")
     expect = {  # what each proxy variant changes against plain AC-ODM's proxy stage
         "acodm-gamma0": lambda p: p.agent.gamma == 0.0 and base.agent.gamma == 0.95,
         "acodm-lossreward": lambda p: p.env.reward == "loss" and base.env.reward == "alignment",
-        "acodm-nowarmup": lambda p: p.agent.warmup_fraction == 0.0 and base.agent.warmup_fraction > 0,
+        "acodm-nowarmup": lambda p: (
+            p.agent.warmup_fraction == 0.0 and base.agent.warmup_fraction > 0
+        ),
         "acodm-narrow": lambda p: (p.agent.actor_hidden, p.agent.critic_hidden) == (32, 32),
         "acodm-wide": lambda p: (p.agent.actor_hidden, p.agent.critic_hidden) == (512, 512),
         "ppo": lambda p: p.rl.algo == "ppo",
         "sac": lambda p: p.rl.algo == "sac",
         "acodm@small": lambda p: p.model.hidden_size == 32 and p.rl.algo == "acodm",
-        "acodm@large": lambda p: p.model.hidden_size == 128 and p.model.num_layers == base.model.num_layers,
+        "acodm@large": lambda p: (
+            p.model.hidden_size == 128 and p.model.num_layers == base.model.num_layers
+        ),
         "alignment-proxy": lambda p: p.mixer.name == "alignment" and p.model == base.model,
         # one of our fixes off each (the base has them all on)
         "acodm-iid": lambda p: p.train.coverage == "iid" and base.train.coverage == "weighted",
-        "acodm-meanq": lambda p: p.agent.actor_objective == "mean" and base.agent.actor_objective == "weighted",
+        "acodm-meanq": lambda p: (
+            p.agent.actor_objective == "mean" and base.agent.actor_objective == "weighted"
+        ),
         "acodm-zscore": lambda p: p.signals.score == "paper" and base.signals.score == "total",
-        "acodm-noguard": lambda p: (p.agent.weight_floor, p.agent.entropy_coef) == (0.0, 0.0)
-        and base.agent.weight_floor > 0 and base.agent.entropy_coef > 0,
-        "acodm-horizon": lambda p: p.agent.value_units == "horizon" and base.agent.value_units == "relative",
+        "acodm-noguard": lambda p: (
+            (p.agent.weight_floor, p.agent.entropy_coef) == (0.0, 0.0)
+            and base.agent.weight_floor > 0
+            and base.agent.entropy_coef > 0
+        ),
+        "acodm-horizon": lambda p: (
+            p.agent.value_units == "horizon" and base.agent.value_units == "relative"
+        ),
         "acodm-cross": lambda p: p.signals.score == "cross" and base.signals.score == "total",
         "acodm-eval": lambda p: p.signals.score == "eval" and base.signals.score == "total",
-        "acodm-evalppl": lambda p: (p.signals.score, p.signals.eval_weighting) == ("eval", "perplexity")
-        and base.signals.eval_weighting == "loss",
-        "acodm-paperwarmup": lambda p: p.agent.warmup_updates is None and not p.agent.imitate_odm_only
-        and p.agent.lr_schedule == "constant" and base.agent.lr_schedule == "cosine",
+        "acodm-evalppl": lambda p: (
+            (p.signals.score, p.signals.eval_weighting) == ("eval", "perplexity")
+            and base.signals.eval_weighting == "loss"
+        ),
+        "acodm-paperwarmup": lambda p: (
+            p.agent.warmup_updates is None
+            and not p.agent.imitate_odm_only
+            and p.agent.lr_schedule == "constant"
+            and base.agent.lr_schedule == "cosine"
+        ),
         # the paper's text and the published code: every switch back, on the proxy
-        "acodm-paper": lambda p: (p.agent.actor_objective, p.signals.score, p.train.coverage, p.agent.weight_floor,
-                                  p.signals.progress_scale, p.agent.freeze_actor) == ("mean", "paper", "iid", 0.0, 100.0, False),
-        "acodm-reference": lambda p: (p.agent.freeze_actor, p.train.coverage, p.signals.score,
-                                      p.signals.progress_scale) == (True, "forced", "paper", 100.0),
+        "acodm-paper": lambda p: (
+            (
+                p.agent.actor_objective,
+                p.signals.score,
+                p.train.coverage,
+                p.agent.weight_floor,
+                p.signals.progress_scale,
+                p.agent.freeze_actor,
+            )
+            == ("mean", "paper", "iid", 0.0, 100.0, False)
+        ),
+        "acodm-reference": lambda p: (
+            (p.agent.freeze_actor, p.train.coverage, p.signals.score, p.signals.progress_scale)
+            == (True, "forced", "paper", 100.0)
+        ),
     }
     for method, check in expect.items():
         p = proxy_config(cfg, 0, method)
         assert check(p), method
-        assert p.signals.state_layers == base.signals.state_layers and p.train.steps == base.train.steps, method
+        assert (
+            p.signals.state_layers == base.signals.state_layers
+            and p.train.steps == base.train.steps
+        ), method
     assert base.agent.actor_hidden == 128 and base.rl.algo == "acodm"
     assert target_config(cfg, "odm-exp3", 0).mixer.odm_variant == "exp3"
     assert target_config(cfg, "odm", 0).mixer.odm_variant == "smoothed_mean"
     assert target_config(cfg, "alignment", 0).mixer.name == "alignment"
     assert target_config(cfg, "acodm@small", 0, policy="/p").target.policy == "/p"
     # what proxy and target must share goes to the target too (the state's progress scale, the sampler)
-    for method, coverage in (("acodm-paper", "iid"), ("acodm-reference", "forced"), ("acodm-reference-online", "forced")):
+    for method, coverage in (
+        ("acodm-paper", "iid"),
+        ("acodm-reference", "forced"),
+        ("acodm-reference-online", "forced"),
+    ):
         tgt = target_config(cfg, method, 0)
         assert (tgt.signals.progress_scale, tgt.train.coverage) == (100.0, coverage), method
     online = target_config(cfg, "acodm-reference-online", 0)
-    assert online.target.online_acodm and online.agent.freeze_actor and online.signals.score == "paper"
+    assert (
+        online.target.online_acodm and online.agent.freeze_actor and online.signals.score == "paper"
+    )
     assert target_config(cfg, "acodm", 0, policy="/p").train.coverage == "weighted"
     with pytest.raises(CompareError, match="no proxy stage"):
         proxy_config(cfg, 0, "odm")
@@ -375,11 +590,21 @@ def test_every_ablation_method_builds_its_configs(tmp_path):
     specs = plan(cfg, tmp_path)
     proxies = [s for s in specs if s.kind == "proxy"]
     assert sorted(s.method for s in proxies) == sorted([*expect, "acodm"])
-    assert {s.key for s in proxies} >= {"proxy-seed0", "proxy-acodm@small-seed0", "proxy-alignment-proxy-seed0"}
+    assert {s.key for s in proxies} >= {
+        "proxy-seed0",
+        "proxy-acodm@small-seed0",
+        "proxy-alignment-proxy-seed0",
+    }
     targets = [s for s in specs if s.kind == "target"]
     assert len(targets) == 3 * len(ABLATION)
-    assert {s.depends for s in targets if s.method == "acodm-gamma0"} == {"proxy-acodm-gamma0-seed0"}
-    assert all(s.depends is None for s in targets if s.method in ("uniform", "odm", "odm-exp3", "alignment"))
+    assert {s.depends for s in targets if s.method == "acodm-gamma0"} == {
+        "proxy-acodm-gamma0-seed0"
+    }
+    assert all(
+        s.depends is None
+        for s in targets
+        if s.method in ("uniform", "odm", "odm-exp3", "alignment")
+    )
 
 
 def test_unknown_ablation_names_and_sizes_are_refused(capsys):
@@ -398,10 +623,18 @@ def test_ablation_orchestration_passes_each_proxy_stage_its_trainer(tmp_path):
     from acodm_ray.compare import run_comparison
 
     methods = ["uniform", "odm", "alignment-proxy", "acodm", "acodm-gamma0"]
-    cfg = load_compare_config("configs/tiny.yaml", [f"compare.methods={json.dumps(methods)}", "compare.seeds=1",
-                                                    "compare.target.train.steps=8"])
+    cfg = load_compare_config(
+        "configs/tiny.yaml",
+        [
+            f"compare.methods={json.dumps(methods)}",
+            "compare.seeds=1",
+            "compare.target.train.steps=8",
+        ],
+    )
     targets, proxies = [], []
-    summary = run_comparison(cfg, tmp_path / "cmp", fake_proxy_runner(proxies), fake_target_runner(targets))
+    summary = run_comparison(
+        cfg, tmp_path / "cmp", fake_proxy_runner(proxies), fake_target_runner(targets)
+    )
     assert not summary["failures"]
     # the mixer-trajectory stage got trainer="mixer" and the alignment mixer; RLlib stages the default
     assert ("mixer", "alignment", 0) in proxies and proxies.count(0) == 2
@@ -410,41 +643,65 @@ def test_ablation_orchestration_passes_each_proxy_stage_its_trainer(tmp_path):
     assert summary["proxies"]["acodm-gamma0"]["agent"]["gamma"] == 0.0
     assert summary["proxy"] == summary["proxies"]["acodm"]
     policies = {t[2] for t in targets if t[2]}
-    assert policies == {str(tmp_path / "cmp" / "proxy" / k / "policy")
-                        for k in ("proxy-seed0", "proxy-alignment-proxy-seed0", "proxy-acodm-gamma0-seed0")}
+    assert policies == {
+        str(tmp_path / "cmp" / "proxy" / k / "policy")
+        for k in ("proxy-seed0", "proxy-alignment-proxy-seed0", "proxy-acodm-gamma0-seed0")
+    }
     table = (tmp_path / "cmp" / "table.md").read_text()
     assert "Proxy of alignment-proxy" in table and "| acodm-gamma0 |" in table
     assert summary["headline"]["acodm-gamma0"]["proxy_wall_s"]["n"] == 1
 
 
-RL_VARIANTS = ["acodm-gamma0", "acodm-lossreward", "acodm-nowarmup", "acodm-narrow", "acodm-wide", "acodm-reference",
-               "acodm-eval"]
+RL_VARIANTS = [
+    "acodm-gamma0",
+    "acodm-lossreward",
+    "acodm-nowarmup",
+    "acodm-narrow",
+    "acodm-wide",
+    "acodm-reference",
+    "acodm-eval",
+]
 
 
 @pytest.mark.parametrize("method", RL_VARIANTS)
 def test_each_acodm_variant_trains_a_couple_of_iterations(ray_session, tmp_path, method):
     from policies.compare_proxy import train_proxy_policy
 
-    cfg = load_compare_config("configs/tiny.yaml", ["compare.proxy.train.steps=6", "compare.proxy.rl.iterations=2",
-                                                    "compare.proxy.rl.min_sample_timesteps_per_iteration=6",
-                                                    "train.grad_accum=7"])  # forced coverage: one per domain
+    cfg = load_compare_config(
+        "configs/tiny.yaml",
+        [
+            "compare.proxy.train.steps=6",
+            "compare.proxy.rl.iterations=2",
+            "compare.proxy.rl.min_sample_timesteps_per_iteration=6",
+            "train.grad_accum=7",
+        ],
+    )  # forced coverage: one per domain
     pcfg = proxy_config(cfg, 0, method)
     summary = train_proxy_policy(pcfg, tmp_path / method)
-    records = [json.loads(line) for line in (tmp_path / method / "iterations.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for line in (tmp_path / method / "iterations.jsonl").read_text().splitlines()
+    ]
     assert [r["iteration"] for r in records] == [1, 2] and summary["iterations"] == 2
     from acodm_ray.agent.policy_file import load_policy
 
     actor, meta = load_policy(summary["policy"])
     saved = meta["config"]
     # the variant reached the trained agent: its knob is in the config the policy was trained with
-    assert {"acodm-gamma0": saved["agent"]["gamma"] == 0.0,
-            "acodm-lossreward": saved["env"]["reward"] == "loss",
-            "acodm-nowarmup": saved["agent"]["warmup_fraction"] == 0.0,
-            "acodm-narrow": actor.hidden == 8,
-            "acodm-wide": actor.hidden == 128,
-            "acodm-reference": saved["agent"]["freeze_actor"] and meta["floor"] == 0.0,
-            "acodm-eval": saved["signals"]["score"] == "eval" and any(
-                k.startswith("score/") and v is not None and np.isfinite(v) for r in records for k, v in r.items())}[method]
+    assert {
+        "acodm-gamma0": saved["agent"]["gamma"] == 0.0,
+        "acodm-lossreward": saved["env"]["reward"] == "loss",
+        "acodm-nowarmup": saved["agent"]["warmup_fraction"] == 0.0,
+        "acodm-narrow": actor.hidden == 8,
+        "acodm-wide": actor.hidden == 128,
+        "acodm-reference": saved["agent"]["freeze_actor"] and meta["floor"] == 0.0,
+        "acodm-eval": saved["signals"]["score"] == "eval"
+        and any(
+            k.startswith("score/") and v is not None and np.isfinite(v)
+            for r in records
+            for k, v in r.items()
+        ),
+    }[method]
     with torch.no_grad():
         w = actor(torch.zeros(1, meta["state_dim"]))
     assert torch.isfinite(w).all() and float(w.sum()) == pytest.approx(1.0, abs=1e-5)
@@ -452,13 +709,34 @@ def test_each_acodm_variant_trains_a_couple_of_iterations(ray_session, tmp_path,
 
 def test_paper_scale_preset_is_a_160m_proxy_and_a_1b_target_on_gpus(tmp_path):
     """configs/paper-pythia.yaml loads and plans offline (nothing is downloaded before the runs)."""
-    cfg = load_compare_config("configs/paper-pythia.yaml", ["compare.methods=[uniform, odm, acodm, acodm-online, acodm@410m]"])
-    tgt, prx, prx410 = target_config(cfg, "odm", 0), proxy_config(cfg, 0), proxy_config(cfg, 0, "acodm@410m")
-    assert (tgt.model.hidden_size, tgt.model.num_layers, tgt.model.intermediate_size) == (2048, 16, 8192)  # Pythia-1B
-    assert (prx.model.hidden_size, prx.model.num_layers, prx.model.intermediate_size) == (768, 12, 3072)  # Pythia-160M
+    cfg = load_compare_config(
+        "configs/paper-pythia.yaml",
+        ["compare.methods=[uniform, odm, acodm, acodm-online, acodm@410m]"],
+    )
+    tgt, prx, prx410 = (
+        target_config(cfg, "odm", 0),
+        proxy_config(cfg, 0),
+        proxy_config(cfg, 0, "acodm@410m"),
+    )
+    assert (tgt.model.hidden_size, tgt.model.num_layers, tgt.model.intermediate_size) == (
+        2048,
+        16,
+        8192,
+    )  # Pythia-1B
+    assert (prx.model.hidden_size, prx.model.num_layers, prx.model.intermediate_size) == (
+        768,
+        12,
+        3072,
+    )  # Pythia-160M
     assert (prx410.model.hidden_size, prx410.model.num_layers) == (1024, 24)  # Pythia-410M
     assert tgt.signals.state_layers == prx.signals.state_layers == prx410.signals.state_layers == 8
-    assert tgt.train.seq_len * tgt.train.micro_batch_size * tgt.train.grad_accum * tgt.target.num_workers == 2 ** 21
+    assert (
+        tgt.train.seq_len
+        * tgt.train.micro_batch_size
+        * tgt.train.grad_accum
+        * tgt.target.num_workers
+        == 2**21
+    )
     assert tgt.target.use_gpu and tgt.target.num_workers == 8 and cfg.compare.proxy_gpus == 1
     assert tgt.corpus.source == "hub" and tgt.tokenizer.from_hub and tgt.train.dtype == "bfloat16"
     assert (prx.agent.actor_hidden, prx.agent.actor_layers) == (1024, 5)  # the reference's networks
@@ -469,15 +747,22 @@ def test_paper_scale_preset_is_a_160m_proxy_and_a_1b_target_on_gpus(tmp_path):
 def test_steps_to_uniform_final_convergence_gain_and_decoy_weight():
     from acodm_ray.compare import decoy_weight_curve, last_quarter_gain, steps_to_final_of
 
-    curves = {"uniform": {0: ([10, 20, 30, 40], [9.0, 7.0, 6.0, 5.7])},
-              "fast": {0: ([10, 20, 30, 40], [8.0, 5.5, 5.0, 4.9])}, "slow": {0: ([10, 20, 30, 40], [9, 8, 7, 6])}}
+    curves = {
+        "uniform": {0: ([10, 20, 30, 40], [9.0, 7.0, 6.0, 5.7])},
+        "fast": {0: ([10, 20, 30, 40], [8.0, 5.5, 5.0, 4.9])},
+        "slow": {0: ([10, 20, 30, 40], [9, 8, 7, 6])},
+    }
     out = steps_to_final_of(curves, "uniform")
     assert out["fast"][0] == {"target": 5.7, "steps": 20, "reference_steps": 40, "ratio": 0.5}
     assert out["slow"][0]["steps"] is None and out["uniform"][0]["steps"] == 40
     assert last_quarter_gain([10, 20, 30, 40], [9.0, 7.0, 6.0, 5.7]) == pytest.approx(1 - 5.7 / 6.0)
-    w = np.array([[0.4, 0.1, 0.5], [0.2, 0.1, 0.7], [0.05, 0.05, 0.9]])  # 3 steps, decoys are domains 0 and 1
+    w = np.array(
+        [[0.4, 0.1, 0.5], [0.2, 0.1, 0.7], [0.05, 0.05, 0.9]]
+    )  # 3 steps, decoys are domains 0 and 1
     dw = decoy_weight_curve({0: w, 1: w * 0 + [0.1, 0.1, 0.8]}, [0, 1])
-    assert dw["at"]["0"]["mean"] == pytest.approx((0.5 + 0.2) / 2) and dw["at"]["1"]["mean"] == pytest.approx((0.1 + 0.2) / 2)
+    assert dw["at"]["0"]["mean"] == pytest.approx((0.5 + 0.2) / 2) and dw["at"]["1"][
+        "mean"
+    ] == pytest.approx((0.1 + 0.2) / 2)
     assert dw["mean"]["mean"] == pytest.approx(((0.5 + 0.3 + 0.1) / 3 + 0.2) / 2)
 
 
@@ -485,18 +770,45 @@ def test_mixing_benchmark_preset_plans_every_method(tmp_path):
     """configs/bench.yaml (BENCHMARKS.md "Mixing benchmark"): one proxy stage per proxy method, the
     proxy smaller than the target, every domain covered on both, ours against the paper and the code."""
     cfg = load_compare_config("configs/bench.yaml")
-    assert cfg.compare.methods == ["uniform", "natural", "odm", "alignment", "acodm-reference", "acodm-paper",
-                                   "acodm", "acodm-online", "sac"]
+    assert cfg.compare.methods == [
+        "uniform",
+        "natural",
+        "odm",
+        "alignment",
+        "acodm-reference",
+        "acodm-paper",
+        "acodm",
+        "acodm-online",
+        "sac",
+    ]
     specs = plan(cfg, tmp_path)
-    assert sorted(s.method for s in specs if s.kind == "proxy") == ["acodm", "acodm-paper", "acodm-reference", "sac"]
+    assert sorted(s.method for s in specs if s.kind == "proxy") == [
+        "acodm",
+        "acodm-paper",
+        "acodm-reference",
+        "sac",
+    ]
     prx, tgt = proxy_config(cfg, 0, "acodm"), target_config(cfg, "acodm", 0, policy="/p")
-    assert prx.model.hidden_size <= tgt.model.hidden_size and prx.model.num_layers <= tgt.model.num_layers
-    assert (prx.model.hidden_size, prx.model.num_layers) != (tgt.model.hidden_size, tgt.model.num_layers)
-    assert tgt.train.grad_accum >= 7 and (prx.train.coverage, tgt.train.coverage) == ("weighted", "weighted")
-    assert prx.rl.iterations * prx.rl.min_sample_timesteps_per_iteration >= 2000  # thousands of transitions
+    assert (
+        prx.model.hidden_size <= tgt.model.hidden_size
+        and prx.model.num_layers <= tgt.model.num_layers
+    )
+    assert (prx.model.hidden_size, prx.model.num_layers) != (
+        tgt.model.hidden_size,
+        tgt.model.num_layers,
+    )
+    assert tgt.train.grad_accum >= 7 and (prx.train.coverage, tgt.train.coverage) == (
+        "weighted",
+        "weighted",
+    )
+    assert (
+        prx.rl.iterations * prx.rl.min_sample_timesteps_per_iteration >= 2000
+    )  # thousands of transitions
 
 
-@pytest.mark.parametrize("name", ["mixing", "mixing-decoys", "mixing-merged", "mixing-ablations", "mixing-swamped"])
+@pytest.mark.parametrize(
+    "name", ["mixing", "mixing-decoys", "mixing-merged", "mixing-ablations", "mixing-swamped"]
+)
 def test_committed_mixing_tables_re_render_from_their_summaries(name):
     """BENCHMARKS.md's mixing tables are table.md of finished comparisons; their summaries are kept in
     benchmarks/results/. Rendering a summary again must give the committed table, so a change to the

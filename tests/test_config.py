@@ -16,13 +16,17 @@ def test_presets_load(preset):
 
 
 def test_overrides_and_defaults():
-    cfg = load_config("configs/tiny.yaml", ["train.steps=3", "mixer.name=uniform", "train.betas=[0.8, 0.9]"])
+    cfg = load_config(
+        "configs/tiny.yaml", ["train.steps=3", "mixer.name=uniform", "train.betas=[0.8, 0.9]"]
+    )
     assert cfg.train.steps == 3 and cfg.mixer.name == "uniform" and cfg.train.betas == (0.8, 0.9)
 
 
 def test_scientific_notation_is_a_number_in_overrides_and_files(tmp_path):
     """PyYAML reads `6e-3` (no dot) as a string; a user typing `--set train.lr=6e-3` means a number."""
-    cfg = load_config("configs/tiny.yaml", ["train.lr=6e-3", "train.min_lr=1E-5", "train.weight_decay=.5e-1"])
+    cfg = load_config(
+        "configs/tiny.yaml", ["train.lr=6e-3", "train.min_lr=1E-5", "train.weight_decay=.5e-1"]
+    )
     assert (cfg.train.lr, cfg.train.min_lr, cfg.train.weight_decay) == (6e-3, 1e-5, 0.05)
     preset = tmp_path / "sci.yaml"
     preset.write_text("train: {lr: 2e-3}\n")
@@ -44,7 +48,10 @@ def test_scientific_notation_is_a_number_in_overrides_and_files(tmp_path):
         (["train.steps=0"], "train.steps must be positive"),
         (["model.num_heads=3"], "divisible"),
         (["mixer.odm_variant=ucb"], "odm_variant"),
-        (["agent.value_units=episode"], r"agent.value_units must be one of \['horizon', 'relative'\]"),
+        (
+            ["agent.value_units=episode"],
+            r"agent.value_units must be one of \['horizon', 'relative'\]",
+        ),
         (["train"], "must look like section.key=value"),
     ],
 )

@@ -24,14 +24,29 @@ DOMAINS = ["a", "b", "c"]
 NATURAL = np.array([0.5, 0.3, 0.2])
 
 
-def signals(losses=(NAN, NAN, NAN), raw_scores=(0.0, 0.0, 0.0), lr=1e-3, finite=True) -> StepSignals:
+def signals(
+    losses=(NAN, NAN, NAN), raw_scores=(0.0, 0.0, 0.0), lr=1e-3, finite=True
+) -> StepSignals:
     K = len(losses)
-    return StepSignals(step=1, loss=1.0, losses=np.array(losses, float), counts=np.ones(K),
-                       scores=np.zeros(K), raw_scores=np.array(raw_scores, float), state=np.zeros(3 * K + 1),
-                       weights=np.full(K, 1 / K), lr=lr, grad_norm=1.0, tokens=1, seconds=0.0, finite=finite)
+    return StepSignals(
+        step=1,
+        loss=1.0,
+        losses=np.array(losses, float),
+        counts=np.ones(K),
+        scores=np.zeros(K),
+        raw_scores=np.array(raw_scores, float),
+        state=np.zeros(3 * K + 1),
+        weights=np.full(K, 1 / K),
+        lr=lr,
+        grad_norm=1.0,
+        tokens=1,
+        seconds=0.0,
+        finite=finite,
+    )
 
 
 # ------------------------------------------------------------------------------ the factory
+
 
 def test_build_mixer_wires_every_setting_through(tmp_path):
     uni = build_mixer(MixerConfig(name="uniform"), DOMAINS, NATURAL)
@@ -44,8 +59,17 @@ def test_build_mixer_wires_every_setting_through(tmp_path):
     assert isinstance(odm, ODMMixer) and odm.name == "odm" and odm.domains == DOMAINS
     assert (odm.variant, odm.alpha) == ("exp3", 0.25)
     np.testing.assert_allclose(odm.weights(), NATURAL)  # starts at the natural proportions
-    al = build_mixer(MixerConfig(name="alignment", alignment_mu=0.01, alignment_clip_min=-1.0,
-                                 alignment_clip_max=2.0, alignment_floor=0.1), DOMAINS, NATURAL)
+    al = build_mixer(
+        MixerConfig(
+            name="alignment",
+            alignment_mu=0.01,
+            alignment_clip_min=-1.0,
+            alignment_clip_max=2.0,
+            alignment_floor=0.1,
+        ),
+        DOMAINS,
+        NATURAL,
+    )
     assert isinstance(al, AlignmentMixer) and al.name == "alignment"
     assert (al.mu, al.clip_min, al.clip_max, al.floor) == (0.01, -1.0, 2.0, 0.1)
     path = tmp_path / "w.yaml"
@@ -53,7 +77,9 @@ def test_build_mixer_wires_every_setting_through(tmp_path):
     fm = build_mixer(MixerConfig(name="file", weights_file=str(path)), DOMAINS, NATURAL)
     assert fm.name == "file"
     np.testing.assert_allclose(fm.weights(), [0.2, 0.3, 0.5])
-    with pytest.raises(ValueError, match="^mixer.name is 'file' but mixer.weights_file is not set$"):
+    with pytest.raises(
+        ValueError, match="^mixer.name is 'file' but mixer.weights_file is not set$"
+    ):
         build_mixer(MixerConfig(name="file"), DOMAINS, NATURAL)
 
 
@@ -88,6 +114,7 @@ def test_mixer_domains_are_checked_with_messages():
 
 
 # ------------------------------------------------------------------------- alignment mixer
+
 
 def test_alignment_defaults_and_refusals():
     m = AlignmentMixer(DOMAINS)
@@ -147,19 +174,26 @@ def test_alignment_refusals_state_and_update():
 
 # ------------------------------------------------------------------------------------- ODM
 
+
 def test_odm_defaults_and_refusals():
     odm = ODMMixer(DOMAINS, NATURAL)
     assert (odm.variant, odm.alpha, odm.t) == ("smoothed_mean", 0.5, 0)
     assert odm.eps == pytest.approx(1 / 3)
-    with pytest.raises(ValueError, match="^unknown ODM variant 'ucb'; choose smoothed_mean or exp3$"):
+    with pytest.raises(
+        ValueError, match="^unknown ODM variant 'ucb'; choose smoothed_mean or exp3$"
+    ):
         ODMMixer(DOMAINS, NATURAL, "ucb")
     with pytest.raises(ValueError, match=r"^expected 3 losses, got shape \(2,\)$"):
         odm.update_from_losses([1.0, 2.0])
-    np.testing.assert_array_equal(odm.update_from_losses([NAN, NAN, NAN]), NATURAL)  # nothing sampled
+    np.testing.assert_array_equal(
+        odm.update_from_losses([NAN, NAN, NAN]), NATURAL
+    )  # nothing sampled
     assert odm.t == 0
     odm.update(signals(losses=(1.0, NAN, 2.0)))  # update() learns from the step's losses
     assert odm.t == 1
-    with pytest.raises(ValueError, match="^ODM state is for variant 'smoothed_mean', this mixer is 'exp3'$"):
+    with pytest.raises(
+        ValueError, match="^ODM state is for variant 'smoothed_mean', this mixer is 'exp3'$"
+    ):
         ODMMixer(DOMAINS, NATURAL, "exp3").load_state_dict(odm.state_dict())
 
 
@@ -172,14 +206,18 @@ def test_exp3_eps_of_the_previous_step_survives_a_round_trip():
     b.load_state_dict(state)
     assert b.eps == a.eps and b.t == a.t and b.probabilities.dtype == np.float64
     np.testing.assert_array_equal(b.weights(), a.weights())
-    np.testing.assert_array_equal(b.update_from_losses([1.0, 3.0, NAN]), a.update_from_losses([1.0, 3.0, NAN]))
+    np.testing.assert_array_equal(
+        b.update_from_losses([1.0, 3.0, NAN]), a.update_from_losses([1.0, 3.0, NAN])
+    )
     np.testing.assert_array_equal(b.estimated_reward, a.estimated_reward)
 
 
 def test_exp3_stays_finite_and_normalised_with_large_rewards():
     odm = ODMMixer(DOMAINS, NATURAL, "exp3")
     for _ in range(6):  # eps_t < 1/K from t = 4 on: the weights leave uniform
-        w = odm.update_from_losses([5000.0, 1.0, NAN])  # rewards ~ 1000: exp() without the shift overflows
+        w = odm.update_from_losses(
+            [5000.0, 1.0, NAN]
+        )  # rewards ~ 1000: exp() without the shift overflows
     assert np.all(np.isfinite(w)) and w.sum() == pytest.approx(1.0, abs=1e-12)
     assert w[0] > w[1]
     sm = ODMMixer(DOMAINS, NATURAL)
@@ -189,23 +227,31 @@ def test_exp3_stays_finite_and_normalised_with_large_rewards():
 
 def test_odm_accepts_integer_losses():
     a, b = ODMMixer(DOMAINS, NATURAL), ODMMixer(DOMAINS, NATURAL)
-    np.testing.assert_array_equal(a.update_from_losses(np.array([3, 1, 2])), b.update_from_losses([3.0, 1.0, 2.0]))
+    np.testing.assert_array_equal(
+        a.update_from_losses(np.array([3, 1, 2])), b.update_from_losses([3.0, 1.0, 2.0])
+    )
 
 
 # ----------------------------------------------------------------------------- actor mixer
 
+
 def test_actor_mixer_name_dir_and_progress_scale(tmp_path):
     torch.manual_seed(0)
-    out = save_policy(tmp_path / "p", Actor(12, 3, 8, 1), DOMAINS, {"dim": 12, "progress_scale": 100.0}, {})
+    out = save_policy(
+        tmp_path / "p", Actor(12, 3, 8, 1), DOMAINS, {"dim": 12, "progress_scale": 100.0}, {}
+    )
     m = ActorMixer(out, DOMAINS, state_dim=12)
     assert m.name == "acodm" and m.policy_dir == str(out) and isinstance(m.policy_dir, str)
     assert policy_progress_scale({"progress_scale": 10}) == 10.0
-    assert policy_progress_scale({"progress_scale": 10, "state_spec": {"progress_scale": 5}}) == 10.0
+    assert (
+        policy_progress_scale({"progress_scale": 10, "state_spec": {"progress_scale": 5}}) == 10.0
+    )
     assert policy_progress_scale({"state_spec": {"progress_scale": 5}}) == 5.0
     assert policy_progress_scale({"state_spec": None}) is None and policy_progress_scale({}) is None
 
 
 # -------------------------------------------------------------------------------- signals
+
 
 def brute_force_loss_decrease(previous, losses, z_clip=3.0):
     idx = [i for i in range(len(losses)) if np.isfinite(previous[i]) and np.isfinite(losses[i])]
@@ -223,10 +269,14 @@ def test_loss_decrease_scores_equal_brute_force():
     np.testing.assert_allclose(got, brute_force_loss_decrease(previous, losses), rtol=1e-10)
     assert got[2] == 0.0 and got[3] == 0.0 and got.dtype == np.float64
     assert got[0] > 0 > got[1]  # the bigger decrease scores higher
-    clipped = loss_decrease_scores(np.array([10.0, 1, 1, 1, 1, 1, 1, 1, 1, 1]), np.zeros(10), z_clip=1.5)
+    clipped = loss_decrease_scores(
+        np.array([10.0, 1, 1, 1, 1, 1, 1, 1, 1, 1]), np.zeros(10), z_clip=1.5
+    )
     assert clipped[0] == 1.5
     np.testing.assert_array_equal(loss_decrease_scores([NAN, 1.0], [1.0, NAN]), [0.0, 0.0])
-    np.testing.assert_allclose(loss_decrease_scores([3, 1], [1, 1]), brute_force_loss_decrease([3, 1], [1, 1]))
+    np.testing.assert_allclose(
+        loss_decrease_scores([3, 1], [1, 1]), brute_force_loss_decrease([3, 1], [1, 1])
+    )
 
 
 def test_state_tracker_state_round_trip():
@@ -251,6 +301,7 @@ def test_state_tracker_state_round_trip():
 
 # ---------------------------------------------------------------------------------- DDPG
 
+
 def test_explore_subtracts_uniform_noise_clamps_and_renormalises():
     from acodm_ray.agent.ddpg import explore
 
@@ -265,7 +316,9 @@ def test_explore_subtracts_uniform_noise_clamps_and_renormalises():
     one = explore(w[0], 0.25, torch.Generator().manual_seed(1))  # a single row (1-D) works too
     assert one.shape == (3,) and float(one.sum()) == pytest.approx(1.0)
     gone = explore(torch.tensor([[0.1, 0.1, 0.8]]), 1000.0, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(gone, torch.tensor([[0.1, 0.1, 0.8]]))  # all noise: the input is kept
+    torch.testing.assert_close(
+        gone, torch.tensor([[0.1, 0.1, 0.8]])
+    )  # all noise: the input is kept
     assert explore(w, 0.0) is w
     with pytest.raises(ValueError, match=r"^exploration noise must be >= 0, got -0.1$"):
         explore(w, -0.1)
@@ -283,6 +336,7 @@ def test_done_mask_accepts_bool_flags_and_names_the_row_counts():
 
 
 # ------------------------------------------------------------------------------- sampler
+
 
 def test_check_weights_accepts_zeros_and_returns_an_exact_float_distribution():
     from acodm_ray.sampler import WeightsError, check_weights
@@ -304,12 +358,19 @@ def _streams(n: int = 100):
 def test_sampler_stream_length_bound_and_window_starts():
     from acodm_ray.sampler import MixtureSampler
 
-    exact = MixtureSampler(_streams(17), DOMAINS, seq_len=16, micro_batch_size=4, seed=0)  # one window fits
+    exact = MixtureSampler(
+        _streams(17), DOMAINS, seq_len=16, micro_batch_size=4, seed=0
+    )  # one window fits
     rows = exact.batch(1)
     assert rows.shape == (4, 17) and rows.dtype == torch.int64
-    np.testing.assert_array_equal(rows.numpy(), np.tile(np.arange(1000, 1017), (4, 1)))  # it starts at 0
-    with pytest.raises(ValueError, match=r"^domain 'a' has 16 tokens, fewer than one training sequence "
-                                         r"\(seq_len \+ 1 = 17\)$"):
+    np.testing.assert_array_equal(
+        rows.numpy(), np.tile(np.arange(1000, 1017), (4, 1))
+    )  # it starts at 0
+    with pytest.raises(
+        ValueError,
+        match=r"^domain 'a' has 16 tokens, fewer than one training sequence "
+        r"\(seq_len \+ 1 = 17\)$",
+    ):
         MixtureSampler(_streams(16), DOMAINS, seq_len=16, micro_batch_size=4, seed=0)
 
 
@@ -319,19 +380,29 @@ def test_sampler_random_streams_are_the_documented_ones():
     from acodm_ray.sampler import MixtureSampler
 
     args = (_streams(), DOMAINS, 8, 3)
-    r0, r0_default, r1 = MixtureSampler(*args, seed=5, rank=0), MixtureSampler(*args, seed=5), \
-        MixtureSampler(*args, seed=5, rank=1)
+    r0, r0_default, r1 = (
+        MixtureSampler(*args, seed=5, rank=0),
+        MixtureSampler(*args, seed=5),
+        MixtureSampler(*args, seed=5, rank=1),
+    )
     w = np.array([0.2, 0.3, 0.5])
-    np.testing.assert_array_equal(r0.plan(w, 6), np.random.default_rng([5, 0]).choice(3, size=6, p=w))
-    np.testing.assert_array_equal(r1.plan(w, 6), np.random.default_rng([5, 0]).choice(3, size=6, p=w))  # any rank
+    np.testing.assert_array_equal(
+        r0.plan(w, 6), np.random.default_rng([5, 0]).choice(3, size=6, p=w)
+    )
+    np.testing.assert_array_equal(
+        r1.plan(w, 6), np.random.default_rng([5, 0]).choice(3, size=6, p=w)
+    )  # any rank
     starts = np.random.default_rng([5, 1, 1]).integers(0, 100 - 8, size=3)
     np.testing.assert_array_equal(r1.batch(0).numpy()[:, 0], starts)
     np.testing.assert_array_equal(r0_default.batch(2).numpy(), r0.batch(2).numpy())
-    assert not np.array_equal(MixtureSampler(*args, seed=5, rank=1).batch(2).numpy(),
-                              MixtureSampler(*args, seed=5, rank=0).batch(2).numpy())
+    assert not np.array_equal(
+        MixtureSampler(*args, seed=5, rank=1).batch(2).numpy(),
+        MixtureSampler(*args, seed=5, rank=0).batch(2).numpy(),
+    )
 
 
 # ------------------------------------------------------------------------ signals (more)
+
 
 def test_znorm_clip_is_float64_and_clips_both_sides():
     from acodm_ray.signals import znorm_clip
@@ -362,11 +433,14 @@ def test_state_tracker_defaults_and_unknown_losses_start_at_zero():
     np.testing.assert_array_equal(t.fill_losses(np.array([NAN, NAN, NAN])), [0.0, 0.0, 0.0])
     np.testing.assert_array_equal(t.fill_losses(np.array([2.0, NAN, NAN])), [2.0, 0.0, 0.0])
     u = StateTracker(num_domains=3, num_tracked=1)
-    np.testing.assert_array_equal(u.fill_losses(np.array([2.0, 4.0, NAN])), [2.0, 4.0, 3.0])  # the mean
+    np.testing.assert_array_equal(
+        u.fill_losses(np.array([2.0, 4.0, NAN])), [2.0, 4.0, 3.0]
+    )  # the mean
     v = StateTracker(num_domains=3, num_tracked=1)
     a = v.build(np.array([1, 2, 3]), np.array([1, 1, 2]), np.ones(1), np.ones(1), 0.5)
-    b = StateTracker(num_domains=3, num_tracked=1).build(np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 2.0]),
-                                                        np.ones(1), np.ones(1), 0.5)
+    b = StateTracker(num_domains=3, num_tracked=1).build(
+        np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 2.0]), np.ones(1), np.ones(1), 0.5
+    )
     np.testing.assert_array_equal(a, b)  # integer losses and counts are read as floats
 
 
@@ -377,7 +451,9 @@ def test_trim_jsonl_keeps_only_the_accepted_records_and_leaves_a_missing_file_al
     from acodm_ray.rundir import trim_jsonl
 
     path = tmp_path / "log.jsonl"
-    path.write_text("".join(json.dumps({"step": s}) + "\n" for s in (1, 2, 3, 4)) + "\n")  # a blank last line too
+    path.write_text(
+        "".join(json.dumps({"step": s}) + "\n" for s in (1, 2, 3, 4)) + "\n"
+    )  # a blank last line too
     trim_jsonl(path, lambda record: record["step"] <= 2)
     assert path.read_text() == '{"step": 1}\n{"step": 2}\n'
     trim_jsonl(tmp_path / "absent.jsonl", lambda record: True)

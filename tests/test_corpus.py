@@ -46,8 +46,11 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def pile_rows(domains: dict[str, int]) -> list[dict]:
     """Rows shaped like The Pile's: the domain sits in a nested field."""
-    return [{"text": f"{d} document {i} " * 5, "meta": {"pile_set_name": d}}
-            for d, n in domains.items() for i in range(n)]
+    return [
+        {"text": f"{d} document {i} " * 5, "meta": {"pile_set_name": d}}
+        for d, n in domains.items()
+        for i in range(n)
+    ]
 
 
 # ------------------------------------------------------------------------------- the tiny slice
@@ -92,8 +95,12 @@ def test_domains_restrict_and_order(tiny, home):
 
 def test_column_mode_nested_dotted_column(tmp_path, home):
     train = write_jsonl(tmp_path / "train.jsonl", pile_rows({"Pile-CC": 20, "FreeLaw": 10}))
-    cfg = CorpusConfig(source="json", data_files={"train": [str(train)]},
-                       domain_column="meta.pile_set_name", validation_fraction=0.1)
+    cfg = CorpusConfig(
+        source="json",
+        data_files={"train": [str(train)]},
+        domain_column="meta.pile_set_name",
+        validation_fraction=0.1,
+    )
     c = load_text_corpus(cfg)
     assert c.domains == ["FreeLaw", "Pile-CC"]  # sorted
     assert (len(c.train["Pile-CC"]), len(c.validation["Pile-CC"])) == (18, 2)
@@ -105,8 +112,13 @@ def test_column_mode_nested_dotted_column(tmp_path, home):
 def test_column_mode_with_validation_file(tmp_path, home):
     train = write_jsonl(tmp_path / "t.jsonl", pile_rows({"a": 3, "b": 3}))
     val = write_jsonl(tmp_path / "v.jsonl", pile_rows({"a": 1, "b": 2}))
-    c = load_text_corpus(CorpusConfig(source="json", domain_column="meta.pile_set_name",
-                                      data_files={"train": [str(train)], "validation": [str(val)]}))
+    c = load_text_corpus(
+        CorpusConfig(
+            source="json",
+            domain_column="meta.pile_set_name",
+            data_files={"train": [str(train)], "validation": [str(val)]},
+        )
+    )
     assert [len(c.train[d]) for d in c.domains] == [3, 3]
     assert [len(c.validation[d]) for d in c.domains] == [1, 2]
 
@@ -117,9 +129,15 @@ def test_parquet_column_mode(tmp_path, home):
 
     rows = {"content": [f"text number {i}" for i in range(12)], "source": ["x", "y", "z"] * 4}
     pq.write_table(pa.table(rows), tmp_path / "data.parquet")
-    c = load_text_corpus(CorpusConfig(source="parquet", data_files={"train": [str(tmp_path / "*.parquet")]},
-                                      text_column="content", domain_column="source",
-                                      validation_fraction=0.25))
+    c = load_text_corpus(
+        CorpusConfig(
+            source="parquet",
+            data_files={"train": [str(tmp_path / "*.parquet")]},
+            text_column="content",
+            domain_column="source",
+            validation_fraction=0.25,
+        )
+    )
     assert c.domains == ["x", "y", "z"]
     assert all(len(c.train[d]) == 3 and len(c.validation[d]) == 1 for d in c.domains)
 
@@ -128,13 +146,23 @@ def test_domain_files_mode_text_and_json(tmp_path, home):
     for i in range(4):
         (tmp_path / f"law{i}.txt").write_text(f"Section {i}.\nThe party of the first part.\n")
     code = write_jsonl(tmp_path / "code.jsonl", [{"text": f"def f{i}(): pass"} for i in range(10)])
-    c = load_text_corpus(CorpusConfig(source="text", domain_files={
-        "law": [str(tmp_path / "law*.txt")]}, validation_fraction=0.25))
+    c = load_text_corpus(
+        CorpusConfig(
+            source="text",
+            domain_files={"law": [str(tmp_path / "law*.txt")]},
+            validation_fraction=0.25,
+        )
+    )
     assert c.domains == ["law"]
     assert len(c.train["law"]) == 3 and len(c.validation["law"]) == 1
     assert all(doc.count("\n") == 2 for doc in c.train["law"])  # one file = one document
-    c = load_text_corpus(CorpusConfig(source="json", domain_files={
-        "code": [str(code)], "more_code": [str(code)]}, validation_fraction=0.2))
+    c = load_text_corpus(
+        CorpusConfig(
+            source="json",
+            domain_files={"code": [str(code)], "more_code": [str(code)]},
+            validation_fraction=0.2,
+        )
+    )
     assert c.domains == ["code", "more_code"]  # the order of domain_files
     assert len(c.train["code"]) == 8 and len(c.validation["code"]) == 2
 
@@ -152,7 +180,9 @@ def test_missing_file_is_named(tmp_path, home):
     with pytest.raises(CorpusFileNotFoundError, match="nope.jsonl"):
         load_text_corpus(CorpusConfig(source="json", data_files={"train": [str(missing)]}))
     with pytest.raises(CorpusFileNotFoundError, match=r"nope\*.txt"):
-        load_text_corpus(CorpusConfig(source="text", domain_files={"a": [str(tmp_path / "nope*.txt")]}))
+        load_text_corpus(
+            CorpusConfig(source="text", domain_files={"a": [str(tmp_path / "nope*.txt")]})
+        )
 
 
 def test_bundled_not_built_says_how_to_build(home):
@@ -162,23 +192,38 @@ def test_bundled_not_built_says_how_to_build(home):
 
 def test_missing_columns_list_available(tmp_path, home):
     train = write_jsonl(tmp_path / "t.jsonl", pile_rows({"a": 4}))
-    with pytest.raises(MissingColumnError, match="'meta.set'.*available columns: text, meta, meta.pile_set_name"):
-        load_text_corpus(CorpusConfig(source="json", data_files={"train": [str(train)]},
-                                      domain_column="meta.set"))
+    with pytest.raises(
+        MissingColumnError, match="'meta.set'.*available columns: text, meta, meta.pile_set_name"
+    ):
+        load_text_corpus(
+            CorpusConfig(
+                source="json", data_files={"train": [str(train)]}, domain_column="meta.set"
+            )
+        )
     with pytest.raises(MissingColumnError, match="'body'.*text"):
-        load_text_corpus(CorpusConfig(source="json", data_files={"train": [str(train)]},
-                                      text_column="body", domain_column="meta.pile_set_name"))
+        load_text_corpus(
+            CorpusConfig(
+                source="json",
+                data_files={"train": [str(train)]},
+                text_column="body",
+                domain_column="meta.pile_set_name",
+            )
+        )
 
 
 def test_unknown_and_duplicate_domains(tmp_path, home):
     train = write_jsonl(tmp_path / "t.jsonl", pile_rows({"a": 4, "b": 4}))
-    base = dict(source="json", data_files={"train": [str(train)]}, domain_column="meta.pile_set_name")
+    base = dict(
+        source="json", data_files={"train": [str(train)]}, domain_column="meta.pile_set_name"
+    )
     with pytest.raises(UnknownDomainError, match="'?zz'?.*available domains: a, b"):
         load_text_corpus(CorpusConfig(**base, domains=["a", "zz"]))
     with pytest.raises(DuplicateDomainError, match="a"):
         load_text_corpus(CorpusConfig(**base, domains=["a", "b", "a"]))
     with pytest.raises(DuplicateDomainError, match="Law"):
-        load_text_corpus(CorpusConfig(source="json", domain_files={"law": [str(train)], "Law ": [str(train)]}))
+        load_text_corpus(
+            CorpusConfig(source="json", domain_files={"law": [str(train)], "Law ": [str(train)]})
+        )
 
 
 def test_empty_domains(tmp_path, home):
@@ -187,12 +232,19 @@ def test_empty_domains(tmp_path, home):
     val = write_jsonl(tmp_path / "v.jsonl", pile_rows({"a": 1}))
     base = dict(source="json", domain_column="meta.pile_set_name")
     with pytest.raises(EmptyDomainError, match="'blank'.*train"):
-        load_text_corpus(CorpusConfig(**base, data_files={"train": [str(train)], "validation": [str(val)]},
-                                      domains=["a", "blank"]))
+        load_text_corpus(
+            CorpusConfig(
+                **base,
+                data_files={"train": [str(train)], "validation": [str(val)]},
+                domains=["a", "blank"],
+            )
+        )
     rows = pile_rows({"a": 4, "b": 4})
     train = write_jsonl(tmp_path / "t2.jsonl", rows)
     with pytest.raises(EmptyDomainError, match="'b'.*validation"):
-        load_text_corpus(CorpusConfig(**base, data_files={"train": [str(train)], "validation": [str(val)]}))
+        load_text_corpus(
+            CorpusConfig(**base, data_files={"train": [str(train)], "validation": [str(val)]})
+        )
     one = write_jsonl(tmp_path / "one.jsonl", [{"text": "only one"}])
     with pytest.raises(EmptyDomainError, match="'solo'.*1 document"):
         load_text_corpus(CorpusConfig(source="json", domain_files={"solo": [str(one)]}))
@@ -211,7 +263,7 @@ def test_config_shape_errors(tmp_path):
 # ------------------------------------------------------------------------------- builder functions
 
 
-ROFF = r'''.\" Copyright comment that must vanish
+ROFF = r""".\" Copyright comment that must vanish
 .TH OPEN 2 2023-02-05 "Linux man-pages 6.03"
 .SH NAME
 open \- open a file
@@ -231,7 +283,7 @@ Create it \e if needed.
 .de XX
 ignored macro body
 ..
-'''
+"""
 
 
 def test_roff_to_text():
@@ -239,7 +291,7 @@ def test_roff_to_text():
     assert text.splitlines()[0] == "OPEN(2)"
     assert "Copyright" not in text and "ignored" not in text
     assert "open - open a file" in text
-    assert "The open() system call opens pathname, see close(2) and \"quotes\"." in text
+    assert 'The open() system call opens pathname, see close(2) and "quotes".' in text
     assert "\nO_CREAT\nCreate it \\ if needed." in text
     assert "\n    int fd = open(path, flags);" in text
     assert "\\f" not in text and "\\(" not in text and ".TP" not in text
@@ -247,8 +299,11 @@ def test_roff_to_text():
 
 
 def test_split_dictd():
-    entries = [b"Apple \\Ap\"ple\\, n.\n   A fruit.\n", b"Bee \\Bee\\, n.\n   An insect.\n",
-               b"Cat \\Cat\\, n.\n   A pet.\n"]
+    entries = [
+        b'Apple \\Ap"ple\\, n.\n   A fruit.\n',
+        b"Bee \\Bee\\, n.\n   An insect.\n",
+        b"Cat \\Cat\\, n.\n   A pet.\n",
+    ]
     data = b"".join(entries)
     offsets = [0, len(entries[0]), len(entries[0]) + len(entries[1])]
 
@@ -261,9 +316,11 @@ def test_split_dictd():
             if not n:
                 return out
 
-    index = "\n".join([f"00-database-info\t{b64(0)}\t{b64(5)}"]
-                      + [f"{w}\t{b64(o)}\t{b64(len(e))}" for w, o, e in zip("ABC", offsets, entries)]
-                      + [f"Pomme\t{b64(0)}\t{b64(len(entries[0]))}"])  # second headword, same entry
+    index = "\n".join(
+        [f"00-database-info\t{b64(0)}\t{b64(5)}"]
+        + [f"{w}\t{b64(o)}\t{b64(len(e))}" for w, o, e in zip("ABC", offsets, entries)]
+        + [f"Pomme\t{b64(0)}\t{b64(len(entries[0]))}"]
+    )  # second headword, same entry
     assert formats.dictd_number("BA") == 64
     docs = formats.split_dictd(data, index, entries_per_doc=2)
     assert len(docs) == 2
@@ -281,8 +338,10 @@ Ge2:1 Thus the heavens and the earth were finished.
 def test_split_bible_chapters():
     docs = formats.split_bible_chapters(KJV)
     assert [d.splitlines()[0] for d in docs] == ["Genesis 1", "Genesis 2", "1 John 1"]
-    assert docs[0] == ("Genesis 1\n\n1 In the beginning God created the heaven and the earth.\n"
-                       "2 And the earth was without form, and void.\n")
+    assert docs[0] == (
+        "Genesis 1\n\n1 In the beginning God created the heaven and the earth.\n"
+        "2 And the earth was without form, and void.\n"
+    )
 
 
 # made with ncompress 4.2.4.6 (`compress -b 16`) from SAMPLE_TEXT; gzip -d agrees
@@ -340,17 +399,26 @@ def test_sampling_helpers():
     pieces = formats.split_long_text("abc\n" * 100, max_chars=40)
     assert "".join(pieces) == "abc\n" * 100 and all(len(p) <= 40 for p in pieces)
     assert build.clean_documents(["x\n", "x\n", "  \n", "y"]) == ["x\n", "y\n"]
-    assert tiny_slice.take_budget(["a" * 50 + "\n", "b\n" * 100], 120, min_piece_bytes=10) == ["a" * 50 + "\n", "b\n" * 34]
+    assert tiny_slice.take_budget(["a" * 50 + "\n", "b\n" * 100], 120, min_piece_bytes=10) == [
+        "a" * 50 + "\n",
+        "b\n" * 34,
+    ]
 
 
 def test_make_tiny_slice_roundtrip(tmp_path):
     src = tmp_path / "full"
     src.mkdir()
-    train = {"big": [f"big {i}\n" * 50 for i in range(40)], "small": [f"s {i}\n" * 50 for i in range(4)]}
+    train = {
+        "big": [f"big {i}\n" * 50 for i in range(40)],
+        "small": [f"s {i}\n" * 50 for i in range(4)],
+    }
     val = {"big": ["vb\n" * 10], "small": ["vs\n" * 10]}
-    build.write_corpus(src, train, val, {"name": "x", "domains": {"big": {}, "small": {}}, "packages": []})
-    out = tiny_slice.make_tiny_slice(src, tmp_path / "tiny", max_train_bytes=4_000, min_train_bytes=1_000,
-                                validation_bytes=1_000)
+    build.write_corpus(
+        src, train, val, {"name": "x", "domains": {"big": {}, "small": {}}, "packages": []}
+    )
+    out = tiny_slice.make_tiny_slice(
+        src, tmp_path / "tiny", max_train_bytes=4_000, min_train_bytes=1_000, validation_bytes=1_000
+    )
     t, v, manifest = tiny_slice.read_corpus_dir(out)
     assert list(t) == ["big", "small"] and v["small"] == ["vs\n" * 10]
     sizes = {d: manifest["domains"][d]["train"]["bytes"] for d in t}
@@ -386,12 +454,26 @@ def test_hub_source_wiring(monkeypatch, home):
         return {"train": ds.to_iterable_dataset() if kwargs.get("streaming") else ds}
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    c = load_text_corpus(CorpusConfig(source="hub", path="org/pile", domain_column="meta.pile_set_name",
-                                      validation_fraction=0.1))
+    c = load_text_corpus(
+        CorpusConfig(
+            source="hub",
+            path="org/pile",
+            domain_column="meta.pile_set_name",
+            validation_fraction=0.1,
+        )
+    )
     assert c.domains == ["Enron Emails", "FreeLaw", "Github"] and len(c.validation["Github"]) == 3
     assert calls[-1] == {"path": "org/pile", "streaming": False}  # no trust_remote_code
-    c = load_text_corpus(CorpusConfig(source="hub", path="org/pile", domain_column="meta.pile_set_name",
-                                      domains=["Github"], max_docs_per_domain=5, trust_remote_code=True))
+    c = load_text_corpus(
+        CorpusConfig(
+            source="hub",
+            path="org/pile",
+            domain_column="meta.pile_set_name",
+            domains=["Github"],
+            max_docs_per_domain=5,
+            trust_remote_code=True,
+        )
+    )
     assert calls[-1]["streaming"] is True and calls[-1]["trust_remote_code"] is True
     assert c.domains == ["Github"] and len(c.train["Github"]) == 5
     with pytest.raises(CorpusError, match="corpus.path"):
@@ -426,7 +508,10 @@ def test_concurrent_loads_in_one_process_run_one_at_a_time(monkeypatch):
         corpus, tokenizer = None, None
 
     results = []
-    threads = [threading.Thread(target=lambda: results.append(load.load_tokenized(Cfg()))) for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: results.append(load.load_tokenized(Cfg())))
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:

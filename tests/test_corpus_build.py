@@ -26,7 +26,9 @@ def empty_apt_lists(tmp_path, monkeypatch):
     lists.mkdir()
     cache.mkdir()
     conf = tmp_path / "apt.conf"
-    conf.write_text(f'Dir::State::Lists "{lists}";\nDir::Cache "{cache}";\nAPT::Sandbox::User "root";\n')
+    conf.write_text(
+        f'Dir::State::Lists "{lists}";\nDir::Cache "{cache}";\nAPT::Sandbox::User "root";\n'
+    )
     monkeypatch.setenv("APT_CONFIG", str(conf))
     monkeypatch.setenv("ACODM_HOME", str(tmp_path / "home"))
     return lists
@@ -35,11 +37,15 @@ def empty_apt_lists(tmp_path, monkeypatch):
 @needs_apt
 @pytest.mark.slow
 @pytest.mark.network
-@pytest.mark.skipif(os.geteuid() != 0, reason="apt-get update needs root (the CI image runs as root)")
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="apt-get update needs root (the CI image runs as root)"
+)
 def test_build_refreshes_empty_apt_lists(empty_apt_lists, tmp_path):
     assert not any(empty_apt_lists.iterdir())
     # with no lists apt knows installed packages only, and cannot download them
-    probe = subprocess.run(["apt-get", "download", "base-files"], cwd=tmp_path, capture_output=True, text=True)
+    probe = subprocess.run(
+        ["apt-get", "download", "base-files"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert probe.returncode != 0
     out = tmp_path / "corpus"
     build.build_bundled_corpus(out, domains=["legal", "literature"])
@@ -64,7 +70,9 @@ def _fake_apt(monkeypatch, tmp_path, download_ok_after_update: bool):
             if refreshed and download_ok_after_update:
                 (cwd / f"{cmd[2]}_1.0_all.deb").write_bytes(b"deb")
                 return subprocess.CompletedProcess(cmd, 0, "", "")
-            return subprocess.CompletedProcess(cmd, 100, "", "E: Can't find a source to download version '1.0'")
+            return subprocess.CompletedProcess(
+                cmd, 100, "", "E: Can't find a source to download version '1.0'"
+            )
         return subprocess.CompletedProcess(cmd, 0, "1.0\n", "")
 
     monkeypatch.setattr(apt.subprocess, "run", fake_run)
@@ -78,7 +86,9 @@ def test_download_refreshes_once_then_retries(monkeypatch, tmp_path):
     deb = apt.download_package("base-files", tmp_path, lists)
     assert deb.version == "1.0" and lists.refreshed
     assert calls[:3] == [["apt-get", "download"], ["apt-get", "update"], ["apt-get", "download"]]
-    apt.download_package("bible-kjv-text", tmp_path, lists)  # the lists are refreshed once per build
+    apt.download_package(
+        "bible-kjv-text", tmp_path, lists
+    )  # the lists are refreshed once per build
     assert calls.count(["apt-get", "update"]) == 1
 
 
@@ -93,7 +103,9 @@ def test_download_still_missing_after_refresh_names_the_package(monkeypatch, tmp
 def test_not_root_says_the_exact_command(monkeypatch, tmp_path):
     monkeypatch.setattr(apt.os, "geteuid", lambda: 1000)
     calls = _fake_apt(monkeypatch, tmp_path, download_ok_after_update=True)
-    with pytest.raises(build.CorpusBuildError, match=r"Run `sudo apt-get update`, then `acodm corpus build`"):
+    with pytest.raises(
+        build.CorpusBuildError, match=r"Run `sudo apt-get update`, then `acodm corpus build`"
+    ):
         apt.download_package("base-files", tmp_path)
     assert ["apt-get", "update"] not in calls
 

@@ -78,8 +78,15 @@ def test_critic_loss_matches_explicit_formula():
     critic = LinearCritic(WS, WA)
     target_critic, target_actor = LinearCritic(TWS, TWA), SoftmaxActor(TW_ACTOR)
     loss = ddpg.critic_loss(
-        critic, target_actor, target_critic, t(OBS), t(ACTIONS), t(REWARDS), t(NEXT_OBS),
-        t(DONES), GAMMA,
+        critic,
+        target_actor,
+        target_critic,
+        t(OBS),
+        t(ACTIONS),
+        t(REWARDS),
+        t(NEXT_OBS),
+        t(DONES),
+        GAMMA,
     )
     next_a = np_softmax(NEXT_OBS @ TW_ACTOR)
     y = REWARDS + GAMMA * (1.0 - DONES)[:, None] * (NEXT_OBS @ TWS + next_a @ TWA)
@@ -178,7 +185,10 @@ def same(a: list[torch.Tensor], m: nn.Module) -> bool:
 
 def test_actor_step_updates_actor_only():
     actor, critic = tiny_nets()
-    a_opt, c_opt = torch.optim.Adam(actor.parameters(), 1e-2), torch.optim.Adam(critic.parameters(), 1e-2)
+    a_opt, c_opt = (
+        torch.optim.Adam(actor.parameters(), 1e-2),
+        torch.optim.Adam(critic.parameters(), 1e-2),
+    )
     obs = torch.randn(8, 7)
     a0, c0 = params(actor), params(critic)
     ddpg.actor_loss(actor, critic, obs).backward()
@@ -211,8 +221,15 @@ def test_critic_step_updates_critic_only():
     a0, c0 = params(actor), params(critic)
     ta0, tc0 = params(target_actor), params(target_critic)
     loss = ddpg.critic_loss(
-        critic, target_actor, target_critic, obs, actions, torch.randn(b, 3), next_obs,
-        torch.zeros(b), GAMMA,
+        critic,
+        target_actor,
+        target_critic,
+        obs,
+        actions,
+        torch.randn(b, 3),
+        next_obs,
+        torch.zeros(b),
+        GAMMA,
     )
     loss.backward()
     assert all(p.grad is None for p in actor.parameters())
@@ -350,7 +367,9 @@ def test_weighted_actor_objective_and_entropy_match_explicit_formula():
     loss.backward()
     assert critic.ws.grad is None and critic.wa.grad is None
     # the paper's objective with the same entropy term: -mean_b[mean_i Q_i + c H]
-    paper = ddpg.actor_loss(SoftmaxActor(W_ACTOR), critic, t(OBS), "mean", entropy_coef=0.3, gamma=0.9)
+    paper = ddpg.actor_loss(
+        SoftmaxActor(W_ACTOR), critic, t(OBS), "mean", entropy_coef=0.3, gamma=0.9
+    )
     assert paper.item() == pytest.approx(-np.mean(q.mean(axis=1) + 0.3 * h), rel=1e-12)
     with pytest.raises(ValueError, match="unknown actor objective"):
         ddpg.actor_loss(actor, critic, t(OBS), "max")
@@ -377,16 +396,36 @@ def test_masked_critic_loss_ignores_unscored_domains():
     target_critic, target_actor = LinearCritic(TWS, TWA), SoftmaxActor(TW_ACTOR)
     rewards = REWARDS.copy()
     rewards[0, 1] = np.nan
-    loss = ddpg.critic_loss(critic, target_actor, target_critic, t(OBS), t(ACTIONS), t(rewards), t(NEXT_OBS),
-                            t(DONES), GAMMA)
+    loss = ddpg.critic_loss(
+        critic,
+        target_actor,
+        target_critic,
+        t(OBS),
+        t(ACTIONS),
+        t(rewards),
+        t(NEXT_OBS),
+        t(DONES),
+        GAMMA,
+    )
     next_a = np_softmax(NEXT_OBS @ TW_ACTOR)
     y = rewards + GAMMA * (1.0 - DONES)[:, None] * (NEXT_OBS @ TWS + next_a @ TWA)
     err = (OBS @ WS + ACTIONS @ WA - y) ** 2
     assert loss.item() == pytest.approx(np.nanmean(err), rel=1e-12)  # 5 entries, not 6
     warm = ddpg.warmup_critic_loss(critic, t(OBS), t(ACTIONS), t(rewards), GAMMA)
-    assert warm.item() == pytest.approx(np.nanmean((OBS @ WS + ACTIONS @ WA - (1 + GAMMA) * rewards) ** 2), rel=1e-12)
-    td = ddpg.td_error(critic, target_actor, target_critic, t(OBS), t(ACTIONS), t(rewards), t(NEXT_OBS),
-                       t(DONES), GAMMA)
+    assert warm.item() == pytest.approx(
+        np.nanmean((OBS @ WS + ACTIONS @ WA - (1 + GAMMA) * rewards) ** 2), rel=1e-12
+    )
+    td = ddpg.td_error(
+        critic,
+        target_actor,
+        target_critic,
+        t(OBS),
+        t(ACTIONS),
+        t(rewards),
+        t(NEXT_OBS),
+        t(DONES),
+        GAMMA,
+    )
     assert td == pytest.approx(np.nanmean(np.sqrt(err)), rel=1e-9)
 
 
@@ -395,8 +434,12 @@ def test_imitation_on_odm_rows_only():
     odm = np.array([[0.6, 0.4], [0.1, 0.9], [0.5, 0.5]])
     rows = t(np.array([1.0, 0.0, 1.0]))
     per_row = np.mean((np_softmax(OBS @ W_ACTOR) - odm) ** 2, axis=1)
-    assert ddpg.imitation_loss(actor, t(OBS), t(odm), rows).item() == pytest.approx((per_row[0] + per_row[2]) / 2)
-    assert ddpg.imitation_loss(actor, t(OBS), t(odm), t(np.zeros(3))).item() == 0.0  # no ODM row: nothing
+    assert ddpg.imitation_loss(actor, t(OBS), t(odm), rows).item() == pytest.approx(
+        (per_row[0] + per_row[2]) / 2
+    )
+    assert (
+        ddpg.imitation_loss(actor, t(OBS), t(odm), t(np.zeros(3))).item() == 0.0
+    )  # no ODM row: nothing
 
 
 def test_actor_floor_keeps_every_domain():
@@ -436,7 +479,9 @@ def test_value_spread_is_the_range_of_per_step_domain_values():
     critic, actor = LinearCritic(WS, WA), SoftmaxActor(W_ACTOR)
     q = OBS @ WS + np_softmax(OBS @ W_ACTOR) @ WA  # (B, K)
     values = (1.0 - GAMMA) * q.mean(axis=0)
-    assert ddpg.value_spread(actor, critic, t(OBS), GAMMA) == pytest.approx(values.max() - values.min(), rel=1e-12)
+    assert ddpg.value_spread(actor, critic, t(OBS), GAMMA) == pytest.approx(
+        values.max() - values.min(), rel=1e-12
+    )
 
 
 def test_relative_value_units_divide_by_the_mean_absolute_value():
@@ -447,19 +492,25 @@ def test_relative_value_units_divide_by_the_mean_absolute_value():
     q = OBS @ WS + pi @ WA
     v = q / np.abs(q).mean()
     h = -(pi * np.log(pi)).sum(axis=1)
-    loss = ddpg.actor_loss(actor, critic, t(OBS), "weighted", entropy_coef=0.3, gamma=0.9, value_units="relative")
+    loss = ddpg.actor_loss(
+        actor, critic, t(OBS), "weighted", entropy_coef=0.3, gamma=0.9, value_units="relative"
+    )
     assert loss.item() == pytest.approx(-np.mean((pi * v).sum(axis=1) + 0.3 * h), rel=1e-12)
     spread = ddpg.value_spread(actor, critic, t(OBS), 0.9, "relative")
     assert spread == pytest.approx(v.mean(axis=0).max() - v.mean(axis=0).min(), rel=1e-12)
     for factor in (7.0, 0.01):  # larger and smaller than 1: the scale is |Q|'s, not clipped at 1
         scaled = LinearCritic(factor * WS, factor * WA)
-        assert ddpg.actor_loss(actor, scaled, t(OBS), "weighted", 0.3, 0.9, "relative").item() == pytest.approx(loss.item())
+        assert ddpg.actor_loss(
+            actor, scaled, t(OBS), "weighted", 0.3, 0.9, "relative"
+        ).item() == pytest.approx(loss.item())
         assert ddpg.value_spread(actor, scaled, t(OBS), 0.9, "relative") == pytest.approx(spread)
     # the scale is a constant: the actor's gradient is the one of sum_i pi_i Q_i / c with c fixed
     fixed = SoftmaxActor(W_ACTOR)
     c = float(np.abs(q).mean())
-    (-(fixed(t(OBS)) * ddpg.q_frozen(critic, t(OBS), fixed(t(OBS)))).sum(dim=-1).mean() / c
-     - 0.3 * ddpg.entropy(fixed(t(OBS))).mean()).backward()
+    (
+        -(fixed(t(OBS)) * ddpg.q_frozen(critic, t(OBS), fixed(t(OBS)))).sum(dim=-1).mean() / c
+        - 0.3 * ddpg.entropy(fixed(t(OBS))).mean()
+    ).backward()
     actor.w.grad = None
     ddpg.actor_loss(actor, critic, t(OBS), "weighted", 0.3, 0.9, "relative").backward()
     assert torch.allclose(actor.w.grad, fixed.w.grad, rtol=1e-10, atol=1e-12)
@@ -472,8 +523,26 @@ def test_imitation_of_a_single_odm_row_and_td_error_of_an_unscored_batch():
     actor = SoftmaxActor(W_ACTOR)
     odm = np.array([[0.6, 0.4], [0.1, 0.9], [0.5, 0.5]])
     per_row = np.mean((np_softmax(OBS @ W_ACTOR) - odm) ** 2, axis=1)
-    assert ddpg.imitation_loss(actor, t(OBS), t(odm), t(np.array([0.0, 1.0, 0.0]))).item() == pytest.approx(per_row[1])
-    critic, target_critic, target_actor = LinearCritic(WS, WA), LinearCritic(TWS, TWA), SoftmaxActor(TW_ACTOR)
+    assert ddpg.imitation_loss(
+        actor, t(OBS), t(odm), t(np.array([0.0, 1.0, 0.0]))
+    ).item() == pytest.approx(per_row[1])
+    critic, target_critic, target_actor = (
+        LinearCritic(WS, WA),
+        LinearCritic(TWS, TWA),
+        SoftmaxActor(TW_ACTOR),
+    )
     unscored = np.full_like(REWARDS, np.nan)
-    assert ddpg.td_error(critic, target_actor, target_critic, t(OBS), t(ACTIONS), t(unscored), t(NEXT_OBS),
-                         t(DONES), GAMMA) == 0.0
+    assert (
+        ddpg.td_error(
+            critic,
+            target_actor,
+            target_critic,
+            t(OBS),
+            t(ACTIONS),
+            t(unscored),
+            t(NEXT_OBS),
+            t(DONES),
+            GAMMA,
+        )
+        == 0.0
+    )

@@ -81,8 +81,13 @@ def test_launcher_has_cpu_and_gpu_groups_scaling_from_zero(name):
         assert spec["min_workers"] == 0, node_type
         assert 0 < spec["max_workers"] <= cfg["max_workers"], node_type
     assert any(spec["resources"].get("GPU", 0) >= 1 for spec in workers.values())
-    assert any(spec["resources"].get("CPU", 0) >= 1 and not spec["resources"].get("GPU") for spec in workers.values())
-    assert cfg["available_node_types"][head]["resources"].get("CPU") == 0  # workloads go to the workers
+    assert any(
+        spec["resources"].get("CPU", 0) >= 1 and not spec["resources"].get("GPU")
+        for spec in workers.values()
+    )
+    assert (
+        cfg["available_node_types"][head]["resources"].get("CPU") == 0
+    )  # workloads go to the workers
 
 
 @pytest.mark.parametrize("name", LAUNCHERS)
@@ -97,18 +102,28 @@ def test_launcher_runs_ray_with_token_auth_from_a_secret(name):
     secret_call = {"aws.yaml": "secretsmanager", "gcp.yaml": "gcloud secrets versions access"}[name]
     assert secret_call in head and "umask 077" in head and "~/.ray/auth_token" in head
     # the head fetches the token before `ray start --head`; workers get the head's copy
-    fetch = next(i for i, c in enumerate(commands(cfg, "head_start_ray_commands")) if secret_call in c)
-    start = next(i for i, c in enumerate(commands(cfg, "head_start_ray_commands")) if "ray start --head" in c)
+    fetch = next(
+        i for i, c in enumerate(commands(cfg, "head_start_ray_commands")) if secret_call in c
+    )
+    start = next(
+        i for i, c in enumerate(commands(cfg, "head_start_ray_commands")) if "ray start --head" in c
+    )
     assert fetch < start
     assert "~/.ray/auth_token" in cfg["cluster_synced_files"]
-    assert any("auth_token" in c and "exit 1" in c for c in commands(cfg, "worker_start_ray_commands"))
-    assert any("RAY_AUTH_MODE=token" in c and ".bashrc" in c for c in commands(cfg, "setup_commands"))
+    assert any(
+        "auth_token" in c and "exit 1" in c for c in commands(cfg, "worker_start_ray_commands")
+    )
+    assert any(
+        "RAY_AUTH_MODE=token" in c and ".bashrc" in c for c in commands(cfg, "setup_commands")
+    )
 
 
 @pytest.mark.parametrize("name", LAUNCHERS)
 def test_launcher_keeps_the_dashboard_on_loopback(name):
     cfg = load(name)
-    head_start = next(c for c in commands(cfg, "head_start_ray_commands") if "ray start --head" in c)
+    head_start = next(
+        c for c in commands(cfg, "head_start_ray_commands") if "ray start --head" in c
+    )
     assert "--dashboard-host=127.0.0.1" in head_start
     every_command = json.dumps({k: v for k, v in cfg.items() if k.endswith("commands")})
     assert "0.0.0.0" not in every_command and "--ray-client-server-port" not in every_command
@@ -137,20 +152,27 @@ def test_launcher_installs_the_pinned_torch_first_from_the_synced_checkout(name)
 
 HEX_TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{32,}(?![0-9A-Za-z])")
 B64_TOKEN = re.compile(r"(?<![A-Za-z0-9+_-])[A-Za-z0-9+_-]{32,}={0,2}")
-ASSIGNED = re.compile(r"""(?i)\b(?:ray_auth_token|auth_token|token)\b["']?[ \t]*[:=][ \t]*["']?(?![$({<"'\s])([^\s"'#,}]{6,})""")
+ASSIGNED = re.compile(
+    r"""(?i)\b(?:ray_auth_token|auth_token|token)\b["']?[ \t]*[:=][ \t]*["']?(?![$({<"'\s])([^\s"'#,}]{6,})"""
+)
 
 
 def token_literals(text: str) -> list[str]:
     """Strings in `text` that look like a token or a literal assigned to a token variable."""
     found = HEX_TOKEN.findall(text)
-    found += [m for m in B64_TOKEN.findall(text)
-              if re.search(r"[a-z]", m) and re.search(r"[A-Z]", m) and re.search(r"[0-9]", m)]
+    found += [
+        m
+        for m in B64_TOKEN.findall(text)
+        if re.search(r"[a-z]", m) and re.search(r"[A-Z]", m) and re.search(r"[0-9]", m)
+    ]
     found += ASSIGNED.findall(text)
     return found
 
 
 def test_token_detector_catches_planted_tokens():
-    from ray._private.authentication.authentication_token_generator import generate_new_authentication_token
+    from ray._private.authentication.authentication_token_generator import (
+        generate_new_authentication_token,
+    )
 
     token = generate_new_authentication_token()
     assert token_literals(f"echo {token} > ~/.ray/auth_token")
@@ -177,7 +199,10 @@ def test_kubernetes_token_only_from_a_secret_and_no_secret_objects():
                     for var in value:
                         if var["name"] == "RAY_AUTH_TOKEN":
                             assert "value" not in var, (rel, path)
-                            assert var["valueFrom"]["secretKeyRef"] == {"name": SECRET_NAME, "key": "auth_token"}
+                            assert var["valueFrom"]["secretKeyRef"] == {
+                                "name": SECRET_NAME,
+                                "key": "auth_token",
+                            }
 
 
 # --------------------------------------------------------------------------------- KubeRay
@@ -207,7 +232,9 @@ def test_kuberay_manifest_shape(rel):
     assert spec["enableInTreeAutoscaling"] is True
     assert spec["authOptions"] == {"mode": "token", "secretName": SECRET_NAME}
     head = spec["headGroupSpec"]
-    assert isinstance(head["rayStartParams"], dict) and head["rayStartParams"].get("num-cpus") == "0"
+    assert (
+        isinstance(head["rayStartParams"], dict) and head["rayStartParams"].get("num-cpus") == "0"
+    )
     assert head.get("serviceType", "ClusterIP") == "ClusterIP"
     groups = {g["groupName"]: g for g in spec["workerGroupSpecs"]}
     assert set(groups) == {"cpu", "gpu"}
@@ -220,7 +247,9 @@ def test_kuberay_manifest_shape(rel):
         env = env_of(c)
         assert env["RAY_AUTH_MODE"] == "token"
         assert env["RAY_AUTH_TOKEN"] == {"secretKeyRef": {"name": SECRET_NAME, "key": "auth_token"}}
-        assert env["ACODM_HOME"].startswith("/mnt/acodm/") and env["ACODM_OUTPUT_ROOT"].startswith("/mnt/acodm/")
+        assert env["ACODM_HOME"].startswith("/mnt/acodm/") and env["ACODM_OUTPUT_ROOT"].startswith(
+            "/mnt/acodm/"
+        )
         assert "hostPort" not in json.dumps(c)
     assert "hostNetwork" not in json.dumps(doc) and "LoadBalancer" not in json.dumps(doc)
     assert "NodePort" not in json.dumps(doc) and "ingress" not in json.dumps(doc).lower()
@@ -234,17 +263,25 @@ def test_rayjobs_run_the_same_cluster_as_the_raycluster():
         assert job["shutdownAfterJobFinishes"] is True and job["submissionMode"] == "K8sJobMode"
         submitter = job["submitterPodTemplate"]["spec"]["containers"][0]
         assert env_of(submitter)["RAY_AUTH_MODE"] == "token"
-        assert env_of(submitter)["RAY_AUTH_TOKEN"] == {"secretKeyRef": {"name": SECRET_NAME, "key": "auth_token"}}
+        assert env_of(submitter)["RAY_AUTH_TOKEN"] == {
+            "secretKeyRef": {"name": SECRET_NAME, "key": "auth_token"}
+        }
 
 
 def test_shared_volume_is_the_pvc_of_storage_yaml():
     (pvc,) = load_all("kuberay/storage.yaml")
-    assert pvc["kind"] == "PersistentVolumeClaim" and pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert pvc["kind"] == "PersistentVolumeClaim" and pvc["spec"]["accessModes"] == [
+        "ReadWriteMany"
+    ]
     spec = load("kuberay/raycluster.yaml")["spec"]
     for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
         pod = group["template"]["spec"]
-        assert pod["volumes"] == [{"name": "shared", "persistentVolumeClaim": {"claimName": pvc["metadata"]["name"]}}]
-        assert pod["containers"][0]["volumeMounts"] == [{"name": "shared", "mountPath": "/mnt/acodm"}]
+        assert pod["volumes"] == [
+            {"name": "shared", "persistentVolumeClaim": {"claimName": pvc["metadata"]["name"]}}
+        ]
+        assert pod["containers"][0]["volumeMounts"] == [
+            {"name": "shared", "mountPath": "/mnt/acodm"}
+        ]
 
 
 def parse_entrypoint(entry: str) -> tuple[Path, str, list[str], dict[str, str]]:
@@ -306,8 +343,12 @@ def node_types() -> dict[str, dict[str, dict[str, Any]]]:
     for g in spec["workerGroupSpecs"]:
         limits = g["template"]["spec"]["containers"][0]["resources"]["limits"]
         types["kuberay"][g["groupName"]] = {
-            "resources": {"CPU": float(limits["cpu"]), "GPU": float(limits.get("nvidia.com/gpu", 0))},
-            "max_workers": g["maxReplicas"]}
+            "resources": {
+                "CPU": float(limits["cpu"]),
+                "GPU": float(limits.get("nvidia.com/gpu", 0)),
+            },
+            "max_workers": g["maxReplicas"],
+        }
     return types
 
 

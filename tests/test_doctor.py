@@ -21,7 +21,13 @@ def clean_env(tmp_path, monkeypatch):
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("ACODM_HOME", str(tmp_path / "acodm_home"))
-    for var in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "ACODM_OUTPUT_ROOT"):
+    for var in (
+        "RAY_ADDRESS",
+        "RAY_AUTH_MODE",
+        "RAY_AUTH_TOKEN",
+        "RAY_AUTH_TOKEN_PATH",
+        "ACODM_OUTPUT_ROOT",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
     from acodm_ray import doctor  # no `ray start` address file from elsewhere on this machine
@@ -33,9 +39,16 @@ def clean_env(tmp_path, monkeypatch):
 def fake_corpus(acodm_home):
     corpus = acodm_home / "corpus" / "debian-v1"
     corpus.mkdir(parents=True)
-    manifest = {"name": "debian-v1", "format_version": 1, "apt_host": "debian 12",
-                "domains": {"python_code": {"train": {"bytes": 2_000_000}}, "legal": {"train": {"bytes": 500_000}}},
-                "packages": [{"name": "a"}, {"name": "b"}]}
+    manifest = {
+        "name": "debian-v1",
+        "format_version": 1,
+        "apt_host": "debian 12",
+        "domains": {
+            "python_code": {"train": {"bytes": 2_000_000}},
+            "legal": {"train": {"bytes": 500_000}},
+        },
+        "packages": [{"name": "a"}, {"name": "b"}],
+    }
     (corpus / "manifest.json").write_text(json.dumps(manifest))
     return corpus
 
@@ -79,7 +92,9 @@ def test_token_is_never_printed(clean_env, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert TOKEN not in out and TOKEN[:16] not in out
     assert f"{token_file} exists: yes (mode 600)" in out
-    assert "RAY_AUTH_TOKEN       set (value not shown)" in out and "RAY_AUTH_MODE        token" in out
+    assert (
+        "RAY_AUTH_TOKEN       set (value not shown)" in out and "RAY_AUTH_MODE        token" in out
+    )
 
 
 def test_token_mode_without_a_token_is_missing(clean_env, monkeypatch):

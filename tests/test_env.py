@@ -42,10 +42,15 @@ def test_action_mapping_of_a_batch_is_row_for_row_the_single_mapping():
         for mapping in ("simplex", "softmax"):
             batch = action_to_weights(actions, mapping, 1e-6)
             assert batch.shape == (64, K)
-            assert all(np.array_equal(row, action_to_weights(a, mapping, 1e-6)) for row, a in zip(batch, actions))
+            assert all(
+                np.array_equal(row, action_to_weights(a, mapping, 1e-6))
+                for row, a in zip(batch, actions)
+            )
             np.testing.assert_allclose(batch.sum(axis=1), 1.0)
     a = np.array([[-1.0, 1.0, 3.0]])
-    np.testing.assert_array_equal(action_to_weights(a, "simplex", 0.5), [[0.5 / 5.5, 1.5 / 5.5, 3.5 / 5.5]])
+    np.testing.assert_array_equal(
+        action_to_weights(a, "simplex", 0.5), [[0.5 / 5.5, 1.5 / 5.5, 3.5 / 5.5]]
+    )
 
 
 def test_passes_gymnasium_env_checker(env):
@@ -139,7 +144,9 @@ def test_loss_reward_is_the_znormalised_loss_decrease_since_each_domain_was_last
     # unbiased std), domain 1 is new, domain 3 not sampled now -> 0
     prev = np.array([3.0, np.nan, 2.0, 4.0])
     now = np.array([2.0, 5.0, 2.0, np.nan])
-    np.testing.assert_allclose(loss_decrease_scores(prev, now), [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2), 0.0], atol=1e-6)
+    np.testing.assert_allclose(
+        loss_decrease_scores(prev, now), [1 / math.sqrt(2), 0.0, -1 / math.sqrt(2), 0.0], atol=1e-6
+    )
     assert not loss_decrease_scores(np.full(3, np.nan), np.ones(3)).any()
 
     env = DataMixingEnv(env_config(env={"reward": "loss"}))

@@ -33,10 +33,19 @@ def _own_error_classes() -> list[type]:
 def test_every_error_of_ours_has_the_one_base_and_keeps_its_builtin_one():
     classes = _own_error_classes()
     names = {c.__name__ for c in classes}
-    assert {"ConfigError", "CompareError", "WeightsError", "UnknownDomainError", "NonFiniteLossError",
-            "PolicyServerError", "TargetTrainingError"} <= names
+    assert {
+        "ConfigError",
+        "CompareError",
+        "WeightsError",
+        "UnknownDomainError",
+        "NonFiniteLossError",
+        "PolicyServerError",
+        "TargetTrainingError",
+    } <= names
     assert [c.__name__ for c in classes if not issubclass(c, AcodmError)] == []
-    assert all(len(inspect.getmro(c)) > 3 for c in classes if c is not AcodmError)  # a built-in base besides
+    assert all(
+        len(inspect.getmro(c)) > 3 for c in classes if c is not AcodmError
+    )  # a built-in base besides
     from acodm_ray.config import ConfigError as from_config
     from acodm_ray.data.corpus import CorpusFileNotFoundError
 
@@ -63,7 +72,9 @@ def test_a_bug_in_a_job_keeps_its_traceback():
 
 def test_set_flags_keeps_only_the_given_flags_in_order():
     assert _common.set_flags({"rl.algo": "sac", "rl.iterations": None, "compare.seeds": 0}) == [
-        "rl.algo=sac", "compare.seeds=0"]
+        "rl.algo=sac",
+        "compare.seeds=0",
+    ]
 
 
 @pytest.mark.parametrize("job", ["proxy_rl", "target_pretrain", "compare"])
@@ -71,11 +82,22 @@ def test_a_job_refuses_an_old_run_before_it_starts_ray(job, tmp_path, monkeypatc
     """`_common.run_dir_for` checks the run directory first: an existing run is refused with the
     flags that would take it, and nothing (Ray, a corpus load) starts or is written."""
     module = importlib.import_module(job)
-    monkeypatch.setattr(module, "init_ray", lambda *a, **k: pytest.fail("Ray started before the run dir was checked"))
+    monkeypatch.setattr(
+        module,
+        "init_ray",
+        lambda *a, **k: pytest.fail("Ray started before the run dir was checked"),
+    )
     old = tmp_path / "old"
     old.mkdir()
     (old / "summary.json").write_text("{}")
-    args = ["--config", str(ROOT / "configs" / "tiny.yaml"), "--output-dir", str(tmp_path), "--name", "old"]
+    args = [
+        "--config",
+        str(ROOT / "configs" / "tiny.yaml"),
+        "--output-dir",
+        str(tmp_path),
+        "--name",
+        "old",
+    ]
     assert module.main(args) == 2
     err = capsys.readouterr().err
     assert f"{job}: error: run directory {old} already exists; pass --resume" in err

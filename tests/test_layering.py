@@ -36,7 +36,9 @@ def import_graph() -> dict[str, set[str]]:
                 continue
             for imported in names:
                 target = ours(imported)
-                if target and target != name and not name.startswith(target + "."):  # a package's own parent
+                if (
+                    target and target != name and not name.startswith(target + ".")
+                ):  # a package's own parent
                     targets.add(target)
         graph[name] = targets
     return graph
@@ -49,7 +51,9 @@ def _unit(module: str) -> str:
 
 
 def _mutual(edges: dict[str, set[str]]) -> list[tuple[str, str]]:
-    return sorted({tuple(sorted((a, b))) for a, bs in edges.items() for b in bs if a in edges.get(b, set())})
+    return sorted(
+        {tuple(sorted((a, b))) for a, bs in edges.items() for b in bs if a in edges.get(b, set())}
+    )
 
 
 def test_no_two_modules_import_each_other():
@@ -65,9 +69,20 @@ def test_no_two_packages_import_each_other():
 
 def test_imports_point_down_the_layers():
     graph = import_graph()
-    assert {(a, b) for a, bs in graph.items() if a.startswith("acodm_ray") for b in bs
-            if not b.startswith("acodm_ray")} == set()  # the core imports neither envs nor policies
-    assert {(a, b) for a, bs in graph.items() if a.startswith("envs") for b in bs if b.startswith("policies")} == set()
+    assert {
+        (a, b)
+        for a, bs in graph.items()
+        if a.startswith("acodm_ray")
+        for b in bs
+        if not b.startswith("acodm_ray")
+    } == set()  # the core imports neither envs nor policies
+    assert {
+        (a, b)
+        for a, bs in graph.items()
+        if a.startswith("envs")
+        for b in bs
+        if b.startswith("policies")
+    } == set()
 
 
 def test_the_graph_sees_late_imports():
@@ -89,8 +104,12 @@ def _lines(path: Path) -> int:
 
 def test_modules_stay_short():
     """The layout the README describes: no module of ours over ~400 lines, no job over ~60."""
-    long = {str(p.relative_to(ROOT)): _lines(p) for layer in (*LAYERS, "jobs") for p in (ROOT / layer).rglob("*.py")
-            if _lines(p) > MODULE_LINES and str(p.relative_to(ROOT)) not in DATA_FORMAT_MODULES}
+    long = {
+        str(p.relative_to(ROOT)): _lines(p)
+        for layer in (*LAYERS, "jobs")
+        for p in (ROOT / layer).rglob("*.py")
+        if _lines(p) > MODULE_LINES and str(p.relative_to(ROOT)) not in DATA_FORMAT_MODULES
+    }
     assert long == {}
     jobs = {p.name: _lines(p) for p in (ROOT / "jobs").glob("*.py") if not p.name.startswith("_")}
     assert set(jobs) >= {"proxy_rl.py", "target_pretrain.py", "compare.py"}

@@ -55,19 +55,27 @@ def test_odm_favours_high_loss_domains_and_round_trips_state():
     assert w[0] > w[1] > w[2] and w.sum() == pytest.approx(1.0)
     other = ODMMixer(list("abc"), np.full(3, 1 / 3), "smoothed_mean")
     other.load_state_dict(odm.state_dict())
-    np.testing.assert_array_equal(other.update_from_losses(np.array([1.0, NAN, 3.0])),
-                                  odm.update_from_losses(np.array([1.0, NAN, 3.0])))
+    np.testing.assert_array_equal(
+        other.update_from_losses(np.array([1.0, NAN, 3.0])),
+        odm.update_from_losses(np.array([1.0, NAN, 3.0])),
+    )
 
 
 def test_static_mixers(tmp_path):
     natural = np.array([0.7, 0.2, 0.1])
     domains = ["a", "b", "c"]
-    np.testing.assert_allclose(build_mixer(MixerConfig(name="uniform"), domains, natural).weights(), 1 / 3)
-    np.testing.assert_allclose(build_mixer(MixerConfig(name="natural"), domains, natural).weights(), natural)
+    np.testing.assert_allclose(
+        build_mixer(MixerConfig(name="uniform"), domains, natural).weights(), 1 / 3
+    )
+    np.testing.assert_allclose(
+        build_mixer(MixerConfig(name="natural"), domains, natural).weights(), natural
+    )
     f = tmp_path / "w.yaml"
     f.write_text("c: 0.5\na: 0.25\nb: 0.25\n")
-    np.testing.assert_allclose(build_mixer(MixerConfig(name="file", weights_file=str(f)), domains, natural).weights(),
-                               [0.25, 0.25, 0.5])
+    np.testing.assert_allclose(
+        build_mixer(MixerConfig(name="file", weights_file=str(f)), domains, natural).weights(),
+        [0.25, 0.25, 0.5],
+    )
 
 
 @pytest.mark.parametrize(
@@ -79,19 +87,23 @@ def test_static_mixers(tmp_path):
         ('{"a": NaN, "b": 0.5, "c": 0.5}', WeightsError, "not finite.*'a'"),
         ('{"a": -0.5, "b": 0.5, "c": 1.0}', WeightsError, "negative.*'a'"),
         ('{"a": "x", "b": 0.5, "c": 0.5}', ValueError, "non-numeric"),
-        ('[0.5, 0.5]', ValueError, "mapping"),
+        ("[0.5, 0.5]", ValueError, "mapping"),
     ],
 )
 def test_bad_weights_files(tmp_path, content, error, match):
     f = tmp_path / "w.json"
     f.write_text(content)
     with pytest.raises(error, match=match):
-        build_mixer(MixerConfig(name="file", weights_file=str(f)), ["a", "b", "c"], np.full(3, 1 / 3))
+        build_mixer(
+            MixerConfig(name="file", weights_file=str(f)), ["a", "b", "c"], np.full(3, 1 / 3)
+        )
 
 
 def test_missing_weights_file_and_unknown_mixer(tmp_path):
     with pytest.raises(FileNotFoundError, match="weights file not found"):
-        build_mixer(MixerConfig(name="file", weights_file=str(tmp_path / "no.yaml")), ["a"], np.ones(1))
+        build_mixer(
+            MixerConfig(name="file", weights_file=str(tmp_path / "no.yaml")), ["a"], np.ones(1)
+        )
     with pytest.raises(ValueError, match="unknown mixer 'bandit'.*valid mixers"):
         build_mixer(MixerConfig(name="bandit"), ["a"], np.ones(1))
 
@@ -118,18 +130,33 @@ def test_alignment_mixer_matches_hand_computation():
     again = AlignmentMixer(["a", "b", "c"], floor=0.1)
     again.load_state_dict(state)
     np.testing.assert_allclose(again.weights(), w2)
-    sig = StepSignals(step=3, loss=1.0, losses=np.ones(3), counts=np.ones(3), scores=np.array([9.0, -9.0, 0.0]),
-                      raw_scores=np.array([0.0, 0.0, 1.0]), state=np.zeros(10, np.float32), weights=w2, lr=1e-3,
-                      grad_norm=1.0, tokens=1, seconds=0.1)
+    sig = StepSignals(
+        step=3,
+        loss=1.0,
+        losses=np.ones(3),
+        counts=np.ones(3),
+        scores=np.array([9.0, -9.0, 0.0]),
+        raw_scores=np.array([0.0, 0.0, 1.0]),
+        state=np.zeros(10, np.float32),
+        weights=w2,
+        lr=1e-3,
+        grad_norm=1.0,
+        tokens=1,
+        seconds=0.1,
+    )
     again.update(sig)
     logits[2] += 1.0
     z = np.exp(logits - logits.max())
     np.testing.assert_allclose(again.weights(), 0.9 * z / z.sum() + 0.1 / 3, rtol=1e-12)
     before = again.weights()
-    again.update(StepSignals(**{**sig.__dict__, "finite": False, "raw_scores": np.array([5.0, 5.0, -5.0])}))
+    again.update(
+        StepSignals(**{**sig.__dict__, "finite": False, "raw_scores": np.array([5.0, 5.0, -5.0])})
+    )
     np.testing.assert_allclose(again.weights(), before)
     # built from the config like every mixer; bad knobs and non-finite scores are refused
-    built = build_mixer(MixerConfig(name="alignment", alignment_floor=0.2), ["a", "b"], np.array([0.5, 0.5]))
+    built = build_mixer(
+        MixerConfig(name="alignment", alignment_floor=0.2), ["a", "b"], np.array([0.5, 0.5])
+    )
     assert isinstance(built, AlignmentMixer) and built.floor == 0.2
     with pytest.raises(ValueError, match="floor"):
         AlignmentMixer(["a", "b"], floor=1.5)

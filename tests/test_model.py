@@ -4,13 +4,23 @@ import numpy as np
 import pytest
 
 from acodm_ray.config import ModelConfig
-from acodm_ray.model import alignment_params, build_model, mlp_out_params, state_layer_indices, state_params
+from acodm_ray.model import (
+    alignment_params,
+    build_model,
+    mlp_out_params,
+    state_layer_indices,
+    state_params,
+)
 from acodm_ray.train_step import LMTrainer
 from tests.conftest import tiny_config
 
 
 def layer_of(name: str) -> int:
-    return int(name.split(".")[-4]) if "gpt_neox" in name else int([p for p in name.split(".") if p.isdigit()][0])
+    return (
+        int(name.split(".")[-4])
+        if "gpt_neox" in name
+        else int([p for p in name.split(".") if p.isdigit()][0])
+    )
 
 
 def test_state_layers_every_other_from_the_top_and_fixed_counts():

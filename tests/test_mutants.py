@@ -16,7 +16,9 @@ import mutants  # noqa: E402
 def test_each_mutant_still_applies_and_names_real_tests(m):
     """A refactor that moves the mutated snippet, or renames a claiming test, must fail here (cheaply),
     not leave the mutant testing nothing."""
-    assert (ROOT / m.path).read_text().count(m.old) == 1, f"{m.name}: snippet not found exactly once in {m.path}"
+    assert (ROOT / m.path).read_text().count(m.old) == 1, (
+        f"{m.name}: snippet not found exactly once in {m.path}"
+    )
     for node in m.tests:
         path, name = node.split("::")
         assert f"def {name}(" in (ROOT / path).read_text(), node
@@ -26,13 +28,22 @@ def test_ci_set_covers_each_ray_side_guarantee():
     ci = {m.name for m in mutants.MUTANTS if m.ci}
     # exact resume, env-runner restart, safe loading, tracking (the Ray Train worker's resume mutant
     # costs two Ray Train runs: `python tools/mutants.py --all` runs it)
-    assert {"pretrain-resume-restores-nothing", "env-runner-not-restarted", "policy-weights-fall-back-to-pickle",
-            "mlflow-resume-opens-a-new-run"} <= ci
+    assert {
+        "pretrain-resume-restores-nothing",
+        "env-runner-not-restarted",
+        "policy-weights-fall-back-to-pickle",
+        "mlflow-resume-opens-a-new-run",
+    } <= ci
 
 
 @pytest.mark.slow
 def test_every_ci_mutant_is_killed_by_the_test_claiming_it():
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "mutants.py")], cwd=ROOT, capture_output=True,
-                          text=True, timeout=1200)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "mutants.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert "SURVIVED" not in proc.stdout

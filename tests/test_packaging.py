@@ -15,7 +15,12 @@ from pathlib import Path
 
 import pytest
 from ray._private import ray_constants
-from ray._private.runtime_env.packaging import GCS_STORAGE_MAX_SIZE, _dir_travel, _get_excludes, _zip_files
+from ray._private.runtime_env.packaging import (
+    GCS_STORAGE_MAX_SIZE,
+    _dir_travel,
+    _get_excludes,
+    _zip_files,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG = logging.getLogger("test_packaging")
@@ -50,7 +55,13 @@ def package_files(root: Path, include_gitignore: bool = True) -> list[str]:
             files.append(path.relative_to(root).as_posix())
 
     excludes = ray_constants.get_runtime_env_default_excludes()
-    _dir_travel(root, [_get_excludes(root, excludes)], handler, include_gitignore=include_gitignore, logger=LOG)
+    _dir_travel(
+        root,
+        [_get_excludes(root, excludes)],
+        handler,
+        include_gitignore=include_gitignore,
+        logger=LOG,
+    )
     return sorted(files)
 
 
@@ -76,37 +87,63 @@ def repo_copy(tmp_path_factory) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("include_gitignore", [True, False], ids=["gitignore+rayignore", "rayignore-only"])
+@pytest.mark.parametrize(
+    "include_gitignore", [True, False], ids=["gitignore+rayignore", "rayignore-only"]
+)
 def test_outputs_envs_and_secrets_stay_out(repo_copy, include_gitignore):
     files = package_files(repo_copy, include_gitignore=include_gitignore)
     assert [s for s in SECRETS_AND_OUTPUTS if s in files] == []
     for top in ("runs/", "results/", ".venv/", ".git/", ".pytest_cache/", "acodm_ray.egg-info/"):
         assert not [f for f in files if f.startswith(top)], top
-    for name in (".env", ".env.local", "key.pem", "deploy/id_rsa", "model.ckpt", "configs/server.key"):
+    for name in (
+        ".env",
+        ".env.local",
+        "key.pem",
+        "deploy/id_rsa",
+        "model.ckpt",
+        "configs/server.key",
+    ):
         assert name not in files
     assert not [f for f in files if "__pycache__" in f]
 
 
 def test_the_code_and_configs_go(repo_copy):
     files = package_files(repo_copy)
-    for need in ("jobs/proxy_rl.py", "jobs/_common.py", "acodm_ray/config.py", "acodm_ray/cli.py",
-                 "configs/demo.yaml", "configs/tiny.yaml", "envs/__init__.py", "policies/run.py", "pyproject.toml"):
+    for need in (
+        "jobs/proxy_rl.py",
+        "jobs/_common.py",
+        "acodm_ray/config.py",
+        "acodm_ray/cli.py",
+        "configs/demo.yaml",
+        "configs/tiny.yaml",
+        "envs/__init__.py",
+        "policies/run.py",
+        "pyproject.toml",
+    ):
         assert need in files, need
-    assert any(f.startswith("acodm_ray/assets/tiny_corpus/") for f in files)  # the shipped corpus slice
+    assert any(
+        f.startswith("acodm_ray/assets/tiny_corpus/") for f in files
+    )  # the shipped corpus slice
 
 
 def test_real_repo_package_is_small(tmp_path, capsys):
     """The package of this checkout, as it is (a demo run in runs/, the .venv ...)."""
     files = package_files(ROOT)
-    assert "jobs/proxy_rl.py" in files and not [f for f in files if f.startswith(("runs/", ".venv/", ".git/"))]
+    assert "jobs/proxy_rl.py" in files and not [
+        f for f in files if f.startswith(("runs/", ".venv/", ".git/"))
+    ]
     size = package_size(ROOT, tmp_path / "pkg.zip")
     with zipfile.ZipFile(tmp_path / "pkg.zip") as z:
         names = z.namelist()
     assert not [n for n in names if n.startswith(("runs/", ".venv/", "results/"))]
-    assert size < 16 * 2**20 < GCS_STORAGE_MAX_SIZE, f"working-dir package is {size / 2**20:.1f} MiB"
+    assert size < 16 * 2**20 < GCS_STORAGE_MAX_SIZE, (
+        f"working-dir package is {size / 2**20:.1f} MiB"
+    )
     with capsys.disabled():
-        print(f"\n[packaging] `ray job submit --working-dir .` package of {ROOT}: {len(files)} files, "
-              f"{size / 2**10:.0f} KiB (runs/ present: {(ROOT / 'runs').is_dir()})")
+        print(
+            f"\n[packaging] `ray job submit --working-dir .` package of {ROOT}: {len(files)} files, "
+            f"{size / 2**10:.0f} KiB (runs/ present: {(ROOT / 'runs').is_dir()})"
+        )
 
 
 def test_the_ignore_files_are_what_keeps_them_out(repo_copy, tmp_path):
@@ -116,6 +153,14 @@ def test_the_ignore_files_are_what_keeps_them_out(repo_copy, tmp_path):
     (bare / ".gitignore").unlink()
     (bare / ".rayignore").unlink()
     files = package_files(bare)
-    for name in ("runs/x/checkpoint.pt", "results/bench.json", ".env", "key.pem", "configs/server.key"):
+    for name in (
+        "runs/x/checkpoint.pt",
+        "results/bench.json",
+        ".env",
+        "key.pem",
+        "configs/server.key",
+    ):
         assert name in files
-    assert not [f for f in files if f.startswith((".venv/", ".git/")) or "__pycache__" in f]  # Ray's defaults
+    assert not [
+        f for f in files if f.startswith((".venv/", ".git/")) or "__pycache__" in f
+    ]  # Ray's defaults

@@ -11,11 +11,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+from toy_env import ToyMixEnv
 
 from acodm_ray.agent.config import AgentConfig, lr_points
 from acodm_ray.agent.policy_file import load_policy
@@ -24,21 +24,27 @@ from policies.acodm.connectors import BEHAVIOUR_WARMUP
 from policies.acodm.rl_module import VECTOR_REWARDS
 from policies.export import export_actor
 from policies.registry import ALGOS, build_algo_config
-from toy_env import ToyMixEnv
 
 K, L = 3, 2
 ENV_CONFIG = {"num_domains": K, "num_tracked": L, "max_steps": 12, "warmup_steps": 4}
 AGENT = AgentConfig(
-    actor_hidden=32, actor_layers=2, critic_hidden=32, critic_layers=2, batch_size=8,
+    actor_hidden=32,
+    actor_layers=2,
+    critic_hidden=32,
+    critic_layers=2,
+    batch_size=8,
     replay_capacity=500,
 )
 WARMUP_UPDATES = 5
 STEPS_PER_ITER = 24
 
 
-def make_algo(algo: str = "acodm", warmup_updates: int = WARMUP_UPDATES, steps: int = STEPS_PER_ITER):
-    cfg = build_algo_config(algo, ToyMixEnv, ENV_CONFIG, AGENT, RLConfig(), seed=0,
-                            warmup_updates=warmup_updates)
+def make_algo(
+    algo: str = "acodm", warmup_updates: int = WARMUP_UPDATES, steps: int = STEPS_PER_ITER
+):
+    cfg = build_algo_config(
+        algo, ToyMixEnv, ENV_CONFIG, AGENT, RLConfig(), seed=0, warmup_updates=warmup_updates
+    )
     cfg.reporting(min_sample_timesteps_per_iteration=steps)
     return cfg.build_algo()
 
@@ -60,13 +66,15 @@ def equal(a: list[torch.Tensor], net: torch.nn.Module) -> bool:
 
 
 def replay_sample(algo, n: int = 8):
-    return algo.local_replay_buffer.sample(num_items=n, n_step=1, gamma=algo.config.gamma,
-                                           sample_episodes=True)
+    return algo.local_replay_buffer.sample(
+        num_items=n, n_step=1, gamma=algo.config.gamma, sample_episodes=True
+    )
 
 
 def one_update(algo) -> None:
-    learner_of(algo).update(episodes=replay_sample(algo),
-                            timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 0})
+    learner_of(algo).update(
+        episodes=replay_sample(algo), timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 0}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +104,9 @@ def test_vector_reward_is_the_transitions_own_info(trained):
     algo, _ = trained
     episodes = replay_sample(algo, 16)
     learner = learner_of(algo)
-    batch = learner._learner_connector(rl_module=learner.module, batch={}, episodes=episodes,
-                                       shared_data={})[DEFAULT_MODULE_ID]
+    batch = learner._learner_connector(
+        rl_module=learner.module, batch={}, episodes=episodes, shared_data={}
+    )[DEFAULT_MODULE_ID]
     # Rows are grouped by episode id, not in sampling order: match each row to its transition
     # by (s, s'). Each sampled 1-step episode holds infos [info_t, info_t+1].
     by_transition = {
@@ -114,13 +123,18 @@ def test_vector_reward_is_the_transitions_own_info(trained):
     np.testing.assert_array_equal(next_obs[:, :K], np.stack([i["losses"] for i in own]))
     assert not np.array_equal(vec, np.stack([i.get("scores", np.zeros(K)) for i in prev]))
     # ACTIONS are the executed weights; during the env's warm-up they are its mixer's.
-    np.testing.assert_array_equal(np.asarray(batch[Columns.ACTIONS]),
-                                  np.stack([i["weights"] for i in own]))
-    np.testing.assert_array_equal(np.asarray(batch[BEHAVIOUR_WARMUP]),
-                                  np.array([i["warmup"] for i in own]))
+    np.testing.assert_array_equal(
+        np.asarray(batch[Columns.ACTIONS]), np.stack([i["weights"] for i in own])
+    )
+    np.testing.assert_array_equal(
+        np.asarray(batch[BEHAVIOUR_WARMUP]), np.array([i["warmup"] for i in own])
+    )
     # The scalar reward is the weighted score sum_i w_i s_i of the same transition.
-    np.testing.assert_allclose(np.asarray(batch[Columns.REWARDS]),
-                               (vec * np.asarray(batch[Columns.ACTIONS])).sum(-1), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(batch[Columns.REWARDS]),
+        (vec * np.asarray(batch[Columns.ACTIONS])).sum(-1),
+        rtol=1e-5,
+    )
 
 
 def test_ddpg_update_trains_actor_and_critic(trained):
@@ -134,22 +148,28 @@ def test_ddpg_update_trains_actor_and_critic(trained):
     assert not equal(c0, mod.critic)
     # Soft targets: target' = tau * online' + (1 - tau) * target.
     tau = algo.config.tau
-    for before, online, after in zip(ta0 + tc0, [*mod.actor.parameters(), *mod.critic.parameters()],
-                                     [*mod.target_actor.parameters(), *mod.target_critic.parameters()]):
+    for before, online, after in zip(
+        ta0 + tc0,
+        [*mod.actor.parameters(), *mod.critic.parameters()],
+        [*mod.target_actor.parameters(), *mod.target_critic.parameters()],
+    ):
         torch.testing.assert_close(after, tau * online + (1 - tau) * before)
 
 
 def test_each_optimizer_gets_only_its_own_loss_gradient(trained):
     algo, _ = trained
     learner, mod = learner_of(algo), module_of(algo)
-    batch = learner._learner_connector(rl_module=learner.module, batch={},
-                                       episodes=replay_sample(algo), shared_data={})
+    batch = learner._learner_connector(
+        rl_module=learner.module, batch={}, episodes=replay_sample(algo), shared_data={}
+    )
     fwd = learner.module.forward_train(batch)
     losses = learner.compute_losses(fwd_out=fwd, batch=batch)
     grads = learner.compute_gradients(losses)
     out = fwd[DEFAULT_MODULE_ID]
     # Independent gradients of each loss w.r.t. its own network.
-    expect_actor = torch.autograd.grad(out["actor_loss"], list(mod.actor.parameters()), retain_graph=True)
+    expect_actor = torch.autograd.grad(
+        out["actor_loss"], list(mod.actor.parameters()), retain_graph=True
+    )
     expect_critic = torch.autograd.grad(out["critic_loss"], list(mod.critic.parameters()))
     for p, g in zip(mod.actor.parameters(), expect_actor):
         torch.testing.assert_close(grads[p], g)
@@ -181,27 +201,36 @@ def test_targets_hard_copied_at_end_of_warmup(ray_session):
         for online, target in ((mod.actor, mod.target_actor), (mod.critic, mod.target_critic)):
             assert all(torch.equal(a, b) for a, b in zip(online.parameters(), target.parameters()))
         one_update(algo)  # first DDPG update: soft, so targets now lag the online nets
-        assert not all(torch.equal(a, b) for a, b in
-                       zip(mod.actor.parameters(), mod.target_actor.parameters()))
+        assert not all(
+            torch.equal(a, b) for a, b in zip(mod.actor.parameters(), mod.target_actor.parameters())
+        )
     finally:
         algo.stop()
 
 
 def test_export_matches_forward_inference(trained, tmp_path):
     algo, _ = trained
-    out = export_actor(algo, tmp_path / "policy", [f"d{i}" for i in range(K)],
-                       {"num_domains": K, "num_tracked": L}, {"algo": "acodm"})
+    out = export_actor(
+        algo,
+        tmp_path / "policy",
+        [f"d{i}" for i in range(K)],
+        {"num_domains": K, "num_tracked": L},
+        {"algo": "acodm"},
+    )
     actor, meta = load_policy(out)
     assert meta["domains"] == ["d0", "d1", "d2"] and meta["state_dim"] == 3 * K + 2 * L + 1
-    obs = torch.as_tensor(np.stack([ToyMixEnv(ENV_CONFIG).reset(seed=s)[0] for s in range(3)])
-                          + np.random.default_rng(0).normal(size=(3, 3 * K + 2 * L + 1)),
-                          dtype=torch.float32)
+    obs = torch.as_tensor(
+        np.stack([ToyMixEnv(ENV_CONFIG).reset(seed=s)[0] for s in range(3)])
+        + np.random.default_rng(0).normal(size=(3, 3 * K + 2 * L + 1)),
+        dtype=torch.float32,
+    )
     with torch.no_grad():
         exported = actor(obs)
     learner_out = module_of(algo).forward_inference({Columns.OBS: obs})[Columns.ACTIONS]
     # Earlier tests updated the learner by hand; the env runner gets weights at the next sync.
-    algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group,
-                                       inference_only=True)
+    algo.env_runner_group.sync_weights(
+        from_worker_or_learner_group=algo.learner_group, inference_only=True
+    )
     runner_out = algo.get_module().forward_inference({Columns.OBS: obs})[Columns.ACTIONS]
     assert torch.equal(exported, learner_out)
     assert torch.equal(exported, runner_out)
@@ -243,12 +272,17 @@ def test_checkpoint_restore_continues(trained, tmp_path):
         assert len(old_opt) == 2 and set(old_opt) == set(new_opt)
         for opt_name in old_opt:
             a, b = _leaves(old_opt[opt_name]), _leaves(new_opt[opt_name])
-            assert [k for k, _ in a] == [k for k, _ in b] and any("exp_avg" in k for k, _ in a), opt_name
+            assert [k for k, _ in a] == [k for k, _ in b] and any("exp_avg" in k for k, _ in a), (
+                opt_name
+            )
             for (k, x), (_, y) in zip(a, b):
                 assert _same(x, y), f"{opt_name}: {k}"
         # the lifetime counters the reports (and the env runners' schedules) are based on
-        assert restored.metrics.peek(("env_runners", NUM_ENV_STEPS_SAMPLED_LIFETIME)) \
-            == algo.metrics.peek(("env_runners", NUM_ENV_STEPS_SAMPLED_LIFETIME)) > 0
+        assert (
+            restored.metrics.peek(("env_runners", NUM_ENV_STEPS_SAMPLED_LIFETIME))
+            == algo.metrics.peek(("env_runners", NUM_ENV_STEPS_SAMPLED_LIFETIME))
+            > 0
+        )
         # the replay buffer came back, contents and sampler: the next batch is the one the original draws
         old_buf, new_buf = algo.local_replay_buffer, restored.local_replay_buffer
         assert new_buf.get_num_timesteps() == old_buf.get_num_timesteps() > 0
@@ -288,9 +322,17 @@ def test_acodm_config_refuses_action_normalisation():
     assert cfg.normalize_actions is False and cfg.clip_actions is False
     assert (cfg.gamma, cfg.tau) == (0.95, 0.001)
     total = RLConfig().iterations * RLConfig().min_sample_timesteps_per_iteration
-    assert cfg.actor_lr == lr_points(AGENT, 1e-4, total) and cfg.critic_lr == lr_points(AGENT, 1e-4, total)
-    constant = build_algo_config("acodm", ToyMixEnv, ENV_CONFIG, dataclasses.replace(AGENT, lr_schedule="constant"),
-                                 RLConfig(), seed=0)
+    assert cfg.actor_lr == lr_points(AGENT, 1e-4, total) and cfg.critic_lr == lr_points(
+        AGENT, 1e-4, total
+    )
+    constant = build_algo_config(
+        "acodm",
+        ToyMixEnv,
+        ENV_CONFIG,
+        dataclasses.replace(AGENT, lr_schedule="constant"),
+        RLConfig(),
+        seed=0,
+    )
     assert (constant.actor_lr, constant.critic_lr) == (1e-4, 1e-4)
     assert cfg.replay_buffer_config["capacity"] == 500 and cfg.train_batch_size_per_learner == 8
     cfg.environment(normalize_actions=True)
@@ -304,9 +346,13 @@ def test_connector_demands_vector_scores():
     from policies.acodm.connectors import AddVectorRewardsAndExecutedActions
 
     obs = np.zeros(3 * K + 2 * L + 1, np.float32)
-    episode = SingleAgentEpisode(observations=[obs, obs], actions=[np.ones(K, np.float32) / K],
-                                 rewards=[0.0], infos=[{}, {"weights": np.ones(K) / K}],
-                                 len_lookback_buffer=0)
+    episode = SingleAgentEpisode(
+        observations=[obs, obs],
+        actions=[np.ones(K, np.float32) / K],
+        rewards=[0.0],
+        infos=[{}, {"weights": np.ones(K) / K}],
+        len_lookback_buffer=0,
+    )
     with pytest.raises(KeyError, match="scores"):
         AddVectorRewardsAndExecutedActions()(rl_module=None, batch={}, episodes=[episode])
 
@@ -319,15 +365,28 @@ def test_every_agent_switch_reaches_the_rl_module():
 
     from policies.acodm.rl_module import ACODMTorchRLModule
 
-    changed = dataclasses.replace(AGENT, gamma=0.5, actor_objective="mean", weight_floor=0.02, entropy_coef=0.3,
-                                  value_units="horizon", imitate_odm_only=False, freeze_actor=True,
-                                  exploration_noise=0.01)
-    cfg = build_algo_config("acodm", ToyMixEnv, ENV_CONFIG, changed, RLConfig(), seed=0, warmup_updates=7)
+    changed = dataclasses.replace(
+        AGENT,
+        gamma=0.5,
+        actor_objective="mean",
+        weight_floor=0.02,
+        entropy_coef=0.3,
+        value_units="horizon",
+        imitate_odm_only=False,
+        freeze_actor=True,
+        exploration_noise=0.01,
+    )
+    cfg = build_algo_config(
+        "acodm", ToyMixEnv, ENV_CONFIG, changed, RLConfig(), seed=0, warmup_updates=7
+    )
     model = cfg.model_config
     assert AgentConfig(**model["agent"]) == changed
     assert model["warmup_updates"] == 7
-    module = ACODMTorchRLModule(observation_space=gym.spaces.Box(-1.0, 1.0, (5,)),
-                                action_space=gym.spaces.Box(0.0, 1.0, (K,)), model_config=model)
+    module = ACODMTorchRLModule(
+        observation_space=gym.spaces.Box(-1.0, 1.0, (5,)),
+        action_space=gym.spaces.Box(0.0, 1.0, (K,)),
+        model_config=model,
+    )
     assert module.agent == changed and module.warmup_updates == 7
     assert module.actor.floor == pytest.approx(0.02)
     # RLlib's own gamma is the one the module's losses use

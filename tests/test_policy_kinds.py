@@ -60,8 +60,13 @@ def state_before_step(t: int, total: int, dim: int = 12) -> np.ndarray:
     if t == 0:
         return tracker.initial()
     rng = np.random.default_rng(t)
-    return tracker.build(rng.random(3), rng.random(3), rng.random(tracker.num_tracked),
-                         rng.random(tracker.num_tracked), t / total)
+    return tracker.build(
+        rng.random(3),
+        rng.random(3),
+        rng.random(tracker.num_tracked),
+        rng.random(tracker.num_tracked),
+        t / total,
+    )
 
 
 # ----------------------------------------------------------------------------- trajectory
@@ -74,7 +79,9 @@ def test_trajectory_round_trip_replays_every_step(tmp_path):
     assert {p.name for p in out.iterdir()} == {WEIGHTS_FILE, META_FILE}
     module, meta = load_policy(out)
     assert isinstance(module, TrajectoryPolicy) and not module.training
-    assert meta["kind"] == "trajectory" and meta["num_steps"] == T and meta["progress_scale"] == SCALE
+    assert (
+        meta["kind"] == "trajectory" and meta["num_steps"] == T and meta["progress_scale"] == SCALE
+    )
     assert meta["domains"] == DOMAINS and meta["state_dim"] == 12 and meta["num_domains"] == 3
     assert "hidden" not in meta and "layers" not in meta
     assert meta["config"] == {"mixer": "alignment"} and meta["state_spec"] == spec()
@@ -113,10 +120,15 @@ def test_trajectory_served_by_the_policy_server_in_process(tmp_path):
     T = 5
     w = schedule(T, seed=2)
     out = save_trajectory_policy(tmp_path / "traj", w, DOMAINS, spec(), {})
-    server = PolicyServer(MixerSpec(kind="policy", policy_dir=str(out), domains=DOMAINS,
-                                    natural=[1 / 3] * 3, state_dim=12))
+    server = PolicyServer(
+        MixerSpec(
+            kind="policy", policy_dir=str(out), domains=DOMAINS, natural=[1 / 3] * 3, state_dim=12
+        )
+    )
     for t in range(T):
-        np.testing.assert_allclose(server.weights(state_before_step(t, T).tolist()), w[t], atol=1e-6)
+        np.testing.assert_allclose(
+            server.weights(state_before_step(t, T).tolist()), w[t], atol=1e-6
+        )
     desc = server.describe()
     assert desc["mixer"] == "policy-trajectory" and desc["policy_kind"] == "trajectory"
     assert server.actor_state() is None  # no AC-ODM actor to export
@@ -174,7 +186,9 @@ def _edit_meta(path: Path, **changes) -> None:
 def test_unknown_kind_refused_with_the_valid_kinds(tmp_path):
     out = save_trajectory_policy(tmp_path / "traj", schedule(3), DOMAINS, spec(), {})
     _edit_meta(out, kind="pickle")
-    with pytest.raises(PolicyFileError, match=r"unknown policy kind 'pickle'.*\['actor', 'mlp', 'trajectory'\]"):
+    with pytest.raises(
+        PolicyFileError, match=r"unknown policy kind 'pickle'.*\['actor', 'mlp', 'trajectory'\]"
+    ):
         load_policy(out)
     assert KINDS == ("actor", "mlp", "trajectory")
 
@@ -211,9 +225,17 @@ def test_kind_specific_keys_are_required(tmp_path):
 
 
 def _tiny_mlp(state_dim: int = 12, K: int = 3) -> MLPPolicy:
-    spec = MLPSpec(widths=[state_dim, 8, 2 * K], activations=["relu", None], layer_norm=[False, False],
-                   squash=True, bounds="unsquash", action_low=[0.0] * K, action_high=[1.0] * K,
-                   action_mapping="simplex", action_epsilon=1e-6)
+    spec = MLPSpec(
+        widths=[state_dim, 8, 2 * K],
+        activations=["relu", None],
+        layer_norm=[False, False],
+        squash=True,
+        bounds="unsquash",
+        action_low=[0.0] * K,
+        action_high=[1.0] * K,
+        action_mapping="simplex",
+        action_epsilon=1e-6,
+    )
     torch.manual_seed(0)
     return MLPPolicy(state_dim, K, spec)
 
@@ -224,7 +246,9 @@ def _by_hand(policy: MLPPolicy, obs: torch.Tensor) -> np.ndarray:
     first, last = policy.net[0], policy.net[2]
     with torch.no_grad():
         loc = (torch.relu(obs @ first.weight.T + first.bias) @ last.weight.T + last.bias)[:, :3]
-    a = (np.tanh(loc.double().numpy()) + 1) / 2  # squash to [-1, 1], then unsquash to [0, 1]: (x + 1) / 2
+    a = (
+        np.tanh(loc.double().numpy()) + 1
+    ) / 2  # squash to [-1, 1], then unsquash to [0, 1]: (x + 1) / 2
     a = np.maximum(a, 0) + 1e-6
     return a / a.sum(axis=1, keepdims=True)
 
@@ -235,7 +259,9 @@ def test_mlp_policy_file_checks(tmp_path):
     policy = _tiny_mlp()
     out = save_mlp_policy(tmp_path / "mlp", policy, DOMAINS, spec(), {}, source={"algo": "PPO"})
     loaded, meta = load_policy(out)
-    assert meta["kind"] == "mlp" and meta["source"] == {"algo": "PPO"} and meta["format_version"] == 2
+    assert (
+        meta["kind"] == "mlp" and meta["source"] == {"algo": "PPO"} and meta["format_version"] == 2
+    )
     assert "hidden" not in meta and "layers" not in meta and "action_steps" not in meta
     obs = torch.randn(5, 12)
     with torch.no_grad():
@@ -279,8 +305,12 @@ def _as_version_one(out: Path, policy: MLPPolicy) -> None:
         {"type": "activation", "name": "relu"},
         {"type": "linear", "in_features": 8, "out_features": 6, "bias": True},
     ]
-    meta["action_steps"] = [{"op": "slice", "start": 0, "stop": 3}, {"op": "squash", "low": -1.0, "high": 1.0},
-                            {"op": "unsquash", "low": [0.0] * 3, "high": [1.0] * 3}, {"op": "simplex", "eps": 1e-6}]
+    meta["action_steps"] = [
+        {"op": "slice", "start": 0, "stop": 3},
+        {"op": "squash", "low": -1.0, "high": 1.0},
+        {"op": "unsquash", "low": [0.0] * 3, "high": [1.0] * 3},
+        {"op": "simplex", "eps": 1e-6},
+    ]
     (out / META_FILE).write_text(json.dumps(meta))
 
 
@@ -299,7 +329,9 @@ def test_version_one_mlp_files_still_load(tmp_path):
     _edit_meta(out, action_steps=[*meta["action_steps"][:3], {"op": "eval"}])
     with pytest.raises(PolicyFileError, match="format_version 1.*no equivalent"):
         load_policy(out)
-    _edit_meta(out, action_steps=meta["action_steps"], network=[meta["network"][0], {"type": "conv"}])
+    _edit_meta(
+        out, action_steps=meta["action_steps"], network=[meta["network"][0], {"type": "conv"}]
+    )
     with pytest.raises(PolicyFileError, match=r"format_version 1.*layer 1 .*cannot be described"):
         load_policy(out)
 
@@ -335,8 +367,14 @@ def _rl_setup():
     from acodm_ray.config import RLConfig, to_dict
 
     cfg = tiny_config(train={"steps": STEPS, "grad_accum": 2})
-    agent = AgentConfig(actor_hidden=16, actor_layers=2, critic_hidden=16, critic_layers=2, batch_size=4,
-                        replay_capacity=100)
+    agent = AgentConfig(
+        actor_hidden=16,
+        actor_layers=2,
+        critic_hidden=16,
+        critic_layers=2,
+        batch_size=4,
+        replay_capacity=100,
+    )
     rl = RLConfig(min_sample_timesteps_per_iteration=STEPS, train_batch_size=STEPS)
     env_config = {"experiment": to_dict(cfg), "warmup_decisions": 0, "action_mapping": "simplex"}
     return cfg, agent, rl, env_config
@@ -357,9 +395,15 @@ def exported(request, ray_session, tmp_path_factory):
         env = DataMixingEnv(env_config)
         env.reset(seed=0)
         out = tmp_path_factory.mktemp(f"policy-{name}")
-        dirs = {"default": export_policy(algo, out / "default", env.domains, env.trainer.state_spec, {"algo": name})}
+        dirs = {
+            "default": export_policy(
+                algo, out / "default", env.domains, env.trainer.state_spec, {"algo": name}
+            )
+        }
         if name == "sac":
-            dirs["loc"] = export_policy(algo, out / "loc", env.domains, env.trainer.state_spec, {}, sac_action="loc")
+            dirs["loc"] = export_policy(
+                algo, out / "loc", env.domains, env.trainer.state_spec, {}, sac_action="loc"
+            )
         yield name, algo, env, cfg, dirs
     finally:
         algo.stop()
@@ -399,14 +443,31 @@ def test_exported_mlp_policy_matches_rllib(exported):
     name, algo, env, cfg, dirs = exported
     module, meta = load_policy(dirs["default"])
     assert isinstance(module, MLPPolicy)
-    assert meta["kind"] == "mlp" and meta["domains"] == env.domains and meta["state_dim"] == env.trainer.tracker.dim
+    assert (
+        meta["kind"] == "mlp"
+        and meta["domains"] == env.domains
+        and meta["state_dim"] == env.trainer.tracker.dim
+    )
     assert "hidden" not in meta and "layers" not in meta
     assert meta["source"]["algo"] == algo.__class__.__name__
-    assert meta["source"]["distribution"] == ("TorchSquashedGaussian" if name == "sac" else "TorchDiagGaussian")
-    assert (meta["squash"], meta["bounds"], meta["action_mapping"]) == (name == "sac", "unsquash", "simplex")
-    assert meta["widths"] == [env.trainer.tracker.dim, 16, 16, 2 * len(env.domains)]  # fcnet, pi head 2K
+    assert meta["source"]["distribution"] == (
+        "TorchSquashedGaussian" if name == "sac" else "TorchDiagGaussian"
+    )
+    assert (meta["squash"], meta["bounds"], meta["action_mapping"]) == (
+        name == "sac",
+        "unsquash",
+        "simplex",
+    )
+    assert meta["widths"] == [
+        env.trainer.tracker.dim,
+        16,
+        16,
+        2 * len(env.domains),
+    ]  # fcnet, pi head 2K
     obs = random_states(env)
-    if name == "appo":  # its learner thread's queue is what the export drains (wait_for_queued_updates)
+    if (
+        name == "appo"
+    ):  # its learner thread's queue is what the export drains (wait_for_queued_updates)
         assert algo.learner_group._learner._learner_thread_in_queue.unfinished_tasks == 0
     expected = rllib_weights(algo, env, cfg, obs)
     with torch.no_grad():
@@ -417,33 +478,49 @@ def test_exported_mlp_policy_matches_rllib(exported):
     assert mixer.name == "policy-mlp"
     for state, w in zip(obs.numpy(), expected):
         np.testing.assert_allclose(mixer.weights(state), w, atol=1e-5)
-    server = PolicyServer(MixerSpec(kind="policy", policy_dir=str(dirs["default"]), domains=env.domains,
-                                    natural=[1 / len(env.domains)] * len(env.domains),
-                                    state_dim=env.trainer.tracker.dim))
+    server = PolicyServer(
+        MixerSpec(
+            kind="policy",
+            policy_dir=str(dirs["default"]),
+            domains=env.domains,
+            natural=[1 / len(env.domains)] * len(env.domains),
+            state_dim=env.trainer.tracker.dim,
+        )
+    )
     np.testing.assert_allclose(server.weights(obs[0].tolist()), expected[0], atol=1e-5)
-    if name == "sac":  # RLlib 2.60's to_deterministic(): the raw loc, not squashed (ray issue #51544)
+    if (
+        name == "sac"
+    ):  # RLlib 2.60's to_deterministic(): the raw loc, not squashed (ray issue #51544)
         loc_module, loc_meta = load_policy(dirs["loc"])
         assert loc_meta["source"]["deterministic"] == "loc"
         with torch.no_grad():
             loc_w = loc_module(obs).double().numpy()
-        np.testing.assert_allclose(loc_w, rllib_weights(algo, env, cfg, obs, sac_action="loc"), atol=1e-5)
-        assert np.abs(loc_w - got).max() > 1e-3  # the two SAC variants really differ on these states
+        np.testing.assert_allclose(
+            loc_w, rllib_weights(algo, env, cfg, obs, sac_action="loc"), atol=1e-5
+        )
+        assert (
+            np.abs(loc_w - got).max() > 1e-3
+        )  # the two SAC variants really differ on these states
 
 
 def test_exported_mlp_policy_matches_the_env_runner_end_to_end(exported):
     """explore=False sampling through RLlib's real connector pipeline: the weights the env used
     (info["weights"]) are what the exported policy gives for the same observations."""
     name, algo, env, cfg, dirs = exported
-    from ray.rllib.connectors.module_to_env.normalize_and_clip_actions import NormalizeAndClipActions
+    from ray.rllib.connectors.module_to_env.normalize_and_clip_actions import (
+        NormalizeAndClipActions,
+    )
 
     runner = algo.env_runner
     pieces = [p for p in runner._module_to_env.connectors if isinstance(p, NormalizeAndClipActions)]
     assert len(pieces) == 1 and pieces[0].normalize_actions and not pieces[0].clip_actions
-    algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group, inference_only=True)
+    algo.env_runner_group.sync_weights(
+        from_worker_or_learner_group=algo.learner_group, inference_only=True
+    )
     episodes = runner.sample(num_timesteps=3, explore=False, force_reset=True)
     ep = episodes[0]
-    obs = np.asarray(ep.get_observations())[:len(ep)]
-    used = np.stack([info["weights"] for info in ep.get_infos()[1:len(ep) + 1]])
+    obs = np.asarray(ep.get_observations())[: len(ep)]
+    used = np.stack([info["weights"] for info in ep.get_infos()[1 : len(ep) + 1]])
     module, _ = load_policy(dirs["loc" if name == "sac" else "default"])  # RLlib 2.60 SAC: raw loc
     with torch.no_grad():
         got = module(torch.as_tensor(obs)).double().numpy()
@@ -477,7 +554,9 @@ def test_export_waits_for_the_updates_an_async_learner_has_queued():
 
     applied = []
     pending = queue.Queue()
-    algo = SimpleNamespace(learner_group=SimpleNamespace(_learner=SimpleNamespace(_learner_thread_in_queue=pending)))
+    algo = SimpleNamespace(
+        learner_group=SimpleNamespace(_learner=SimpleNamespace(_learner_thread_in_queue=pending))
+    )
     pending.put("batch")
 
     def learner_thread():
@@ -488,6 +567,8 @@ def test_export_waits_for_the_updates_an_async_learner_has_queued():
 
     threading.Thread(target=learner_thread, daemon=True).start()
     assert wait_for_queued_updates(algo) and applied == ["batch"]
-    assert wait_for_queued_updates(SimpleNamespace(learner_group=SimpleNamespace(_learner=None)))  # nothing async
+    assert wait_for_queued_updates(
+        SimpleNamespace(learner_group=SimpleNamespace(_learner=None))
+    )  # nothing async
     pending.put("never worked off")
     assert not wait_for_queued_updates(algo, timeout_s=0.1)

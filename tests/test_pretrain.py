@@ -16,11 +16,31 @@ STEPS = {"steps": 6, "checkpoint_every": 3, "eval_every": 3}
 
 
 def test_cli_pretrain_writes_metrics_model_and_refuses_clobbering(tmp_path, capsys):
-    args = ["pretrain", "--config", "configs/tiny.yaml", "--mixer", "odm", "--output-dir", str(tmp_path),
-            "--name", "run", "--set", "train.steps=4", "--set", "train.eval_every=2"]
+    args = [
+        "pretrain",
+        "--config",
+        "configs/tiny.yaml",
+        "--mixer",
+        "odm",
+        "--output-dir",
+        str(tmp_path),
+        "--name",
+        "run",
+        "--set",
+        "train.steps=4",
+        "--set",
+        "train.eval_every=2",
+    ]
     assert main(args) == 0
     run = tmp_path / "run"
-    for name in ("config.yaml", "metrics.jsonl", "steps.csv", "eval.csv", "summary.json", "checkpoint.pt"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "steps.csv",
+        "eval.csv",
+        "summary.json",
+        "checkpoint.pt",
+    ):
         assert (run / name).is_file(), name
     assert any((run / "tensorboard").iterdir())
     steps, evals = read_metrics(run)
@@ -107,8 +127,10 @@ def test_crash_then_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
     a, a_eval = read_metrics(tmp_path / "straight")
     b, b_eval = read_metrics(tmp_path / "crashed")
     assert [r["step"] for r in b] == list(range(1, 7))  # no step lost or repeated
-    drop_time = [{k: v for k, v in r.items() if k != "seconds"} for r in a], \
-        [{k: v for k, v in r.items() if k != "seconds"} for r in b]
+    drop_time = (
+        [{k: v for k, v in r.items() if k != "seconds"} for r in a],
+        [{k: v for k, v in r.items() if k != "seconds"} for r in b],
+    )
     assert drop_time[0] == drop_time[1]  # losses, weights, scores, lr, grad norms of every step
     assert a_eval == b_eval
 

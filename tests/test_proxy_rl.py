@@ -23,8 +23,17 @@ from policies.registry import ALGOS
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
 import proxy_rl  # noqa: E402
 
-FAST = ["--config", "configs/tiny.yaml", "--no-rollout", "--set", "train.steps=6",
-        "--set", "rl.min_sample_timesteps_per_iteration=6", "--set", "rl.train_batch_size=6"]
+FAST = [
+    "--config",
+    "configs/tiny.yaml",
+    "--no-rollout",
+    "--set",
+    "train.steps=6",
+    "--set",
+    "rl.min_sample_timesteps_per_iteration=6",
+    "--set",
+    "rl.train_batch_size=6",
+]
 
 
 def iterations(run_dir: Path) -> list[dict]:
@@ -34,7 +43,9 @@ def iterations(run_dir: Path) -> list[dict]:
 @pytest.mark.parametrize("algo", ALGOS)
 def test_each_algorithm_trains_on_the_proxy_env(ray_session, tmp_path, algo):
     started = time.time()
-    rc = proxy_rl.main(FAST + ["--algo", algo, "--iterations", "2", "--output-dir", str(tmp_path), "--name", "run"])
+    rc = proxy_rl.main(
+        FAST + ["--algo", algo, "--iterations", "2", "--output-dir", str(tmp_path), "--name", "run"]
+    )
     assert rc == 0
     run = tmp_path / "run"
     assert [r["iteration"] for r in iterations(run)] == [1, 2]
@@ -57,9 +68,13 @@ def test_resume_continues_the_iteration_count(ray_session, tmp_path, monkeypatch
     import policies.run
 
     args = FAST + ["--algo", "acodm", "--output-dir", str(tmp_path), "--name", "run"]
-    assert proxy_rl.main(args + ["--iterations", "2"]) == 0  # iteration 2 samples a batch: real updates
+    assert (
+        proxy_rl.main(args + ["--iterations", "2"]) == 0
+    )  # iteration 2 samples a batch: real updates
     run = tmp_path / "run"
-    exported, _ = load_policy(run / "policy")  # the actor at iteration 2, the checkpoint's iteration
+    exported, _ = load_policy(
+        run / "policy"
+    )  # the actor at iteration 2, the checkpoint's iteration
     before = iterations(run)
     restored = {}
     real_restore = policies.run.restore_algo
@@ -68,8 +83,11 @@ def test_resume_continues_the_iteration_count(ray_session, tmp_path, monkeypatch
         real_restore(algo, run_dir)
         learner = algo.learner_group._learner  # local learner (rl.num_learners=0)
         restored["iteration"] = algo.iteration
-        restored["actor"] = {k.removeprefix("actor."): torch.as_tensor(v).clone() for k, v in
-                             algo.learner_group.get_weights()["default_policy"].items() if k.startswith("actor.")}
+        restored["actor"] = {
+            k.removeprefix("actor."): torch.as_tensor(v).clone()
+            for k, v in algo.learner_group.get_weights()["default_policy"].items()
+            if k.startswith("actor.")
+        }
         restored["optimizer"] = learner.get_state(components="optimizer")["optimizer"]
         restored["env_steps"] = algo.metrics.peek(("env_runners", "num_env_steps_sampled_lifetime"))
 
@@ -79,7 +97,12 @@ def test_resume_continues_the_iteration_count(ray_session, tmp_path, monkeypatch
     assert set(restored["actor"]) == set(exported.state_dict())
     for k, v in exported.state_dict().items():
         assert torch.equal(restored["actor"][k], v), k
-    adam_steps = [int(v) for opt in restored["optimizer"].values() for k, v in _leaves(opt) if k.endswith("/step")]
+    adam_steps = [
+        int(v)
+        for opt in restored["optimizer"].values()
+        for k, v in _leaves(opt)
+        if k.endswith("/step")
+    ]
     assert len(restored["optimizer"]) == 2 and adam_steps and all(n > 0 for n in adam_steps)
     assert restored["env_steps"] == before[-1]["env_steps"] > 0
     after = iterations(run)
@@ -100,7 +123,9 @@ def _leaves(tree, prefix: str = ""):
 def test_resume_without_checkpoint_is_a_clear_error(ray_session, tmp_path, capsys):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "note.txt").write_text("x")
-    rc = proxy_rl.main(FAST + ["--algo", "acodm", "--output-dir", str(tmp_path), "--name", "run", "--resume"])
+    rc = proxy_rl.main(
+        FAST + ["--algo", "acodm", "--output-dir", str(tmp_path), "--name", "run", "--resume"]
+    )
     assert rc == 2
     assert "no RLlib checkpoint" in capsys.readouterr().err
 
@@ -115,15 +140,29 @@ def test_parallel_proxies_feed_one_learner(ray_session, tmp_path):
     from policies.registry import build_algo_config
     from policies.run import env_config_for
 
-    cfg = load_config("configs/tiny.yaml", ["train.steps=6", "rl.min_sample_timesteps_per_iteration=12",
-                                            "rl.train_batch_size=6", "rl.num_env_runners=2",
-                                            "rl.num_cpus_per_env_runner=0.5"])
+    cfg = load_config(
+        "configs/tiny.yaml",
+        [
+            "train.steps=6",
+            "rl.min_sample_timesteps_per_iteration=12",
+            "rl.train_batch_size=6",
+            "rl.num_env_runners=2",
+            "rl.num_cpus_per_env_runner=0.5",
+        ],
+    )
     register()
     probe = DataMixingEnv({"experiment": to_dict(cfg)})
     probe.reset(seed=cfg.train.seed)
     env_config = env_config_for(cfg, "acodm", probe.max_decisions)
-    algo = build_algo_config("acodm", RLLIB_ENV, env_config, cfg.agent, cfg.rl, cfg.train.seed,
-                             warmup_updates=env_config["warmup_decisions"] * cfg.agent.updates_per_step).build_algo()
+    algo = build_algo_config(
+        "acodm",
+        RLLIB_ENV,
+        env_config,
+        cfg.agent,
+        cfg.rl,
+        cfg.train.seed,
+        warmup_updates=env_config["warmup_decisions"] * cfg.agent.updates_per_step,
+    ).build_algo()
     group = algo.env_runner_group
 
     def count_sampled_steps(runner) -> int:
@@ -145,7 +184,9 @@ def test_parallel_proxies_feed_one_learner(ray_session, tmp_path):
         result = algo.train()
         assert group.num_healthy_remote_env_runners() == 2
         steps = group.foreach_env_runner(lambda r: r.test_sampled_steps, local_env_runner=False)
-        assert len(steps) == 2 and all(n > 0 for n in steps), f"env steps sampled per remote runner: {steps}"
+        assert len(steps) == 2 and all(n > 0 for n in steps), (
+            f"env steps sampled per remote runner: {steps}"
+        )
         # everything the iteration sampled came from the two of them (the local runner has no env here)
         assert result["env_runners"][NUM_ENV_STEPS_SAMPLED_LIFETIME] == sum(steps) >= 12
         assert result["learners"]["__all_modules__"]["num_env_steps_trained_lifetime"] > 0
@@ -180,12 +221,23 @@ class LocalHead:
 
     def ray(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """`ray <args>` in this head's environment (pass `--address`, self.address, to `job` commands)."""
-        return subprocess.run([self.cli, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [self.cli, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
 
     def submit(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """`ray job submit --working-dir . <args>`, retried while the job agent is not up yet."""
         for _ in range(30):  # the job agent starts a little after the dashboard answers
-            job = self.ray("job", "submit", "--address", self.address, "--working-dir", ".", *args, timeout=timeout)
+            job = self.ray(
+                "job",
+                "submit",
+                "--address",
+                self.address,
+                "--working-dir",
+                ".",
+                *args,
+                timeout=timeout,
+            )
             if "No available agent" not in job.stdout + job.stderr:
                 return job
             time.sleep(2)
@@ -205,20 +257,51 @@ def local_ray_head(num_cpus: int = 1, env: dict[str, str] | None = None):
     Never `ray stop`: it would kill every Ray process on the machine, the test session's own cluster
     included."""
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           **(env or {})}
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "disabled",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        **(env or {}),
+    }
     env.pop("RAY_ADDRESS", None)
     gcs, dash = free_port(), free_port()
     # Every port of its own: the test session's cluster already holds Ray's default agent ports.
-    ports = [f"--{name}={free_port()}" for name in (
-        "dashboard-agent-grpc-port", "dashboard-agent-listen-port", "metrics-export-port",
-        "runtime-env-agent-port", "ray-client-server-port", "node-manager-port", "object-manager-port")]
+    ports = [
+        f"--{name}={free_port()}"
+        for name in (
+            "dashboard-agent-grpc-port",
+            "dashboard-agent-listen-port",
+            "metrics-export-port",
+            "runtime-env-agent-port",
+            "ray-client-server-port",
+            "node-manager-port",
+            "object-manager-port",
+        )
+    ]
     ray_cli = str(bin_dir / "ray")
-    temp_dir = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")  # short: Ray's unix sockets cap path length
-    head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
-                             f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", f"--num-cpus={num_cpus}",
-                             "--include-dashboard=true", f"--temp-dir={temp_dir}", *ports],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    temp_dir = tempfile.mkdtemp(
+        prefix="rayjob", dir="/tmp"
+    )  # short: Ray's unix sockets cap path length
+    head = subprocess.Popen(
+        [
+            ray_cli,
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={gcs}",
+            f"--dashboard-port={dash}",
+            "--dashboard-host=127.0.0.1",
+            f"--num-cpus={num_cpus}",
+            "--include-dashboard=true",
+            f"--temp-dir={temp_dir}",
+            *ports,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_for_port(dash, head)
         yield LocalHead(ray_cli, f"http://127.0.0.1:{dash}", env)
@@ -238,18 +321,32 @@ def test_proxy_stage_is_bit_reproducible(ray_session, tmp_path):
     """The same config and seed give a byte-identical exported actor: the replay buffer's sampler is
     seeded (RLlib's own draws from an unseeded generator), like every other RNG of the stage. Enough
     transitions that the learner replays many batches (a sampler left unseeded changes the bytes)."""
-    args = FAST + ["--algo", "acodm", "--iterations", "3", "--output-dir", str(tmp_path),
-                   "--set", "agent.batch_size=4", "--set", "agent.warmup_updates=2"]
+    args = FAST + [
+        "--algo",
+        "acodm",
+        "--iterations",
+        "3",
+        "--output-dir",
+        str(tmp_path),
+        "--set",
+        "agent.batch_size=4",
+        "--set",
+        "agent.warmup_updates=2",
+    ]
     assert proxy_rl.main(args + ["--name", "a"]) == 0
     assert proxy_rl.main(args + ["--name", "b"]) == 0
     a = (tmp_path / "a" / "policy" / "actor.safetensors").read_bytes()
     b = (tmp_path / "b" / "policy" / "actor.safetensors").read_bytes()
     assert a == b
     first = iterations(tmp_path / "a")[-1]
-    assert first["learner_updates"] and first["learner_updates"] > 4  # the learner really replayed batches
+    assert (
+        first["learner_updates"] and first["learner_updates"] > 4
+    )  # the learner really replayed batches
     from policies.run import LEARNER_KEYS
 
-    assert set(LEARNER_KEYS) <= set(first), sorted(set(LEARNER_KEYS) - set(first))  # every diagnostic reaches the JSONL
+    assert set(LEARNER_KEYS) <= set(first), sorted(
+        set(LEARNER_KEYS) - set(first)
+    )  # every diagnostic reaches the JSONL
     assert first["value_spread"] >= 0.0
     assert proxy_rl.main(args + ["--name", "c", "--set", "train.seed=1"]) == 0
     assert (tmp_path / "c" / "policy" / "actor.safetensors").read_bytes() != a  # the seed matters

@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from acodm_ray.sampler import (MixtureSampler, WeightsError, check_weights, effective_mix, largest_remainder,
-                               weights_from_mapping)
+from acodm_ray.sampler import (
+    MixtureSampler,
+    WeightsError,
+    check_weights,
+    effective_mix,
+    largest_remainder,
+    weights_from_mapping,
+)
 
 
 def make_sampler(seed=0, length=500, seq_len=16):
@@ -58,7 +64,9 @@ def test_weights_mapping_unknown_and_missing_domains():
 
 def test_domain_shorter_than_a_sequence_is_refused():
     streams = {"a": np.arange(100, dtype=np.int32), "b": np.arange(10, dtype=np.int32)}
-    with pytest.raises(ValueError, match="domain 'b' has 10 tokens, fewer than one training sequence"):
+    with pytest.raises(
+        ValueError, match="domain 'b' has 10 tokens, fewer than one training sequence"
+    ):
         MixtureSampler(streams, ["a", "b"], seq_len=16, micro_batch_size=2, seed=0)
 
 
@@ -94,7 +102,9 @@ def test_ranks_share_the_plan_but_not_the_windows():
 def test_largest_remainder_hand_computed():
     # quotas 2.5, 1.2, 0.3 of 4: floors 2, 1, 0, the one left goes to the largest remainder (0.5)
     np.testing.assert_array_equal(largest_remainder(np.array([0.625, 0.3, 0.075]), 4), [3, 1, 0])
-    np.testing.assert_array_equal(largest_remainder(np.array([0.5, 0.5]), 3), [2, 1])  # tie: lower index
+    np.testing.assert_array_equal(
+        largest_remainder(np.array([0.5, 0.5]), 3), [2, 1]
+    )  # tie: lower index
     np.testing.assert_array_equal(largest_remainder(np.array([0.2, 0.8]), 0), [0, 0])
 
 
@@ -110,7 +120,9 @@ def test_forced_allocation_gives_every_domain_one_then_draws():
     sampler = make_sampler()
     plan, lam = sampler.allocate(np.array([1.0, 0.0, 0.0]), 5, "forced")
     np.testing.assert_array_equal(plan, [0, 1, 2, 0, 0])  # one each, then the weights' draws
-    np.testing.assert_allclose(effective_mix(plan, lam, 3), [0.6, 0.2, 0.2])  # flatter than the weights
+    np.testing.assert_allclose(
+        effective_mix(plan, lam, 3), [0.6, 0.2, 0.2]
+    )  # flatter than the weights
 
 
 def test_weighted_allocation_hand_computed():
@@ -133,7 +145,9 @@ def test_coverage_needs_a_micro_batch_per_domain():
 def test_effective_mix_counts_a_domain_without_micro_batches_and_coverage_at_m_equal_k():
     """A domain the plan never drew (the last one here) still has its 0 in the mix; with exactly one
     micro-batch per domain (M = K) weighted coverage works and trains each domain once."""
-    np.testing.assert_allclose(effective_mix(np.array([0, 0, 1]), np.full(3, 1 / 3), 3), [2 / 3, 1 / 3, 0.0])
+    np.testing.assert_allclose(
+        effective_mix(np.array([0, 0, 1]), np.full(3, 1 / 3), 3), [2 / 3, 1 / 3, 0.0]
+    )
     plan, lam = make_sampler().allocate(np.array([0.5, 0.3, 0.2]), 3, "weighted")
     np.testing.assert_array_equal(plan, [0, 1, 2])
     np.testing.assert_allclose(lam, [0.5, 0.3, 0.2])
@@ -147,7 +161,10 @@ def test_reference_batch_rows_come_from_the_named_domains_and_leave_the_step_dra
     ref, domains = sampler.reference_batch([0, 2])
     assert ref.shape == (4, 17)
     owners = (ref[:, 0] // 1000).tolist()
-    assert owners == domains.tolist() and set(owners) == {0, 2}  # 4 rows, 2 domains: drawn with replacement, both seen at seed 5
+    assert owners == domains.tolist() and set(owners) == {
+        0,
+        2,
+    }  # 4 rows, 2 domains: drawn with replacement, both seen at seed 5
     assert all(bool((row - row[0] == torch.arange(17)).all()) for row in ref)  # contiguous windows
     assert set((sampler.reference_batch([1])[0][:, 0] // 1000).tolist()) == {1}
     streams = {d: np.arange(500, dtype=np.int32) + 1000 * i for i, d in enumerate("abc")}
@@ -155,7 +172,9 @@ def test_reference_batch_rows_come_from_the_named_domains_and_leave_the_step_dra
     for _ in range(20):  # 2 rows, 2 domains: without replacement, one row of each every time
         assert sorted((pairs.reference_batch([0, 2])[0][:, 0] // 1000).tolist()) == [0, 2]
     w = np.array([0.2, 0.3, 0.5])
-    assert np.array_equal(sampler.plan(w, 9), twin.plan(w, 9)) and torch.equal(sampler.batch(1), twin.batch(1))
+    assert np.array_equal(sampler.plan(w, 9), twin.plan(w, 9)) and torch.equal(
+        sampler.batch(1), twin.batch(1)
+    )
     state = sampler.state_dict()
     expected, _ = sampler.reference_batch([0, 1, 2])
     other = make_sampler(seed=99)

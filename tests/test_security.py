@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from acodm_ray.config import ExperimentConfig
-from acodm_ray.model import build_model
-from acodm_ray.mixers.actor import ActorMixer
 from acodm_ray.agent.networks import Actor
 from acodm_ray.agent.policy_file import WEIGHTS_FILE, PolicyFileError, load_policy, save_policy
+from acodm_ray.config import ExperimentConfig
+from acodm_ray.mixers.actor import ActorMixer
+from acodm_ray.model import build_model
 from acodm_ray.train_step import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
@@ -106,7 +106,11 @@ ESCAPES = {  # name given to --name -> where a broken guard would create the run
     "ABSOLUTE": lambda root: root.parent / "absolute-escape",
     "a/../../b": lambda root: root.parent / "b",
 }
-REASONS = {"../escape": "contains '..'", "ABSOLUTE": "is an absolute path", "a/../../b": "contains '..'"}
+REASONS = {
+    "../escape": "contains '..'",
+    "ABSOLUTE": "is an absolute path",
+    "a/../../b": "contains '..'",
+}
 
 
 @pytest.mark.parametrize("name", list(ESCAPES))

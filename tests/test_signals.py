@@ -3,12 +3,21 @@
 import copy
 
 import numpy as np
+import pytest
 import torch
 
-import pytest
-
-from acodm_ray.signals import (RunningScale, StateTracker, alignment_scores, cross_alignment, eval_alignment,
-                               perplexity_weights, state_dim, step_scores, total_alignment, znorm_clip)
+from acodm_ray.signals import (
+    RunningScale,
+    StateTracker,
+    alignment_scores,
+    cross_alignment,
+    eval_alignment,
+    perplexity_weights,
+    state_dim,
+    step_scores,
+    total_alignment,
+    znorm_clip,
+)
 from acodm_ray.train_step import LMTrainer
 from tests.conftest import tiny_config
 
@@ -65,21 +74,35 @@ def test_znorm_clip_clips_and_handles_single_entries():
 def test_state_layout_follows_spec():
     K, L = 3, 2
     tracker = StateTracker(K, L, progress_scale=100.0)
-    s1 = tracker.build(np.array([2.0, np.nan, 4.0]), np.array([8, 0, 16]), np.array([1.0, 2.0]),
-                       np.array([0.1, 0.3]), progress=0.25)
+    s1 = tracker.build(
+        np.array([2.0, np.nan, 4.0]),
+        np.array([8, 0, 16]),
+        np.array([1.0, 2.0]),
+        np.array([0.1, 0.3]),
+        progress=0.25,
+    )
     assert s1.shape == (state_dim(K, L),) == (3 * K + 2 * L + 1,)
-    loss_g, dloss_g, count_g = s1[:K], s1[K:2 * K], s1[2 * K:3 * K]
+    loss_g, dloss_g, count_g = s1[:K], s1[K : 2 * K], s1[2 * K : 3 * K]
     # unseen domain takes the step's mean loss (3.0), so the group is [-1, 0, 1] after z-norm
     np.testing.assert_allclose(loss_g, [-1, 0, 1], atol=1e-6)
     np.testing.assert_allclose(dloss_g, 0, atol=1e-9)  # no change at the first step
-    np.testing.assert_allclose(count_g, znorm_clip(torch.tensor([8.0, 0.0, 16.0])).numpy(), atol=1e-6)
-    np.testing.assert_allclose(s1[3 * K:3 * K + L], [-0.7071068, 0.7071068], atol=1e-6)
+    np.testing.assert_allclose(
+        count_g, znorm_clip(torch.tensor([8.0, 0.0, 16.0])).numpy(), atol=1e-6
+    )
+    np.testing.assert_allclose(s1[3 * K : 3 * K + L], [-0.7071068, 0.7071068], atol=1e-6)
     assert s1[-1] == np.float32(25.0)
     # second step: domain 1 still unsampled -> carried forward, change 0; domain 0 rose by 1
-    s2 = tracker.build(np.array([3.0, np.nan, 4.0]), np.array([8, 0, 16]), np.array([1.0, 2.0]),
-                       np.array([0.1, 0.3]), progress=0.5)
+    s2 = tracker.build(
+        np.array([3.0, np.nan, 4.0]),
+        np.array([8, 0, 16]),
+        np.array([1.0, 2.0]),
+        np.array([0.1, 0.3]),
+        progress=0.5,
+    )
     raw_delta = np.array([1.0, 0.0, 0.0])
-    np.testing.assert_allclose(s2[K:2 * K], znorm_clip(torch.tensor(raw_delta)).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        s2[K : 2 * K], znorm_clip(torch.tensor(raw_delta)).numpy(), atol=1e-6
+    )
 
 
 def test_total_alignment_keeps_the_self_term_and_masks_unsampled():
@@ -112,7 +135,11 @@ def test_eval_alignment_is_each_domain_against_the_reference_and_masks_unsampled
     g = np.array([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5]])
     ref = torch.tensor([2.0, -1.0])
     s = eval_alignment(torch.tensor(g), torch.tensor([True, False, True]), ref)
-    assert s[0] == pytest.approx(1 * 2 - 2 * 1) and s[2] == pytest.approx(0.5 * 2 - 0.5 * 1) and np.isnan(s[1])
+    assert (
+        s[0] == pytest.approx(1 * 2 - 2 * 1)
+        and s[2] == pytest.approx(0.5 * 2 - 0.5 * 1)
+        and np.isnan(s[1])
+    )
     alone = eval_alignment(torch.tensor(g), torch.tensor([False, True, False]), ref)
     assert alone[1] == pytest.approx(3 * 2 + 1 * 1) and np.isnan(alone[[0, 2]]).all()
     every = torch.ones(3, dtype=torch.bool)
@@ -127,10 +154,16 @@ def test_perplexity_weights_hand_computed():
     """c_e = ppl_e / mean ppl over the evaluation domains (0 elsewhere); a domain not seen yet takes the
     mean of the seen ones' perplexity; nothing seen: all 1."""
     losses = np.log([10.0, 30.0, np.nan, 20.0])
-    np.testing.assert_allclose(perplexity_weights(losses, [0, 1, 2]), [0.5, 1.5, 1.0, 0.0])  # ppl 10, 30, (20) / 20
-    np.testing.assert_allclose(perplexity_weights(losses, [1, 3]), [0.0, 1.2, 0.0, 0.8])  # 30, 20 / 25
+    np.testing.assert_allclose(
+        perplexity_weights(losses, [0, 1, 2]), [0.5, 1.5, 1.0, 0.0]
+    )  # ppl 10, 30, (20) / 20
+    np.testing.assert_allclose(
+        perplexity_weights(losses, [1, 3]), [0.0, 1.2, 0.0, 0.8]
+    )  # 30, 20 / 25
     np.testing.assert_allclose(perplexity_weights(np.full(3, np.nan), [0, 2]), [1.0, 0.0, 1.0])
-    big = perplexity_weights(np.array([1000.0, 1000.0 + np.log(3.0)]), [0, 1])  # no overflow at large losses
+    big = perplexity_weights(
+        np.array([1000.0, 1000.0 + np.log(3.0)]), [0, 1]
+    )  # no overflow at large losses
     np.testing.assert_allclose(big, [0.5, 1.5])
 
 
@@ -148,7 +181,9 @@ def test_cross_alignment_is_unbiased_when_domains_get_different_micro_batch_coun
     exact_cross = true @ true.sum(axis=0) - (true * true).sum(axis=1)
     exact_total = true @ true.sum(axis=0)
     np.testing.assert_allclose(cross, exact_cross, atol=0.25)  # Monte Carlo error ~ 0.1
-    np.testing.assert_allclose(total - exact_total, 40 * sigma**2 / counts, rtol=0.1)  # the bias, 40, 20, 10
+    np.testing.assert_allclose(
+        total - exact_total, 40 * sigma**2 / counts, rtol=0.1
+    )  # the bias, 40, 20, 10
 
 
 def test_running_scale_hand_computed():
@@ -164,7 +199,9 @@ def test_running_scale_hand_computed():
     again = RunningScale(beta=0.5, clip=10.0)
     again.load_state_dict(state)
     np.testing.assert_allclose(again(np.array([3.0])), scale(np.array([3.0])))
-    assert np.isnan(scale(np.array([np.nan, np.nan]))).all() and scale.count == 3  # nothing scored: unchanged
+    assert (
+        np.isnan(scale(np.array([np.nan, np.nan]))).all() and scale.count == 3
+    )  # nothing scored: unchanged
 
 
 @pytest.mark.parametrize("score", ["total", "cross", "eval", "evalppl"])
@@ -174,8 +211,15 @@ def test_trainer_total_score_equals_per_domain_autograd(corpus, score):
     the effective mix = w. eval: s_i = <g_i, g_ref> / scale, g_ref the gradient of the reference
     micro-batch (rows of the evaluation domains only: here the first two), replayed by hand; evalppl:
     each reference row's loss weighted by exp(its domain's last training loss) / their mean."""
-    signals_cfg = {"score": "eval", "eval_weighting": "perplexity"} if score == "evalppl" else {"score": score}
-    cfg = tiny_config(train={"coverage": "weighted", "eval_domains": list(corpus.domains[:2])}, signals=signals_cfg)
+    signals_cfg = (
+        {"score": "eval", "eval_weighting": "perplexity"}
+        if score == "evalppl"
+        else {"score": score}
+    )
+    cfg = tiny_config(
+        train={"coverage": "weighted", "eval_domains": list(corpus.domains[:2])},
+        signals=signals_cfg,
+    )
     trainer = LMTrainer(cfg, corpus, device="cpu")
     trainer.step(np.full(3, 1 / 3))
     replay = copy.deepcopy(trainer)
@@ -190,10 +234,13 @@ def test_trainer_total_score_equals_per_domain_autograd(corpus, score):
     means = np.stack([np.mean(per_domain[i], axis=0) for i in range(3)]).astype(np.float64)
     if score in ("eval", "evalppl"):
         ref_batch, rows = replay.sampler.reference_batch([0, 1])
-        per_row = [replay._loss(ref_batch[r:r + 1]) for r in range(len(rows))]
+        per_row = [replay._loss(ref_batch[r : r + 1]) for r in range(len(rows))]
         ppl = np.exp(replay.tracker.last_losses[:2])  # the first step's losses: both domains seen
         c = ppl / ppl.mean() if score == "evalppl" else np.ones(2)
-        ref = torch.autograd.grad(sum(float(c[d]) * l for d, l in zip(rows, per_row)) / len(rows), replay.align_params)
+        ref = torch.autograd.grad(
+            sum(float(c[d]) * loss for d, loss in zip(rows, per_row)) / len(rows),
+            replay.align_params,
+        )
         raw = means @ torch.cat([g.flatten() for g in ref]).numpy().astype(np.float64)
     else:
         raw = means @ means.sum(axis=0) - (0.0 if score == "total" else (means * means).sum(axis=1))
@@ -249,16 +296,24 @@ def test_total_alignment_of_one_domain_in_float64_and_running_scale_edges():
     clipped at -clip, all-zero scores give zeros (not 0/0), and a scale below 1 still divides."""
     g = np.array([[0.1, 0.2, 0.3], [1.0, 1.0, 1.0]], dtype=np.float32)
     s = total_alignment(torch.tensor(g), torch.tensor([True, False]))
-    assert s[0] == pytest.approx(float((g[0].astype(np.float64) ** 2).sum()), rel=1e-12) and np.isnan(s[1])
+    assert s[0] == pytest.approx(
+        float((g[0].astype(np.float64) ** 2).sum()), rel=1e-12
+    ) and np.isnan(s[1])
     rng = np.random.default_rng(0)
     many = rng.normal(size=(4, 1000)).astype(np.float32)
     brute = many.astype(np.float64) @ many.astype(np.float64).sum(axis=0)
-    np.testing.assert_allclose(total_alignment(torch.tensor(many), torch.ones(4, dtype=torch.bool)), brute, rtol=1e-12)
+    np.testing.assert_allclose(
+        total_alignment(torch.tensor(many), torch.ones(4, dtype=torch.bool)), brute, rtol=1e-12
+    )
     with pytest.raises(ValueError, match=r"beta must be in \[0, 1\), got 1.0"):
         RunningScale(beta=1.0)
-    np.testing.assert_allclose(RunningScale(beta=0.0, clip=1.5)(np.array([-10.0, 1.0])), [-1.5, 1 / 5.5])
+    np.testing.assert_allclose(
+        RunningScale(beta=0.0, clip=1.5)(np.array([-10.0, 1.0])), [-1.5, 1 / 5.5]
+    )
     np.testing.assert_array_equal(RunningScale(beta=0.0)(np.zeros(3)), np.zeros(3))
-    np.testing.assert_allclose(RunningScale(beta=0.0)(np.array([0.01, 0.03])), [0.5, 1.5])  # scale 0.02
+    np.testing.assert_allclose(
+        RunningScale(beta=0.0)(np.array([0.01, 0.03])), [0.5, 1.5]
+    )  # scale 0.02
 
 
 def test_state_is_float32_and_clipped_at_the_trackers_own_z_clip():
@@ -266,7 +321,12 @@ def test_state_is_float32_and_clipped_at_the_trackers_own_z_clip():
     znorm_clip's default: with z_clip 0.5 no feature but progress leaves [-0.5, 0.5]."""
     tracker = StateTracker(3, 2, progress_scale=1.0, z_clip=0.5)
     assert tracker.initial().dtype == np.float32 and tracker.initial().shape == (state_dim(3, 2),)
-    s = tracker.build(np.array([1.0, 2.0, 9.0]), np.array([1, 1, 6]), np.array([1.0, 5.0]),
-                      np.array([0.1, 0.2]), progress=0.5)
+    s = tracker.build(
+        np.array([1.0, 2.0, 9.0]),
+        np.array([1, 1, 6]),
+        np.array([1.0, 5.0]),
+        np.array([0.1, 0.2]),
+        progress=0.5,
+    )
     assert s.dtype == np.float32
     assert np.abs(s[:-1]).max() == np.float32(0.5) and s[-1] == np.float32(0.5)

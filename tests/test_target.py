@@ -11,10 +11,9 @@ from __future__ import annotations
 import copy
 import json
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import time
 
 import numpy as np
 import pytest
@@ -23,10 +22,10 @@ import torch
 from acodm_ray.agent import ddpg
 from acodm_ray.agent.config import AgentConfig
 from acodm_ray.agent.networks import Actor
-from acodm_ray.mixers.online_acodm import OnlineACODM
 from acodm_ray.agent.policy_file import load_policy, save_policy
 from acodm_ray.agent.replay import ReplayBuffer
 from acodm_ray.mixers.actor import ActorMixer, PolicyMismatchError
+from acodm_ray.mixers.online_acodm import OnlineACODM
 from acodm_ray.policy_client import PolicyClient
 from acodm_ray.policy_server import (
     MixerSpec,
@@ -43,13 +42,23 @@ from tests.conftest import tiny_config
 STEPS = 6
 TRAIN = {"steps": STEPS, "checkpoint_every": 3, "eval_every": 3}
 TARGET = {"num_workers": 2, "cpus_per_worker": 0.1, "max_failures": 3, "server_timeout_s": 20.0}
-SMALL_AGENT = {"actor_hidden": 16, "actor_layers": 1, "critic_hidden": 16, "critic_layers": 1,
-               "batch_size": 2, "warmup_fraction": 0.34}
+SMALL_AGENT = {
+    "actor_hidden": 16,
+    "actor_layers": 1,
+    "critic_hidden": 16,
+    "critic_layers": 1,
+    "batch_size": 2,
+    "warmup_fraction": 0.34,
+}
 
 
 def target_cfg(name: str, mixer: str = "odm", **target):
-    return tiny_config(train=TRAIN, target={**TARGET, "server_name": f"srv-{name}", **target}, agent=SMALL_AGENT,
-                       mixer={"name": mixer})
+    return tiny_config(
+        train=TRAIN,
+        target={**TARGET, "server_name": f"srv-{name}", **target},
+        agent=SMALL_AGENT,
+        mixer={"name": mixer},
+    )
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -72,11 +81,18 @@ def tiny_meta(tmp_path_factory):
         cfg = target_cfg("meta")
         tokens, _ = load_tokenized(cfg)
         spec = state_spec_for(cfg, tokens.vocab_size, tokens.eos_id, list(tokens.domains))
-    return {"domains": list(tokens.domains), "spec": spec, "state_dim": spec["dim"], "home": str(home),
-            "natural": tokens.natural_proportions()}
+    return {
+        "domains": list(tokens.domains),
+        "spec": spec,
+        "state_dim": spec["dim"],
+        "home": str(home),
+        "natural": tokens.natural_proportions(),
+    }
 
 
-def make_policy(path: Path, domains: list[str], state_dim: int, spec: dict | None = None, seed: int = 0) -> Path:
+def make_policy(
+    path: Path, domains: list[str], state_dim: int, spec: dict | None = None, seed: int = 0
+) -> Path:
     torch.manual_seed(seed)
     actor = Actor(state_dim, len(domains), 16, 1)
     return save_policy(path, actor, domains, spec or {"dim": state_dim}, {})
@@ -88,18 +104,25 @@ def runs(ray_session, tiny_meta, tmp_path_factory):
     from acodm_ray.target import run_target
 
     root = tmp_path_factory.mktemp("target_runs")
-    policy = make_policy(root / "policy", tiny_meta["domains"], tiny_meta["state_dim"], tiny_meta["spec"])
+    policy = make_policy(
+        root / "policy", tiny_meta["domains"], tiny_meta["state_dim"], tiny_meta["spec"]
+    )
     marker = root / "crash.marker"
     jobs = {
         "uniform": (target_cfg("uniform", mixer="uniform"), {}),
-        "crash": (target_cfg("crash", mixer="uniform"), {"crash": {"rank": 1, "step": 5, "marker": str(marker)}}),
+        "crash": (
+            target_cfg("crash", mixer="uniform"),
+            {"crash": {"rank": 1, "step": 5, "marker": str(marker)}},
+        ),
         "natural": (target_cfg("natural", mixer="natural"), {}),
         "odm": (target_cfg("odm", mixer="odm"), {}),
         "policy_killed": (target_cfg("policy", policy=str(policy)), {"kill_server_at": 3}),
         "online": (target_cfg("online", online_acodm=True, decide_every=2), {}),
     }
 
-    only = os.environ.get("ACODM_TEST_TARGET_RUNS")  # tools/mutants.py: just the runs a mutant's test needs
+    only = os.environ.get(
+        "ACODM_TEST_TARGET_RUNS"
+    )  # tools/mutants.py: just the runs a mutant's test needs
     if only:
         jobs = {label: jobs[label] for label in only.split(",")}
 
@@ -113,7 +136,9 @@ def runs(ray_session, tiny_meta, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ACODM_HOME", tiny_meta["home"])
         mp.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")  # propagated to the Train controller
-        mp.setenv("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")  # 12 workers start at once on 2 cores
+        mp.setenv(
+            "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600"
+        )  # 12 workers start at once on 2 cores
         with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
             results = dict(zip(jobs, pool.map(run, list(jobs))))
     out = {}
@@ -127,7 +152,9 @@ def runs(ray_session, tiny_meta, tmp_path_factory):
 def ok(runs, label):
     summary, run_dir = runs[label]
     if isinstance(summary, BaseException):
-        raise AssertionError(f"run {label!r} failed: {type(summary).__name__}: {summary}") from summary
+        raise AssertionError(
+            f"run {label!r} failed: {type(summary).__name__}: {summary}"
+        ) from summary
     return summary, run_dir
 
 
@@ -144,7 +171,9 @@ def assert_same_weights_on_all_ranks(run_dir: Path, steps: int = STEPS) -> list[
     assert [r["step"] for r in recs] == list(range(1, steps + 1))
     domains = [k.split("/", 1)[1] for k in recs[0] if k.startswith("weight/")]
     for rec, a in zip(recs, r0):
-        assert [rec[f"weight/{d}"] for d in domains] == pytest.approx(a["weights"], abs=0, rel=1e-12)
+        assert [rec[f"weight/{d}"] for d in domains] == pytest.approx(
+            a["weights"], abs=0, rel=1e-12
+        )
     return [r["weights"] for r in r0]
 
 
@@ -158,7 +187,14 @@ def test_each_mixer_trains_with_identical_weights_on_all_workers(runs, label, ti
     assert summary["steps"] == STEPS and summary["num_workers"] == 2
     weights = assert_same_weights_on_all_ranks(run_dir)
     assert summary["final_val_ppl"]["average"] > 1
-    for name in ("config.yaml", "steps.csv", "eval.csv", "summary.json", "model/config.json", "weights.png"):
+    for name in (
+        "config.yaml",
+        "steps.csv",
+        "eval.csv",
+        "summary.json",
+        "model/config.json",
+        "weights.png",
+    ):
         assert (run_dir / name).exists(), name
     evals = [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if r["kind"] == "eval"]
     assert evals == [3, 6]
@@ -167,8 +203,13 @@ def test_each_mixer_trains_with_identical_weights_on_all_workers(runs, label, ti
         assert summary["server"]["num_weights_calls"] == 1  # a static mixer is asked once
     if label == "natural":
         assert all(w == pytest.approx(list(tiny_meta["natural"])) for w in weights)
-    expected = {"uniform": "uniform", "natural": "natural", "odm": "odm", "policy_killed": "acodm",
-                "online": "acodm-online"}[label]
+    expected = {
+        "uniform": "uniform",
+        "natural": "natural",
+        "odm": "odm",
+        "policy_killed": "acodm",
+        "online": "acodm-online",
+    }[label]
     assert summary["mixer"] == expected
 
 
@@ -176,7 +217,12 @@ def test_each_mixer_trains_with_identical_weights_on_all_workers(runs, label, ti
 def test_odm_server_learned_from_every_step(runs):
     summary, _ = ok(runs, "odm")
     server = summary["server"]
-    assert (server["mixer"], server["kind"], server["num_weights_calls"], server["num_updates"]) == ("odm", "mixer", STEPS, STEPS)
+    assert (
+        server["mixer"],
+        server["kind"],
+        server["num_weights_calls"],
+        server["num_updates"],
+    ) == ("odm", "mixer", STEPS, STEPS)
     payload = load_checkpoint(Path(summary["checkpoint"]) / "trainer.pt")
     assert payload["mixer"]["mixer"] == "odm" and payload["mixer"]["state"]["t"] == STEPS
 
@@ -214,11 +260,16 @@ def test_killed_worker_resumes_from_checkpoint_with_exact_step_count(runs):
     crashed, crash_dir = ok(runs, "crash")
     assert runs["_marker"].exists(), "the fault was never injected"
     events = read_jsonl(crash_dir / "events.jsonl")
-    assert [(e["event"], e["step"]) for e in events if e["event"] in ("start", "resume")] == [("start", 0), ("resume", 3)]
+    assert [(e["event"], e["step"]) for e in events if e["event"] in ("start", "resume")] == [
+        ("start", 0),
+        ("resume", 3),
+    ]
     assert crashed["steps"] == STEPS
     a, b = step_records(straight_dir), step_records(crash_dir)
     assert [r["step"] for r in b] == list(range(1, STEPS + 1))  # no step lost or repeated
-    assert [r["loss"] for r in b] == [r["loss"] for r in a]  # and the same steps as without the crash
+    assert [r["loss"] for r in b] == [
+        r["loss"] for r in a
+    ]  # and the same steps as without the crash
     assert crashed["final_val_ppl"] == straight["final_val_ppl"]
     assert_same_weights_on_all_ranks(crash_dir)
 
@@ -249,7 +300,9 @@ def test_saved_model_reloads_with_the_trained_weights(runs, tiny_meta):
     ref = build_model(cfg.model, hf.config.vocab_size, hf.config.eos_token_id, 123)
     ref.load_state_dict(payload["trainer"]["model"])
     ref.eval()
-    batch = torch.randint(0, hf.config.vocab_size, (2, 17), generator=torch.Generator().manual_seed(0))
+    batch = torch.randint(
+        0, hf.config.vocab_size, (2, 17), generator=torch.Generator().manual_seed(0)
+    )
     with torch.no_grad():
         a = hf(input_ids=batch, labels=batch).loss
         b = ref(input_ids=batch, labels=batch).loss
@@ -277,12 +330,21 @@ def test_mismatched_policy_is_refused(ray_session, tiny_meta, tmp_path, monkeypa
     other = make_policy(tmp_path / "other_domains", domains[:-1] + ["klingon"], dim)
     reordered = make_policy(tmp_path / "reordered", list(reversed(domains)), dim)
     bigger = make_policy(tmp_path / "bigger_state", domains, dim + 2)
-    for policy, message in ((other, "klingon"), (reordered, "another order"), (bigger, "dimension")):
+    for policy, message in (
+        (other, "klingon"),
+        (reordered, "another order"),
+        (bigger, "dimension"),
+    ):
         with pytest.raises(PolicyMismatchError, match=message):
             run_target(target_cfg("bad", policy=str(policy)), tmp_path / "run")
         assert not (tmp_path / "run").exists()  # refused before anything was created
-        spec = MixerSpec(kind="policy", policy_dir=str(policy), domains=domains,
-                         natural=list(tiny_meta["natural"]), state_dim=dim)
+        spec = MixerSpec(
+            kind="policy",
+            policy_dir=str(policy),
+            domains=domains,
+            natural=list(tiny_meta["natural"]),
+            state_dim=dim,
+        )
         with pytest.raises(PolicyMismatchError):
             PolicyServer(spec)  # the actor refuses it too
     # and the job entry point says so
@@ -291,20 +353,45 @@ def test_mismatched_policy_is_refused(ray_session, tiny_meta, tmp_path, monkeypa
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
     from target_pretrain import main
 
-    rc = main(["--config", "configs/tiny.yaml", "--policy", str(bigger), "--output-dir", str(tmp_path),
-               "--name", "cli", "--set", "agent.actor_hidden=16"])
+    rc = main(
+        [
+            "--config",
+            "configs/tiny.yaml",
+            "--policy",
+            str(bigger),
+            "--output-dir",
+            str(tmp_path),
+            "--name",
+            "cli",
+            "--set",
+            "agent.actor_hidden=16",
+        ]
+    )
     assert rc == 2 and not (tmp_path / "cli").exists()
 
 
 # ---------------------------------------------------------------------- policy server and client
 
 
-def fake_signals(step: int, K: int, state_dim: int, weights: np.ndarray, rng: np.random.Generator) -> StepSignals:
+def fake_signals(
+    step: int, K: int, state_dim: int, weights: np.ndarray, rng: np.random.Generator
+) -> StepSignals:
     losses = rng.uniform(2, 4, K)
     losses[rng.random(K) < 0.3] = np.nan
-    return StepSignals(step=step, loss=3.0, losses=losses, counts=np.ones(K), scores=rng.normal(size=K),
-                       raw_scores=rng.normal(size=K), state=rng.normal(size=state_dim).astype(np.float32),
-                       weights=weights, lr=1e-3, grad_norm=1.0, tokens=100, seconds=0.1)
+    return StepSignals(
+        step=step,
+        loss=3.0,
+        losses=losses,
+        counts=np.ones(K),
+        scores=rng.normal(size=K),
+        raw_scores=rng.normal(size=K),
+        state=rng.normal(size=state_dim).astype(np.float32),
+        weights=weights,
+        lr=1e-3,
+        grad_norm=1.0,
+        tokens=100,
+        seconds=0.1,
+    )
 
 
 def test_policy_server_in_process_serves_checkpoints_and_describes(tiny_meta):
@@ -312,7 +399,12 @@ def test_policy_server_in_process_serves_checkpoints_and_describes(tiny_meta):
     common = dict(domains=domains, natural=list(tiny_meta["natural"]), state_dim=dim)
     server = PolicyServer(MixerSpec(kind="mixer", mixer={"name": "odm"}, **common))
     desc = server.describe()
-    assert desc["mixer"] == "odm" and desc["domains"] == domains and desc["state_dim"] == dim and desc["learns"]
+    assert (
+        desc["mixer"] == "odm"
+        and desc["domains"] == domains
+        and desc["state_dim"] == dim
+        and desc["learns"]
+    )
     rng = np.random.default_rng(0)
     for i in range(1, 20):
         sig = fake_signals(i, K, dim, np.asarray(server.weights(np.zeros(dim))), rng)
@@ -327,29 +419,46 @@ def test_policy_server_in_process_serves_checkpoints_and_describes(tiny_meta):
     server.load_state_dict(state)
     assert server.weights(None) == w
     with pytest.raises(PolicyServerError, match="resume a run with the mixer"):
-        PolicyServer(MixerSpec(kind="mixer", mixer={"name": "uniform"}, **common)).load_state_dict(state)
+        PolicyServer(MixerSpec(kind="mixer", mixer={"name": "uniform"}, **common)).load_state_dict(
+            state
+        )
     with pytest.raises(PolicyMismatchError, match="dimension"):
         server.weights(np.zeros(dim + 1))
     static = PolicyServer(MixerSpec(kind="mixer", mixer={"name": "uniform"}, **common))
     assert not static.describe()["learns"] and static.weights(None) == pytest.approx([1 / K] * K)
 
 
-def test_policy_client_falls_back_to_last_weights_when_the_actor_dies(ray_session, tiny_meta, tmp_path):
+def test_policy_client_falls_back_to_last_weights_when_the_actor_dies(
+    ray_session, tiny_meta, tmp_path
+):
     import ray
 
     domains, dim = tiny_meta["domains"], tiny_meta["state_dim"]
     policy = make_policy(tmp_path / "p", domains, dim)
-    spec = MixerSpec(kind="policy", policy_dir=str(policy), domains=domains,
-                     natural=list(tiny_meta["natural"]), state_dim=dim)
+    spec = MixerSpec(
+        kind="policy",
+        policy_dir=str(policy),
+        domains=domains,
+        natural=list(tiny_meta["natural"]),
+        state_dim=dim,
+    )
     handle, created = start_policy_server(spec, name="unit-srv", namespace="acodm-test")
     assert created
     # same name, same mixer: reused (and reset); same name, another mixer: refused
     again, created2 = start_policy_server(spec, name="unit-srv", namespace="acodm-test")
     assert not created2
     with pytest.raises(PolicyServerError, match="another mixer"):
-        start_policy_server(MixerSpec(kind="mixer", mixer={"name": "uniform"}, domains=domains,
-                                      natural=list(tiny_meta["natural"]), state_dim=dim),
-                            name="unit-srv", namespace="acodm-test")
+        start_policy_server(
+            MixerSpec(
+                kind="mixer",
+                mixer={"name": "uniform"},
+                domains=domains,
+                natural=list(tiny_meta["natural"]),
+                state_dim=dim,
+            ),
+            name="unit-srv",
+            namespace="acodm-test",
+        )
     client = PolicyClient(handle, "unit-srv", "acodm-test", timeout_s=10)
     assert client.description["mixer"] == "acodm" and client.description["state_dim"] == dim
     state = np.random.default_rng(0).normal(size=dim).astype(np.float32)
@@ -357,7 +466,9 @@ def test_policy_client_falls_back_to_last_weights_when_the_actor_dies(ray_sessio
     expected = ActorMixer(policy, domains, dim).weights(state)
     assert fresh and np.allclose(w, expected)
     ray.kill(handle, no_restart=True)
-    deadline = time.monotonic() + 30  # ray.kill is asynchronous: wait until the actor is really gone
+    deadline = (
+        time.monotonic() + 30
+    )  # ray.kill is asynchronous: wait until the actor is really gone
     while time.monotonic() < deadline:
         try:
             ray.get(handle.ping.remote(), timeout=5)
@@ -376,24 +487,41 @@ def test_policy_client_falls_back_to_last_weights_when_the_actor_dies(ray_sessio
 
 
 def agent_cfg(**kw) -> AgentConfig:
-    base = dict(actor_hidden=16, actor_layers=1, critic_hidden=16, critic_layers=1, batch_size=4,
-                replay_capacity=50, warmup_fraction=0.2, actor_lr=1e-2, critic_lr=1e-2, tau=0.1,
-                warmup_updates=None, lr_schedule="constant")  # the paper's warm-up unless a test says otherwise
+    base = dict(
+        actor_hidden=16,
+        actor_layers=1,
+        critic_hidden=16,
+        critic_layers=1,
+        batch_size=4,
+        replay_capacity=50,
+        warmup_fraction=0.2,
+        actor_lr=1e-2,
+        critic_lr=1e-2,
+        tau=0.1,
+        warmup_updates=None,
+        lr_schedule="constant",
+    )  # the paper's warm-up unless a test says otherwise
     base.update(kw)
     return AgentConfig(**base)
 
 
 def make_agent(K=4, dim=9, total=20, **kw) -> OnlineACODM:
     natural = np.arange(1, K + 1, dtype=float)
-    return OnlineACODM([f"d{i}" for i in range(K)], natural / natural.sum(), dim, agent_cfg(**kw), total, seed=3)
+    return OnlineACODM(
+        [f"d{i}" for i in range(K)], natural / natural.sum(), dim, agent_cfg(**kw), total, seed=3
+    )
 
 
 def test_online_agent_warmup_uses_odm_weights_and_imitation(monkeypatch):
     agent = make_agent()  # warm-up: round(0.2 * 20) = 4 steps
     assert agent.warmup_steps == 4
     calls: dict[str, int] = {"imitation": 0, "warmup_critic": 0, "actor": 0, "critic": 0}
-    for name, key in (("imitation_loss", "imitation"), ("warmup_critic_loss", "warmup_critic"),
-                      ("actor_loss", "actor"), ("critic_loss", "critic")):
+    for name, key in (
+        ("imitation_loss", "imitation"),
+        ("warmup_critic_loss", "warmup_critic"),
+        ("actor_loss", "actor"),
+        ("critic_loss", "critic"),
+    ):
         real = getattr(ddpg, name)
 
         def spy(*a, _real=real, _key=key, **k):
@@ -406,7 +534,9 @@ def test_online_agent_warmup_uses_odm_weights_and_imitation(monkeypatch):
         w = agent.weights(rng.normal(size=9))
         assert np.array_equal(w, agent.odm.weights()), "warm-up behaviour must be ODM"
         agent.update(fake_signals(step, 4, 9, w, rng))
-    assert calls["imitation"] == calls["warmup_critic"] == 1  # learning starts once batch_size transitions exist
+    assert (
+        calls["imitation"] == calls["warmup_critic"] == 1
+    )  # learning starts once batch_size transitions exist
     assert calls["actor"] == calls["critic"] == 0
     assert not agent.in_warmup and not agent.targets_synced
     w = agent.weights(rng.normal(size=9))
@@ -446,7 +576,9 @@ def test_online_agent_ddpg_update_changes_the_actor():
     assert agent.num_updates == 2
     assert any(not torch.equal(actor_before[k], v) for k, v in agent.actor.state_dict().items())
     assert any(not torch.equal(critic_before[k], v) for k, v in agent.critic.state_dict().items())
-    assert any(not torch.equal(target_before[k], v) for k, v in agent.target_actor.state_dict().items())
+    assert any(
+        not torch.equal(target_before[k], v) for k, v in agent.target_actor.state_dict().items()
+    )
     w = agent.weights(np.zeros(9))
     assert w.sum() == pytest.approx(1.0) and (w >= 0).all()
 
@@ -459,14 +591,16 @@ def test_online_agent_state_dict_round_trip(tmp_path):
     torch.save(a.state_dict(), tmp_path / "agent.pt")
     b = make_agent(warmup_fraction=0.1)
     b.load_state_dict(torch.load(tmp_path / "agent.pt", weights_only=True))
-    assert b.steps_seen == a.steps_seen == 8 and b.num_updates == a.num_updates and len(b.buffer) == 8
+    assert (
+        b.steps_seen == a.steps_seen == 8 and b.num_updates == a.num_updates and len(b.buffer) == 8
+    )
     s = rng.normal(size=9)
     assert np.array_equal(a.weights(s), b.weights(s))  # same networks and the same noise RNG
     sig = fake_signals(9, 4, 9, a.weights(s), np.random.default_rng(9))
     b.weights(s)
     a.update(sig)
     b.update(sig)  # same replay sample, same optimizer state: identical learning
-    for (ka, va), (kb, vb) in zip(a.actor.state_dict().items(), b.actor.state_dict().items()):
+    for (ka, va), (_kb, vb) in zip(a.actor.state_dict().items(), b.actor.state_dict().items()):
         assert torch.equal(va, vb), ka
     with pytest.raises(ValueError, match="state_dim"):
         make_agent(dim=10).load_state_dict(a.state_dict())
@@ -475,16 +609,22 @@ def test_online_agent_state_dict_round_trip(tmp_path):
 def test_online_agent_counts_its_warmup_in_updates_and_imitates_odm_rows_only(monkeypatch):
     """agent.warmup_updates: the first N learner updates use the warm-up losses, whoever chose the
     rows; with imitate_odm_only the imitation sees only the rows ODM chose."""
-    agent = make_agent(warmup_updates=3, imitate_odm_only=True, warmup_fraction=0.1)  # ODM for 2 steps
+    agent = make_agent(
+        warmup_updates=3, imitate_odm_only=True, warmup_fraction=0.1
+    )  # ODM for 2 steps
     seen: list[torch.Tensor | None] = []
     real = ddpg.imitation_loss
-    monkeypatch.setattr(ddpg, "imitation_loss", lambda a, o, w, rows=None: seen.append(rows) or real(a, o, w, rows))
+    monkeypatch.setattr(
+        ddpg, "imitation_loss", lambda a, o, w, rows=None: seen.append(rows) or real(a, o, w, rows)
+    )
     rng = np.random.default_rng(5)
     for step in range(1, 9):
         agent.update(fake_signals(step, 4, 9, agent.weights(rng.normal(size=9)), rng))
     assert agent.num_updates == 5 and len(seen) == 3  # updates 1-3 warm-up, 4-5 DDPG
     assert all(r is not None for r in seen)
-    assert agent.buffer.behaviour[:2].tolist() == [1.0, 1.0] and agent.buffer.behaviour[2:8].sum() == 0
+    assert (
+        agent.buffer.behaviour[:2].tolist() == [1.0, 1.0] and agent.buffer.behaviour[2:8].sum() == 0
+    )
     assert agent.last_losses["warmup"] == 0.0 and agent.targets_synced
 
 
@@ -502,14 +642,22 @@ def test_online_agent_frozen_actor_never_moves():
 
 
 def test_online_agent_follows_its_lr_schedule():
-    agent = make_agent(lr_schedule="cosine", lr_warmup_fraction=0.0, min_lr_ratio=0.1, total=20, warmup_fraction=0.0)
+    agent = make_agent(
+        lr_schedule="cosine",
+        lr_warmup_fraction=0.0,
+        min_lr_ratio=0.1,
+        total=20,
+        warmup_fraction=0.0,
+    )
     rng = np.random.default_rng(7)
     lrs = []
     for step in range(1, 21):
         agent.update(fake_signals(step, 4, 9, agent.weights(rng.normal(size=9)), rng))
         if agent.num_updates:
             lrs.append(agent.actor_opt.param_groups[0]["lr"])
-    assert lrs[0] == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 3 / 20))), rel=0.05)
+    assert lrs[0] == pytest.approx(
+        1e-2 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 3 / 20))), rel=0.05
+    )
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.2 * 1e-2  # cosine decay towards a tenth
 
 
@@ -523,7 +671,9 @@ def test_online_agent_masks_unscored_domains():
         sig.scores = np.array([np.nan, 1.0, -0.5, 0.2])
         agent.update(sig)
     assert np.isnan(agent.buffer.rewards[:6, 0]).all()
-    assert np.isfinite(agent.last_losses["critic_loss"]) and np.isfinite(agent.last_losses["td_error"])
+    assert np.isfinite(agent.last_losses["critic_loss"]) and np.isfinite(
+        agent.last_losses["td_error"]
+    )
 
 
 def test_replay_buffer_ring_and_state():
@@ -545,6 +695,8 @@ def test_target_side_never_imports_rllib():
     import subprocess
     import sys
 
-    code = ("import sys, acodm_ray.target, acodm_ray.policy_server, acodm_ray.mixers.online_acodm; "
-            "sys.exit(any(m.startswith('ray.rllib') for m in sys.modules))")
+    code = (
+        "import sys, acodm_ray.target, acodm_ray.policy_server, acodm_ray.mixers.online_acodm; "
+        "sys.exit(any(m.startswith('ray.rllib') for m in sys.modules))"
+    )
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

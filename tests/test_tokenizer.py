@@ -62,7 +62,9 @@ def test_trains_roundtrips_and_caches(corpus, home, counted_training):
     assert tokmod.tokenizer_hash(again) == tokmod.tokenizer_hash(tok)
     assert tokmod.tokenizer_cache_path(cfg, corpus).is_relative_to(home / "tokenizers")
 
-    load_or_train_tokenizer(TokenizerConfig(vocab_size=300, train_max_chars_per_domain=20_000), corpus)
+    load_or_train_tokenizer(
+        TokenizerConfig(vocab_size=300, train_max_chars_per_domain=20_000), corpus
+    )
     assert counted_training == [512, 300]  # the config is part of the cache key
 
 
@@ -74,14 +76,18 @@ def test_every_domain_feeds_training(corpus):
 
 
 def test_loads_saved_dir_and_tokenizer_json(corpus, home, tmp_path):
-    tok = load_or_train_tokenizer(TokenizerConfig(vocab_size=400, train_max_chars_per_domain=20_000), corpus)
+    tok = load_or_train_tokenizer(
+        TokenizerConfig(vocab_size=400, train_max_chars_per_domain=20_000), corpus
+    )
     out = tmp_path / "saved"
     tok.save_pretrained(str(out))
     from_dir = load_or_train_tokenizer(TokenizerConfig(path=str(out)), corpus)
     from_json = load_tokenizer(out / "tokenizer.json")  # no config: eos found in the vocab
     hf = AutoTokenizer.from_pretrained(str(out), local_files_only=True)  # plain HF tools load it
     for other in (from_dir, from_json, hf):
-        assert other.encode(SAMPLE, add_special_tokens=False) == tok.encode(SAMPLE, add_special_tokens=False)
+        assert other.encode(SAMPLE, add_special_tokens=False) == tok.encode(
+            SAMPLE, add_special_tokens=False
+        )
         assert other.eos_token_id == tok.eos_token_id
         assert other.decode(other.encode(SAMPLE, add_special_tokens=False)) == SAMPLE
 
@@ -98,7 +104,9 @@ def test_tokenizer_errors(corpus, tmp_path):
 
 
 def test_tokenize_corpus_streams_and_cache(corpus, home, monkeypatch):
-    tok = load_or_train_tokenizer(TokenizerConfig(vocab_size=512, train_max_chars_per_domain=20_000), corpus)
+    tok = load_or_train_tokenizer(
+        TokenizerConfig(vocab_size=512, train_max_chars_per_domain=20_000), corpus
+    )
     tc = tokenize_corpus(corpus, tok)
     assert isinstance(tc, TokenizedCorpus) and tc.domains == corpus.domains
     assert tc.vocab_size == len(tok) and tc.eos_id == tok.eos_token_id
@@ -133,9 +141,14 @@ def test_tokenize_corpus_streams_and_cache(corpus, home, monkeypatch):
 
 
 def test_tokenize_without_cache_writes_nothing(corpus, home):
-    small = TextCorpus(corpus.domains[:2], {d: corpus.train[d][:1] for d in corpus.domains[:2]},
-                       {d: corpus.validation[d][:1] for d in corpus.domains[:2]})
-    tok = load_or_train_tokenizer(TokenizerConfig(vocab_size=300, train_max_chars_per_domain=5_000), small)
+    small = TextCorpus(
+        corpus.domains[:2],
+        {d: corpus.train[d][:1] for d in corpus.domains[:2]},
+        {d: corpus.validation[d][:1] for d in corpus.domains[:2]},
+    )
+    tok = load_or_train_tokenizer(
+        TokenizerConfig(vocab_size=300, train_max_chars_per_domain=5_000), small
+    )
     tc = tokenize_corpus(small, tok, cache=False)
     assert not (home / "tokens").exists()
     assert all(tc.train[d].size > 0 for d in small.domains)

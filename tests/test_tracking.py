@@ -22,8 +22,11 @@ from acodm_ray.tracking import (
 def _pretend_missing(monkeypatch, *names):
     """Make `names` look uninstalled, whatever this environment has."""
     real = tracking.importlib.util.find_spec
-    monkeypatch.setattr(tracking.importlib.util, "find_spec",
-                        lambda name, *a, **k: None if name in names else real(name, *a, **k))
+    monkeypatch.setattr(
+        tracking.importlib.util,
+        "find_spec",
+        lambda name, *a, **k: None if name in names else real(name, *a, **k),
+    )
 
 
 def test_defaults_are_tensorboard_only_and_offline():
@@ -40,14 +43,24 @@ def test_default_logger_writes_tensorboard_events(tmp_path):
     with ResultLogger(cfg, tmp_path / "run", params=to_dict(cfg)) as results:
         assert results.backends == ["tensorboard"]
         for it in (1, 2):
-            results.log({"env_runners": {"episode_return_mean": 0.5 * it}, "nan": math.nan, "text": "x",
-                         "flag": True}, step=it)
+            results.log(
+                {
+                    "env_runners": {"episode_return_mean": 0.5 * it},
+                    "nan": math.nan,
+                    "text": "x",
+                    "flag": True,
+                },
+                step=it,
+            )
     events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     assert events
     acc = EventAccumulator(str(events[0].parent))
     acc.Reload()
     assert acc.Tags()["scalars"] == ["env_runners/episode_return_mean"]
-    assert [(e.step, e.value) for e in acc.Scalars("env_runners/episode_return_mean")] == [(1, 0.5), (2, 1.0)]
+    assert [(e.step, e.value) for e in acc.Scalars("env_runners/episode_return_mean")] == [
+        (1, 0.5),
+        (2, 1.0),
+    ]
     assert not (tmp_path / "run" / "tracking.json").exists()  # no MLflow / W&B run ids to remember
 
 
@@ -85,15 +98,26 @@ def test_config_keys_and_values_are_validated():
         load_config(None, ["tracking.wandb_mode=cloud"])
     with pytest.raises(ConfigError, match="tracking.wandb_project must not be empty"):
         load_config(None, ["tracking.wandb_project=' '"])
-    cfg = load_config("configs/demo.yaml", ["tracking.mlflow=true", "tracking.mlflow_experiment=proxy"])
+    cfg = load_config(
+        "configs/demo.yaml", ["tracking.mlflow=true", "tracking.mlflow_experiment=proxy"]
+    )
     assert cfg.tracking == TrackingConfig(mlflow=True, mlflow_experiment="proxy")
-    assert from_dict(ExperimentConfig, to_dict(cfg)).tracking == cfg.tracking  # round trip (env configs)
+    assert (
+        from_dict(ExperimentConfig, to_dict(cfg)).tracking == cfg.tracking
+    )  # round trip (env configs)
 
 
 def test_mlflow_uri_defaults_to_a_file_store_in_the_run_dir(tmp_path):
-    assert mlflow_tracking_uri(TrackingConfig(mlflow=True), tmp_path / "r") == (tmp_path / "r" / "mlruns").as_uri()
-    assert mlflow_tracking_uri(TrackingConfig(mlflow=True, mlflow_tracking_uri="http://mlflow:5000"), None) \
+    assert (
+        mlflow_tracking_uri(TrackingConfig(mlflow=True), tmp_path / "r")
+        == (tmp_path / "r" / "mlruns").as_uri()
+    )
+    assert (
+        mlflow_tracking_uri(
+            TrackingConfig(mlflow=True, mlflow_tracking_uri="http://mlflow:5000"), None
+        )
         == "http://mlflow:5000"
+    )
     with pytest.raises(TrackingError, match="run dir"):
         mlflow_tracking_uri(TrackingConfig(mlflow=True), None)
 
@@ -101,8 +125,15 @@ def test_mlflow_uri_defaults_to_a_file_store_in_the_run_dir(tmp_path):
 def test_flatten_scalars_keeps_finite_numbers_only():
     import numpy as np
 
-    flat = flatten_scalars({"a": 1, "b": {"c": np.float32(2.5), "d": math.inf, "e": None},
-                            "f": "s", "g": False, "h": np.int64(3)})
+    flat = flatten_scalars(
+        {
+            "a": 1,
+            "b": {"c": np.float32(2.5), "d": math.inf, "e": None},
+            "f": "s",
+            "g": False,
+            "h": np.int64(3),
+        }
+    )
     assert flat == {"a": 1.0, "b/c": 2.5, "h": 3.0}
 
 
@@ -117,7 +148,10 @@ def test_mlflow_run_is_logged_and_resumed(tmp_path):
     client = mlflow.tracking.MlflowClient(tracking_uri=(tmp_path / "run" / "mlruns").as_uri())
     runs = client.search_runs([client.get_experiment_by_name("acodm").experiment_id])
     assert len(runs) == 1 and runs[0].data.params == {"train.lr": "0.1"}
-    assert [(m.step, m.value) for m in client.get_metric_history(runs[0].info.run_id, "loss")] == [(1, 2.0), (2, 1.0)]
+    assert [(m.step, m.value) for m in client.get_metric_history(runs[0].info.run_id, "loss")] == [
+        (1, 2.0),
+        (2, 1.0),
+    ]
     # `/` becomes `.`: the file store would need `loss` as a file and as a directory otherwise
     assert set(runs[0].data.metrics) == {"loss", "loss.python_code", "timers.x_y_"}
 

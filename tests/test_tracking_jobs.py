@@ -62,10 +62,18 @@ def test_pretrain_logs_every_step_and_resume_continues_the_run(tmp_path, monkeyp
     assert run.info.status == "FINISHED"
     assert run.data.params["train.steps"] == "4" and run.data.params["model.hidden_size"] == "32"
     assert run.data.params["mixer.name"] == cfg.mixer.name
-    assert history(client, run.info.run_id, "train.loss") == [1, 2, 3, 4, 5, 6]  # one run, continued
+    assert history(client, run.info.run_id, "train.loss") == [
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+    ]  # one run, continued
     assert history(client, run.info.run_id, "eval.val_ppl.average") == [2, 4, 6]
-    assert {"train.weight." + d for d in json.loads((run_dir / "summary.json").read_text())["domains"]} \
-        <= set(run.data.metrics)
+    assert {
+        "train.weight." + d for d in json.loads((run_dir / "summary.json").read_text())["domains"]
+    } <= set(run.data.metrics)
     assert {"model", "summary"} <= artifact_names(client, run.info.run_id)
     assert "config.json" in artifact_names(client, run.info.run_id, "model")
     assert any((run_dir / "tensorboard").iterdir())
@@ -75,10 +83,15 @@ def test_pretrain_logs_every_step_and_resume_continues_the_run(tmp_path, monkeyp
 def test_pretrain_without_tracking_writes_no_store(tmp_path):
     from acodm_ray.pretrain import pretrain
 
-    cfg = tiny_config(train={"steps": 2, "eval_every": 2, "checkpoint_every": 2},
-                      tracking={"tensorboard": "false"})
+    cfg = tiny_config(
+        train={"steps": 2, "eval_every": 2, "checkpoint_every": 2},
+        tracking={"tensorboard": "false"},
+    )
     pretrain(cfg, tmp_path / "run", progress=False)
-    assert not (tmp_path / "run" / "mlruns").exists() and not (tmp_path / "run" / "tensorboard").exists()
+    assert (
+        not (tmp_path / "run" / "mlruns").exists()
+        and not (tmp_path / "run" / "tensorboard").exists()
+    )
     assert not (tmp_path / "run" / "tracking.json").exists()
 
 
@@ -87,8 +100,15 @@ def test_a_missing_backend_stops_pretrain_before_it_writes(tmp_path, monkeypatch
     from acodm_ray.pretrain import pretrain
 
     real = tracking.importlib.util.find_spec
-    monkeypatch.setattr(tracking.importlib.util, "find_spec",
-                        lambda name, *a, **k: None if name == "mlflow" else real(name, *a, **k))
+    monkeypatch.setattr(
+        tracking.importlib.util,
+        "find_spec",
+        lambda name, *a, **k: None if name == "mlflow" else real(name, *a, **k),
+    )
     with pytest.raises(tracking.TrackingError, match="pip install mlflow"):
-        pretrain(load_config("configs/tiny.yaml", ["tracking.mlflow=true"]), tmp_path / "run", progress=False)
+        pretrain(
+            load_config("configs/tiny.yaml", ["tracking.mlflow=true"]),
+            tmp_path / "run",
+            progress=False,
+        )
     assert not (tmp_path / "run").exists()

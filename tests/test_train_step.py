@@ -48,7 +48,9 @@ def test_resume_continues_exactly(cfg, corpus, tmp_path):
     save_checkpoint(tmp_path / "ck.pt", straight.state_dict())
     expected = [straight.step(w) for _ in range(3)]
 
-    resumed = LMTrainer(cfg, corpus, seed=123, device="cpu")  # different init: the checkpoint must win
+    resumed = LMTrainer(
+        cfg, corpus, seed=123, device="cpu"
+    )  # different init: the checkpoint must win
     resumed.load_state_dict(load_checkpoint(tmp_path / "ck.pt"))
     got = [resumed.step(w) for _ in range(3)]
     for e, g in zip(expected, got):
@@ -123,8 +125,14 @@ def test_bare_loop_does_the_same_computation_as_the_step(cfg, corpus):
     for _ in range(steps):
         bare.step(w)
     assert next(replay, None) is None and len(batches) == steps * cfg.train.grad_accum
-    moved = max(float((p.detach() - p0).abs().max()) for p, p0 in zip(trainer.model.parameters(), init))
+    moved = max(
+        float((p.detach() - p0).abs().max()) for p, p0 in zip(trainer.model.parameters(), init)
+    )
     assert moved > 1e-3  # the comparison below is far from vacuous
-    gap, name = max((float((q.detach() - p.detach()).abs().max()), name)
-                    for (name, p), q in zip(trainer.model.named_parameters(), bare.model.parameters()))
-    assert gap <= 1e-6, f"the bare loop's {name} differs from the step's by {gap:.3g}"  # bitwise equal today
+    gap, name = max(
+        (float((q.detach() - p.detach()).abs().max()), name)
+        for (name, p), q in zip(trainer.model.named_parameters(), bare.model.parameters())
+    )
+    assert gap <= 1e-6, (
+        f"the bare loop's {name} differs from the step's by {gap:.3g}"
+    )  # bitwise equal today

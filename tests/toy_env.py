@@ -61,14 +61,18 @@ class ToyMixEnv(gym.Env):
         else:
             a = np.clip(np.asarray(action, np.float32), 0.0, 1.0) + self.eps
             w = (a / a.sum()).astype(np.float32)
-        scores = (self.usefulness + self.noise * self._rng.standard_normal(self.k)).astype(np.float32)
+        scores = (self.usefulness + self.noise * self._rng.standard_normal(self.k)).astype(
+            np.float32
+        )
         reward = float(np.dot(w, scores))
         new_losses = (self.losses * (1.0 - 0.05 * w * (1.0 + self.usefulness))).astype(np.float32)
         self.delta = new_losses - self.losses
         self.losses = new_losses
         self.seen = 8.0 * w
         self.dnorms = (0.01 * w[: self.l].sum() * np.ones(self.l)).astype(np.float32)
-        self.norms = (self.norms + self.dnorms + 1e-3 * self._rng.standard_normal(self.l)).astype(np.float32)
+        self.norms = (self.norms + self.dnorms + 1e-3 * self._rng.standard_normal(self.l)).astype(
+            np.float32
+        )
         self.t += 1
         info = {
             "scores": scores,

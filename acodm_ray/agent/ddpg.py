@@ -171,12 +171,21 @@ def td_error(
     with torch.no_grad():
         y = critic_targets(target_actor, target_critic, vector_rewards, next_obs, dones, gamma)
         mask = torch.isfinite(y)
-        return float((critic(obs, actions) - torch.nan_to_num(y)).abs()[mask].mean()) if mask.any() else 0.0
+        return (
+            float((critic(obs, actions) - torch.nan_to_num(y)).abs()[mask].mean())
+            if mask.any()
+            else 0.0
+        )
 
 
 @torch.no_grad()
-def value_spread(actor: nn.Module, critic: nn.Module, obs: torch.Tensor, gamma: float,
-                 value_units: str = "horizon") -> float:
+def value_spread(
+    actor: nn.Module,
+    critic: nn.Module,
+    obs: torch.Tensor,
+    gamma: float,
+    value_units: str = "horizon",
+) -> float:
     """max_i - min_i of the per-step domain values mean_b v_i(s_b, pi(s_b)), v as the actor sees
     them (`per_step_values`; a diagnostic, no gradient). The "weighted" actor's optimum is a softmax of these values at
     temperature entropy_coef, so it weighs the best domain exp(spread / entropy_coef) times the
@@ -203,7 +212,9 @@ def update_critic_loss(
     `critic_loss`. Gradient reaches: the critic."""
     if warmup:
         return warmup_critic_loss(critic, obs, actions, vector_rewards, gamma)
-    return critic_loss(critic, target_actor, target_critic, obs, actions, vector_rewards, next_obs, dones, gamma)
+    return critic_loss(
+        critic, target_actor, target_critic, obs, actions, vector_rewards, next_obs, dones, gamma
+    )
 
 
 def update_actor_loss(
@@ -222,7 +233,15 @@ def update_actor_loss(
     if warmup:
         loss = imitation_loss(actor, obs, actions, behaviour if agent.imitate_odm_only else None)
     else:
-        loss = actor_loss(actor, critic, obs, agent.actor_objective, agent.entropy_coef, agent.gamma, agent.value_units)
+        loss = actor_loss(
+            actor,
+            critic,
+            obs,
+            agent.actor_objective,
+            agent.entropy_coef,
+            agent.gamma,
+            agent.value_units,
+        )
     return loss.detach() if agent.freeze_actor else loss
 
 

@@ -37,11 +37,15 @@ class Actor(nn.Module):
     """pi(s) -> w in the simplex: (1 - K floor) softmax(logits) + floor. The floor (agent.weight_floor,
     0 in the paper) is part of the network, so the exported policy keeps it on the target too."""
 
-    def __init__(self, state_dim: int, num_domains: int, hidden: int, layers: int, floor: float = 0.0) -> None:
+    def __init__(
+        self, state_dim: int, num_domains: int, hidden: int, layers: int, floor: float = 0.0
+    ) -> None:
         super().__init__()
         _check_sizes(state_dim, num_domains, hidden, layers)
         if not 0.0 <= floor * num_domains < 1.0:
-            raise ValueError(f"actor floor {floor} with {num_domains} domains: need 0 <= floor * K < 1")
+            raise ValueError(
+                f"actor floor {floor} with {num_domains} domains: need 0 <= floor * K < 1"
+            )
         self.floor = float(floor)
         self.state_dim = state_dim
         self.num_domains = num_domains
@@ -51,7 +55,7 @@ class Actor(nn.Module):
         self.head = nn.Linear(hidden, num_domains)
 
     @classmethod
-    def from_config(cls, cfg: AgentConfig, state_dim: int, num_domains: int) -> "Actor":
+    def from_config(cls, cfg: AgentConfig, state_dim: int, num_domains: int) -> Actor:
         return cls(state_dim, num_domains, cfg.actor_hidden, cfg.actor_layers, cfg.weight_floor)
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
@@ -78,7 +82,7 @@ class VectorCritic(nn.Module):
         self.head = nn.Linear(hidden, num_domains)
 
     @classmethod
-    def from_config(cls, cfg: AgentConfig, state_dim: int, num_domains: int) -> "VectorCritic":
+    def from_config(cls, cfg: AgentConfig, state_dim: int, num_domains: int) -> VectorCritic:
         return cls(state_dim, num_domains, cfg.critic_hidden, cfg.critic_layers)
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

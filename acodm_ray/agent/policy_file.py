@@ -83,8 +83,13 @@ def _write(out_dir: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str
     return out
 
 
-def _base_meta(kind: str, domains: list[str], state_dim: int, state_spec: dict[str, Any],
-               config: dict[str, Any]) -> dict[str, Any]:
+def _base_meta(
+    kind: str,
+    domains: list[str],
+    state_dim: int,
+    state_spec: dict[str, Any],
+    config: dict[str, Any],
+) -> dict[str, Any]:
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -100,7 +105,9 @@ def _base_meta(kind: str, domains: list[str], state_dim: int, state_spec: dict[s
 def _check_domains(domains: list[str], num_outputs: int, what: str) -> list[str]:
     domains = [str(d) for d in domains]
     if len(domains) != num_outputs:
-        raise PolicyFileError(f"{len(domains)} domain names given for {what} with {num_outputs} outputs")
+        raise PolicyFileError(
+            f"{len(domains)} domain names given for {what} with {num_outputs} outputs"
+        )
     if len(set(domains)) != len(domains):
         raise PolicyFileError(f"duplicate domain names in {domains}")
     return domains
@@ -140,21 +147,32 @@ def save_mlp_policy(
 def _check_trajectory_rows(weights: np.ndarray, domains: list[str]) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 2 or w.shape[0] < 1:
-        raise PolicyFileError(f"a trajectory needs weights of shape [T >= 1, K], got shape {tuple(w.shape)}")
+        raise PolicyFileError(
+            f"a trajectory needs weights of shape [T >= 1, K], got shape {tuple(w.shape)}"
+        )
     if w.shape[1] != len(domains):
-        raise PolicyFileError(f"trajectory rows have {w.shape[1]} weights but there are {len(domains)} domains")
+        raise PolicyFileError(
+            f"trajectory rows have {w.shape[1]} weights but there are {len(domains)} domains"
+        )
     rows = []
     for t, row in enumerate(w):
         try:
             rows.append(check_weights(row, domains))
         except WeightsError as err:
-            raise PolicyFileError(f"trajectory row {t} (optimizer step {t}) is not a distribution: {err}") from err
+            raise PolicyFileError(
+                f"trajectory row {t} (optimizer step {t}) is not a distribution: {err}"
+            ) from err
     return np.stack(rows)
 
 
 def _progress_scale(state_spec: dict[str, Any]) -> float:
     scale = state_spec.get("progress_scale") if isinstance(state_spec, dict) else None
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale <= 0:
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, (int, float))
+        or not np.isfinite(scale)
+        or scale <= 0
+    ):
         raise PolicyFileError(f"state_spec needs a positive 'progress_scale', got {scale!r}")
     return float(scale)
 
@@ -189,10 +207,17 @@ V1_MLP_KEYS = ("network", "action_steps")
 def _v1_action(steps: list[dict[str, Any]], num_domains: int) -> dict[str, Any]:
     """squash / bounds / mapping from a version-1 op list, which our exporter always wrote as
     slice(0, K), [squash(-1, 1)], [unsquash | clip], simplex | softmax."""
-    fields: dict[str, Any] = {"squash": False, "bounds": "none", "action_low": None, "action_high": None}
+    fields: dict[str, Any] = {
+        "squash": False,
+        "bounds": "none",
+        "action_low": None,
+        "action_high": None,
+    }
     ops = list(steps)
     if not ops or ops.pop(0) != {"op": "slice", "start": 0, "stop": num_domains}:
-        raise ValueError(f"action_steps must start with the loc, slice(0, {num_domains}): {steps!r}")
+        raise ValueError(
+            f"action_steps must start with the loc, slice(0, {num_domains}): {steps!r}"
+        )
     if ops and ops[0] == {"op": "squash", "low": SQUASH_LOW, "high": SQUASH_HIGH}:
         ops.pop(0)
         fields["squash"] = True
@@ -201,12 +226,16 @@ def _v1_action(steps: list[dict[str, Any]], num_domains: int) -> dict[str, Any]:
         fields.update(bounds=step["op"], action_low=step["low"], action_high=step["high"])
     last = ops.pop(0) if len(ops) == 1 else {}
     if last.get("op") not in ACTION_MAPPINGS:
-        raise ValueError(f"action_steps has no equivalent in format_version {FORMAT_VERSION}: {steps!r}")
+        raise ValueError(
+            f"action_steps has no equivalent in format_version {FORMAT_VERSION}: {steps!r}"
+        )
     fields.update(action_mapping=last["op"], action_epsilon=last.get("eps", 0.0))
     return fields
 
 
-def v1_mlp_fields(network: list[dict[str, Any]], steps: list[dict[str, Any]], num_domains: int) -> dict[str, Any]:
+def v1_mlp_fields(
+    network: list[dict[str, Any]], steps: list[dict[str, Any]], num_domains: int
+) -> dict[str, Any]:
     """The `MLPSpec` fields of a format_version 1 "mlp" policy (its "network" and "action_steps")."""
     return {**network_fields(network), **_v1_action(steps, num_domains)}
 
@@ -233,7 +262,9 @@ def _read_meta(path: Path) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise PolicyFileError(f"{meta_path} is not valid JSON: {err}") from err
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise PolicyFileError(f"{meta_path} is not an AC-ODM policy file (format != {FORMAT_NAME!r})")
+        raise PolicyFileError(
+            f"{meta_path} is not an AC-ODM policy file (format != {FORMAT_NAME!r})"
+        )
     if meta.get("format_version") not in READABLE_VERSIONS:
         raise PolicyFileError(
             f"{meta_path}: unsupported format_version {meta.get('format_version')!r} "
@@ -241,25 +272,33 @@ def _read_meta(path: Path) -> dict[str, Any]:
         )
     kind = policy_kind(meta)
     if kind not in KINDS:
-        raise PolicyFileError(f"{meta_path}: unknown policy kind {kind!r}; valid kinds are {list(KINDS)}")
+        raise PolicyFileError(
+            f"{meta_path}: unknown policy kind {kind!r}; valid kinds are {list(KINDS)}"
+        )
     version_one_mlp = meta["format_version"] == 1 and kind == "mlp"
     for key in COMMON_KEYS + (V1_MLP_KEYS if version_one_mlp else KIND_KEYS[kind]):
         if key not in meta:
             raise PolicyFileError(f"{meta_path}: missing key {key!r} (policy kind {kind!r})")
     if not isinstance(meta["domains"], list):
-        raise PolicyFileError(f"{meta_path}: domains must be a list of names, got {meta['domains']!r}")
+        raise PolicyFileError(
+            f"{meta_path}: domains must be a list of names, got {meta['domains']!r}"
+        )
     if len(meta["domains"]) != meta["num_domains"]:
         raise PolicyFileError(
             f"{meta_path}: {len(meta['domains'])} domains listed but num_domains={meta['num_domains']}"
         )
     for key in ("state_dim", "num_domains"):
         if isinstance(meta[key], bool) or not isinstance(meta[key], int) or meta[key] < 1:
-            raise PolicyFileError(f"{meta_path}: {key} must be a positive integer, got {meta[key]!r}")
+            raise PolicyFileError(
+                f"{meta_path}: {key} must be a positive integer, got {meta[key]!r}"
+            )
     if version_one_mlp:
         try:
             meta.update(v1_mlp_fields(meta["network"], meta["action_steps"], meta["num_domains"]))
         except (ValueError, TypeError, KeyError, AttributeError) as err:
-            raise PolicyFileError(f"{meta_path}: invalid 'mlp' policy description (format_version 1): {err}") from err
+            raise PolicyFileError(
+                f"{meta_path}: invalid 'mlp' policy description (format_version 1): {err}"
+            ) from err
     return meta
 
 
@@ -280,16 +319,26 @@ def _build_module(meta: dict[str, Any]) -> nn.Module:
     """The (untrained) module `meta` describes; raises ValueError/TypeError on bad metadata."""
     kind = policy_kind(meta)
     if kind == "actor":
-        return Actor(meta["state_dim"], meta["num_domains"], meta["hidden"], meta["layers"], float(meta.get("floor", 0.0)))
+        return Actor(
+            meta["state_dim"],
+            meta["num_domains"],
+            meta["hidden"],
+            meta["layers"],
+            float(meta.get("floor", 0.0)),
+        )
     if kind == "mlp":
         return MLPPolicy(meta["state_dim"], meta["num_domains"], MLPSpec.from_meta(meta))
     T = meta["num_steps"]
     if isinstance(T, bool) or not isinstance(T, int) or T < 1:
         raise ValueError(f"num_steps must be a positive integer, got {T!r}")
-    return TrajectoryPolicy(torch.zeros(T, meta["num_domains"], dtype=torch.float64), meta["progress_scale"])
+    return TrajectoryPolicy(
+        torch.zeros(T, meta["num_domains"], dtype=torch.float64), meta["progress_scale"]
+    )
 
 
-def load_policy(policy_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_policy(
+    policy_dir: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the exported policy (eval mode) and return it with its metadata.
 
     The module maps states [B, state_dim] to weights on the simplex [B, K] whatever the kind
@@ -303,7 +352,9 @@ def load_policy(policy_dir: str | Path, device: str | torch.device = "cpu") -> t
     try:
         module = _build_module(meta)
     except (ValueError, TypeError, KeyError) as err:
-        raise PolicyFileError(f"{meta_path}: invalid {policy_kind(meta)!r} policy description: {err}") from err
+        raise PolicyFileError(
+            f"{meta_path}: invalid {policy_kind(meta)!r} policy description: {err}"
+        ) from err
     try:
         module.load_state_dict(tensors, strict=True)
     except RuntimeError as err:

@@ -50,7 +50,10 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 BOUNDS = ("unsquash", "clip", "none")
 LAYER_NORM_EPS = 1e-5  # torch's default, which RLlib's MLPs use
-SQUASH_LOW, SQUASH_HIGH = -1.0, 1.0  # GetActions builds the squashed Gaussian with from_logits' defaults
+SQUASH_LOW, SQUASH_HIGH = (
+    -1.0,
+    1.0,
+)  # GetActions builds the squashed Gaussian with from_logits' defaults
 # float32 progress entries are off by at most a relative 2^-24 (plus float64 slack)
 TRAJECTORY_FLOAT32_MARGIN = 2.0**-24 + 1e-12
 
@@ -97,30 +100,46 @@ class MLPSpec:
     def check(self, state_dim: int, num_domains: int) -> None:
         """Raise ValueError naming the field that is not plain, consistent data."""
         if not isinstance(self.widths, (list, tuple)) or len(self.widths) < 2:
-            raise ValueError(f"widths must list the input and at least one layer, got {self.widths!r}")
+            raise ValueError(
+                f"widths must list the input and at least one layer, got {self.widths!r}"
+            )
         for i, width in enumerate(self.widths):
             _positive_int(width, f"widths[{i}]")
         if self.widths[0] != state_dim:
             raise ValueError(f"widths[0] is {self.widths[0]} but the state has {state_dim} entries")
         if self.widths[-1] < num_domains:
-            raise ValueError(f"the last layer gives {self.widths[-1]} outputs, fewer than the {num_domains} domains")
+            raise ValueError(
+                f"the last layer gives {self.widths[-1]} outputs, fewer than the {num_domains} domains"
+            )
         n = len(self.widths) - 1
         for i, name in enumerate(_list_of(self.activations, n, "activations")):
             if name is not None and name not in ACTIVATIONS:
-                raise ValueError(f"activations[{i}]: unknown activation {name!r}; known: {sorted(ACTIVATIONS)}")
+                raise ValueError(
+                    f"activations[{i}]: unknown activation {name!r}; known: {sorted(ACTIVATIONS)}"
+                )
         if not all(isinstance(flag, bool) for flag in _list_of(self.layer_norm, n, "layer_norm")):
-            raise ValueError(f"layer_norm must hold true or false per layer, got {self.layer_norm!r}")
+            raise ValueError(
+                f"layer_norm must hold true or false per layer, got {self.layer_norm!r}"
+            )
         if not isinstance(self.squash, bool):
             raise ValueError(f"squash must be true or false, got {self.squash!r}")
         if self.bounds not in BOUNDS:
             raise ValueError(f"unknown bounds {self.bounds!r}; choose one of {list(BOUNDS)}")
         if self.bounds != "none":
-            low = [_finite_float(v, "action_low") for v in _list_of(self.action_low, num_domains, "action_low")]
-            high = [_finite_float(v, "action_high") for v in _list_of(self.action_high, num_domains, "action_high")]
+            low = [
+                _finite_float(v, "action_low")
+                for v in _list_of(self.action_low, num_domains, "action_low")
+            ]
+            high = [
+                _finite_float(v, "action_high")
+                for v in _list_of(self.action_high, num_domains, "action_high")
+            ]
             if any(lo > hi for lo, hi in zip(low, high)):
                 raise ValueError("some entry of action_low is above its action_high")
         if self.action_mapping not in ACTION_MAPPINGS:
-            raise ValueError(f"unknown action mapping {self.action_mapping!r}; choose one of {list(ACTION_MAPPINGS)}")
+            raise ValueError(
+                f"unknown action mapping {self.action_mapping!r}; choose one of {list(ACTION_MAPPINGS)}"
+            )
         eps = _finite_float(self.action_epsilon, "action_epsilon")
         if self.action_mapping == "simplex" and eps <= 0:
             raise ValueError(f"action_epsilon must be > 0 for the simplex mapping, got {eps}")
@@ -141,20 +160,33 @@ def network_fields(layers: list[dict[str, Any]]) -> dict[str, Any]:
     for i, layer in enumerate(layers):
         kind = layer.get("type")
         widths.extend([] if widths or kind != "linear" else [layer["in_features"]])  # the input
-        after_linear = bool(activations) and activations[-1] is None  # before that Linear's activation
-        if kind == "linear" and layer["in_features"] == widths[-1] and layer.get("bias", True) is True:
+        after_linear = (
+            bool(activations) and activations[-1] is None
+        )  # before that Linear's activation
+        if (
+            kind == "linear"
+            and layer["in_features"] == widths[-1]
+            and layer.get("bias", True) is True
+        ):
             widths.append(layer["out_features"])
             activations.append(None)
             layer_norm.append(False)
-        elif (kind == "layernorm" and after_linear and not layer_norm[-1]
-              and layer.get("normalized_shape", widths[-1]) == widths[-1]
-              and layer.get("eps", LAYER_NORM_EPS) == LAYER_NORM_EPS and layer.get("elementwise_affine", True) is True):
+        elif (
+            kind == "layernorm"
+            and after_linear
+            and not layer_norm[-1]
+            and layer.get("normalized_shape", widths[-1]) == widths[-1]
+            and layer.get("eps", LAYER_NORM_EPS) == LAYER_NORM_EPS
+            and layer.get("elementwise_affine", True) is True
+        ):
             layer_norm[-1] = True
         elif kind == "activation" and after_linear and layer.get("alpha", 1.0) == 1.0:
             activations[-1] = layer.get("name")
         else:
-            raise ValueError(f"layer {i} ({layer!r}) cannot be described: supported are Linear (with bias), then "
-                             f"LayerNorm (eps {LAYER_NORM_EPS}, affine), then one of {sorted(ACTIVATIONS)}")
+            raise ValueError(
+                f"layer {i} ({layer!r}) cannot be described: supported are Linear (with bias), then "
+                f"LayerNorm (eps {LAYER_NORM_EPS}, affine), then one of {sorted(ACTIVATIONS)}"
+            )
     return {"widths": widths, "activations": activations, "layer_norm": layer_norm}
 
 
@@ -177,8 +209,12 @@ class MLPPolicy(nn.Module):
         self.net = nn.Sequential(*layers)
         if spec.bounds != "none":
             # float32 like the Box bounds RLlib's connector uses; not weights (non-persistent)
-            self.register_buffer("low", torch.tensor(spec.action_low, dtype=torch.float32), persistent=False)
-            self.register_buffer("high", torch.tensor(spec.action_high, dtype=torch.float32), persistent=False)
+            self.register_buffer(
+                "low", torch.tensor(spec.action_low, dtype=torch.float32), persistent=False
+            )
+            self.register_buffer(
+                "high", torch.tensor(spec.action_high, dtype=torch.float32), persistent=False
+            )
 
     def action_inputs(self, obs: torch.Tensor) -> torch.Tensor:
         """The network's output: RLlib's ACTION_DIST_INPUTS."""
@@ -187,7 +223,7 @@ class MLPPolicy(nn.Module):
 
     def env_action(self, obs: torch.Tensor) -> torch.Tensor:
         """The action the env would receive: the loc, squashed and bounded as the spec says."""
-        x = self.action_inputs(obs)[..., :self.num_domains]
+        x = self.action_inputs(obs)[..., : self.num_domains]
         if self.spec.squash:
             x = ((torch.tanh(x) + 1.0) / 2.0) * (SQUASH_HIGH - SQUASH_LOW) + SQUASH_LOW
             x = torch.clamp(x, SQUASH_LOW, SQUASH_HIGH)
@@ -199,8 +235,12 @@ class MLPPolicy(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         action = self.env_action(obs).detach().cpu().numpy()
-        w = torch.from_numpy(action_to_weights(action, self.spec.action_mapping, self.spec.action_epsilon))
-        return w.to(device=obs.device, dtype=obs.dtype if obs.is_floating_point() else torch.float32)
+        w = torch.from_numpy(
+            action_to_weights(action, self.spec.action_mapping, self.spec.action_epsilon)
+        )
+        return w.to(
+            device=obs.device, dtype=obs.dtype if obs.is_floating_point() else torch.float32
+        )
 
 
 class TrajectoryPolicy(nn.Module):
@@ -209,7 +249,9 @@ class TrajectoryPolicy(nn.Module):
     def __init__(self, weights: torch.Tensor, progress_scale: float) -> None:
         super().__init__()
         if weights.ndim != 2 or weights.shape[0] < 1 or weights.shape[1] < 1:
-            raise ValueError(f"weights must be a [T, K] tensor with T, K >= 1, got shape {tuple(weights.shape)}")
+            raise ValueError(
+                f"weights must be a [T, K] tensor with T, K >= 1, got shape {tuple(weights.shape)}"
+            )
         self.progress_scale = _finite_float(progress_scale, "progress_scale")
         if self.progress_scale <= 0:
             raise ValueError(f"progress_scale must be > 0, got {progress_scale!r}")

@@ -42,17 +42,32 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def add(self, obs, action, reward, next_obs, done: bool = False, behaviour: bool = False) -> None:
-        obs, action = np.asarray(obs, np.float32).reshape(-1), np.asarray(action, np.float32).reshape(-1)
-        reward, next_obs = np.asarray(reward, np.float32).reshape(-1), np.asarray(next_obs, np.float32).reshape(-1)
+    def add(
+        self, obs, action, reward, next_obs, done: bool = False, behaviour: bool = False
+    ) -> None:
+        obs, action = (
+            np.asarray(obs, np.float32).reshape(-1),
+            np.asarray(action, np.float32).reshape(-1),
+        )
+        reward, next_obs = (
+            np.asarray(reward, np.float32).reshape(-1),
+            np.asarray(next_obs, np.float32).reshape(-1),
+        )
         if obs.shape != (self.state_dim,) or next_obs.shape != (self.state_dim,):
-            raise ValueError(f"states must have {self.state_dim} entries, got {obs.shape} and {next_obs.shape}")
+            raise ValueError(
+                f"states must have {self.state_dim} entries, got {obs.shape} and {next_obs.shape}"
+            )
         if action.shape != (self.num_domains,) or reward.shape != (self.num_domains,):
             raise ValueError(
                 f"action and reward must have {self.num_domains} entries, got {action.shape} and {reward.shape}"
             )
         i = self.ptr
-        self.obs[i], self.actions[i], self.rewards[i], self.next_obs[i] = obs, action, reward, next_obs
+        self.obs[i], self.actions[i], self.rewards[i], self.next_obs[i] = (
+            obs,
+            action,
+            reward,
+            next_obs,
+        )
         self.dones[i] = float(done)
         self.behaviour[i] = float(behaviour)
         self.ptr = (i + 1) % self.capacity
@@ -78,7 +93,9 @@ class ReplayBuffer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if int(state["capacity"]) != self.capacity:
-            raise ValueError(f"replay state has capacity {state['capacity']}, this buffer {self.capacity}")
+            raise ValueError(
+                f"replay state has capacity {state['capacity']}, this buffer {self.capacity}"
+            )
         size = int(state["size"])
         for name in FIELDS:
             arr = getattr(self, name)

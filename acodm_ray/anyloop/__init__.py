@@ -11,8 +11,15 @@ from acodm_ray.anyloop.dataset import EmptySourceError, MixingDataset, MixingSta
 from acodm_ray.anyloop.feedback import MixingFeedback
 from acodm_ray.anyloop.mixer import LOOP_MIXERS
 
-__all__ = ["MixingDataset", "MixingFeedback", "MixingCallback", "trainer_kwargs", "EmptySourceError",
-           "MixingStateError", "LOOP_MIXERS"]
+__all__ = [
+    "MixingDataset",
+    "MixingFeedback",
+    "MixingCallback",
+    "trainer_kwargs",
+    "EmptySourceError",
+    "MixingStateError",
+    "LOOP_MIXERS",
+]
 
 
 def __getattr__(name: str):

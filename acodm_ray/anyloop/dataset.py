@@ -58,33 +58,43 @@ def _as_ids(item: Any, column: str, domain: str) -> np.ndarray:
         if column not in item:
             raise EmptySourceError(
                 f"source of domain {domain!r} yields rows with fields {sorted(item)}, none named {column!r}: "
-                f"tokenize it first (datasets' .map) or name the token column with column=")
+                f"tokenize it first (datasets' .map) or name the token column with column="
+            )
         item = item[column]
     if isinstance(item, torch.Tensor):
         item = item.numpy()
     ids = np.asarray(item)
     if ids.dtype.kind not in "iu":
-        raise TypeError(f"source of domain {domain!r} yields {ids.dtype} values, not token ids (integers): "
-                        "tokenize the text first")
+        raise TypeError(
+            f"source of domain {domain!r} yields {ids.dtype} values, not token ids (integers): "
+            "tokenize the text first"
+        )
     return ids.reshape(-1)
 
 
-def flatten_source(domain: str, source: Any, eos_id: int | None = None, column: str = "input_ids") -> np.ndarray:
+def flatten_source(
+    domain: str, source: Any, eos_id: int | None = None, column: str = "input_ids"
+) -> np.ndarray:
     """One flat token stream for a domain: a 1-D integer array is used as it is (a memmap stays a
     memmap); anything else is read once, each document followed by `eos_id` when given."""
     if isinstance(source, (np.ndarray, torch.Tensor)) and np.asarray(source).ndim == 1:
         stream = source.numpy() if isinstance(source, torch.Tensor) else source
         if stream.dtype.kind not in "iu":
-            raise TypeError(f"token stream of domain {domain!r} has dtype {stream.dtype}, not integer token ids")
+            raise TypeError(
+                f"token stream of domain {domain!r} has dtype {stream.dtype}, not integer token ids"
+            )
     else:
         column_names = getattr(source, "column_names", None)
         if isinstance(column_names, list) and column not in column_names:
             raise EmptySourceError(
                 f"dataset of domain {domain!r} has columns {column_names}, none named {column!r}: "
-                f"tokenize it first (datasets' .map) or name the token column with column=")
+                f"tokenize it first (datasets' .map) or name the token column with column="
+            )
         if not isinstance(source, Iterable):
-            raise TypeError(f"source of domain {domain!r} is a {type(source).__name__}, not a token array, "
-                            "a datasets object or an iterable of token-id sequences")
+            raise TypeError(
+                f"source of domain {domain!r} is a {type(source).__name__}, not a token array, "
+                "a datasets object or an iterable of token-id sequences"
+            )
         pieces: list[np.ndarray] = []
         eos = None if eos_id is None else np.array([eos_id])
         for item in source:
@@ -120,7 +130,9 @@ class MixingDataset(IterableDataset):
         if not isinstance(sources, Mapping) or not sources:
             raise ValueError("sources must be a non-empty mapping of domain name -> source")
         if seq_len < 1 or delay < 0 or capacity < 2:
-            raise ValueError(f"need seq_len >= 1, delay >= 0 and capacity >= 2, got {seq_len}, {delay}, {capacity}")
+            raise ValueError(
+                f"need seq_len >= 1, delay >= 0 and capacity >= 2, got {seq_len}, {delay}, {capacity}"
+            )
         self.domains = [str(d) for d in sources]
         if len(set(self.domains)) != len(self.domains):
             raise ValueError(f"duplicate domain names in {self.domains}")
@@ -128,24 +140,32 @@ class MixingDataset(IterableDataset):
         self.streams = [flatten_source(d, sources[d], eos_id, column) for d in self.domains]
         for domain, stream in zip(self.domains, self.streams):
             if stream.size < self.seq_len:
-                raise EmptySourceError(f"source of domain {domain!r} has {stream.size} tokens, fewer than one "
-                                       f"example of seq_len = {self.seq_len}")
+                raise EmptySourceError(
+                    f"source of domain {domain!r} has {stream.size} tokens, fewer than one "
+                    f"example of seq_len = {self.seq_len}"
+                )
         self.rank, self.world_size = resolve_rank(rank, world_size)
         self.configure(batch_size, grad_accum)
         self.wait_timeout_s = float(wait_timeout_s)
         self.follow = False  # set by `attach`: draws wait for each step's own weights
-        self.start_step: int | None = None  # None: a new iteration starts at the steps published so far
+        self.start_step: int | None = (
+            None  # None: a new iteration starts at the steps published so far
+        )
         K = len(self.domains)
         # decisions reach DataLoader workers through shared memory: a ring of the newest `capacity`
         # and the count published; the main process keeps all of them (`history`, for state_dict)
         self._ring = torch.zeros(capacity, K, dtype=torch.float64).share_memory_()
         self._count = torch.zeros(1, dtype=torch.int64).share_memory_()
         self.history: list[np.ndarray] = []
-        self._cache: tuple[int, np.ndarray, int] | None = None  # (decision index, its cdf, last domain > 0)
+        self._cache: tuple[int, np.ndarray, int] | None = (
+            None  # (decision index, its cdf, last domain > 0)
+        )
         self.publish(np.full(K, 1.0 / K) if weights is None else weights)
 
     @classmethod
-    def from_corpus(cls, corpus: Any, seq_len: int, split: str = "train", **kwargs: Any) -> "MixingDataset":
+    def from_corpus(
+        cls, corpus: Any, seq_len: int, split: str = "train", **kwargs: Any
+    ) -> MixingDataset:
         """Over a `TokenizedCorpus`'s per-domain streams (already joined by eos)."""
         return cls({d: getattr(corpus, split)[d] for d in corpus.domains}, seq_len, **kwargs)
 
@@ -160,12 +180,19 @@ class MixingDataset(IterableDataset):
         sizes = np.array([s.size for s in self.streams], dtype=np.float64)
         return sizes / sizes.sum()
 
-    def configure(self, batch_size: int, grad_accum: int, rank: int | None = None,
-                  world_size: int | None = None) -> None:
+    def configure(
+        self,
+        batch_size: int,
+        grad_accum: int,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
         """How the loader groups examples: `batch_size` per loader batch, `grad_accum` loader batches
         per optimizer step. Call before iterating (workers copy the dataset when iteration starts)."""
         if batch_size < 1 or grad_accum < 1:
-            raise ValueError(f"batch_size and grad_accum must be >= 1, got {batch_size}, {grad_accum}")
+            raise ValueError(
+                f"batch_size and grad_accum must be >= 1, got {batch_size}, {grad_accum}"
+            )
         self.batch_size, self.grad_accum = int(batch_size), int(grad_accum)
         if rank is not None or world_size is not None:
             self.rank, self.world_size = resolve_rank(rank, world_size)
@@ -218,17 +245,22 @@ class MixingDataset(IterableDataset):
             raise RuntimeError(
                 f"step {step} needs the weights decided after step {i}, which are not published yet: this loop "
                 f"draws examples more than delay = {self.delay} step(s) ahead of its feedback; create the "
-                f"MixingDataset with a larger delay (the Hugging Face Trainer draws one step ahead: delay >= 1)")
+                f"MixingDataset with a larger delay (the Hugging Face Trainer draws one step ahead: delay >= 1)"
+            )
         deadline = time.monotonic() + self.wait_timeout_s
         while self._published() <= i:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no mixing weights for step {step} after {self.wait_timeout_s:.0f} s: is the "
-                                   "feedback (MixingFeedback.step or the MixingCallback) running?")
+                raise TimeoutError(
+                    f"no mixing weights for step {step} after {self.wait_timeout_s:.0f} s: is the "
+                    "feedback (MixingFeedback.step or the MixingCallback) running?"
+                )
             time.sleep(0.0005)
         capacity = self._ring.shape[0]
         if i < self._published() - capacity:
-            raise RuntimeError(f"a DataLoader worker fell more than {capacity} decisions behind (step {step}); "
-                               "create the dataset with a larger capacity")
+            raise RuntimeError(
+                f"a DataLoader worker fell more than {capacity} decisions behind (step {step}); "
+                "create the dataset with a larger capacity"
+            )
         return self._ring[i % capacity].numpy().copy()
 
     def _published(self) -> int:
@@ -247,7 +279,7 @@ class MixingDataset(IterableDataset):
         domain = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), last)
         stream = self.streams[domain]
         start = int(rng.integers(0, stream.size - self.seq_len + 1))
-        ids = torch.from_numpy(np.asarray(stream[start:start + self.seq_len], dtype=np.int64))
+        ids = torch.from_numpy(np.asarray(stream[start : start + self.seq_len], dtype=np.int64))
         return {"input_ids": ids, "labels": ids.clone(), "domain": domain}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -279,15 +311,21 @@ class MixingDataset(IterableDataset):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if list(state["domains"]) != self.domains:
-            raise MixingStateError(f"mixing state is for domains {list(state['domains'])}, this dataset has "
-                                   f"{self.domains}")
+            raise MixingStateError(
+                f"mixing state is for domains {list(state['domains'])}, this dataset has "
+                f"{self.domains}"
+            )
         for key in ("seed", "seq_len", "delay"):
             if int(state[key]) != getattr(self, key):
-                raise MixingStateError(f"mixing state has {key} = {state[key]}, this dataset {getattr(self, key)}: "
-                                       "the continuation would not be the same examples")
+                raise MixingStateError(
+                    f"mixing state has {key} = {state[key]}, this dataset {getattr(self, key)}: "
+                    "the continuation would not be the same examples"
+                )
         decisions = state["decisions"].numpy()
         if decisions.ndim != 2 or decisions.shape[1] != self.num_domains or decisions.shape[0] < 1:
-            raise MixingStateError(f"mixing state holds decisions of shape {tuple(decisions.shape)}")
+            raise MixingStateError(
+                f"mixing state holds decisions of shape {tuple(decisions.shape)}"
+            )
         self.history.clear()
         self._count.zero_()
         for w in decisions:

@@ -36,28 +36,25 @@ from acodm_ray.agent.config import AgentConfig
 from acodm_ray.anyloop.dataset import MixingDataset
 from acodm_ray.anyloop.domain_grads import DomainGradients
 from acodm_ray.anyloop.mixer import ONLINE, build_loop_mixer, needs_scores
+from acodm_ray.anyloop.token_loss import IGNORE_INDEX, token_losses  # noqa: F401  (re-exported)
+from acodm_ray.checkpoint import load_checkpoint, save_checkpoint
 from acodm_ray.collective import LocalCollective, TorchCollective, default_collective
 from acodm_ray.config import MixerConfig, SignalConfig
 from acodm_ray.mixers.base import Mixer
 from acodm_ray.model import alignment_params, state_params
-from acodm_ray.signals import RunningScale, StateTracker, TrackedWeights, domain_means, make_state_spec, step_scores
-from acodm_ray.train_step import StepSignals, load_checkpoint, save_checkpoint
+from acodm_ray.signals import (
+    RunningScale,
+    StateTracker,
+    TrackedWeights,
+    domain_means,
+    make_state_spec,
+    step_scores,
+)
+from acodm_ray.step_signals import StepSignals
 
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = 1
-IGNORE_INDEX = -100  # label of a token that is not predicted (Hugging Face's convention)
-
-
-def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-example summed next-token loss [B], per-example predicted-token count [B]) of a causal
-    LM whose labels are its inputs (position t predicts label t + 1, as Hugging Face shifts them)."""
-    logits, targets = logits[:, :-1].float(), labels[:, 1:]
-    per_token = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
-    ).reshape(targets.shape)
-    mask = targets != IGNORE_INDEX
-    return (per_token * mask).sum(dim=1), mask.sum(dim=1)
 
 
 class MixingFeedback:
@@ -92,29 +89,48 @@ class MixingFeedback:
         self.domains = list(dataset.domains)
         self.sig = signals or SignalConfig()
         if self.sig.score == "eval":
-            raise ValueError('signals.score "eval" draws a reference micro-batch inside LMTrainer\'s step; in your own '
-                             'loop there is none: use "total" or "cross"')
+            raise ValueError(
+                'signals.score "eval" draws a reference micro-batch inside LMTrainer\'s step; in your own '
+                'loop there is none: use "total" or "cross"'
+            )
         self.total_steps = int(total_steps)
         tracked = state_params(model, self.sig.param_suffix, self.sig.state_layers)
         self.tracked = TrackedWeights([p for _, p in tracked])
-        self.state_spec = make_state_spec(self.domains, [n for n, _ in tracked], self.sig.progress_scale,
-                                          self.sig.z_clip)
-        self.tracker = StateTracker(len(self.domains), len(tracked), self.sig.progress_scale, self.sig.z_clip)
+        self.state_spec = make_state_spec(
+            self.domains, [n for n, _ in tracked], self.sig.progress_scale, self.sig.z_clip
+        )
+        self.tracker = StateTracker(
+            len(self.domains), len(tracked), self.sig.progress_scale, self.sig.z_clip
+        )
         self.scale = RunningScale(self.sig.score_scale_beta, self.sig.score_clip_total)
         self._device = next(model.parameters()).device
         self._given_collective = collective is not None
         self.collective = collective or default_collective(self._device)
-        self.mixer = build_loop_mixer(mixer, policy, self.domains, dataset.natural_proportions(), self.state_spec,
-                                      self.total_steps, mixer_config, agent, seed)
+        self.mixer = build_loop_mixer(
+            mixer,
+            policy,
+            self.domains,
+            dataset.natural_proportions(),
+            self.state_spec,
+            self.total_steps,
+            mixer_config,
+            agent,
+            seed,
+        )
         self.grads = None
         if needs_scores(self.mixer):
             self.grads = DomainGradients(
-                model, alignment_params(model, self.sig.alignment_layers, self.sig.param_suffix), len(self.domains))
+                model,
+                alignment_params(model, self.sig.alignment_layers, self.sig.param_suffix),
+                len(self.domains),
+            )
         self.step_count = 0
         self.last_state = self.tracker.initial()
         self.last_signals: StepSignals | None = None
         dataset.attach(self._decide(lambda: self.mixer.weights(self.last_state)))
-        self.current = dataset.history[-1].copy()  # as published (renormalised): what the dataset draws with
+        self.current = dataset.history[
+            -1
+        ].copy()  # as published (renormalised): what the dataset draws with
         self._pending_domain: torch.Tensor | None = None
         self._hook = model.register_forward_pre_hook(self._take_domain, with_kwargs=True)
         self._reset()
@@ -141,7 +157,9 @@ class MixingFeedback:
 
     # ------------------------------------------------------------------ per micro-batch
 
-    def _take_domain(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+    def _take_domain(
+        self, module: torch.nn.Module, args: tuple, kwargs: dict
+    ) -> tuple[tuple, dict] | None:
         """`model(**batch)` works: the `domain` field is taken out before the model sees it."""
         if "domain" in kwargs:
             kwargs = dict(kwargs)
@@ -151,12 +169,19 @@ class MixingFeedback:
 
     def _reset(self) -> None:
         K = len(self.domains)
-        self._sums: torch.Tensor | None = None  # [3, K]: loss sum, predicted tokens, sequences (lazily on device)
+        self._sums: torch.Tensor | None = (
+            None  # [3, K]: loss sum, predicted tokens, sequences (lazily on device)
+        )
         self._empty = torch.zeros(3, K, dtype=torch.float64)
         self._t0 = time.perf_counter()
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor | Mapping[str, Any], domain: torch.Tensor | None = None,
-             num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor | Mapping[str, Any],
+        domain: torch.Tensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The micro-batch's next-token loss (summed over tokens, divided by `num_items_in_batch`
         when given -- the Hugging Face Trainer's gradient-accumulation-exact loss -- else the mean),
         with its per-domain records. `labels` may be the batch itself (then its `domain` is used)."""
@@ -166,20 +191,30 @@ class MixingFeedback:
         if domain is None:
             domain, self._pending_domain = self._pending_domain, None
         if domain is None:
-            raise ValueError("no `domain` for this batch: pass the MixingDataset's batch (or its 'domain' field)")
+            raise ValueError(
+                "no `domain` for this batch: pass the MixingDataset's batch (or its 'domain' field)"
+            )
         domain = torch.as_tensor(domain, device=logits.device).reshape(-1)
         if domain.numel() != logits.shape[0]:
-            raise ValueError(f"{domain.numel()} domain labels for a batch of {logits.shape[0]} examples")
+            raise ValueError(
+                f"{domain.numel()} domain labels for a batch of {logits.shape[0]} examples"
+            )
         sums, counts = token_losses(logits, labels)
-        denominator = counts.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+        denominator = (
+            counts.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+        )
         loss = sums.sum() / denominator
-        if torch.is_grad_enabled() and loss.requires_grad:  # a training forward (evaluation is not recorded)
+        if (
+            torch.is_grad_enabled() and loss.requires_grad
+        ):  # a training forward (evaluation is not recorded)
             self._record(domain, sums.detach(), counts)
             if self.grads is not None:
                 self.grads.begin(loss, domain, denominator)
         return loss
 
-    def compute_loss(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+    def compute_loss(
+        self, outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None
+    ) -> torch.Tensor:
         """The Hugging Face Trainer's `compute_loss_func` (the `domain` came in through the model's
         forward, taken out by the pre-hook)."""
         logits = outputs["logits"] if isinstance(outputs, Mapping) else outputs[0]
@@ -187,7 +222,9 @@ class MixingFeedback:
 
     def _record(self, domain: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> None:
         if domain.min() < 0 or domain.max() >= len(self.domains):
-            raise ValueError(f"domain index out of range [0, {len(self.domains)}): {domain.tolist()}")
+            raise ValueError(
+                f"domain index out of range [0, {len(self.domains)}): {domain.tolist()}"
+            )
         if self._sums is None:
             self._sums = self._empty.clone().to(domain.device)
         self._sums[0].index_add_(0, domain, sums.double())
@@ -210,8 +247,10 @@ class MixingFeedback:
             lr = self.optimizer.param_groups[0]["lr"]
         if lr is None:
             if self.mixer.name == "alignment":
-                raise ValueError("the alignment mixer steps by the learning rate: pass optimizer= to MixingFeedback "
-                                 "or lr= to step()")
+                raise ValueError(
+                    "the alignment mixer steps by the learning rate: pass optimizer= to MixingFeedback "
+                    "or lr= to step()"
+                )
             return float("nan")
         return float(lr)
 
@@ -221,9 +260,11 @@ class MixingFeedback:
         share of the sums: `rank_loss_sums`, `rank_tokens`, `rank_counts` (per domain)."""
         self._connect()
         if self._sums is None and self.collective.world_size == 1:
-            raise RuntimeError(f"no per-example losses were recorded in step {self.step_count + 1}: compute every "
-                               "micro-batch's loss with feedback.loss(...) (Trainer: "
-                               "compute_loss_func=feedback.compute_loss)")
+            raise RuntimeError(
+                f"no per-example losses were recorded in step {self.step_count + 1}: compute every "
+                "micro-batch's loss with feedback.loss(...) (Trainer: "
+                "compute_loss_func=feedback.compute_loss)"
+            )
         sums = (self._sums if self._sums is not None else self._empty).cpu().clone()
         own = sums.numpy().copy()  # this rank's share, before the sum over ranks
         self.collective.sum_(sums)
@@ -233,8 +274,13 @@ class MixingFeedback:
         finite = bool(sampled.any()) and bool(np.isfinite(losses[sampled.numpy()]).all())
         self.step_count += 1
         norms, deltas = self.tracked.read()
-        state = self.tracker.build(losses if finite else np.full(len(self.domains), np.nan), seqs.numpy(), norms,
-                                   deltas, self.step_count / self.total_steps)
+        state = self.tracker.build(
+            losses if finite else np.full(len(self.domains), np.nan),
+            seqs.numpy(),
+            norms,
+            deltas,
+            self.step_count / self.total_steps,
+        )
         raw = scores = np.zeros(len(self.domains))
         if self.grads is not None:
             grads = self.grads.take()
@@ -242,17 +288,38 @@ class MixingFeedback:
             if finite:
                 mean = grads.cpu() / tokens.clamp(min=1).unsqueeze(1).float()
                 sig = self.sig
-                raw, scores = step_scores(mean, sampled, sig.score, sig.score_clip, sig.z_clip, self.scale)
+                raw, scores = step_scores(
+                    mean, sampled, sig.score, sig.score_clip, sig.z_clip, self.scale
+                )
         signals = StepSignals(
-            step=self.step_count, loss=float(loss_sum.sum() / tokens.sum().clamp(min=1)), losses=losses,
-            counts=seqs.numpy(), scores=scores, raw_scores=raw, state=state, weights=self.current.copy(),
-            lr=self._lr(lr), grad_norm=float("nan"), tokens=int(tokens.sum()),
-            seconds=time.perf_counter() - self._t0, finite=finite, effective=(seqs / seqs.sum().clamp(min=1)).numpy(),
-            extra={"rank": self.rank, "rank_loss_sums": own[0], "rank_tokens": own[1], "rank_counts": own[2]},
+            step=self.step_count,
+            loss=float(loss_sum.sum() / tokens.sum().clamp(min=1)),
+            losses=losses,
+            counts=seqs.numpy(),
+            scores=scores,
+            raw_scores=raw,
+            state=state,
+            weights=self.current.copy(),
+            lr=self._lr(lr),
+            grad_norm=float("nan"),
+            tokens=int(tokens.sum()),
+            seconds=time.perf_counter() - self._t0,
+            finite=finite,
+            effective=(seqs / seqs.sum().clamp(min=1)).numpy(),
+            extra={
+                "rank": self.rank,
+                "rank_loss_sums": own[0],
+                "rank_tokens": own[1],
+                "rank_counts": own[2],
+            },
         )
         self.last_state, self.last_signals = state, signals
         if not finite:
-            log.warning("step %d: loss is not finite (%s); the mixer keeps its weights", self.step_count, losses)
+            log.warning(
+                "step %d: loss is not finite (%s); the mixer keeps its weights",
+                self.step_count,
+                losses,
+            )
 
         def choose() -> np.ndarray:
             if finite:
@@ -285,8 +352,10 @@ class MixingFeedback:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("mixer_name") != self.mixer.name:
-            raise ValueError(f"mixing state is for mixer {state.get('mixer_name')!r}, this loop runs "
-                             f"{self.mixer.name!r}: resume with the mixer the run was started with")
+            raise ValueError(
+                f"mixing state is for mixer {state.get('mixer_name')!r}, this loop runs "
+                f"{self.mixer.name!r}: resume with the mixer the run was started with"
+            )
         self.dataset.load_state_dict(state["dataset"])
         if self.rank == 0 and state["mixer"] is not None:
             self.mixer.load_state_dict(state["mixer"])
@@ -309,7 +378,9 @@ class MixingFeedback:
         from acodm_ray.agent.policy_file import save_policy
 
         if self.mixer.name != ONLINE:
-            raise ValueError(f"only the online AC-ODM agent learns a policy; this loop runs {self.mixer.name!r}")
+            raise ValueError(
+                f"only the online AC-ODM agent learns a policy; this loop runs {self.mixer.name!r}"
+            )
         return save_policy(out_dir, self.mixer.actor, self.domains, self.state_spec, config or {})
 
     def remove(self) -> None:

@@ -47,17 +47,23 @@ class MixingCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
         if args.remove_unused_columns:
-            raise ValueError("the mixing dataset's `domain` field would be dropped by the Trainer: create "
-                             "TrainingArguments(..., remove_unused_columns=False)")
+            raise ValueError(
+                "the mixing dataset's `domain` field would be dropped by the Trainer: create "
+                "TrainingArguments(..., remove_unused_columns=False)"
+            )
         fb = self.feedback
         fb.connect()  # the Trainer's process group is up now; the feedback was likely built before it
         fb.total_steps = int(state.max_steps)
-        fb.dataset.configure(args.per_device_train_batch_size, _batches_per_step(args, train_dataloader))
+        fb.dataset.configure(
+            args.per_device_train_batch_size, _batches_per_step(args, train_dataloader)
+        )
         if state.global_step > 0:
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}" / STATE_FILE
             if not path.is_file():
-                raise FileNotFoundError(f"resuming at step {state.global_step} but {path} does not exist: the "
-                                        "checkpoint was not written with the MixingCallback")
+                raise FileNotFoundError(
+                    f"resuming at step {state.global_step} but {path} does not exist: the "
+                    "checkpoint was not written with the MixingCallback"
+                )
             fb.load(path)
             # the Trainer's data skip draws the first steps again and drops them; without it the stream
             # starts where the checkpoint left off
@@ -72,7 +78,9 @@ class MixingCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            self.feedback.save(Path(args.output_dir) / f"checkpoint-{state.global_step}" / STATE_FILE)
+            self.feedback.save(
+                Path(args.output_dir) / f"checkpoint-{state.global_step}" / STATE_FILE
+            )
 
 
 def trainer_kwargs(feedback: MixingFeedback) -> dict[str, Any]:

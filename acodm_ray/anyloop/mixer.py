@@ -8,8 +8,8 @@ name means the same mixer in both places and an exported policy is refused for t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -39,7 +39,9 @@ def build_loop_mixer(
         if policy is not None:
             raise ValueError("pass a mixer or a policy, not both")
         if list(mixer.domains) != list(domains):
-            raise ValueError(f"the mixer is for domains {list(mixer.domains)}, the dataset has {list(domains)}")
+            raise ValueError(
+                f"the mixer is for domains {list(mixer.domains)}, the dataset has {list(domains)}"
+            )
         return mixer
     cfg = mixer_config or MixerConfig()
     if policy is not None and mixer is not None:
@@ -47,11 +49,24 @@ def build_loop_mixer(
     if mixer is not None:
         cfg = dataclasses.replace(cfg, name=str(mixer))
     if policy is None and cfg.name not in LOOP_MIXERS:
-        raise ValueError(f"unknown mixer {cfg.name!r}; choose one of {list(LOOP_MIXERS)} or pass policy=")
+        raise ValueError(
+            f"unknown mixer {cfg.name!r}; choose one of {list(LOOP_MIXERS)} or pass policy="
+        )
     online = policy is None and cfg.name == ONLINE
-    return build_server_mixer(mixer_spec(domains, natural, state_spec["dim"], cfg, total_steps, seed,
-                                         state_spec["progress_scale"], state_spec, policy=policy,
-                                         agent=(agent or AgentConfig()) if online else None))
+    return build_server_mixer(
+        mixer_spec(
+            domains,
+            natural,
+            state_spec["dim"],
+            cfg,
+            total_steps,
+            seed,
+            state_spec["progress_scale"],
+            state_spec,
+            policy=policy,
+            agent=(agent or AgentConfig()) if online else None,
+        )
+    )
 
 
 def needs_scores(mixer: Mixer) -> bool:

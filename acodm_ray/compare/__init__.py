@@ -28,6 +28,7 @@ The package, one job per module (imports point down this list):
 - `stats`: the headline computations (pure functions);
 - `plan`: the runs and their order;
 - `configs`: each run's config, derived from the experiment config;
+- `flags`: the job's own flags (`--methods`, `--seeds`, ...) as `compare.*` overrides;
 - `methods`: the method registry and the method-list check.
 """
 
@@ -41,6 +42,7 @@ from acodm_ray.compare.configs import (
     target_config,
     validate_compare,
 )
+from acodm_ray.compare.flags import add_compare_args, compare_flags
 from acodm_ray.compare.methods import (
     DEFAULT_METHODS,
     METHODS,
@@ -68,9 +70,43 @@ from acodm_ray.compare.stats import (
     steps_to_reference,
 )
 
-__all__ = ["Method", "METHODS", "DEFAULT_METHODS", "REFERENCE", "DEFAULT_QUICK", "CompareError", "split_method",
-           "method_of", "proxy_methods", "parse_methods", "proxy_key", "seeds_of", "state_layers",
-           "load_compare_config", "validate_compare", "target_config", "proxy_config", "RunSpec", "plan",
-           "run_comparison", "RunData", "load_run", "summarize", "steps_to_reach", "best_point", "mean_spread",
-           "steps_to_reference", "steps_to_final_of", "last_quarter_gain", "headline_steps", "overhead_pct",
-           "decoy_weight_curve", "render_table", "write_outputs", "headline_lines", "closing_lines"]
+__all__ = [
+    "Method",
+    "METHODS",
+    "DEFAULT_METHODS",
+    "REFERENCE",
+    "DEFAULT_QUICK",
+    "CompareError",
+    "split_method",
+    "method_of",
+    "proxy_methods",
+    "parse_methods",
+    "proxy_key",
+    "seeds_of",
+    "state_layers",
+    "load_compare_config",
+    "validate_compare",
+    "target_config",
+    "proxy_config",
+    "RunSpec",
+    "plan",
+    "run_comparison",
+    "RunData",
+    "load_run",
+    "summarize",
+    "steps_to_reach",
+    "best_point",
+    "mean_spread",
+    "steps_to_reference",
+    "steps_to_final_of",
+    "last_quarter_gain",
+    "headline_steps",
+    "overhead_pct",
+    "decoy_weight_curve",
+    "render_table",
+    "write_outputs",
+    "headline_lines",
+    "closing_lines",
+    "add_compare_args",
+    "compare_flags",
+]

@@ -9,27 +9,59 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from acodm_ray.compare.methods import METHODS, CompareError, method_of, parse_methods, proxy_methods, split_method
-from acodm_ray.config import ConfigError, ExperimentConfig, deep_merge, from_dict, parse_overrides, read_yaml, to_dict, validate
-
+from acodm_ray.compare.methods import (
+    METHODS,
+    CompareError,
+    method_of,
+    parse_methods,
+    proxy_methods,
+    split_method,
+)
+from acodm_ray.config import (
+    ConfigError,
+    ExperimentConfig,
+    deep_merge,
+    from_dict,
+    parse_overrides,
+    read_yaml,
+    to_dict,
+    validate,
+)
 
 # --quick when the config has no `compare.quick` of its own: tiny model, few steps, one seed.
 DEFAULT_QUICK: dict[str, Any] = {
     "model": {"hidden_size": 32, "num_layers": 2, "num_heads": 2},
-    "train": {"seq_len": 32, "micro_batch_size": 4, "grad_accum": 8, "eval_batches": 1},  # 8 >= the bundled 7 domains
-    "agent": {"actor_hidden": 32, "actor_layers": 2, "critic_hidden": 32, "critic_layers": 2,
-              "batch_size": 4, "warmup_fraction": 0.25},
+    "train": {
+        "seq_len": 32,
+        "micro_batch_size": 4,
+        "grad_accum": 8,
+        "eval_batches": 1,
+    },  # 8 >= the bundled 7 domains
+    "agent": {
+        "actor_hidden": 32,
+        "actor_layers": 2,
+        "critic_hidden": 32,
+        "critic_layers": 2,
+        "batch_size": 4,
+        "warmup_fraction": 0.25,
+    },
     "compare": {
         "seeds": 1,
-        "target": {"train": {"steps": 8, "warmup_steps": 2, "eval_every": 4, "checkpoint_every": 8}},
-        "proxy": {"model": {"hidden_size": 16}, "train": {"steps": 8},
-                  "rl": {"iterations": 1, "min_sample_timesteps_per_iteration": 8, "checkpoint_every": 1}},
+        "target": {
+            "train": {"steps": 8, "warmup_steps": 2, "eval_every": 4, "checkpoint_every": 8}
+        },
+        "proxy": {
+            "model": {"hidden_size": 16},
+            "train": {"steps": 8},
+            "rl": {"iterations": 1, "min_sample_timesteps_per_iteration": 8, "checkpoint_every": 1},
+        },
     },
 }
 
 
-def load_compare_config(path: str | Path | None, overrides: list[str] | None = None,
-                        quick: bool = False) -> ExperimentConfig:
+def load_compare_config(
+    path: str | Path | None, overrides: list[str] | None = None, quick: bool = False
+) -> ExperimentConfig:
     """The config file, then (under `quick`) its `compare.quick` section or `DEFAULT_QUICK`, then the
     `--set` overrides (which win over quick)."""
     data = read_yaml(path) if path is not None else {}
@@ -50,14 +82,18 @@ def validate_compare(cfg: ExperimentConfig) -> None:
     except CompareError as err:
         raise ConfigError(f"compare.methods: {err}") from err
     if "file" in c.methods and not cfg.mixer.weights_file:
-        raise ConfigError("compare.methods has 'file' but mixer.weights_file is not set: name the YAML/JSON "
-                          "file of {domain: weight} to compare (--set mixer.weights_file=PATH)")
+        raise ConfigError(
+            "compare.methods has 'file' but mixer.weights_file is not set: name the YAML/JSON "
+            "file of {domain: weight} to compare (--set mixer.weights_file=PATH)"
+        )
     if c.seeds < 1:
         raise ConfigError(f"compare.seeds must be >= 1, got {c.seeds}")
     if c.concurrency < 1:
         raise ConfigError(f"compare.concurrency must be >= 1, got {c.concurrency}")
     if c.proxy_cpus <= 0 or c.proxy_gpus < 0:
-        raise ConfigError(f"compare.proxy_cpus must be positive and compare.proxy_gpus >= 0, got {c.proxy_cpus}, {c.proxy_gpus}")
+        raise ConfigError(
+            f"compare.proxy_cpus must be positive and compare.proxy_gpus >= 0, got {c.proxy_cpus}, {c.proxy_gpus}"
+        )
     if c.state_layers is not None and c.state_layers < 1:
         raise ConfigError(f"compare.state_layers must be >= 1, got {c.state_layers}")
     for key in ("target", "proxy"):
@@ -65,11 +101,17 @@ def validate_compare(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"compare.{key} cannot hold a compare section")
     for size, over in c.proxy_sizes.items():
         if not isinstance(over, dict) or "compare" in over:
-            raise ConfigError(f"compare.proxy_sizes.{size} must be a config override without a compare section")
-    tgt = target_config(cfg, c.methods[0], c.first_seed)  # refuses bad override keys now, not mid-run
+            raise ConfigError(
+                f"compare.proxy_sizes.{size} must be a config override without a compare section"
+            )
+    tgt = target_config(
+        cfg, c.methods[0], c.first_seed
+    )  # refuses bad override keys now, not mid-run
     if tgt.model.num_layers < state_layers(cfg):
-        raise ConfigError(f"compare.state_layers = {state_layers(cfg)} but the target has only "
-                          f"{tgt.model.num_layers} layer(s)")
+        raise ConfigError(
+            f"compare.state_layers = {state_layers(cfg)} but the target has only "
+            f"{tgt.model.num_layers} layer(s)"
+        )
     for method in proxy_methods(c.methods):
         prx = proxy_config(cfg, c.first_seed, method)
         if prx.model.num_layers < state_layers(cfg):
@@ -102,13 +144,20 @@ def state_layers(cfg: ExperimentConfig) -> int:
 
 
 def _common(data: dict[str, Any], cfg: ExperimentConfig, seed: int) -> dict[str, Any]:
-    data = deep_merge(data, {"train": {"seed": int(seed)}, "signals": {"state_layers": state_layers(cfg)}})
+    data = deep_merge(
+        data, {"train": {"seed": int(seed)}, "signals": {"state_layers": state_layers(cfg)}}
+    )
     data["compare"] = to_dict(dataclasses.replace(cfg.compare, quick={}))
     return data
 
 
-def target_config(cfg: ExperimentConfig, method: str, seed: int, policy: str | None = None,
-                  server_name: str | None = None) -> ExperimentConfig:
+def target_config(
+    cfg: ExperimentConfig,
+    method: str,
+    seed: int,
+    policy: str | None = None,
+    server_name: str | None = None,
+) -> ExperimentConfig:
     """The target run of `method` with `seed`: config + compare.target + the method's mixer."""
     parse_methods([method])
     spec = method_of(method)
@@ -139,14 +188,18 @@ def proxy_config(cfg: ExperimentConfig, seed: int, method: str = "acodm") -> Exp
     data = deep_merge(deep_merge(to_dict(cfg), cfg.compare.target), cfg.compare.proxy)
     if size is not None:
         if size not in cfg.compare.proxy_sizes:
-            raise CompareError(f"no proxy size {size!r} in compare.proxy_sizes (sizes: {sorted(cfg.compare.proxy_sizes)})")
+            raise CompareError(
+                f"no proxy size {size!r} in compare.proxy_sizes (sizes: {sorted(cfg.compare.proxy_sizes)})"
+            )
         data = deep_merge(data, cfg.compare.proxy_sizes[size])
     data = deep_merge(_common(data, cfg, seed), {"rl": {"algo": "acodm"}})
     data = deep_merge(deep_merge(data, spec.shared), spec.overrides)
     if spec.width_scale is not None:
         agent = data.setdefault("agent", {})
         for key in ("actor_hidden", "critic_hidden"):
-            agent[key] = max(4, int(round(int(agent.get(key, getattr(cfg.agent, key))) * spec.width_scale)))
+            agent[key] = max(
+                4, int(round(int(agent.get(key, getattr(cfg.agent, key))) * spec.width_scale))
+            )
     return _build(data, f"compare.proxy ({method}, seed {seed})")
 
 
@@ -165,4 +218,6 @@ def shared_mlflow_store(cfg: ExperimentConfig, out_dir: Path) -> ExperimentConfi
     tc = cfg.tracking
     if not tc.mlflow or tc.mlflow_tracking_uri:
         return cfg
-    return dataclasses.replace(cfg, tracking=dataclasses.replace(tc, mlflow_tracking_uri=(out_dir / "mlruns").as_uri()))
+    return dataclasses.replace(
+        cfg, tracking=dataclasses.replace(tc, mlflow_tracking_uri=(out_dir / "mlruns").as_uri())
+    )

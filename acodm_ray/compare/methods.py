@@ -4,8 +4,9 @@ settings (`acodm-paper`, `acodm-reference`) are our switches set back (docs/meth
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from acodm_ray.agent.config import PAPER_AGENT
 from acodm_ray.config import CompareConfig
@@ -38,71 +39,166 @@ class Method:
 # sampler, on the target too (docs/method.md).
 PAPER_SHARED: dict[str, Any] = {"signals": {"progress_scale": 100.0}, "train": {"coverage": "iid"}}
 PAPER_PROXY: dict[str, Any] = {"agent": dict(PAPER_AGENT), "signals": {"score": "paper"}}
-REFERENCE_SHARED: dict[str, Any] = {"signals": {"progress_scale": 100.0}, "train": {"coverage": "forced"}}
-REFERENCE_PROXY: dict[str, Any] = {"agent": {**PAPER_AGENT, "freeze_actor": True}, "signals": {"score": "paper"}}
+REFERENCE_SHARED: dict[str, Any] = {
+    "signals": {"progress_scale": 100.0},
+    "train": {"coverage": "forced"},
+}
+REFERENCE_PROXY: dict[str, Any] = {
+    "agent": {**PAPER_AGENT, "freeze_actor": True},
+    "signals": {"score": "paper"},
+}
 
 METHODS: dict[str, Method] = {
     "uniform": Method("static, uniform weights", "mixer", {"mixer": {"name": "uniform"}}),
-    "natural": Method("static, natural proportions (train tokens per domain)", "mixer", {"mixer": {"name": "natural"}}),
-    "odm": Method("ODM: bandit on per-domain losses, online (smoothed mean)", "mixer",
-                  {"mixer": {"name": "odm", "odm_variant": "smoothed_mean"}}),
-    "odm-exp3": Method("ODM with the textbook EXP3 update, online", "mixer",
-                       {"mixer": {"name": "odm", "odm_variant": "exp3"}}),
-    "alignment": Method("gradient-alignment mixer, no RL (DoGE rule on AC-ODM's scores), online on the target",
-                        "mixer", {"mixer": {"name": "alignment"}}),
-    "alignment-proxy": Method("gradient-alignment mixer run on the proxy, its weight trajectory replayed by progress",
-                              "proxy", {"mixer": {"name": "alignment"}}, trainer="mixer"),
-    "acodm": Method("AC-ODM (ours, every fix on), proxy mode: policy learned with RLlib on a smaller proxy, "
-                    "frozen on the target", "proxy"),
-    "acodm-online": Method("AC-ODM (ours, every fix on), non-proxy mode: the agent learns online on the target",
-                           "online"),
-    "acodm-paper": Method("AC-ODM as the paper states it (mean-Q actor, z-scored zero-sum reward, i.i.d. "
-                          "micro-batches, no floor, progress x 100), actor really trained, proxy mode", "proxy",
-                          PAPER_PROXY, shared=PAPER_SHARED),
-    "acodm-paper-online": Method("acodm-paper in non-proxy mode", "online", PAPER_PROXY, shared=PAPER_SHARED),
-    "acodm-reference": Method("AC-ODM as the published code runs: ODM warm-up, then the actor at its random "
-                              "init (its optimizer is never stepped), one forced micro-batch per domain, proxy mode",
-                              "proxy", REFERENCE_PROXY, shared=REFERENCE_SHARED),
-    "acodm-reference-online": Method("acodm-reference in non-proxy mode (what the published code does)", "online",
-                                     REFERENCE_PROXY, shared=REFERENCE_SHARED),
+    "natural": Method(
+        "static, natural proportions (train tokens per domain)",
+        "mixer",
+        {"mixer": {"name": "natural"}},
+    ),
+    "odm": Method(
+        "ODM: bandit on per-domain losses, online (smoothed mean)",
+        "mixer",
+        {"mixer": {"name": "odm", "odm_variant": "smoothed_mean"}},
+    ),
+    "odm-exp3": Method(
+        "ODM with the textbook EXP3 update, online",
+        "mixer",
+        {"mixer": {"name": "odm", "odm_variant": "exp3"}},
+    ),
+    "alignment": Method(
+        "gradient-alignment mixer, no RL (DoGE rule on AC-ODM's scores), online on the target",
+        "mixer",
+        {"mixer": {"name": "alignment"}},
+    ),
+    "alignment-proxy": Method(
+        "gradient-alignment mixer run on the proxy, its weight trajectory replayed by progress",
+        "proxy",
+        {"mixer": {"name": "alignment"}},
+        trainer="mixer",
+    ),
+    "acodm": Method(
+        "AC-ODM (ours, every fix on), proxy mode: policy learned with RLlib on a smaller proxy, "
+        "frozen on the target",
+        "proxy",
+    ),
+    "acodm-online": Method(
+        "AC-ODM (ours, every fix on), non-proxy mode: the agent learns online on the target",
+        "online",
+    ),
+    "acodm-paper": Method(
+        "AC-ODM as the paper states it (mean-Q actor, z-scored zero-sum reward, i.i.d. "
+        "micro-batches, no floor, progress x 100), actor really trained, proxy mode",
+        "proxy",
+        PAPER_PROXY,
+        shared=PAPER_SHARED,
+    ),
+    "acodm-paper-online": Method(
+        "acodm-paper in non-proxy mode", "online", PAPER_PROXY, shared=PAPER_SHARED
+    ),
+    "acodm-reference": Method(
+        "AC-ODM as the published code runs: ODM warm-up, then the actor at its random "
+        "init (its optimizer is never stepped), one forced micro-batch per domain, proxy mode",
+        "proxy",
+        REFERENCE_PROXY,
+        shared=REFERENCE_SHARED,
+    ),
+    "acodm-reference-online": Method(
+        "acodm-reference in non-proxy mode (what the published code does)",
+        "online",
+        REFERENCE_PROXY,
+        shared=REFERENCE_SHARED,
+    ),
     # ablations of our AC-ODM: one fix switched off each
-    "acodm-iid": Method("ablation: acodm with i.i.d. micro-batches on the proxy (no domain coverage)", "proxy",
-                        {"train": {"coverage": "iid"}}),
-    "acodm-meanq": Method("ablation: acodm with the paper's actor objective -mean_i Q_i", "proxy",
-                          {"agent": {"actor_objective": "mean"}}),
-    "acodm-zscore": Method("ablation: acodm rewarded with the paper's zero-sum z-scored alignment", "proxy",
-                           {"signals": {"score": "paper"}}),
-    "acodm-cross": Method("variant: acodm rewarded with the cross terms only, <g_i, sum_{j != i} g_j> / running "
-                          "scale (the self term's micro-batch noise removed)", "proxy", {"signals": {"score": "cross"}}),
-    "acodm-eval": Method("variant: acodm rewarded by alignment with the evaluation domains' gradient, <g_i, g_ref> / "
-                         "running scale, g_ref from one more micro-batch of those domains on the proxy", "proxy",
-                         {"signals": {"score": "eval"}}),
-    "acodm-evalppl": Method("variant: acodm-eval with the reference rows' losses weighted by their domain's "
-                            "perplexity, so g_ref follows the gradient of the mean per-domain perplexity (the metric)",
-                            "proxy", {"signals": {"score": "eval", "eval_weighting": "perplexity"}}),
-    "acodm-noguard": Method("ablation: acodm without the weight floor and the entropy term", "proxy",
-                            {"agent": {"weight_floor": 0.0, "entropy_coef": 0.0}}),
-    "acodm-horizon": Method("ablation: acodm with the critic's values in per-step units (1 - gamma) Q instead of "
-                            "relative to their mean magnitude", "proxy", {"agent": {"value_units": "horizon"}}),
-    "acodm-paperwarmup": Method("ablation: acodm with the paper's warm-up (one imitation update per warm-up "
-                                "decision, on every row) and a constant agent lr", "proxy",
-                                {"agent": {"warmup_updates": None, "imitate_odm_only": False, "lr_schedule": "constant"}}),
-    "acodm-gamma0": Method("AC-ODM proxy mode with gamma = 0 (the critic predicts the immediate reward: a "
-                           "contextual bandit)", "proxy", {"agent": {"gamma": 0.0}}),
-    "acodm-lossreward": Method("AC-ODM proxy mode rewarded by per-domain loss decrease instead of gradient alignment",
-                               "proxy", {"env": {"reward": "loss"}}),
-    "acodm-nowarmup": Method("AC-ODM proxy mode without the ODM warm-up and actor imitation", "proxy",
-                             {"agent": {"warmup_fraction": 0.0, "warmup_updates": 0}}),
-    "acodm-narrow": Method("AC-ODM proxy mode, actor and critic 4x narrower", "proxy", width_scale=0.25),
+    "acodm-iid": Method(
+        "ablation: acodm with i.i.d. micro-batches on the proxy (no domain coverage)",
+        "proxy",
+        {"train": {"coverage": "iid"}},
+    ),
+    "acodm-meanq": Method(
+        "ablation: acodm with the paper's actor objective -mean_i Q_i",
+        "proxy",
+        {"agent": {"actor_objective": "mean"}},
+    ),
+    "acodm-zscore": Method(
+        "ablation: acodm rewarded with the paper's zero-sum z-scored alignment",
+        "proxy",
+        {"signals": {"score": "paper"}},
+    ),
+    "acodm-cross": Method(
+        "variant: acodm rewarded with the cross terms only, <g_i, sum_{j != i} g_j> / running "
+        "scale (the self term's micro-batch noise removed)",
+        "proxy",
+        {"signals": {"score": "cross"}},
+    ),
+    "acodm-eval": Method(
+        "variant: acodm rewarded by alignment with the evaluation domains' gradient, <g_i, g_ref> / "
+        "running scale, g_ref from one more micro-batch of those domains on the proxy",
+        "proxy",
+        {"signals": {"score": "eval"}},
+    ),
+    "acodm-evalppl": Method(
+        "variant: acodm-eval with the reference rows' losses weighted by their domain's "
+        "perplexity, so g_ref follows the gradient of the mean per-domain perplexity (the metric)",
+        "proxy",
+        {"signals": {"score": "eval", "eval_weighting": "perplexity"}},
+    ),
+    "acodm-noguard": Method(
+        "ablation: acodm without the weight floor and the entropy term",
+        "proxy",
+        {"agent": {"weight_floor": 0.0, "entropy_coef": 0.0}},
+    ),
+    "acodm-horizon": Method(
+        "ablation: acodm with the critic's values in per-step units (1 - gamma) Q instead of "
+        "relative to their mean magnitude",
+        "proxy",
+        {"agent": {"value_units": "horizon"}},
+    ),
+    "acodm-paperwarmup": Method(
+        "ablation: acodm with the paper's warm-up (one imitation update per warm-up "
+        "decision, on every row) and a constant agent lr",
+        "proxy",
+        {"agent": {"warmup_updates": None, "imitate_odm_only": False, "lr_schedule": "constant"}},
+    ),
+    "acodm-gamma0": Method(
+        "AC-ODM proxy mode with gamma = 0 (the critic predicts the immediate reward: a "
+        "contextual bandit)",
+        "proxy",
+        {"agent": {"gamma": 0.0}},
+    ),
+    "acodm-lossreward": Method(
+        "AC-ODM proxy mode rewarded by per-domain loss decrease instead of gradient alignment",
+        "proxy",
+        {"env": {"reward": "loss"}},
+    ),
+    "acodm-nowarmup": Method(
+        "AC-ODM proxy mode without the ODM warm-up and actor imitation",
+        "proxy",
+        {"agent": {"warmup_fraction": 0.0, "warmup_updates": 0}},
+    ),
+    "acodm-narrow": Method(
+        "AC-ODM proxy mode, actor and critic 4x narrower", "proxy", width_scale=0.25
+    ),
     "acodm-wide": Method("AC-ODM proxy mode, actor and critic 4x wider", "proxy", width_scale=4.0),
-    "ppo": Method("RLlib PPO on the same env (scalar reward), policy transferred like AC-ODM's", "proxy",
-                  {"rl": {"algo": "ppo"}}),
-    "sac": Method("RLlib SAC on the same env (scalar reward), policy transferred like AC-ODM's", "proxy",
-                  {"rl": {"algo": "sac"}}),
-    "appo": Method("RLlib APPO on the same env (scalar reward), policy transferred like AC-ODM's", "proxy",
-                   {"rl": {"algo": "appo"}}),
-    "file": Method("static, the weights of the YAML/JSON file named by mixer.weights_file (your own recipe)", "mixer",
-                   {"mixer": {"name": "file"}}),
+    "ppo": Method(
+        "RLlib PPO on the same env (scalar reward), policy transferred like AC-ODM's",
+        "proxy",
+        {"rl": {"algo": "ppo"}},
+    ),
+    "sac": Method(
+        "RLlib SAC on the same env (scalar reward), policy transferred like AC-ODM's",
+        "proxy",
+        {"rl": {"algo": "sac"}},
+    ),
+    "appo": Method(
+        "RLlib APPO on the same env (scalar reward), policy transferred like AC-ODM's",
+        "proxy",
+        {"rl": {"algo": "appo"}},
+    ),
+    "file": Method(
+        "static, the weights of the YAML/JSON file named by mixer.weights_file (your own recipe)",
+        "mixer",
+        {"mixer": {"name": "file"}},
+    ),
 }
 DEFAULT_METHODS = list(CompareConfig().methods)  # the paper's comparison (compare.methods' default)
 SIZE_SEP = "@"  # "acodm@small": a proxy method with the proxy size compare.proxy_sizes["small"]
@@ -115,7 +211,7 @@ class CompareError(AcodmError, ValueError):
 
 
 def split_method(name: str) -> tuple[str, str | None]:
-    """"acodm@small" -> ("acodm", "small"); "odm" -> ("odm", None)."""
+    """ "acodm@small" -> ("acodm", "small"); "odm" -> ("odm", None)."""
     base, sep, size = name.partition(SIZE_SEP)
     return base, (size if sep else None)
 
@@ -126,12 +222,14 @@ def method_of(name: str) -> Method:
 
 def _valid_methods_text() -> str:
     proxy = [m for m, spec in METHODS.items() if spec.kind == "proxy"]
-    return (f"{', '.join(METHODS)}; a proxy method ({', '.join(proxy)}) may take a proxy size from "
-            f"compare.proxy_sizes as <method>{SIZE_SEP}<size>")
+    return (
+        f"{', '.join(METHODS)}; a proxy method ({', '.join(proxy)}) may take a proxy size from "
+        f"compare.proxy_sizes as <method>{SIZE_SEP}<size>"
+    )
 
 
 def parse_methods(methods: str | Sequence[str], sizes: dict[str, Any] | None = None) -> list[str]:
-    """"uniform,odm" or ["uniform", "odm"] -> checked list (order kept, duplicates dropped). With
+    """ "uniform,odm" or ["uniform", "odm"] -> checked list (order kept, duplicates dropped). With
     `sizes` (compare.proxy_sizes) the size of every "<method>@<size>" is checked too."""
     items = methods.split(",") if isinstance(methods, str) else list(methods)
     out: list[str] = []
@@ -142,13 +240,19 @@ def parse_methods(methods: str | Sequence[str], sizes: dict[str, Any] | None = N
     unknown = []
     for name in out:
         base, size = split_method(name)
-        if base not in METHODS or (size is not None and (METHODS[base].kind != "proxy" or not size)):
+        if base not in METHODS or (
+            size is not None and (METHODS[base].kind != "proxy" or not size)
+        ):
             unknown.append(name)
         elif size is not None and sizes is not None and size not in sizes:
-            raise CompareError(f"method {name!r}: no proxy size {size!r} in compare.proxy_sizes "
-                               f"(sizes: {sorted(sizes) or 'none'})")
+            raise CompareError(
+                f"method {name!r}: no proxy size {size!r} in compare.proxy_sizes "
+                f"(sizes: {sorted(sizes) or 'none'})"
+            )
     if unknown:
-        raise CompareError(f"unknown method(s) {unknown}; valid methods are: {_valid_methods_text()}")
+        raise CompareError(
+            f"unknown method(s) {unknown}; valid methods are: {_valid_methods_text()}"
+        )
     if not out:
         raise CompareError(f"no method given; valid methods are: {_valid_methods_text()}")
     return out

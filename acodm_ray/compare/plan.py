@@ -27,10 +27,21 @@ def plan(cfg: ExperimentConfig, out_dir: Path) -> list[RunSpec]:
     proxy_seeds = seeds if cfg.compare.proxy_per_seed else seeds[:1]
     specs: list[RunSpec] = []
     for m in proxy_methods(methods):
-        specs += [RunSpec(proxy_key(m, s), "proxy", s, out_dir / "proxy" / proxy_key(m, s), m) for s in proxy_seeds]
-    slow_first = sorted(methods, key=lambda m: method_of(m).kind != "online")  # the slowest runs first: a shorter tail
+        specs += [
+            RunSpec(proxy_key(m, s), "proxy", s, out_dir / "proxy" / proxy_key(m, s), m)
+            for s in proxy_seeds
+        ]
+    slow_first = sorted(
+        methods, key=lambda m: method_of(m).kind != "online"
+    )  # the slowest runs first: a shorter tail
     for s in seeds:
         for m in slow_first:
-            dep = proxy_key(m, s if cfg.compare.proxy_per_seed else seeds[0]) if method_of(m).kind == "proxy" else None
-            specs.append(RunSpec(f"{m}-seed{s}", "target", s, out_dir / "runs" / f"{m}-seed{s}", m, dep))
+            dep = (
+                proxy_key(m, s if cfg.compare.proxy_per_seed else seeds[0])
+                if method_of(m).kind == "proxy"
+                else None
+            )
+            specs.append(
+                RunSpec(f"{m}-seed{s}", "target", s, out_dir / "runs" / f"{m}-seed{s}", m, dep)
+            )
     return specs

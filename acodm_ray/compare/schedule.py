@@ -8,11 +8,17 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from acodm_ray.compare.configs import proxy_config, shared_mlflow_store, target_config, validate_compare
+from acodm_ray.compare.configs import (
+    proxy_config,
+    shared_mlflow_store,
+    target_config,
+    validate_compare,
+)
 from acodm_ray.compare.methods import CompareError, method_of, proxy_methods
 from acodm_ray.compare.plan import RunSpec, plan
 from acodm_ray.compare.report import write_outputs
@@ -59,13 +65,26 @@ def run_comparison(
         from acodm_ray.target import run_target as target_runner
     validate_compare(cfg)
     if proxy_methods(cfg.compare.methods) and proxy_runner is None:
-        raise CompareError(f"methods {proxy_methods(cfg.compare.methods)} need a proxy runner (policies.compare_proxy)")
-    out_dir = prepare_run_dir(Path(out_dir).expanduser().resolve(), resume=resume, overwrite=overwrite)
+        raise CompareError(
+            f"methods {proxy_methods(cfg.compare.methods)} need a proxy runner (policies.compare_proxy)"
+        )
+    out_dir = prepare_run_dir(
+        Path(out_dir).expanduser().resolve(), resume=resume, overwrite=overwrite
+    )
     cfg = shared_mlflow_store(cfg, out_dir)
     # the comparison's own MLflow / W&B run (and the store's experiment) exist before any run starts
-    ResultLogger(dataclasses.replace(cfg.tracking, wandb=False), out_dir, params=to_dict(cfg), resume=resume,
-                 tensorboard=False).close()
-    previous = json.loads((out_dir / "summary.json").read_text()) if resume and (out_dir / "summary.json").is_file() else {}
+    ResultLogger(
+        dataclasses.replace(cfg.tracking, wandb=False),
+        out_dir,
+        params=to_dict(cfg),
+        resume=resume,
+        tensorboard=False,
+    ).close()
+    previous = (
+        json.loads((out_dir / "summary.json").read_text())
+        if resume and (out_dir / "summary.json").is_file()
+        else {}
+    )
     write_config(out_dir, cfg)
     specs = plan(cfg, out_dir)
     tag = out_dir.name
@@ -78,7 +97,9 @@ def run_comparison(
         if path.is_file():
             return json.loads(path.read_text()).get("wall_s")
         if spec.kind == "proxy":
-            stage = (previous.get("proxies") or {}).get(spec.method) or (previous.get("proxy") if spec.method == "acodm" else None)
+            stage = (previous.get("proxies") or {}).get(spec.method) or (
+                previous.get("proxy") if spec.method == "acodm" else None
+            )
             return (((stage or {}).get("runs") or {}).get(str(spec.seed)) or {}).get("wall_s")
         return ((previous.get("runs") or {}).get(spec.key) or {}).get("wall_s")
 
@@ -88,11 +109,18 @@ def run_comparison(
             pcfg = proxy_config(cfg, spec.seed, spec.method)
             done = _finished(spec.run_dir) if resume else None
             if done and done.get("policy") and Path(done["policy"]).is_dir():
-                return {**done, "skipped": True, "wall_s": earlier_wall(spec), "run_dir": str(spec.run_dir)}
+                return {
+                    **done,
+                    "skipped": True,
+                    "wall_s": earlier_wall(spec),
+                    "run_dir": str(spec.run_dir),
+                }
             summary = proxy_runner(pcfg, spec.run_dir, True, trainer=method_of(spec.method).trainer)
         else:
             policy = results[spec.depends]["policy"] if spec.depends else None
-            tcfg = target_config(cfg, spec.method, spec.seed, policy=policy, server_name=f"cmp-{tag}-{spec.key}")
+            tcfg = target_config(
+                cfg, spec.method, spec.seed, policy=policy, server_name=f"cmp-{tag}-{spec.key}"
+            )
             done = _finished(spec.run_dir, tcfg.train.steps) if resume else None
             if done:
                 return {**done, "skipped": True, "wall_s": earlier_wall(spec)}
@@ -124,8 +152,13 @@ def run_comparison(
                 spec = running.pop(fut)
                 try:
                     results[spec.key] = fut.result()
-                    log.info("compare: %s %s", spec.key, "finished earlier: read back" if results[spec.key].get("skipped")
-                             else f"done in {results[spec.key].get('wall_s') or 0.0:.0f} s")
+                    log.info(
+                        "compare: %s %s",
+                        spec.key,
+                        "finished earlier: read back"
+                        if results[spec.key].get("skipped")
+                        else f"done in {results[spec.key].get('wall_s') or 0.0:.0f} s",
+                    )
                 except Exception as err:  # keep going; reported in the summary
                     log.exception("compare: %s failed", spec.key)
                     failures[spec.key] = f"{type(err).__name__}: {err}"
@@ -133,15 +166,27 @@ def run_comparison(
 
     runs = {s.key: load_run(s.run_dir) for s in specs if s.kind == "target" and s.key in results}
     summary = summarize(cfg, specs, runs, results, failures)
-    summary.update({
-        "name": out_dir.name, "config": config_path, "quick": quick, "out_dir": str(out_dir),
-        "wall_clock_s": wall + float(previous.get("wall_clock_s") or 0.0), "wall_clock_s_this_invocation": wall,
-        "resumed": bool(resume), "machine": machine(), "concurrency": cfg.compare.concurrency,
-    })
+    summary.update(
+        {
+            "name": out_dir.name,
+            "config": config_path,
+            "quick": quick,
+            "out_dir": str(out_dir),
+            "wall_clock_s": wall + float(previous.get("wall_clock_s") or 0.0),
+            "wall_clock_s_this_invocation": wall,
+            "resumed": bool(resume),
+            "machine": machine(),
+            "concurrency": cfg.compare.concurrency,
+        }
+    )
     summary["files"] = write_outputs(summary, runs, specs, out_dir)
     write_json(out_dir / "summary.json", summary)
     # the comparison's own tracked run: its headline figures, table, plots and summary
     with ResultLogger(cfg, out_dir, params=to_dict(cfg), resume=True, tensorboard=False) as tracker:
-        tracker.log({"headline": summary["headline"], "wall_clock_s": summary["wall_clock_s"]}, step=0)
-        tracker.log_artifacts({"results": [out_dir / "summary.json", *map(Path, summary["files"].values())]})
+        tracker.log(
+            {"headline": summary["headline"], "wall_clock_s": summary["wall_clock_s"]}, step=0
+        )
+        tracker.log_artifacts(
+            {"results": [out_dir / "summary.json", *map(Path, summary["files"].values())]}
+        )
     return summary

@@ -5,7 +5,8 @@ check and the weight on decoy domains."""
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +14,11 @@ from acodm_ray.compare.methods import REFERENCE, CompareError
 
 
 def is_finite_number(x: Any) -> bool:
-    return x is not None and isinstance(x, (int, float, np.floating, np.integer)) and math.isfinite(float(x))
+    return (
+        x is not None
+        and isinstance(x, (int, float, np.floating, np.integer))
+        and math.isfinite(float(x))
+    )
 
 
 def steps_to_reach(steps: Sequence[int], values: Sequence[float], target: float) -> int | None:
@@ -37,12 +42,18 @@ def mean_spread(values: Sequence[float | None]) -> dict[str, Any] | None:
     xs = [float(v) for v in values if is_finite_number(v)]
     if not xs:
         return None
-    return {"mean": float(np.mean(xs)), "std": float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0,
-            "min": min(xs), "max": max(xs), "n": len(xs)}
+    return {
+        "mean": float(np.mean(xs)),
+        "std": float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0,
+        "min": min(xs),
+        "max": max(xs),
+        "n": len(xs),
+    }
 
 
-def steps_to_reference(curves: dict[str, dict[int, tuple[Sequence[int], Sequence[float]]]],
-                       reference: str = REFERENCE) -> dict[str, dict[int, dict[str, Any]]]:
+def steps_to_reference(
+    curves: dict[str, dict[int, tuple[Sequence[int], Sequence[float]]]], reference: str = REFERENCE
+) -> dict[str, dict[int, dict[str, Any]]]:
     """Per method and seed: the reference's best value of that seed (`target`), the steps the method
     needs to reach it (None: not reached) and their ratio to the steps the reference needs (its
     first step at its best). `curves`: {method: {seed: (eval steps, average val ppl)}}."""
@@ -58,13 +69,18 @@ def steps_to_reference(curves: dict[str, dict[int, tuple[Sequence[int], Sequence
             if seed not in by_seed:
                 continue
             steps = steps_to_reach(*by_seed[seed], target)
-            out[method][seed] = {"target": target, "steps": steps, "reference_steps": ref_step,
-                                 "ratio": None if steps is None else steps / ref_step}
+            out[method][seed] = {
+                "target": target,
+                "steps": steps,
+                "reference_steps": ref_step,
+                "ratio": None if steps is None else steps / ref_step,
+            }
     return out
 
 
-def steps_to_final_of(curves: dict[str, dict[int, tuple[Sequence[int], Sequence[float]]]],
-                      baseline: str) -> dict[str, dict[int, dict[str, Any]]]:
+def steps_to_final_of(
+    curves: dict[str, dict[int, tuple[Sequence[int], Sequence[float]]]], baseline: str
+) -> dict[str, dict[int, dict[str, Any]]]:
     """Per method and seed: the first evaluated step at which the method's average perplexity is at
     or below `baseline`'s FINAL value of the same seed (None: never), and its ratio to the baseline's
     own number of steps (its last evaluated step)."""
@@ -76,8 +92,12 @@ def steps_to_final_of(curves: dict[str, dict[int, tuple[Sequence[int], Sequence[
         for method, by_seed in curves.items():
             if seed in by_seed:
                 steps = steps_to_reach(*by_seed[seed], target)
-                out[method][seed] = {"target": target, "steps": steps, "reference_steps": total,
-                                     "ratio": None if steps is None else steps / total}
+                out[method][seed] = {
+                    "target": target,
+                    "steps": steps,
+                    "reference_steps": total,
+                    "ratio": None if steps is None else steps / total,
+                }
     return out
 
 
@@ -104,10 +124,15 @@ def headline_steps(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def overhead_pct(values: dict[int, float | None], baseline: dict[int, float | None]) -> dict[str, Any] | None:
+def overhead_pct(
+    values: dict[int, float | None], baseline: dict[int, float | None]
+) -> dict[str, Any] | None:
     """(value / baseline - 1) * 100 per seed (same seed), then mean ± spread."""
-    pct = [100.0 * (values[s] / baseline[s] - 1.0) for s in values
-           if is_finite_number(values.get(s)) and is_finite_number(baseline.get(s)) and baseline[s] > 0]
+    pct = [
+        100.0 * (values[s] / baseline[s] - 1.0)
+        for s in values
+        if is_finite_number(values.get(s)) and is_finite_number(baseline.get(s)) and baseline[s] > 0
+    ]
     return mean_spread(pct)
 
 
@@ -119,7 +144,13 @@ def decoy_weight_curve(weights_by_seed: dict[int, np.ndarray], idx: list[int]) -
     training (mean ± spread over seeds), and its mean over the whole run."""
     points: dict[str, Any] = {}
     for frac in DECOY_POINTS:
-        vals = [float(w[min(len(w) - 1, int(round(frac * (len(w) - 1)))), idx].sum()) for w in weights_by_seed.values() if len(w)]
+        vals = [
+            float(w[min(len(w) - 1, int(round(frac * (len(w) - 1)))), idx].sum())
+            for w in weights_by_seed.values()
+            if len(w)
+        ]
         points[f"{frac:g}"] = mean_spread(vals)
-    overall = mean_spread([float(w[:, idx].sum(axis=1).mean()) for w in weights_by_seed.values() if len(w)])
+    overall = mean_spread(
+        [float(w[:, idx].sum(axis=1).mean()) for w in weights_by_seed.values() if len(w)]
+    )
     return {"at": points, "mean": overall}

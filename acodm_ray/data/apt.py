@@ -98,7 +98,9 @@ def pick_python_version(
             if has_candidate(f"libpython{version}-stdlib"):
                 return version
         if attempt == 0 and not apt.refreshed:
-            apt.refresh(f"no libpython3.x-stdlib package is downloadable (tried {', '.join(candidates)})")
+            apt.refresh(
+                f"no libpython3.x-stdlib package is downloadable (tried {', '.join(candidates)})"
+            )
         else:
             break
     raise CorpusBuildError(
@@ -127,7 +129,9 @@ def download_package(name: str, dest: Path, apt: AptLists | None = None) -> DebP
     apt = apt or AptLists()
     for attempt in range(2):
         before = set(dest.glob("*.deb"))
-        proc = subprocess.run(["apt-get", "download", name], cwd=dest, capture_output=True, text=True)
+        proc = subprocess.run(
+            ["apt-get", "download", name], cwd=dest, capture_output=True, text=True
+        )
         new = sorted(set(dest.glob("*.deb")) - before)
         if proc.returncode == 0 and new:
             break
@@ -137,7 +141,11 @@ def download_package(name: str, dest: Path, apt: AptLists | None = None) -> DebP
             continue
         raise CorpusBuildError(
             f"could not download Debian package {name!r}: {error}"
-            + (" (after `apt-get update`: is it available in this release?)" if apt.refreshed else "")
+            + (
+                " (after `apt-get update`: is it available in this release?)"
+                if apt.refreshed
+                else ""
+            )
         )
     path = new[0]
     version = _run(["dpkg-deb", "-f", str(path), "Version"]).strip()

@@ -6,6 +6,9 @@ natural proportions (the largest domain ~20x the smallest). Every byte comes fro
 fetched by name with `apt-get download` and unpacked with `dpkg-deb -x` into a temp dir (nothing is
 installed), so the corpus is reproducible from the manifest's package versions and sha256 sums.
 
+The domains themselves (packages, budgets, extractors) are `acodm_ray/data/debian_domains.py`;
+this module fetches them, cleans, samples and splits the documents, and writes the corpus.
+
 Output (`build_bundled_corpus`):
     <out_dir>/train.jsonl, <out_dir>/validation.jsonl   one {"text": ..., "domain": ...} per line
     <out_dir>/manifest.json                             packages, versions, sha256, sizes, seed
@@ -30,8 +33,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from acodm_ray.config import cache_dir
@@ -46,18 +48,8 @@ from acodm_ray.data.apt import (
     require_tools,
     unpack_package,
 )
-from acodm_ray.data.formats import (
-    DICT_ENTRIES_PER_DOC,
-    MAX_DOC_CHARS,
-    decode_text,
-    files_under,
-    read_brs_text,
-    read_maybe_gz,
-    roff_to_text,
-    split_bible_chapters,
-    split_dictd,
-    split_long_text,
-)
+from acodm_ray.data.debian_domains import MB, DomainSpec, Roots, domain_specs
+from acodm_ray.data.formats import MAX_DOC_CHARS, split_long_text
 
 FORMAT_VERSION = 1
 CORPUS_NAME = "debian-v1"
@@ -66,97 +58,10 @@ VALIDATION_FRACTION = 0.03
 MAX_VALIDATION_BYTES = 100_000
 TINY_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny_corpus"
 
-MB = 1_000_000
-
 
 def default_corpus_dir() -> Path:
     """Where `acodm corpus build` puts the bundled corpus and `source: bundled` looks for it."""
     return cache_dir() / "corpus" / CORPUS_NAME
-
-
-# ------------------------------------------------------------------------------- domains
-
-
-Roots = dict[str, Path]  # package name -> directory it was unpacked into
-
-
-def _python_docs(roots: Roots, packages: tuple[str, ...]) -> list[str]:
-    return [decode_text(p.read_bytes()) for pkg in packages
-            for p in files_under(roots[pkg] / "usr" / "lib", (".py",))]
-
-
-def _header_docs(roots: Roots, packages: tuple[str, ...]) -> list[str]:
-    return [decode_text(p.read_bytes()) for pkg in packages
-            for p in files_under(roots[pkg] / "usr" / "include", (".h",))]
-
-
-def _legal_docs(roots: Roots, packages: tuple[str, ...]) -> list[str]:
-    """Licence texts plus the debian/copyright file of every package the build downloaded."""
-    docs = [decode_text(p.read_bytes()) for pkg in packages
-            for p in files_under(roots[pkg] / "usr" / "share" / "common-licenses", ("",))]
-    for pkg in sorted(roots):
-        docs += [decode_text(p.read_bytes())
-                 for p in files_under(roots[pkg] / "usr" / "share" / "doc", ("copyright",))]
-    return docs
-
-
-def _manual_docs(roots: Roots, packages: tuple[str, ...]) -> list[str]:
-    return [roff_to_text(decode_text(read_maybe_gz(p))) for pkg in packages
-            for p in files_under(roots[pkg] / "usr" / "share" / "man", (".gz",))]
-
-
-def _dictionary_docs(roots: Roots, packages: tuple[str, ...]) -> list[str]:
-    docs: list[str] = []
-    for pkg in packages:
-        for index in files_under(roots[pkg] / "usr" / "share" / "dictd", (".index",)):
-            data = gzip.decompress(index.with_suffix(".dict.dz").read_bytes())
-            docs += split_dictd(data, index.read_text(encoding="utf-8", errors="replace"))
-    return docs
-
-
-def _literature_docs(roots: Roots, packages: tuple[str, ...]) -> list[str]:
-    docs: list[str] = []
-    for pkg in packages:
-        for path in files_under(roots[pkg] / "usr" / "lib", ("bible.data",)):
-            docs += split_bible_chapters(read_brs_text(path.read_bytes()))
-    return docs
-
-
-def _latex_docs(roots: Roots, packages: tuple[str, ...]) -> list[str]:
-    return [decode_text(read_maybe_gz(p)) for pkg in packages
-            for p in files_under(roots[pkg] / "usr" / "share" / "doc", (".tex", ".tex.gz"))]
-
-
-@dataclass(frozen=True)
-class DomainSpec:
-    """One domain: which packages hold it, how to turn them into documents, its byte budget."""
-
-    name: str
-    packages: tuple[str, ...]
-    budget_bytes: int
-    extract: Callable[[Roots, tuple[str, ...]], list[str]]
-    description: str
-
-
-def domain_specs(python: str = "3.11") -> list[DomainSpec]:
-    """The seven domains, largest budget first. Budgets give Pile-like skew (8 MB vs 0.45 MB);
-    each is at most what the packages really hold, measured on Debian 12."""
-    return [
-        DomainSpec("python_code", (f"libpython{python}-stdlib", f"libpython{python}-minimal"),
-                   8 * MB, _python_docs, "Python standard library source (.py)"),
-        DomainSpec("dictionary", ("dict-gcide",), 6 * MB, _dictionary_docs,
-                   f"GCIDE (Webster 1913 + WordNet), {DICT_ENTRIES_PER_DOC} entries per document"),
-        DomainSpec("c_headers", ("linux-libc-dev",), 4 * MB, _header_docs,
-                   "Linux kernel UAPI C headers (.h)"),
-        DomainSpec("manuals", ("manpages", "manpages-dev"), 3 * MB, _manual_docs,
-                   "Linux man-pages, roff stripped to text"),
-        DomainSpec("literature", ("bible-kjv-text",), 2 * MB, _literature_docs,
-                   "King James Bible, one document per chapter"),
-        DomainSpec("latex", ("texlive-science-doc",), 1 * MB, _latex_docs,
-                   "LaTeX sources of TeX Live science package documentation (.tex)"),
-        DomainSpec("legal", ("base-files",), 450_000, _legal_docs,
-                   "/usr/share/common-licenses plus every downloaded package's copyright file"),
-    ]
 
 
 # ------------------------------------------------------------------------------- sampling
@@ -213,15 +118,18 @@ def split_train_validation(
             break
         val.append(doc)
         size += utf8_len(doc)
-    return docs[len(val):], val
+    return docs[len(val) :], val
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, str]]) -> None:
     """One JSON object per line; .gz paths are gzip'd with a zero timestamp so a rebuild gives
     identical bytes (the tiny slice is git-tracked)."""
     with open(path, "wb") as raw:
-        with (gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
-              if path.name.endswith(".gz") else raw) as f:
+        with (
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
+            if path.name.endswith(".gz")
+            else raw
+        ) as f:
             for row in rows:
                 f.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
 
@@ -238,13 +146,20 @@ def split_stats(docs: list[str]) -> dict[str, int]:
     return {"bytes": sum(utf8_len(d) for d in docs), "docs": len(docs)}
 
 
-def write_corpus(out: Path, train: dict[str, list[str]], validation: dict[str, list[str]],
-                 manifest: dict, gz: bool = False) -> None:
+def write_corpus(
+    out: Path,
+    train: dict[str, list[str]],
+    validation: dict[str, list[str]],
+    manifest: dict,
+    gz: bool = False,
+) -> None:
     """train/validation jsonl (grouped by domain, domain order kept) and manifest.json."""
     ext = ".jsonl.gz" if gz else ".jsonl"
     for split, data in (("train", train), ("validation", validation)):
-        write_jsonl(out / f"{split}{ext}",
-                    ({"text": t, "domain": d} for d, docs in data.items() for t in docs))
+        write_jsonl(
+            out / f"{split}{ext}",
+            ({"text": t, "domain": d} for d, docs in data.items() for t in docs),
+        )
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -270,7 +185,9 @@ def select_domains(specs: list[DomainSpec], domains: Iterable[str] | None) -> li
     known = [s.name for s in specs]
     unknown = [d for d in wanted if d not in known]
     if unknown or not wanted:
-        raise CorpusBuildError(f"unknown corpus domain(s) {unknown or wanted}; the domains are {known}")
+        raise CorpusBuildError(
+            f"unknown corpus domain(s) {unknown or wanted}; the domains are {known}"
+        )
     return [s for s in specs if s.name in wanted]
 
 
@@ -283,7 +200,9 @@ def build_bundled_corpus(
     dir, renamed into place at the end). `domains` builds only those (a partial corpus, for tests
     and quick checks); it needs an explicit `out_dir`, so the default corpus is always complete."""
     if domains is not None and out_dir is None:
-        raise CorpusBuildError("a partial corpus (--domains) needs an explicit output directory (--out)")
+        raise CorpusBuildError(
+            "a partial corpus (--domains) needs an explicit output directory (--out)"
+        )
     out_dir = Path(out_dir) if out_dir is not None else default_corpus_dir()
     if (out_dir / "manifest.json").exists() and not force:
         log(f"already built: {out_dir}")
@@ -293,7 +212,9 @@ def build_bundled_corpus(
     apt = AptLists()
     wanted = None if domains is None else list(domains)
     needs_python = wanted is None or "python_code" in wanted
-    specs = select_domains(domain_specs(pick_python_version(apt=apt) if needs_python else "3.11"), wanted)
+    specs = select_domains(
+        domain_specs(pick_python_version(apt=apt) if needs_python else "3.11"), wanted
+    )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     tmp_out.chmod(0o755)  # mkdtemp makes it private; the corpus is shared data
@@ -314,7 +235,9 @@ def build_bundled_corpus(
     return out_dir
 
 
-def _build_into(out: Path, work: Path, specs: list[DomainSpec], apt: AptLists | None = None) -> dict:
+def _build_into(
+    out: Path, work: Path, specs: list[DomainSpec], apt: AptLists | None = None
+) -> dict:
     debs_dir, roots_dir = work / "debs", work / "roots"
     debs_dir.mkdir()
     names = sorted({p for s in specs for p in s.packages})
@@ -346,10 +269,12 @@ def _build_into(out: Path, work: Path, specs: list[DomainSpec], apt: AptLists | 
             "train": split_stats(train[spec.name]),
             "validation": split_stats(validation[spec.name]),
         }
-        log(f"{spec.name}: {available['bytes'] / MB:.2f} MB available in {available['docs']} docs;"
+        log(
+            f"{spec.name}: {available['bytes'] / MB:.2f} MB available in {available['docs']} docs;"
             f" kept {domains[spec.name]['train']['bytes'] / MB:.2f} MB train"
             f" ({domains[spec.name]['train']['docs']} docs),"
-            f" {domains[spec.name]['validation']['bytes'] / 1000:.0f} KB validation")
+            f" {domains[spec.name]['validation']['bytes'] / 1000:.0f} KB validation"
+        )
     manifest = {
         "name": CORPUS_NAME,
         "format_version": FORMAT_VERSION,
@@ -361,8 +286,16 @@ def _build_into(out: Path, work: Path, specs: list[DomainSpec], apt: AptLists | 
         "apt_host": host_release(),
         "apt_lists_refreshed": bool(apt and apt.refreshed),
         "domains": domains,
-        "packages": [{"name": d.name, "version": d.version, "sha256": d.sha256, "size": d.size,
-                      "file": d.path.name} for d in debs.values()],
+        "packages": [
+            {
+                "name": d.name,
+                "version": d.version,
+                "sha256": d.sha256,
+                "size": d.size,
+                "file": d.path.name,
+            }
+            for d in debs.values()
+        ],
     }
     write_corpus(out, train, validation, manifest)
     return manifest

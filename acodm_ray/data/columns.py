@@ -56,7 +56,9 @@ def _is_text(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
-def collect_texts(batches: Iterable[dict[str, list[Any]]], text_column: str, source: str) -> list[str]:
+def collect_texts(
+    batches: Iterable[dict[str, list[Any]]], text_column: str, source: str
+) -> list[str]:
     """All non-empty texts of one column."""
     return [t for batch in batches for t in column(batch, text_column, source) if _is_text(t)]
 
@@ -80,6 +82,8 @@ def group_by_domain(
             docs = out.setdefault(str(domain), [])  # kept even if empty: reported by name later
             if _is_text(text):
                 docs.append(text)
-        if stop_when_full and all(len(out.get(d, [])) >= stop_when_full[1] for d in stop_when_full[0]):
+        if stop_when_full and all(
+            len(out.get(d, [])) >= stop_when_full[1] for d in stop_when_full[0]
+        ):
             break
     return out

@@ -66,7 +66,10 @@ class TextCorpus:
         h = hashlib.sha256(b"acodm-text-corpus-v1")
         for domain in self.domains:
             h.update(b"\x00D" + domain.encode("utf-8"))
-            for split, docs in (("train", self.train[domain]), ("validation", self.validation[domain])):
+            for split, docs in (
+                ("train", self.train[domain]),
+                ("validation", self.validation[domain]),
+            ):
                 h.update(f"\x00S{split}:{len(docs)}".encode())
                 for doc in docs:
                     data = doc.encode("utf-8")
@@ -76,9 +79,15 @@ class TextCorpus:
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Characters and documents per domain and split (for logs and reports)."""
-        return {d: {"train_docs": len(self.train[d]), "train_chars": sum(map(len, self.train[d])),
-                    "validation_docs": len(self.validation[d]),
-                    "validation_chars": sum(map(len, self.validation[d]))} for d in self.domains}
+        return {
+            d: {
+                "train_docs": len(self.train[d]),
+                "train_chars": sum(map(len, self.train[d])),
+                "validation_docs": len(self.validation[d]),
+                "validation_chars": sum(map(len, self.validation[d])),
+            }
+            for d in self.domains
+        }
 
 
 # ------------------------------------------------------------------------------- entry point
@@ -99,7 +108,9 @@ def load_text_corpus(cfg: CorpusConfig) -> TextCorpus:
     validation = {d: validation.get(d, []) for d in domains}
     if cfg.max_docs_per_domain is not None:
         if cfg.max_docs_per_domain < 1:
-            raise CorpusError(f"corpus.max_docs_per_domain must be >= 1, got {cfg.max_docs_per_domain}")
+            raise CorpusError(
+                f"corpus.max_docs_per_domain must be >= 1, got {cfg.max_docs_per_domain}"
+            )
         train = {d: v[: cfg.max_docs_per_domain] for d, v in train.items()}
         validation = {d: v[: cfg.max_docs_per_domain] for d, v in validation.items()}
     check_not_empty(train, validation)
@@ -113,7 +124,9 @@ def _read_source(cfg: CorpusConfig) -> tuple[Docs, Docs | None, list[str]]:
     if cfg.source == "hub":
         return _read_hub(cfg)
     if cfg.data_files and cfg.domain_files:
-        raise CorpusError("give corpus.data_files (column mode) or corpus.domain_files (file mode), not both")
+        raise CorpusError(
+            "give corpus.data_files (column mode) or corpus.domain_files (file mode), not both"
+        )
     if cfg.domain_files:
         return _read_domain_files(cfg)
     if cfg.data_files:
@@ -149,7 +162,9 @@ def _read_packaged(cfg: CorpusConfig) -> tuple[Docs, Docs | None, list[str]]:
             raise CorpusFileNotFoundError(f"corpus file missing: {path} (rebuild with --force)")
     ds = _load_local("json", files)
     train = group_by_domain(_batches(ds["train"]), "text", "domain", f"{root}/train{ext}")
-    validation = group_by_domain(_batches(ds["validation"]), "text", "domain", f"{root}/validation{ext}")
+    validation = group_by_domain(
+        _batches(ds["validation"]), "text", "domain", f"{root}/validation{ext}"
+    )
     manifest = json.loads((root / "manifest.json").read_text())
     order = [d for d in manifest.get("domains", {}) if d in train] or sorted(train)
     return train, validation, order
@@ -167,12 +182,17 @@ def _read_column_files(cfg: CorpusConfig) -> tuple[Docs, Docs | None, list[str]]
             f"corpus.data_files keys must be 'train' and optionally 'validation', got "
             f"{sorted(cfg.data_files)}"
         )
-    files = {split: resolve_files(paths, f"corpus.data_files.{split}")
-             for split, paths in cfg.data_files.items()}
+    files = {
+        split: resolve_files(paths, f"corpus.data_files.{split}")
+        for split, paths in cfg.data_files.items()
+    }
     ds = _load_local(cfg.source, files)
-    out = {split: group_by_domain(_batches(ds[split]), cfg.text_column, cfg.domain_column,
-                                  ", ".join(files[split]))
-           for split in files}
+    out = {
+        split: group_by_domain(
+            _batches(ds[split]), cfg.text_column, cfg.domain_column, ", ".join(files[split])
+        )
+        for split in files
+    }
     return out["train"], out.get("validation"), sorted(out["train"])
 
 
@@ -205,9 +225,17 @@ def _read_hub(cfg: CorpusConfig) -> tuple[Docs, Docs | None, list[str]]:
     if "train" not in ds:
         raise CorpusError(f"hub dataset {cfg.path!r} has no 'train' split (has {list(ds)})")
     stop = (set(cfg.domains), cfg.max_docs_per_domain) if stream else None
-    out = {split: group_by_domain(_batches(ds[split]), cfg.text_column, cfg.domain_column,
-                                  f"{cfg.path}[{split}]", stop_when_full=stop)
-           for split in SPLITS if split in ds}
+    out = {
+        split: group_by_domain(
+            _batches(ds[split]),
+            cfg.text_column,
+            cfg.domain_column,
+            f"{cfg.path}[{split}]",
+            stop_when_full=stop,
+        )
+        for split in SPLITS
+        if split in ds
+    }
     return out["train"], out.get("validation"), sorted(out["train"])
 
 

@@ -51,7 +51,8 @@ def files_under(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
     if not root.exists():
         return []
     return sorted(
-        p for p in root.rglob("*")
+        p
+        for p in root.rglob("*")
         if p.is_file() and not p.is_symlink() and p.name.endswith(suffixes)
     )
 
@@ -64,16 +65,66 @@ def read_maybe_gz(path: Path) -> bytes:
 # ------------------------------------------------------------------------------- roff (manuals)
 
 _ROFF_CHARS = {
-    "em": "--", "en": "-", "hy": "-", "mi": "-", "aq": "'", "dq": '"', "lq": '"', "rq": '"',
-    "oq": "'", "cq": "'", "bu": "*", "co": "(c)", "rg": "(R)", "tm": "(TM)", "de": " degrees",
-    "mu": "x", "<=": "<=", ">=": ">=", "!=": "!=", "->": "->", "<-": "<-", "ti": "~", "ha": "^",
-    "rs": "\\", "ba": "|", "or": "|", "sl": "/", "pl": "+", "eq": "=", "ga": "`", "aa": "'",
-    "at": "@", "sh": "#", "Do": "$", "lB": "[", "rB": "]", "lC": "{", "rC": "}", "ua": "^",
-    "da": "v", "rA": "=>", "lA": "<=", "pc": ".", "ss": "ss", "+-": "+-", "12": "1/2",
+    "em": "--",
+    "en": "-",
+    "hy": "-",
+    "mi": "-",
+    "aq": "'",
+    "dq": '"',
+    "lq": '"',
+    "rq": '"',
+    "oq": "'",
+    "cq": "'",
+    "bu": "*",
+    "co": "(c)",
+    "rg": "(R)",
+    "tm": "(TM)",
+    "de": " degrees",
+    "mu": "x",
+    "<=": "<=",
+    ">=": ">=",
+    "!=": "!=",
+    "->": "->",
+    "<-": "<-",
+    "ti": "~",
+    "ha": "^",
+    "rs": "\\",
+    "ba": "|",
+    "or": "|",
+    "sl": "/",
+    "pl": "+",
+    "eq": "=",
+    "ga": "`",
+    "aa": "'",
+    "at": "@",
+    "sh": "#",
+    "Do": "$",
+    "lB": "[",
+    "rB": "]",
+    "lC": "{",
+    "rC": "}",
+    "ua": "^",
+    "da": "v",
+    "rA": "=>",
+    "lA": "<=",
+    "pc": ".",
+    "ss": "ss",
+    "+-": "+-",
+    "12": "1/2",
 }
 _ROFF_STRINGS = {"lq": '"', "rq": '"', "R": "(R)", "Tm": "(TM)"}
-_ROFF_SINGLE = {"-": "-", "e": "\\", "\\": "\\", " ": " ", "~": " ", "0": " ", "t": "\t",
-                ".": ".", "'": "'", "`": "`"}
+_ROFF_SINGLE = {
+    "-": "-",
+    "e": "\\",
+    "\\": "\\",
+    " ": " ",
+    "~": " ",
+    "0": " ",
+    "t": "\t",
+    ".": ".",
+    "'": "'",
+    "`": "`",
+}
 _ROFF_ESCAPE = re.compile(
     r"""\\(?:
         (?P<font>f(?:\[[^\]]*\]|\(..|.))
@@ -114,8 +165,10 @@ def roff_unescape(text: str) -> str:
 
 def _roff_args(rest: str) -> list[str]:
     """Split a request's arguments the roff way: double quotes group, "" is a literal quote."""
-    return [q.replace('""', '"') if p is None else p
-            for q, p in ((m.group(1), m.group(2)) for m in _ROFF_ARG.finditer(rest))]
+    return [
+        q.replace('""', '"') if p is None else p
+        for q, p in ((m.group(1), m.group(2)) for m in _ROFF_ARG.finditer(rest))
+    ]
 
 
 class _RoffText:
@@ -259,8 +312,9 @@ def dictd_number(s: str) -> int:
     return value
 
 
-def split_dictd(dict_data: bytes, index_text: str,
-                entries_per_doc: int = DICT_ENTRIES_PER_DOC) -> list[str]:
+def split_dictd(
+    dict_data: bytes, index_text: str, entries_per_doc: int = DICT_ENTRIES_PER_DOC
+) -> list[str]:
     """Cut a dictd dictionary into documents of `entries_per_doc` consecutive entries.
 
     The index lists `headword<TAB>offset<TAB>length` (byte offsets into the .dict file); several
@@ -272,10 +326,12 @@ def split_dictd(dict_data: bytes, index_text: str,
         if len(fields) < 3 or fields[0].startswith("00-"):
             continue
         spans.add((dictd_number(fields[1]), dictd_number(fields[2])))
-    entries = [decode_text(dict_data[o:o + n]).strip() for o, n in sorted(spans)]
+    entries = [decode_text(dict_data[o : o + n]).strip() for o, n in sorted(spans)]
     entries = [e for e in entries if e]
-    return ["\n\n".join(entries[i:i + entries_per_doc]) + "\n"
-            for i in range(0, len(entries), entries_per_doc)]
+    return [
+        "\n\n".join(entries[i : i + entries_per_doc]) + "\n"
+        for i in range(0, len(entries), entries_per_doc)
+    ]
 
 
 # ------------------------------------------------------------------------------- KJV (bible-kjv-text)
@@ -343,26 +399,77 @@ def read_brs_text(raw: bytes) -> str:
     if not raw.startswith(b"EC02"):
         raise ValueError("not a Bible Retrieval System data file (magic EC02 missing)")
     _window, n = struct.unpack(">II", raw[0x54:0x5C])
-    offsets = struct.unpack(f">{n + 1}I", raw[0x5C:0x5C + 4 * (n + 1)])
-    parts = [lzw_decompress(raw[offsets[k]:offsets[k + 1]]) for k in range(n)]
+    offsets = struct.unpack(f">{n + 1}I", raw[0x5C : 0x5C + 4 * (n + 1)])
+    parts = [lzw_decompress(raw[offsets[k] : offsets[k + 1]]) for k in range(n)]
     return decode_text(b"".join(parts))
 
 
 KJV_BOOKS = {
-    "Ge": "Genesis", "Exo": "Exodus", "Lev": "Leviticus", "Num": "Numbers", "Deu": "Deuteronomy",
-    "Josh": "Joshua", "Jdgs": "Judges", "Ruth": "Ruth", "1Sm": "1 Samuel", "2Sm": "2 Samuel",
-    "1Ki": "1 Kings", "2Ki": "2 Kings", "1Chr": "1 Chronicles", "2Chr": "2 Chronicles",
-    "Ezra": "Ezra", "Neh": "Nehemiah", "Est": "Esther", "Job": "Job", "Psa": "Psalms",
-    "Prv": "Proverbs", "Eccl": "Ecclesiastes", "SSol": "Song of Solomon", "Isa": "Isaiah",
-    "Jer": "Jeremiah", "Lam": "Lamentations", "Eze": "Ezekiel", "Dan": "Daniel", "Hos": "Hosea",
-    "Joel": "Joel", "Amos": "Amos", "Obad": "Obadiah", "Jonah": "Jonah", "Mic": "Micah",
-    "Nahum": "Nahum", "Hab": "Habakkuk", "Zep": "Zephaniah", "Hag": "Haggai", "Zec": "Zechariah",
-    "Mal": "Malachi", "Mat": "Matthew", "Mark": "Mark", "Luke": "Luke", "John": "John",
-    "Acts": "Acts", "Rom": "Romans", "1Cor": "1 Corinthians", "2Cor": "2 Corinthians",
-    "Gal": "Galatians", "Eph": "Ephesians", "Phi": "Philippians", "Col": "Colossians",
-    "1Th": "1 Thessalonians", "2Th": "2 Thessalonians", "1Tim": "1 Timothy", "2Tim": "2 Timothy",
-    "Titus": "Titus", "Phmn": "Philemon", "Heb": "Hebrews", "Jas": "James", "1Pet": "1 Peter",
-    "2Pet": "2 Peter", "1Jn": "1 John", "2Jn": "2 John", "3Jn": "3 John", "Jude": "Jude",
+    "Ge": "Genesis",
+    "Exo": "Exodus",
+    "Lev": "Leviticus",
+    "Num": "Numbers",
+    "Deu": "Deuteronomy",
+    "Josh": "Joshua",
+    "Jdgs": "Judges",
+    "Ruth": "Ruth",
+    "1Sm": "1 Samuel",
+    "2Sm": "2 Samuel",
+    "1Ki": "1 Kings",
+    "2Ki": "2 Kings",
+    "1Chr": "1 Chronicles",
+    "2Chr": "2 Chronicles",
+    "Ezra": "Ezra",
+    "Neh": "Nehemiah",
+    "Est": "Esther",
+    "Job": "Job",
+    "Psa": "Psalms",
+    "Prv": "Proverbs",
+    "Eccl": "Ecclesiastes",
+    "SSol": "Song of Solomon",
+    "Isa": "Isaiah",
+    "Jer": "Jeremiah",
+    "Lam": "Lamentations",
+    "Eze": "Ezekiel",
+    "Dan": "Daniel",
+    "Hos": "Hosea",
+    "Joel": "Joel",
+    "Amos": "Amos",
+    "Obad": "Obadiah",
+    "Jonah": "Jonah",
+    "Mic": "Micah",
+    "Nahum": "Nahum",
+    "Hab": "Habakkuk",
+    "Zep": "Zephaniah",
+    "Hag": "Haggai",
+    "Zec": "Zechariah",
+    "Mal": "Malachi",
+    "Mat": "Matthew",
+    "Mark": "Mark",
+    "Luke": "Luke",
+    "John": "John",
+    "Acts": "Acts",
+    "Rom": "Romans",
+    "1Cor": "1 Corinthians",
+    "2Cor": "2 Corinthians",
+    "Gal": "Galatians",
+    "Eph": "Ephesians",
+    "Phi": "Philippians",
+    "Col": "Colossians",
+    "1Th": "1 Thessalonians",
+    "2Th": "2 Thessalonians",
+    "1Tim": "1 Timothy",
+    "2Tim": "2 Timothy",
+    "Titus": "Titus",
+    "Phmn": "Philemon",
+    "Heb": "Hebrews",
+    "Jas": "James",
+    "1Pet": "1 Peter",
+    "2Pet": "2 Peter",
+    "1Jn": "1 John",
+    "2Jn": "2 John",
+    "3Jn": "3 John",
+    "Jude": "Jude",
     "Rev": "Revelation",
 }
 _VERSE = re.compile(r"^(\d?[A-Za-z]+)(\d+):(\d+)\s+(.*)$")
@@ -378,5 +485,7 @@ def split_bible_chapters(text: str) -> list[str]:
         if m:
             book, chapter, verse, words = m.groups()
             chapters.setdefault((book, chapter), []).append(f"{verse} {words.strip()}")
-    return [f"{KJV_BOOKS.get(book, book)} {chapter}\n\n" + "\n".join(verses) + "\n"
-            for (book, chapter), verses in chapters.items()]
+    return [
+        f"{KJV_BOOKS.get(book, book)} {chapter}\n\n" + "\n".join(verses) + "\n"
+        for (book, chapter), verses in chapters.items()
+    ]

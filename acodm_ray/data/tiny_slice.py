@@ -13,7 +13,14 @@ import json
 import math
 from pathlib import Path
 
-from acodm_ray.data.build import FORMAT_VERSION, TINY_DIR, read_jsonl, split_stats, utf8_len, write_corpus
+from acodm_ray.data.build import (
+    FORMAT_VERSION,
+    TINY_DIR,
+    read_jsonl,
+    split_stats,
+    utf8_len,
+    write_corpus,
+)
 
 
 def read_corpus_dir(src_dir: Path) -> tuple[dict[str, list[str]], dict[str, list[str]], dict]:
@@ -21,8 +28,10 @@ def read_corpus_dir(src_dir: Path) -> tuple[dict[str, list[str]], dict[str, list
     src_dir = Path(src_dir)
     splits: list[dict[str, list[str]]] = []
     for split in ("train", "validation"):
-        path = next((p for p in (src_dir / f"{split}.jsonl", src_dir / f"{split}.jsonl.gz")
-                     if p.exists()), None)
+        path = next(
+            (p for p in (src_dir / f"{split}.jsonl", src_dir / f"{split}.jsonl.gz") if p.exists()),
+            None,
+        )
         if path is None:
             raise FileNotFoundError(f"{src_dir} has no {split}.jsonl(.gz)")
         data: dict[str, list[str]] = {}
@@ -80,9 +89,10 @@ def make_tiny_slice(
     train, validation, src_manifest = read_corpus_dir(Path(src_dir))
     full = {d: sum(utf8_len(t) for t in docs) for d, docs in train.items()}
     largest = max(full.values())
-    tiny_train = {d: take_budget(docs, tiny_train_budget(full[d], largest, max_train_bytes,
-                                                          min_train_bytes))
-                  for d, docs in train.items()}
+    tiny_train = {
+        d: take_budget(docs, tiny_train_budget(full[d], largest, max_train_bytes, min_train_bytes))
+        for d, docs in train.items()
+    }
     tiny_val = {d: take_budget(validation[d], validation_bytes) for d in train}
     manifest = {
         "name": "tiny",
@@ -96,12 +106,20 @@ def make_tiny_slice(
             "that does not fit the rest of a budget contributes its leading lines (cut at a line "
             "boundary) when at least 1000 bytes are left."
         ),
-        "params": {"max_train_bytes": max_train_bytes, "min_train_bytes": min_train_bytes,
-                   "validation_bytes": validation_bytes},
+        "params": {
+            "max_train_bytes": max_train_bytes,
+            "min_train_bytes": min_train_bytes,
+            "validation_bytes": validation_bytes,
+        },
         "source": {k: src_manifest.get(k) for k in ("name", "format_version", "seed", "packages")},
-        "domains": {d: {"description": src_manifest.get("domains", {}).get(d, {}).get("description"),
-                        "train": split_stats(tiny_train[d]), "validation": split_stats(tiny_val[d])}
-                    for d in train},
+        "domains": {
+            d: {
+                "description": src_manifest.get("domains", {}).get(d, {}).get("description"),
+                "train": split_stats(tiny_train[d]),
+                "validation": split_stats(tiny_val[d]),
+            }
+            for d in train
+        },
     }
     dst_dir = Path(dst_dir)
     dst_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("src", type=Path, help="a built corpus dir (python -m acodm_ray.data.build)")
+    parser.add_argument(
+        "src", type=Path, help="a built corpus dir (python -m acodm_ray.data.build)"
+    )
     parser.add_argument("--out", type=Path, default=TINY_DIR)
     args = parser.parse_args(argv)
     print(make_tiny_slice(args.src, args.out))

@@ -49,15 +49,23 @@ def load_or_train_tokenizer(cfg: TokenizerConfig, corpus: TextCorpus) -> PreTrai
     path = tokenizer_cache_path(cfg, corpus)
     if (path / "tokenizer.json").exists():
         return load_tokenizer(path)
-    tokenizer = wrap(train_bpe(training_texts(corpus, cfg.train_max_chars_per_domain), cfg.vocab_size))
+    tokenizer = wrap(
+        train_bpe(training_texts(corpus, cfg.train_max_chars_per_domain), cfg.vocab_size)
+    )
     save_atomically(tokenizer, path)
     return tokenizer
 
 
 def tokenizer_cache_path(cfg: TokenizerConfig, corpus: TextCorpus) -> Path:
-    key = json.dumps({"format": TOKENIZER_FORMAT, "corpus": corpus.fingerprint(),
-                      "vocab_size": cfg.vocab_size,
-                      "max_chars": cfg.train_max_chars_per_domain}, sort_keys=True)
+    key = json.dumps(
+        {
+            "format": TOKENIZER_FORMAT,
+            "corpus": corpus.fingerprint(),
+            "vocab_size": cfg.vocab_size,
+            "max_chars": cfg.train_max_chars_per_domain,
+        },
+        sort_keys=True,
+    )
     return cache_dir() / "tokenizers" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -118,15 +126,23 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     """A tokenizer.json file or an HF tokenizer directory, local only, no remote code."""
     path = Path(path).expanduser()
     if path.is_file():
-        tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(path), clean_up_tokenization_spaces=False)
+        tokenizer = PreTrainedTokenizerFast(
+            tokenizer_file=str(path), clean_up_tokenization_spaces=False
+        )
     elif path.is_dir():
         if not any((path / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
-            raise TokenizerError(f"tokenizer directory {path} has no tokenizer.json or tokenizer_config.json")
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+            raise TokenizerError(
+                f"tokenizer directory {path} has no tokenizer.json or tokenizer_config.json"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(path), local_files_only=True, trust_remote_code=False
+        )
     else:
         raise TokenizerError(f"tokenizer.path not found: {path}")
     if not isinstance(tokenizer, PreTrainedTokenizerFast):
-        raise TokenizerError(f"tokenizer at {path} has no fast (Rust) implementation; got {type(tokenizer).__name__}")
+        raise TokenizerError(
+            f"tokenizer at {path} has no fast (Rust) implementation; got {type(tokenizer).__name__}"
+        )
     ensure_eos(tokenizer, str(path))
     return tokenizer
 
@@ -135,7 +151,9 @@ def load_hub_tokenizer(name: str, trust_remote_code: bool = False) -> PreTrained
     """A tokenizer named on the Hugging Face hub: only when the config says `from_hub: true`."""
     tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     if not isinstance(tokenizer, PreTrainedTokenizerFast):
-        raise TokenizerError(f"hub tokenizer {name} has no fast (Rust) implementation; got {type(tokenizer).__name__}")
+        raise TokenizerError(
+            f"hub tokenizer {name} has no fast (Rust) implementation; got {type(tokenizer).__name__}"
+        )
     ensure_eos(tokenizer, name)
     return tokenizer
 

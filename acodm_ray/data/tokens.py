@@ -59,11 +59,15 @@ def tokenize_corpus(
     if cache and (path / "meta.json").exists():
         return load_tokens(path)
     backend = tokenizer.backend_tokenizer
-    streams = {split: {d: encode_documents(backend, getattr(corpus, split)[d], eos_id)
-                       for d in corpus.domains}
-               for split in SPLITS}
-    tokens = TokenizedCorpus(list(corpus.domains), streams["train"], streams["validation"],
-                             vocab_size, int(eos_id))
+    streams = {
+        split: {
+            d: encode_documents(backend, getattr(corpus, split)[d], eos_id) for d in corpus.domains
+        }
+        for split in SPLITS
+    }
+    tokens = TokenizedCorpus(
+        list(corpus.domains), streams["train"], streams["validation"], vocab_size, int(eos_id)
+    )
     if cache:
         save_tokens(tokens, path)
     return tokens
@@ -78,7 +82,9 @@ def encode_documents(backend, docs: list[str], eos_id: int) -> np.ndarray:
     """ids(doc_0) eos ids(doc_1) eos ... as int32, encoded in batches (bounded memory)."""
     ids: list[int] = []
     for start in range(0, len(docs), ENCODE_BATCH_DOCS):
-        for enc in backend.encode_batch(docs[start:start + ENCODE_BATCH_DOCS], add_special_tokens=False):
+        for enc in backend.encode_batch(
+            docs[start : start + ENCODE_BATCH_DOCS], add_special_tokens=False
+        ):
             ids.extend(enc.ids)
             ids.append(eos_id)
     return np.asarray(ids, dtype=np.int32)
@@ -93,8 +99,12 @@ def save_tokens(tokens: TokenizedCorpus, path: Path) -> None:
         for split in SPLITS:
             for i, domain in enumerate(tokens.domains):
                 np.save(tmp / f"{split}_{i}.npy", getattr(tokens, split)[domain])
-        meta = {"format": TOKENS_FORMAT, "domains": tokens.domains,
-                "vocab_size": tokens.vocab_size, "eos_id": tokens.eos_id}
+        meta = {
+            "format": TOKENS_FORMAT,
+            "domains": tokens.domains,
+            "vocab_size": tokens.vocab_size,
+            "eos_id": tokens.eos_id,
+        }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         os.replace(tmp, path)
     except OSError:
@@ -107,7 +117,14 @@ def save_tokens(tokens: TokenizedCorpus, path: Path) -> None:
 def load_tokens(path: Path) -> TokenizedCorpus:
     meta = json.loads((path / "meta.json").read_text())
     domains = meta["domains"]
-    streams = {split: {d: np.load(path / f"{split}_{i}.npy") for i, d in enumerate(domains)}
-               for split in SPLITS}
-    return TokenizedCorpus(domains, streams["train"], streams["validation"],
-                           int(meta["vocab_size"]), int(meta["eos_id"]))
+    streams = {
+        split: {d: np.load(path / f"{split}_{i}.npy") for i, d in enumerate(domains)}
+        for split in SPLITS
+    }
+    return TokenizedCorpus(
+        domains,
+        streams["train"],
+        streams["validation"],
+        int(meta["vocab_size"]),
+        int(meta["eos_id"]),
+    )

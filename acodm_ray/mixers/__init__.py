@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -13,7 +13,9 @@ from acodm_ray.mixers.odm import ODMMixer
 from acodm_ray.mixers.static import StaticMixer, file_mixer, natural_mixer, uniform_mixer
 
 MIXERS = ("uniform", "natural", "file", "odm", "alignment")
-SCORE_MIXERS = ("alignment",)  # mixers that learn from the alignment scores (the step must compute them)
+SCORE_MIXERS = (
+    "alignment",
+)  # mixers that learn from the alignment scores (the step must compute them)
 
 
 def build_mixer(cfg: MixerConfig, domains: Sequence[str], natural: np.ndarray) -> Mixer:
@@ -29,9 +31,22 @@ def build_mixer(cfg: MixerConfig, domains: Sequence[str], natural: np.ndarray) -
     if cfg.name == "odm":
         return ODMMixer(domains, natural, cfg.odm_variant, cfg.odm_alpha)
     if cfg.name == "alignment":
-        return AlignmentMixer(domains, cfg.alignment_mu, cfg.alignment_clip_min, cfg.alignment_clip_max,
-                              cfg.alignment_floor)
+        return AlignmentMixer(
+            domains,
+            cfg.alignment_mu,
+            cfg.alignment_clip_min,
+            cfg.alignment_clip_max,
+            cfg.alignment_floor,
+        )
     raise ValueError(f"unknown mixer {cfg.name!r}; valid mixers are {list(MIXERS)}")
 
 
-__all__ = ["Mixer", "StaticMixer", "ODMMixer", "AlignmentMixer", "SCORE_MIXERS", "build_mixer", "MIXERS"]
+__all__ = [
+    "Mixer",
+    "StaticMixer",
+    "ODMMixer",
+    "AlignmentMixer",
+    "SCORE_MIXERS",
+    "build_mixer",
+    "MIXERS",
+]

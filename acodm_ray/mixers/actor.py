@@ -12,8 +12,9 @@ trajectory reads only the state's last entry (the progress), so it is not tied t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,6 @@ import torch
 from acodm_ray.agent.policy_file import load_policy, policy_kind
 from acodm_ray.errors import AcodmError
 from acodm_ray.mixers.base import Mixer
-
 
 # kinds whose network reads the whole state (a trajectory reads only the progress entry)
 STATE_SIZED_KINDS = ("actor", "mlp")
@@ -39,8 +39,13 @@ def policy_progress_scale(meta: dict[str, Any]) -> float | None:
     return None if scale is None else float(scale)
 
 
-def check_policy_matches(meta: dict[str, Any], domains: Sequence[str], state_dim: int | None,
-                         progress_scale: float | None = None, state_spec: dict[str, Any] | None = None) -> None:
+def check_policy_matches(
+    meta: dict[str, Any],
+    domains: Sequence[str],
+    state_dim: int | None,
+    progress_scale: float | None = None,
+    state_spec: dict[str, Any] | None = None,
+) -> None:
     """Refuse a policy whose domains, state layout, state size or progress scale differ from the
     run's. `state_spec` (the run's, as `signals.make_state_spec`) lets the messages name both lists
     of state groups and of tracked matrices."""
@@ -58,8 +63,12 @@ def check_policy_matches(meta: dict[str, Any], domains: Sequence[str], state_dim
         )
     sized = policy_kind(meta) in STATE_SIZED_KINDS
     run_spec = state_spec or {}
-    if sized and policy_spec.get("layout") and run_spec.get("layout") and \
-            list(policy_spec["layout"]) != list(run_spec["layout"]):
+    if (
+        sized
+        and policy_spec.get("layout")
+        and run_spec.get("layout")
+        and list(policy_spec["layout"]) != list(run_spec["layout"])
+    ):
         raise PolicyMismatchError(
             f"policy reads a state laid out as {list(policy_spec['layout'])}, this run's state is "
             f"{list(run_spec['layout'])}"
@@ -67,16 +76,22 @@ def check_policy_matches(meta: dict[str, Any], domains: Sequence[str], state_dim
     if state_dim is not None and sized and int(meta["state_dim"]) != state_dim:
         tracked = ""
         if "tracked_params" in policy_spec and "tracked_params" in run_spec:
-            tracked = (f"; the policy's state tracks {list(policy_spec['tracked_params'])}, this run's tracks "
-                       f"{list(run_spec['tracked_params'])} (fix signals.state_layers to the policy's "
-                       f"{len(policy_spec['tracked_params'])})")
+            tracked = (
+                f"; the policy's state tracks {list(policy_spec['tracked_params'])}, this run's tracks "
+                f"{list(run_spec['tracked_params'])} (fix signals.state_layers to the policy's "
+                f"{len(policy_spec['tracked_params'])})"
+            )
         raise PolicyMismatchError(
             f"policy expects a state of dimension {meta['state_dim']}, this run's state has {state_dim} "
             f"(state = 3K + 2L + 1 with L tracked weight matrices: the target tracks another number of layers)"
             + tracked
         )
     policy_scale = policy_progress_scale(meta)
-    if progress_scale is not None and policy_scale is not None and policy_scale != float(progress_scale):
+    if (
+        progress_scale is not None
+        and policy_scale is not None
+        and policy_scale != float(progress_scale)
+    ):
         raise PolicyMismatchError(
             f"policy reads training progress as (t / T) x {policy_scale:g}, this run's state has x "
             f"{float(progress_scale):g} (signals.progress_scale): set it to {policy_scale:g} for this policy"
@@ -86,8 +101,14 @@ def check_policy_matches(meta: dict[str, Any], domains: Sequence[str], state_dim
 class ActorMixer(Mixer):
     name = "acodm"
 
-    def __init__(self, policy_dir: str | Path, domains: Sequence[str], state_dim: int | None = None,
-                 progress_scale: float | None = None, state_spec: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        policy_dir: str | Path,
+        domains: Sequence[str],
+        state_dim: int | None = None,
+        progress_scale: float | None = None,
+        state_spec: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(domains)
         self.actor, self.meta = load_policy(policy_dir)  # any kind: an nn.Module state -> weights
         check_policy_matches(self.meta, self.domains, state_dim, progress_scale, state_spec)

@@ -23,12 +23,13 @@ reward directly?
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from acodm_ray.mixers.base import Mixer
-from acodm_ray.train_step import StepSignals
+from acodm_ray.step_signals import StepSignals
 
 
 class AlignmentMixer(Mixer):
@@ -70,7 +71,9 @@ class AlignmentMixer(Mixer):
             raise ValueError(f"expected {self.num_domains} alignment scores, got shape {s.shape}")
         if not np.all(np.isfinite(s)):
             raise ValueError(f"alignment scores are not finite: {s.tolist()}")
-        self.log_weights = self.log_weights + (lr / self.mu) * np.clip(s, self.clip_min, self.clip_max)
+        self.log_weights = self.log_weights + (lr / self.mu) * np.clip(
+            s, self.clip_min, self.clip_max
+        )
         self.log_weights -= self.log_weights.max()  # keeps exp() finite; softmax is shift-invariant
         self.t += 1
         return self.weights()
@@ -81,6 +84,8 @@ class AlignmentMixer(Mixer):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         log_weights = np.asarray(state["log_weights"], dtype=np.float64)
         if log_weights.shape != (self.num_domains,):
-            raise ValueError(f"alignment mixer state has {log_weights.size} domains, this mixer {self.num_domains}")
+            raise ValueError(
+                f"alignment mixer state has {log_weights.size} domains, this mixer {self.num_domains}"
+            )
         self.log_weights = log_weights
         self.t = int(state["t"])

@@ -7,11 +7,12 @@ so the pretraining loop, the env's warm-up and the policy server treat them alik
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from acodm_ray.train_step import StepSignals
+from acodm_ray.step_signals import StepSignals
 
 
 class Mixer(ABC):
@@ -32,7 +33,7 @@ class Mixer(ABC):
     def weights(self, state: np.ndarray | None = None) -> np.ndarray:
         """Domain weights (a distribution over `self.domains`) for the next step."""
 
-    def update(self, signals: StepSignals) -> None:
+    def update(self, signals: StepSignals) -> None:  # noqa: B027  (a no-op unless a mixer learns)
         """Learn from the step just taken (static mixers ignore it)."""
 
     def state_dict(self) -> dict[str, Any]:

@@ -15,13 +15,14 @@ renormalised. Weights start at the natural proportions.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from acodm_ray.mixers.base import Mixer
 from acodm_ray.sampler import check_weights
-from acodm_ray.train_step import StepSignals
+from acodm_ray.step_signals import StepSignals
 
 
 def exploration_rate(num_domains: int, t: int) -> float:
@@ -33,7 +34,11 @@ class ODMMixer(Mixer):
     name = "odm"
 
     def __init__(
-        self, domains: Sequence[str], initial: np.ndarray, variant: str = "smoothed_mean", alpha: float = 0.5
+        self,
+        domains: Sequence[str],
+        initial: np.ndarray,
+        variant: str = "smoothed_mean",
+        alpha: float = 0.5,
     ) -> None:
         super().__init__(domains)
         if variant not in ("smoothed_mean", "exp3"):
@@ -85,7 +90,9 @@ class ODMMixer(Mixer):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["variant"] != self.variant:
-            raise ValueError(f"ODM state is for variant {state['variant']!r}, this mixer is {self.variant!r}")
+            raise ValueError(
+                f"ODM state is for variant {state['variant']!r}, this mixer is {self.variant!r}"
+            )
         self.probabilities = np.asarray(state["probabilities"], dtype=np.float64)
         self.estimated_reward = np.asarray(state["estimated_reward"], dtype=np.float64)
         self.eps = float(state["eps"])

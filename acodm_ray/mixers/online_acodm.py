@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ from acodm_ray.agent.networks import build_networks
 from acodm_ray.agent.replay import ReplayBuffer
 from acodm_ray.mixers.base import Mixer
 from acodm_ray.mixers.odm import ODMMixer
-from acodm_ray.train_step import StepSignals
+from acodm_ray.step_signals import StepSignals
 
 
 class OnlineACODM(Mixer):
@@ -93,7 +94,9 @@ class OnlineACODM(Mixer):
     def _obs(self, state: np.ndarray | None) -> torch.Tensor:
         if state is None:
             state = self.last_state
-        s = np.nan_to_num(np.asarray(state, dtype=np.float32).reshape(-1), nan=0.0, posinf=0.0, neginf=0.0)
+        s = np.nan_to_num(
+            np.asarray(state, dtype=np.float32).reshape(-1), nan=0.0, posinf=0.0, neginf=0.0
+        )
         if s.shape != (self.state_dim,):
             raise ValueError(f"state has {s.shape[0]} entries, the agent expects {self.state_dim}")
         return torch.from_numpy(s).reshape(1, -1)
@@ -116,10 +119,14 @@ class OnlineACODM(Mixer):
     # ------------------------------------------------------------------ learning
 
     def update(self, signals: StepSignals) -> None:
-        next_state = np.nan_to_num(np.asarray(signals.state, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        next_state = np.nan_to_num(
+            np.asarray(signals.state, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0
+        )
         done = int(signals.step) >= self.total_steps
         warm = self.in_warmup  # this transition was chosen by the warm-up behaviour (ODM)
-        self.buffer.add(self.last_state, signals.weights, signals.scores, next_state, done, behaviour=warm)
+        self.buffer.add(
+            self.last_state, signals.weights, signals.scores, next_state, done, behaviour=warm
+        )
         self.odm.update(signals)
         self.steps_seen += 1
         self.last_state = next_state
@@ -145,14 +152,26 @@ class OnlineACODM(Mixer):
                 group["lr"] = lr_at(points, self.steps_seen)
         b = self.buffer.sample(self.cfg.batch_size)
         gamma = self.cfg.gamma
-        c_loss = ddpg.update_critic_loss(warmup, self.critic, self.target_actor, self.target_critic, b["obs"],
-                                         b["actions"], b["rewards"], b["next_obs"], b["dones"], gamma)
+        c_loss = ddpg.update_critic_loss(
+            warmup,
+            self.critic,
+            self.target_actor,
+            self.target_critic,
+            b["obs"],
+            b["actions"],
+            b["rewards"],
+            b["next_obs"],
+            b["dones"],
+            gamma,
+        )
         self.critic_opt.zero_grad(set_to_none=True)
         c_loss.backward()
         self.critic_opt.step()
         # after the critic's step: the actor's loss sees the updated critic (the RLlib learner computes
         # both losses in one forward pass, before either step)
-        a_loss = ddpg.update_actor_loss(warmup, self.actor, self.critic, b["obs"], b["actions"], b["behaviour"], self.cfg)
+        a_loss = ddpg.update_actor_loss(
+            warmup, self.actor, self.critic, b["obs"], b["actions"], b["behaviour"], self.cfg
+        )
         self.actor_opt.zero_grad(set_to_none=True)
         grad_norm = 0.0
         if a_loss.requires_grad:  # update_actor_loss detaches it when agent.freeze_actor
@@ -166,13 +185,29 @@ class OnlineACODM(Mixer):
         self.num_updates += 1
         with torch.no_grad():
             entropy = float(ddpg.entropy(self.actor(b["obs"])).mean())
-        td = ddpg.td_error(self.critic, self.target_actor, self.target_critic, b["obs"], b["actions"],
-                           b["rewards"], b["next_obs"], b["dones"], gamma)
-        self.last_losses = {"actor_loss": a_loss.item(), "critic_loss": c_loss.item(), "warmup": float(warmup),
-                            "td_error": td, "actor_grad_norm": grad_norm, "weight_entropy": entropy,
-                            "actor_lr": self.actor_opt.param_groups[0]["lr"],
-                            "value_spread": ddpg.value_spread(self.actor, self.critic, b["obs"], gamma,
-                                                             self.cfg.value_units)}
+        td = ddpg.td_error(
+            self.critic,
+            self.target_actor,
+            self.target_critic,
+            b["obs"],
+            b["actions"],
+            b["rewards"],
+            b["next_obs"],
+            b["dones"],
+            gamma,
+        )
+        self.last_losses = {
+            "actor_loss": a_loss.item(),
+            "critic_loss": c_loss.item(),
+            "warmup": float(warmup),
+            "td_error": td,
+            "actor_grad_norm": grad_norm,
+            "weight_entropy": entropy,
+            "actor_lr": self.actor_opt.param_groups[0]["lr"],
+            "value_spread": ddpg.value_spread(
+                self.actor, self.critic, b["obs"], gamma, self.cfg.value_units
+            ),
+        }
         return self.last_losses
 
     # ------------------------------------------------------------------ checkpoints

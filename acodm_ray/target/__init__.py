@@ -66,6 +66,20 @@ from acodm_ray.target.driver import (
 from acodm_ray.target.faults import FAULTS_ENV
 from acodm_ray.target.worker import RANK_FILE, TRAINER_FILE, train_worker
 
-__all__ = ["run_target", "train_worker", "TorchCollective", "TargetTrainingError", "mixer_spec_for", "mixer_label", "mode_overrides",
-           "state_spec_for", "absolutize_paths", "closing_lines", "finish_run", "FAULTS_ENV", "TRAINER_FILE", "RANK_FILE",
-           "RAY_STORAGE_DIR"]
+__all__ = [
+    "run_target",
+    "train_worker",
+    "TorchCollective",
+    "TargetTrainingError",
+    "mixer_spec_for",
+    "mixer_label",
+    "mode_overrides",
+    "state_spec_for",
+    "absolutize_paths",
+    "closing_lines",
+    "finish_run",
+    "FAULTS_ENV",
+    "TRAINER_FILE",
+    "RANK_FILE",
+    "RAY_STORAGE_DIR",
+]

@@ -13,7 +13,9 @@ from acodm_ray.policy_client import PolicyClient
 
 log = logging.getLogger("acodm_ray.target")
 
-FAULTS_ENV = "ACODM_TARGET_FAULTS"  # JSON: {"crash": {"rank", "step", "marker"}, "kill_server_at": s}
+FAULTS_ENV = (
+    "ACODM_TARGET_FAULTS"  # JSON: {"crash": {"rank", "step", "marker"}, "kill_server_at": s}
+)
 
 
 def read_faults() -> dict[str, Any]:
@@ -21,7 +23,9 @@ def read_faults() -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-def inject_faults(faults: dict[str, Any], rank: int, step: int, client: PolicyClient | None) -> None:
+def inject_faults(
+    faults: dict[str, Any], rank: int, step: int, client: PolicyClient | None
+) -> None:
     """Test hooks (ACODM_TARGET_FAULTS on the driver): kill a worker once, or the policy server."""
     crash = faults.get("crash")
     if crash and rank == int(crash["rank"]) and step == int(crash["step"]):

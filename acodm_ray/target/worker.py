@@ -15,16 +15,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from acodm_ray.checkpoint import load_checkpoint, save_checkpoint
 from acodm_ray.collective import default_collective
 from acodm_ray.config import ExperimentConfig, from_dict
+from acodm_ray.loop import mixing_loop
 from acodm_ray.mixers import SCORE_MIXERS
+from acodm_ray.mixers.base import Mixer
 from acodm_ray.policy_client import PolicyClient
 from acodm_ray.policy_server import PolicyServerUnavailable, max_rss_mb
 from acodm_ray.rundir import trim_jsonl
+from acodm_ray.step_signals import StepSignals
 from acodm_ray.target.faults import inject_faults
-from acodm_ray.loop import mixing_loop
-from acodm_ray.mixers.base import Mixer
-from acodm_ray.train_step import StepSignals, load_checkpoint, save_checkpoint
 
 log = logging.getLogger("acodm_ray.target")
 
@@ -64,8 +65,12 @@ def _event(run_dir: Path, **record: Any) -> None:
 
 
 def _trim_events(run_dir: Path, last_step: int) -> None:
-    trim_jsonl(run_dir / "events.jsonl",
-               lambda record: record.get("event") in ("start", "resume") or record.get("step", 0) <= last_step)
+    trim_jsonl(
+        run_dir / "events.jsonl",
+        lambda record: (
+            record.get("event") in ("start", "resume") or record.get("step", 0) <= last_step
+        ),
+    )
 
 
 class ServedWeights(Mixer):
@@ -76,8 +81,19 @@ class ServedWeights(Mixer):
 
     name = "served"
 
-    def __init__(self, domains: list[str], rank: int, client: PolicyClient | None, collective, decide_every: int,
-                 check_sync: bool, run_dir: Path, step: int, current: np.ndarray | None, server_failures: int) -> None:
+    def __init__(
+        self,
+        domains: list[str],
+        rank: int,
+        client: PolicyClient | None,
+        collective,
+        decide_every: int,
+        check_sync: bool,
+        run_dir: Path,
+        step: int,
+        current: np.ndarray | None,
+        server_failures: int,
+    ) -> None:
         super().__init__(domains)
         self.rank, self.client, self.collective = rank, client, collective
         self.decide_every, self.check_sync, self.run_dir = decide_every, check_sync, run_dir
@@ -91,7 +107,9 @@ class ServedWeights(Mixer):
             self._receive(state)
         self.decide_seconds = time.perf_counter() - self.started
         if self.check_sync and not self.collective.same_on_all(torch.from_numpy(self.current)):
-            raise RuntimeError(f"rank {self.rank}: domain weights differ across workers at step {self.step + 1}")
+            raise RuntimeError(
+                f"rank {self.rank}: domain weights differ across workers at step {self.step + 1}"
+            )
         return self.current
 
     def _receive(self, state: np.ndarray | None) -> None:
@@ -106,7 +124,12 @@ class ServedWeights(Mixer):
                 log.error("%s", err)
             if not self.fresh:
                 self.server_failures += 1
-                _event(self.run_dir, event="server_unreachable", step=self.step + 1, error=self.client.last_error)
+                _event(
+                    self.run_dir,
+                    event="server_unreachable",
+                    step=self.step + 1,
+                    error=self.client.last_error,
+                )
         self.collective.broadcast_(buf, 0)
         if buf[K] != 1.0:
             raise PolicyServerUnavailable(
@@ -126,8 +149,7 @@ def train_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
 
     from acodm_ray.data.load import load_tokenized
-    from acodm_ray.metrics import MetricsWriter
-    from acodm_ray.metrics import trim_metrics
+    from acodm_ray.metrics import MetricsWriter, trim_metrics
     from acodm_ray.train_step import LMTrainer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -143,11 +165,24 @@ def train_worker(config: dict[str, Any]) -> None:
     collective = default_collective(device)
 
     tokens, _ = load_tokenized(cfg)
-    client = PolicyClient(config["server"], tc.server_name, tc.server_namespace, tc.server_timeout_s) if rank == 0 else None
+    client = (
+        PolicyClient(config["server"], tc.server_name, tc.server_namespace, tc.server_timeout_s)
+        if rank == 0
+        else None
+    )
     # alignment scores cost a [K, P] all-reduce per step: only when the mixer learns from them
-    compute_scores = tc.online_acodm or tc.compute_scores or (not tc.policy and cfg.mixer.name in SCORE_MIXERS)
-    trainer = LMTrainer(cfg, tokens, seed=t.seed, rank=rank, collective=collective,
-                        compute_signals=compute_scores, device=device)
+    compute_scores = (
+        tc.online_acodm or tc.compute_scores or (not tc.policy and cfg.mixer.name in SCORE_MIXERS)
+    )
+    trainer = LMTrainer(
+        cfg,
+        tokens,
+        seed=t.seed,
+        rank=rank,
+        collective=collective,
+        compute_signals=compute_scores,
+        device=device,
+    )
 
     current: np.ndarray | None = None
     server_failures = 0
@@ -162,8 +197,12 @@ def train_worker(config: dict[str, Any]) -> None:
             if own.is_file():
                 trainer.sampler.load_state_dict(load_checkpoint(own)["sampler"])
             else:
-                log.warning("checkpoint has no sampler state for rank %d (world size changed from %s): its windows "
-                            "restart from the seed", rank, payload.get("world_size"))
+                log.warning(
+                    "checkpoint has no sampler state for rank %d (world size changed from %s): its windows "
+                    "restart from the seed",
+                    rank,
+                    payload.get("world_size"),
+                )
         current = np.asarray(payload["weights"], dtype=np.float64)
         server_failures = int(payload.get("server_failures", 0))
         last_mixer_state, last_mixer_step = payload.get("mixer"), payload.get("mixer_step")
@@ -173,8 +212,11 @@ def train_worker(config: dict[str, Any]) -> None:
                 if not client.load_state_dict(payload["mixer"]):
                     log.warning("could not restore the policy server's state (unreachable)")
             if not payload.get("server_ok", True):
-                log.warning("the checkpoint was written while the policy server was unreachable; its mixer state "
-                            "is from step %s", payload.get("mixer_step"))
+                log.warning(
+                    "the checkpoint was written while the policy server was unreachable; its mixer state "
+                    "is from step %s",
+                    payload.get("mixer_step"),
+                )
             client.last_weights = current.copy()
     else:
         if rank == 0 and client.available:
@@ -190,22 +232,53 @@ def train_worker(config: dict[str, Any]) -> None:
     if rank == 0:
         trim_metrics(run_dir, start_step)
         _trim_events(run_dir, start_step)
-        _event(run_dir, event="resume" if checkpoint is not None else "start", step=start_step, world_size=world)
-        writer = MetricsWriter(run_dir, tokens.domains, tracking=cfg.tracking, params=config["cfg"], resume=True)
-        log.info("target training: rank 0 of %d, steps %d -> %d, mixer %s", world, start_step, t.steps,
-                 client.description and client.description["mixer"])
+        _event(
+            run_dir,
+            event="resume" if checkpoint is not None else "start",
+            step=start_step,
+            world_size=world,
+        )
+        writer = MetricsWriter(
+            run_dir, tokens.domains, tracking=cfg.tracking, params=config["cfg"], resume=True
+        )
+        log.info(
+            "target training: rank 0 of %d, steps %d -> %d, mixer %s",
+            world,
+            start_step,
+            t.steps,
+            client.description and client.description["mixer"],
+        )
     bar = _step_bar(t.steps, start_step, mixer_name) if rank == 0 else None
-    served = ServedWeights(tokens.domains, rank, client, collective, tc.decide_every, tc.check_weights_sync, run_dir,
-                           start_step, current, server_failures)
+    served = ServedWeights(
+        tokens.domains,
+        rank,
+        client,
+        collective,
+        tc.decide_every,
+        tc.check_weights_sync,
+        run_dir,
+        start_step,
+        current,
+        server_failures,
+    )
     try:
         for signals in mixing_loop(trainer, served, t.steps):
             step, current = trainer.step_count, served.current
             if rank == 0:
                 writer.log_step(signals)
                 bar.update(1)
-            rank_log.write({"step": step, "rank": rank, "weights": current.tolist(), "decided": served.decided,
-                            "fresh": bool(served.fresh), "seconds": time.perf_counter() - served.started,
-                            "decide_seconds": served.decide_seconds, "max_rss_mb": max_rss_mb()})
+            rank_log.write(
+                {
+                    "step": step,
+                    "rank": rank,
+                    "weights": current.tolist(),
+                    "decided": served.decided,
+                    "fresh": bool(served.fresh),
+                    "seconds": time.perf_counter() - served.started,
+                    "decide_seconds": served.decide_seconds,
+                    "max_rss_mb": max_rss_mb(),
+                }
+            )
             inject_faults(faults, rank, step, client)
             final = step == t.steps
             ppl = None
@@ -213,13 +286,23 @@ def train_worker(config: dict[str, Any]) -> None:
                 ppl = trainer.evaluate()
                 if rank == 0:
                     writer.log_eval(step, ppl)
-                    log.info("step %d: loss %.4f, average val ppl %.2f", step, signals.loss, ppl["average"])
+                    log.info(
+                        "step %d: loss %.4f, average val ppl %.2f",
+                        step,
+                        signals.loss,
+                        ppl["average"],
+                    )
             is_ckpt = step % t.checkpoint_every == 0 or final
             if ppl is None and not is_ckpt:
                 continue
-            metrics = {"step": step, "loss": signals.loss, "lr": signals.lr, "tokens": signals.tokens,
-                       "server_failures": served.server_failures,
-                       **{f"weight/{d}": float(x) for d, x in zip(tokens.domains, current)}}
+            metrics = {
+                "step": step,
+                "loss": signals.loss,
+                "lr": signals.lr,
+                "tokens": signals.tokens,
+                "server_failures": served.server_failures,
+                **{f"weight/{d}": float(x) for d, x in zip(tokens.domains, current)},
+            }
             if ppl is not None:
                 metrics.update({f"val_ppl/{k}": v for k, v in ppl.items()})
             if not is_ckpt:
@@ -230,24 +313,34 @@ def train_worker(config: dict[str, Any]) -> None:
                     mixer_state = client.state_dict()
                     if mixer_state is not None:
                         last_mixer_state, last_mixer_step = mixer_state, step
-                    save_checkpoint(Path(d) / TRAINER_FILE, {
-                        "trainer": trainer.state_dict(),
-                        "mixer": last_mixer_state,
-                        "mixer_step": last_mixer_step,
-                        "mixer_name": mixer_name,
-                        "weights": current.tolist(),
-                        "server_ok": mixer_state is not None,
-                        "server_failures": served.server_failures,
-                        "world_size": world,
-                    })
-                save_checkpoint(Path(d) / RANK_FILE.format(rank=rank),
-                                {"sampler": trainer.sampler.state_dict(), "rank": rank, "world_size": world})
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d),
-                                 checkpoint_dir_name=f"checkpoint_{step:08d}")
+                    save_checkpoint(
+                        Path(d) / TRAINER_FILE,
+                        {
+                            "trainer": trainer.state_dict(),
+                            "mixer": last_mixer_state,
+                            "mixer_step": last_mixer_step,
+                            "mixer_name": mixer_name,
+                            "weights": current.tolist(),
+                            "server_ok": mixer_state is not None,
+                            "server_failures": served.server_failures,
+                            "world_size": world,
+                        },
+                    )
+                save_checkpoint(
+                    Path(d) / RANK_FILE.format(rank=rank),
+                    {"sampler": trainer.sampler.state_dict(), "rank": rank, "world_size": world},
+                )
+                ray.train.report(
+                    metrics,
+                    checkpoint=ray.train.Checkpoint.from_directory(d),
+                    checkpoint_dir_name=f"checkpoint_{step:08d}",
+                )
             if rank == 0:
                 # Wait until Ray Train has committed it (the controller registers reports when it polls
                 # the workers): a worker lost after this point resumes from step `step`, not earlier.
-                ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
+                ray.train.get_all_reported_checkpoints(
+                    consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED
+                )
     finally:
         rank_log.close()
         if bar is not None:

@@ -11,9 +11,7 @@ per-domain reward vector and the executed weights into the train batch.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
-
-from typing_extensions import Self
+from typing import Any, Self
 
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.algorithms.sac.sac import SAC, SACConfig
@@ -42,7 +40,10 @@ class ACODMConfig(SACConfig):
         self.critic_lr = _PAPER.critic_lr
         self.lr = None
         self.n_step = 1
-        self.replay_buffer_config = {"type": "EpisodeReplayBuffer", "capacity": _PAPER.replay_capacity}
+        self.replay_buffer_config = {
+            "type": "EpisodeReplayBuffer",
+            "capacity": _PAPER.replay_capacity,
+        }
         self.train_batch_size_per_learner = _PAPER.batch_size
         self.num_steps_sampled_before_learning_starts = _PAPER.batch_size
         # AC-ODM-specific: the agent's hyperparameters, one dataclass handed whole to the RLModule
@@ -86,7 +87,9 @@ class ACODMConfig(SACConfig):
                 f"(got normalize_actions={self.normalize_actions}, clip_actions={self.clip_actions})"
             )
         if self.n_step != 1:
-            raise ValueError(f"AC-ODM uses 1-step transitions (vector rewards); got n_step={self.n_step}")
+            raise ValueError(
+                f"AC-ODM uses 1-step transitions (vector rewards); got n_step={self.n_step}"
+            )
         if self.twin_q:
             raise ValueError("AC-ODM has a single vector critic; twin_q must be False")
         for name in ("actor_hidden", "actor_layers", "critic_hidden", "critic_layers"):
@@ -97,7 +100,9 @@ class ACODMConfig(SACConfig):
         if not isinstance(self.warmup_updates, int) or self.warmup_updates < 0:
             raise ValueError(f"warmup_updates must be an integer >= 0, got {self.warmup_updates!r}")
         if self.agent.exploration_noise < 0:
-            raise ValueError(f"agent.exploration_noise must be >= 0, got {self.agent.exploration_noise}")
+            raise ValueError(
+                f"agent.exploration_noise must be >= 0, got {self.agent.exploration_noise}"
+            )
         if not 0.0 <= self.tau <= 1.0:
             raise ValueError(f"tau must be in [0, 1], got {self.tau}")
 
@@ -134,8 +139,10 @@ class ACODMConfig(SACConfig):
     @override(AlgorithmConfig)
     def _model_config_auto_includes(self) -> dict[str, Any]:
         # RLlib's own gamma wins over the dataclass's: `.training(gamma=...)` does what RLlib users expect.
-        return {"agent": dataclasses.asdict(dataclasses.replace(self.agent, gamma=self.gamma)),
-                "warmup_updates": self.warmup_updates}
+        return {
+            "agent": dataclasses.asdict(dataclasses.replace(self.agent, gamma=self.gamma)),
+            "warmup_updates": self.warmup_updates,
+        }
 
 
 REPLAY_STATE = "acodm_replay_buffer"  # the replay buffer's key in a whole-algorithm checkpoint
@@ -155,7 +162,9 @@ class ACODM(SAC):
     @override(SAC)
     def get_state(self, components=None, *, not_components=None, **kwargs) -> dict[str, Any]:
         state = super().get_state(components, not_components=not_components, **kwargs)
-        if components is None and self.local_replay_buffer is not None:  # whole-algorithm state only
+        if (
+            components is None and self.local_replay_buffer is not None
+        ):  # whole-algorithm state only
             state[REPLAY_STATE] = self.local_replay_buffer.get_state()
         return state
 

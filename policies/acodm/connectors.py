@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModule
@@ -48,7 +47,9 @@ class AddVectorRewardsAndExecutedActions(ConnectorV2):
         shared_data: dict | None = None,
         **kwargs,
     ) -> Any:
-        for sa_episode in self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False):
+        for sa_episode in self.single_agent_episode_iterator(
+            episodes, agents_that_stepped_only=False
+        ):
             n = len(sa_episode)
             if n == 0:
                 continue
@@ -69,10 +70,25 @@ class AddVectorRewardsAndExecutedActions(ConnectorV2):
                 w = info.get(WEIGHTS_KEY)
                 executed.append(np.asarray(actions[i] if w is None else w, dtype=np.float32))
                 warm.append(bool(info.get(WARMUP_KEY, False)))
-            self.add_n_batch_items(batch, VECTOR_REWARDS, items_to_add=scores, num_items=n,
-                                   single_agent_episode=sa_episode)
-            self.add_n_batch_items(batch, Columns.ACTIONS, items_to_add=executed, num_items=n,
-                                   single_agent_episode=sa_episode)
-            self.add_n_batch_items(batch, BEHAVIOUR_WARMUP, items_to_add=warm, num_items=n,
-                                   single_agent_episode=sa_episode)
+            self.add_n_batch_items(
+                batch,
+                VECTOR_REWARDS,
+                items_to_add=scores,
+                num_items=n,
+                single_agent_episode=sa_episode,
+            )
+            self.add_n_batch_items(
+                batch,
+                Columns.ACTIONS,
+                items_to_add=executed,
+                num_items=n,
+                single_agent_episode=sa_episode,
+            )
+            self.add_n_batch_items(
+                batch,
+                BEHAVIOUR_WARMUP,
+                items_to_add=warm,
+                num_items=n,
+                single_agent_episode=sa_episode,
+            )
         return batch

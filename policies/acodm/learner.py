@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.learner.learner import Learner
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
@@ -26,7 +25,15 @@ from ray.rllib.utils.metrics import ALL_MODULES, NUM_TARGET_UPDATES
 from ray.rllib.utils.typing import ModuleID, ParamDict, TensorType
 
 from acodm_ray.agent import ddpg
-from policies.acodm.rl_module import ACTOR_LOSS, CRITIC_LOSS, IN_WARMUP, TD_ERROR, VALUE_SPREAD, WEIGHT_ENTROPY, ACODMTorchRLModule
+from policies.acodm.rl_module import (
+    ACTOR_LOSS,
+    CRITIC_LOSS,
+    IN_WARMUP,
+    TD_ERROR,
+    VALUE_SPREAD,
+    WEIGHT_ENTROPY,
+    ACODMTorchRLModule,
+)
 
 ACTOR_OPTIM = "actor"
 CRITIC_OPTIM = "critic"
@@ -39,13 +46,17 @@ class ACODMTorchLearner(TorchLearner):
     def build(self) -> None:
         super().build()
         self.module.foreach_module(
-            lambda mid, mod: mod.make_target_networks() if isinstance(mod, TargetNetworkAPI) else None
+            lambda mid, mod: (
+                mod.make_target_networks() if isinstance(mod, TargetNetworkAPI) else None
+            )
         )
         # (module_id, optimizer name) -> loss tensor of the current update.
         self._temp_losses: dict[tuple[ModuleID, str], TensorType] = {}
 
     @override(Learner)
-    def add_module(self, *, module_id, module_spec, config_overrides=None, new_should_module_be_updated=None):
+    def add_module(
+        self, *, module_id, module_spec, config_overrides=None, new_should_module_be_updated=None
+    ):
         spec = super().add_module(
             module_id=module_id,
             module_spec=module_spec,
@@ -63,7 +74,9 @@ class ACODMTorchLearner(TorchLearner):
         return [TargetNetworkAPI]
 
     @override(TorchLearner)
-    def configure_optimizers_for_module(self, module_id: ModuleID, config: AlgorithmConfig = None) -> None:
+    def configure_optimizers_for_module(
+        self, module_id: ModuleID, config: AlgorithmConfig = None
+    ) -> None:
         module = self._module[module_id].unwrapped()
         actor_params = self.get_parameters(module.actor)
         critic_params = self.get_parameters(module.critic)
@@ -126,7 +139,7 @@ class ACODMTorchLearner(TorchLearner):
                         # A copy: a later backward must not accumulate into this optimizer's grads.
                         grads[ref] = param.grad.detach().clone()
                         sq += float(param.grad.detach().pow(2).sum())
-                self.metrics.log_value((module_id, f"{optim_name}_grad_norm"), sq ** 0.5, window=1)
+                self.metrics.log_value((module_id, f"{optim_name}_grad_norm"), sq**0.5, window=1)
         self._temp_losses.clear()
         # Leave no stray .grad behind: `apply_gradients` installs exactly the grads returned here.
         for optim in self._optimizer_parameters:

@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 import numpy as np
-
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.replay_buffers.episode_replay_buffer import EpisodeReplayBuffer
 

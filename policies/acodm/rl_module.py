@@ -14,7 +14,6 @@ from typing import Any
 
 import gymnasium as gym
 import torch
-
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.utils import make_target_network
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
@@ -36,7 +35,6 @@ WEIGHT_ENTROPY = "weight_entropy"
 VALUE_SPREAD = "value_spread"
 
 
-
 def agent_from_model_config(model_config: dict[str, Any] | None) -> tuple[AgentConfig, int]:
     """(the agent's hyperparameters, warm-up updates) from a model_config ACODMConfig wrote: the
     whole AgentConfig under "agent". Specs pickled before that listed the fields flat; those read too."""
@@ -55,15 +53,24 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
             raise ValueError(
                 f"AC-ODM needs a 1-D Box action space (one weight per domain), got {self.action_space}"
             )
-        if not isinstance(self.observation_space, gym.spaces.Box) or len(self.observation_space.shape) != 1:
-            raise ValueError(f"AC-ODM needs a 1-D Box observation space, got {self.observation_space}")
+        if (
+            not isinstance(self.observation_space, gym.spaces.Box)
+            or len(self.observation_space.shape) != 1
+        ):
+            raise ValueError(
+                f"AC-ODM needs a 1-D Box observation space, got {self.observation_space}"
+            )
         self.agent, self._warmup_updates = agent_from_model_config(self.model_config)
         agent = self.agent
         state_dim = int(self.observation_space.shape[0])
         num_domains = int(self.action_space.shape[0])
-        self.actor = Actor(state_dim, num_domains, agent.actor_hidden, agent.actor_layers, agent.weight_floor)
+        self.actor = Actor(
+            state_dim, num_domains, agent.actor_hidden, agent.actor_layers, agent.weight_floor
+        )
         if not self.inference_only:
-            self.critic = VectorCritic(state_dim, num_domains, agent.critic_hidden, agent.critic_layers)
+            self.critic = VectorCritic(
+                state_dim, num_domains, agent.critic_hidden, agent.critic_layers
+            )
         # Learner updates done so far; decides warm-up vs DDPG. A buffer, so it is checkpointed.
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
 
@@ -117,14 +124,41 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
         gamma = agent.gamma
         next_obs, dones = batch[Columns.NEXT_OBS], batch[Columns.TERMINATEDS]
         warm = self.in_warmup()
-        c_loss = ddpg.update_critic_loss(warm, self.critic, self.target_actor, self.target_critic, obs, actions, rewards,
-                                         next_obs, dones, gamma)
+        c_loss = ddpg.update_critic_loss(
+            warm,
+            self.critic,
+            self.target_actor,
+            self.target_critic,
+            obs,
+            actions,
+            rewards,
+            next_obs,
+            dones,
+            gamma,
+        )
         behaviour = batch[BEHAVIOUR_WARMUP] if warm and agent.imitate_odm_only else None
-        a_loss = ddpg.update_actor_loss(warm, self.actor, self.critic, obs, actions, behaviour, agent)
+        a_loss = ddpg.update_actor_loss(
+            warm, self.actor, self.critic, obs, actions, behaviour, agent
+        )
         with torch.no_grad():
             entropy = ddpg.entropy(self.actor(obs)).mean()
-        td = ddpg.td_error(self.critic, self.target_actor, self.target_critic, obs, actions, rewards,
-                           next_obs, dones, gamma)
+        td = ddpg.td_error(
+            self.critic,
+            self.target_actor,
+            self.target_critic,
+            obs,
+            actions,
+            rewards,
+            next_obs,
+            dones,
+            gamma,
+        )
         spread = ddpg.value_spread(self.actor, self.critic, obs, gamma, agent.value_units)
-        return {ACTOR_LOSS: a_loss, CRITIC_LOSS: c_loss, IN_WARMUP: warm, TD_ERROR: td, WEIGHT_ENTROPY: entropy,
-                VALUE_SPREAD: spread}
+        return {
+            ACTOR_LOSS: a_loss,
+            CRITIC_LOSS: c_loss,
+            IN_WARMUP: warm,
+            TD_ERROR: td,
+            WEIGHT_ENTROPY: entropy,
+            VALUE_SPREAD: spread,
+        }
