@@ -1,4 +1,4 @@
-# Two-command quick start:  make demo  |  make test
+# Two-command quick start:  make demo  |  make test  (which runs make lint first: ruff)
 # torch is pinned (constraints.txt) and installed first, so setup never pulls CUDA wheels by accident.
 PYTHON ?= python3
 VENV ?= .venv
@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DEMO_CONFIG ?= configs/demo.yaml
 
-.PHONY: setup demo test corpus clean
+.PHONY: setup demo lint test corpus clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,11 @@ corpus: setup
 demo: corpus
 	$(PY) jobs/proxy_rl.py --config $(DEMO_CONFIG) --overwrite
 
-test: setup
+lint: setup
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+test: setup lint
 	$(VENV)/bin/pytest -q --durations=25  # the slowest tests, so CI logs show where its time goes
 
 clean:
