@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DEMO_CONFIG ?= configs/demo.yaml
 
-.PHONY: setup demo lint test corpus clean
+.PHONY: setup demo lint test test-fast corpus clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: setup
 
 test: setup lint
 	$(VENV)/bin/pytest -q --durations=25  # the slowest tests, so CI logs show where its time goes
+
+# The tests that start neither Ray nor a job (tests/conftest.py marks those slow, and checks it)
+test-fast: setup
+	$(VENV)/bin/pytest -q -m "not slow and not network" --durations=10
 
 clean:
 	rm -rf $(VENV) runs results

@@ -1,13 +1,17 @@
-"""Shared fixtures: tiny configs, a synthetic corpus, an isolated cache, one Ray session."""
+"""Shared fixtures: tiny configs, a synthetic corpus, an isolated cache, one Ray session; and the
+fast lane's rule (what starts Ray or a job is `slow`), applied and checked here."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from acodm_ray.config import ExperimentConfig, load_config
+from tests.fast_lane import job_in
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -117,3 +121,69 @@ def readme_quick_comparison(tmp_path_factory):
         timeout=1200,
     )
     return proc, tmp / "out" / "results" / "tiny-compare-quick", methods
+
+
+# The fast lane (`make test-fast`: -m "not slow and not network") is the tests that start neither Ray
+# nor a job in a subprocess. A test that uses one of these fixtures starts Ray (or a job that does),
+# so it is marked slow here, from what it uses, instead of by a list that would drift from the suite;
+# the hooks below fail a test that is not marked slow and starts either some other way.
+SLOW_FIXTURES = ("ray_session", "readme_quick_comparison")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(name in item.fixturenames for name in SLOW_FIXTURES):
+            item.add_marker(pytest.mark.slow)
+
+
+def _ray_is_up() -> bool:
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
+RAY_WAS_UP = pytest.StashKey[bool]()
+GUARD = pytest.StashKey[pytest.MonkeyPatch]()
+FIX = "use the ray_session fixture or mark the test @pytest.mark.slow (tests/conftest.py: the fast lane)"
+
+
+# The fast lane's check: a test not marked slow must not start Ray or a job, from its fixtures (of any
+# scope) to its end; it would slow the fast lane down unseen. Hooks, not a fixture, so the check is in
+# place before the session fixtures of the test's first use are set up.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    if not item.get_closest_marker("slow"):
+        nodeid = item.nodeid
+
+        class GuardedPopen(subprocess.Popen):
+            def __init__(self, args, *rest, **kwargs):
+                job = job_in(args)
+                if job is not None:
+                    pytest.fail(f"{nodeid} starts the job {job!r} but is not slow: {FIX}")
+                super().__init__(args, *rest, **kwargs)
+
+        def refuse_ray_init(*args, **kwargs):
+            pytest.fail(f"{nodeid} starts Ray but is not slow: {FIX}")
+
+        item.stash[RAY_WAS_UP] = _ray_is_up()
+        item.stash[GUARD] = guard = pytest.MonkeyPatch()
+        guard.setattr(subprocess, "Popen", GuardedPopen)
+        if "ray" in sys.modules and not item.stash[RAY_WAS_UP]:
+            guard.setattr(sys.modules["ray"], "init", refuse_ray_init)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    result = yield
+    if not item.stash.get(RAY_WAS_UP, True) and _ray_is_up():  # started some other way than init
+        pytest.fail(f"{item.nodeid} started Ray but is not slow: {FIX}")
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    try:
+        return (yield)
+    finally:
+        if GUARD in item.stash:
+            item.stash[GUARD].undo()

@@ -27,6 +27,7 @@ from acodm_ray.model import build_model
 from acodm_ray.signals import domain_means
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # every test trains on two processes (torchrun, mp.spawn)
 DOMAINS = [
     "python_code",
     "legal",

@@ -144,6 +144,7 @@ def test_the_trainer_must_keep_the_domain_field(tmp_path):
         trainer.train()
 
 
+@pytest.mark.slow  # two training jobs in subprocesses
 def test_the_examples_run_as_scripts(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     for script in ("torch_loop.py", "hf_trainer.py"):
