@@ -10,6 +10,7 @@ training step depends on the reductions and not the other way round.
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 
 
 class Collective:
@@ -28,8 +29,6 @@ class TorchCollective(Collective):
     With nccl, CPU tensors (the trainer's per-domain sums) go through the worker's GPU."""
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
-        import torch.distributed as dist
-
         self.dist = dist
         self.world_size = dist.get_world_size()
         self.rank = dist.get_rank()
@@ -72,8 +71,6 @@ class LocalCollective(Collective):
 
 def default_collective(device: torch.device | str = "cpu") -> Collective:
     """A `TorchCollective` when a torch.distributed process group is up, else `LocalCollective`."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return TorchCollective(device)
     return LocalCollective()

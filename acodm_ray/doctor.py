@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from acodm_ray.config import cache_dir
+from acodm_ray.config import cache_dir, load_config
+from acodm_ray.data.build import default_corpus_dir
 from acodm_ray.ray_probe import (
     PROBE_TIMEOUT_S,
     _port_open,
@@ -100,6 +101,7 @@ def check_hardware(r: Report) -> None:
     if importlib.util.find_spec("torch") is None:
         r.info("CUDA GPUs    unknown (torch not installed)")
         return
+    # lazy: the doctor must run where torch is missing (the check above), and fast
     import torch
 
     if torch.cuda.is_available():
@@ -194,8 +196,6 @@ def check_ray(r: Report, local: bool, timeout: float) -> None:
 
 def _corpus_dir(config: Any | None) -> tuple[str, Path | None]:
     """(corpus source, dir to check) for the demo (bundled) or the given config."""
-    from acodm_ray.data.build import default_corpus_dir
-
     if config is None:
         return "bundled", default_corpus_dir()
     c = config.corpus
@@ -319,8 +319,6 @@ def run_doctor(
     config = None
     output_dir = "runs"
     if config_path:
-        from acodm_ray.config import load_config
-
         config = load_config(config_path)
         output_dir = config.output_dir
     check_versions(r)

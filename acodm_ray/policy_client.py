@@ -12,6 +12,8 @@ import time
 from typing import Any
 
 import numpy as np
+import ray
+import ray.exceptions as rex
 
 from acodm_ray.policy_server import (
     DEFAULT_NAME,
@@ -26,8 +28,6 @@ log = logging.getLogger("acodm_ray.policy_server")
 
 
 def _unreachable_errors() -> tuple[type[BaseException], ...]:
-    import ray.exceptions as rex
-
     return (rex.RayActorError, rex.GetTimeoutError, rex.ActorUnavailableError)
 
 
@@ -76,8 +76,6 @@ class PolicyClient:
         self._pending.clear()
 
     def _reconnect(self) -> bool:
-        import ray
-
         handle = get_policy_server(self.name, self.namespace)
         if handle is None:
             return False
@@ -102,8 +100,6 @@ class PolicyClient:
 
     def _call(self, method: str, *args, wait_pending: bool = True):
         """Call `method` on the server (after the pending updates); None if unreachable."""
-        import ray
-
         if self.handle is None and not self._reconnect():
             return None
         try:
@@ -159,8 +155,6 @@ class PolicyClient:
 
     def kill(self) -> None:
         """Test hook: kill the server actor (simulates a lost server)."""
-        import ray
-
         if self.handle is not None:
             ray.kill(self.handle, no_restart=True)
             time.sleep(0.1)

@@ -26,6 +26,8 @@ This module imports Ray core only, never RLlib.
 from __future__ import annotations
 
 import logging
+import resource
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -42,6 +44,7 @@ from acodm_ray.errors import AcodmError
 from acodm_ray.mixers import build_mixer
 from acodm_ray.mixers.actor import ActorMixer, PolicyMismatchError, check_policy_matches
 from acodm_ray.mixers.base import Mixer
+from acodm_ray.mixers.online_acodm import OnlineACODM
 from acodm_ray.mixers.static import StaticMixer
 from acodm_ray.step_signals import StepSignals
 
@@ -150,7 +153,6 @@ def build_server_mixer(spec: MixerSpec) -> Mixer:
         )
     if spec.kind == "mixer":
         return build_mixer(MixerConfig(**spec.mixer), spec.domains, natural)
-    from acodm_ray.mixers.online_acodm import OnlineACODM
 
     mixer_cfg = MixerConfig(**spec.mixer)
     return OnlineACODM(
@@ -167,9 +169,6 @@ def build_server_mixer(spec: MixerSpec) -> Mixer:
 
 def max_rss_mb() -> float:
     """Peak resident memory of this process (MiB)."""
-    import resource
-    import sys
-
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 1024**2 if sys.platform == "darwin" else rss / 1024
 
@@ -288,6 +287,7 @@ class PolicyServer:
 
 
 def _remote_class():
+    # lazy: acodm_ray.anyloop builds its mixers here and runs without Ray
     import ray
 
     return ray.remote(num_cpus=0, max_restarts=0)(PolicyServer)
@@ -302,6 +302,7 @@ def start_policy_server(
 ):
     """Start the named server (or reuse a live one with the same mixer, reset to its initial
     state); returns (handle, created). Refuses a name held by a server of another mixer."""
+    # lazy: acodm_ray.anyloop builds its mixers here and runs without Ray
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -355,6 +356,7 @@ def stop_policy_server(
     handle, name: str = DEFAULT_NAME, namespace: str = DEFAULT_NAMESPACE, timeout_s: float = 10.0
 ) -> None:
     """Kill the server and wait until its name is free again (so a next run can take it)."""
+    # lazy: acodm_ray.anyloop builds its mixers here and runs without Ray
     import ray
 
     try:
@@ -368,6 +370,7 @@ def stop_policy_server(
 
 def get_policy_server(name: str = DEFAULT_NAME, namespace: str = DEFAULT_NAMESPACE):
     """The handle of a running server, or None."""
+    # lazy: acodm_ray.anyloop builds its mixers here and runs without Ray
     import ray
 
     try:

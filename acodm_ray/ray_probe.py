@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 PROBE_TIMEOUT_S = 30.0
 
@@ -51,8 +53,6 @@ print("ACODM_PROBE " + json.dumps(out), flush=True)
 
 def _host_port(address: str) -> tuple[str, int] | None:
     """(host, port) of `host:port` and `http(s)://host[:port]` addresses; None for `auto`, `ray://`..."""
-    from urllib.parse import urlsplit
-
     if address.startswith(("http://", "https://")):
         u = urlsplit(address)
         return (u.hostname, u.port or (443 if u.scheme == "https" else 80)) if u.hostname else None
@@ -66,8 +66,6 @@ def probe_cluster(
     """Resources of the cluster at `target` (a RAY_ADDRESS value, or "--local" for a throwaway one)."""
     hp = _host_port(target) if target != "--local" else None
     if hp is not None:  # fail fast on a closed port instead of waiting for Ray's connect retries
-        import socket
-
         try:
             socket.create_connection(hp, timeout=min(5.0, timeout)).close()
         except OSError as err:
@@ -96,6 +94,7 @@ def probe_cluster(
 def _ray_address_file() -> Path:
     """Where `ray start --head` records its address; a plain `ray.init()` joins the cluster it names."""
     try:
+        # lazy: the doctor runs where Ray is missing or broken (the except below), and fast
         from ray._common.utils import get_ray_address_file
 
         return Path(get_ray_address_file(None))
@@ -104,8 +103,6 @@ def _ray_address_file() -> Path:
 
 
 def _port_open(address: str) -> bool:
-    import socket
-
     hp = _host_port(address)
     if hp is None:
         return False

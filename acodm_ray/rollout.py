@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from acodm_ray.config import ExperimentConfig
+from acodm_ray.data.load import load_tokenized
 from acodm_ray.data.tokens import TokenizedCorpus
 from acodm_ray.loop import mixing_loop
 from acodm_ray.mixers.actor import ActorMixer
@@ -30,8 +32,6 @@ def weight_trajectory(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train a fresh proxy with `mixer`; the weights of every step and the final validation ppl."""
-    from tqdm import tqdm
-
     trainer = LMTrainer(cfg, tokens, seed=seed)
     weights = []
     with tqdm(
@@ -55,8 +55,6 @@ def compare_with_odm(
 ) -> dict[str, Any]:
     """Roll out the policy (any exported kind) and ODM on the proxy config; write
     weights_policy_vs_odm.png, the policy's curve named `label`."""
-    from acodm_ray.data.load import load_tokenized
-
     tokens, _ = load_tokenized(cfg)
     seed = cfg.train.seed
     probe = LMTrainer(cfg, tokens, seed=seed)

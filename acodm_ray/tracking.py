@@ -31,6 +31,7 @@ import json
 import math
 import os
 import re
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -182,8 +183,6 @@ def _flat_params(data: Any, prefix: str = "") -> dict[str, str]:
 
 def _wandb_save(run: Any, path: Path, name: str) -> None:
     """Copy a file or a directory's files into the W&B run's files, under `name/`."""
-    import shutil
-
     dest = Path(run.dir) / name
     files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
     for f in files:
@@ -227,6 +226,7 @@ class ResultLogger:
         self._tb = self._mlflow = self._wandb = None
         try:
             if self.tensorboard:
+                # lazy: torch + tensorboard (1.5 s); the CLI imports this module (via config.py)
                 from torch.utils.tensorboard import SummaryWriter
 
                 self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
@@ -241,6 +241,7 @@ class ResultLogger:
 
     # -- backends
     def _open_mlflow(self, params: dict[str, Any] | None):
+        # lazy: mlflow is optional (`pip install mlflow`), imported only when tracking.mlflow is on
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
@@ -269,6 +270,7 @@ class ResultLogger:
         return client
 
     def _open_wandb(self, params: dict[str, Any] | None):
+        # lazy: wandb is optional, imported only when tracking.wandb is on (Ray's helper imports it)
         from ray.air.integrations.wandb import setup_wandb
 
         _set_wandb_mode(self.tracking)
@@ -319,6 +321,7 @@ class ResultLogger:
             for key, value in flat.items():
                 self._tb.add_scalar(key, value, step)
         if self._mlflow is not None:
+            # lazy: mlflow is optional (see _open_mlflow)
             from mlflow.entities import Metric
 
             now = int(time.time() * 1000)

@@ -16,6 +16,7 @@ def register() -> None:
         gym.register(
             id=GYM_ID, entry_point="envs.data_mixing_env:DataMixingEnv", disable_env_checker=True
         )
+    # lazy: Ray Tune's registry (about a second) is for RLlib only; the env itself is plain Gymnasium
     from ray.tune.registry import register_env
 
     register_env(RLLIB_ENV, lambda env_config: DataMixingEnv(dict(env_config)))

@@ -12,12 +12,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python jobs/x.py` and `ray job submit --working-dir .` alike
     sys.path.insert(0, str(ROOT))
 
-from acodm_ray.cli import run_job, set_flags  # noqa: E402,F401  (the jobs report errors as `acodm` does)
+# below the path: `python jobs/x.py` finds the packages through it (run_job, set_flags: the jobs
+# report errors and read flags as `acodm` does)
+from acodm_ray.cli import add_config_args, add_run_args, run_job, set_flags  # noqa: E402,F401
+from acodm_ray.logs import HOOK, setup_job_logging  # noqa: E402
+from acodm_ray.rundir import check_run_dir  # noqa: E402
+from acodm_ray.safety import check_output_path  # noqa: E402
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
-    from acodm_ray.cli import add_config_args, add_run_args
-
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -47,9 +50,6 @@ def resolve_output_dir(path: str) -> Path:
 def run_dir_for(args: argparse.Namespace, parent: str, name: str) -> Path:
     """--output-dir (else `parent`) / --name (else `name`), refused before anything starts if it
     points outside the user's tree or holds a run that neither --resume nor --overwrite names."""
-    from acodm_ray.rundir import check_run_dir
-    from acodm_ray.safety import check_output_path
-
     path = check_output_path(resolve_output_dir(args.output_dir or parent), args.name or name)
     return check_run_dir(path, resume=args.resume, overwrite=args.overwrite)
 
@@ -85,9 +85,8 @@ def init_ray(num_cpus: int | None = None) -> None:
     The job's own modules travel to workers through the runtime env's working_dir when submitted;
     locally, PYTHONPATH points the workers at the repo.
     """
+    # lazy: a job's --help and its config and run-dir errors come back without importing Ray
     import ray
-
-    from acodm_ray.logs import HOOK, setup_job_logging
 
     setup_job_logging()
     if ray.is_initialized():

@@ -23,27 +23,26 @@ import sys
 import _common  # noqa: F401  (puts the repo on sys.path)
 from _common import base_parser, init_ray, print_closing, run_dir_for, run_job, set_flags
 
-from acodm_ray.compare import add_compare_args, compare_flags
+from acodm_ray import compare
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__)
-    add_compare_args(parser)
+    compare.add_compare_args(parser)
     args = parser.parse_args(argv)
     return run_job("compare", lambda: run(args))
 
 
 def run(args: argparse.Namespace) -> int:
-    from acodm_ray.compare import closing_lines, load_compare_config, run_comparison
-
-    flags = set_flags(compare_flags(args))
-    cfg = load_compare_config(args.config, [*args.overrides, *flags], quick=args.quick)
+    flags = set_flags(compare.compare_flags(args))
+    cfg = compare.load_compare_config(args.config, [*args.overrides, *flags], quick=args.quick)
     out_dir = run_dir_for(args, "results", f"{cfg.name}-compare" + ("-quick" if args.quick else ""))
     init_ray()
+    # lazy: torch, transformers and Ray (seconds); --help and config errors come first
     from policies.compare_proxy import ray_proxy_runner
 
     proxy_runner = ray_proxy_runner(cfg.compare.proxy_cpus, cfg.compare.proxy_gpus)
-    summary = run_comparison(
+    summary = compare.run_comparison(
         cfg,
         out_dir,
         proxy_runner,
@@ -52,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         quick=args.quick,
         config_path=args.config,
     )
-    print_closing("compare", *closing_lines(summary, out_dir))
+    print_closing("compare", *compare.closing_lines(summary, out_dir))
     return 1 if summary["failures"] else 0
 
 

@@ -17,10 +17,11 @@ import sys
 import _common  # noqa: F401  (puts the repo on sys.path)
 from _common import base_parser, init_ray, run_dir_for, run_job, set_flags
 
+from acodm_ray.config import load_config
+from policies.registry import ALGOS
+
 
 def main(argv: list[str] | None = None) -> int:
-    from policies.registry import ALGOS
-
     parser = base_parser(__doc__)
     parser.add_argument(
         "--algo", choices=ALGOS, default=None, help="RLlib algorithm (overrides rl.algo)"
@@ -34,14 +35,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from acodm_ray.config import load_config
-
     cfg = load_config(
         args.config,
         [*args.overrides, *set_flags({"rl.algo": args.algo, "rl.iterations": args.iterations})],
     )
     run_dir = run_dir_for(args, cfg.output_dir, f"{cfg.name}-proxy-{cfg.rl.algo}")
     init_ray()
+    # lazy: torch, transformers and the env on top of RLlib (seconds); config errors come first
     from policies.run import closing_summary, run_proxy_rl
 
     summary = run_proxy_rl(

@@ -24,10 +24,11 @@ import sys
 import _common  # noqa: F401  (puts the repo on sys.path)
 from _common import base_parser, init_ray, print_closing, run_dir_for, run_job, set_flags
 
+from acodm_ray.config import load_config
+from acodm_ray.mixers import MIXERS
+
 
 def main(argv: list[str] | None = None) -> int:
-    from acodm_ray.mixers import MIXERS
-
     parser = base_parser(__doc__)
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--policy", default=None, help="exported policy directory (proxy mode)")
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from acodm_ray.config import load_config
+    # lazy: Ray Train and transformers (seconds); --help and config errors come first
     from acodm_ray.target import closing_lines, mixer_label, mode_overrides, run_target
 
     modes = mode_overrides(args.policy, args.mixer, args.online_acodm)

@@ -5,13 +5,17 @@ proxy stages of several methods and seeds, and the target runs, can share the cl
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import ray
+
 from acodm_ray.config import ExperimentConfig, from_dict, to_dict
+from acodm_ray.trajectory import train_trajectory_policy
 
 
 def train_proxy_policy(
@@ -22,12 +26,11 @@ def train_proxy_policy(
     the policy lands in <run_dir>/policy."""
     start = time.perf_counter()
     if trainer == "rl":
+        # lazy: RLlib (seconds to import, in every Ray task); the "mixer" proxy stages never need it
         from policies.run import run_proxy_rl
 
         summary = run_proxy_rl(cfg, run_dir, overwrite=overwrite, rollout=False)
     elif trainer == "mixer":
-        from acodm_ray.trajectory import train_trajectory_policy
-
         summary = train_trajectory_policy(cfg, run_dir, overwrite=overwrite)
     else:
         raise ValueError(f"unknown proxy trainer {trainer!r}; choose rl or mixer")
@@ -43,8 +46,6 @@ def train_proxy_policy(
 def _proxy_task(
     cfg_dict: dict[str, Any], run_dir: str, overwrite: bool, acodm_home: str | None, trainer: str
 ) -> dict[str, Any]:
-    import logging
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if acodm_home:
         os.environ["ACODM_HOME"] = acodm_home
@@ -58,8 +59,6 @@ def ray_proxy_runner(num_cpus: float = 1.0, num_gpus: float = 0.0) -> Callable[.
     def run(
         cfg: ExperimentConfig, run_dir: Path, overwrite: bool, trainer: str = "rl"
     ) -> dict[str, Any]:
-        import ray
-
         task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0)(_proxy_task)
         ref = task.remote(
             to_dict(cfg),

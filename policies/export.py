@@ -52,6 +52,7 @@ from acodm_ray.agent.networks import Actor
 from acodm_ray.agent.policy_file import save_mlp_policy, save_policy
 from acodm_ray.agent.policy_nets import ACTIVATIONS, MLPPolicy, MLPSpec, network_fields
 from acodm_ray.config import EnvConfig
+from envs.data_mixing_env import experiment_from
 from policies.acodm.acodm import ACODMConfig
 
 ACTOR_PREFIX = "actor."
@@ -213,8 +214,6 @@ def _env_mapping(algo: Algorithm) -> tuple[str, float]:
             f"unknown action mapping {mapping!r} in env_config; choose one of {list(ACTION_MAPPINGS)}"
         )
     if "experiment" in env_config:
-        from envs.data_mixing_env import experiment_from
-
         eps = experiment_from(env_config["experiment"]).env.action_epsilon
     else:
         eps = env_config.get("action_epsilon", EnvConfig().action_epsilon)

@@ -11,6 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.algorithms.appo import APPOConfig
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.algorithms.sac import SACConfig
 from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
 from acodm_ray.agent.config import AgentConfig
@@ -40,8 +43,6 @@ def _algo_base(
         total = rl_cfg.iterations * rl_cfg.min_sample_timesteps_per_iteration
         return acodm_config_from(agent_cfg, warmup_updates=warmup_updates, total_env_steps=total)
     if algo == "ppo":
-        from ray.rllib.algorithms.ppo import PPOConfig
-
         batch = rl_cfg.train_batch_size
         return (
             PPOConfig()
@@ -55,8 +56,6 @@ def _algo_base(
             .rl_module(model_config=_model_config(agent_cfg))
         )
     if algo == "sac":
-        from ray.rllib.algorithms.sac import SACConfig
-
         return (
             SACConfig()
             .training(
@@ -73,8 +72,6 @@ def _algo_base(
             .rl_module(model_config=_model_config(agent_cfg))
         )
     if algo == "appo":
-        from ray.rllib.algorithms.appo import APPOConfig
-
         return (
             APPOConfig()
             .training(

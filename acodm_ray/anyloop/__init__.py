@@ -24,6 +24,7 @@ __all__ = [
 
 def __getattr__(name: str):
     if name in ("MixingCallback", "trainer_kwargs"):
+        # lazy: transformers' Trainer machinery, which a plain PyTorch loop never needs
         from acodm_ray.anyloop import hf
 
         return getattr(hf, name)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from acodm_ray.agent.config import AgentConfig
+from acodm_ray.agent.policy_file import save_policy
 from acodm_ray.anyloop.dataset import MixingDataset
 from acodm_ray.anyloop.domain_grads import DomainGradients
 from acodm_ray.anyloop.mixer import ONLINE, build_loop_mixer, needs_scores
@@ -375,8 +376,6 @@ class MixingFeedback:
 
     def export_policy(self, out_dir: str | Path, config: dict[str, Any] | None = None) -> Path:
         """The online agent's actor as an exported policy (what `--policy` / `target.policy` read)."""
-        from acodm_ray.agent.policy_file import save_policy
-
         if self.mixer.name != ONLINE:
             raise ValueError(
                 f"only the online AC-ODM agent learns a policy; this loop runs {self.mixer.name!r}"

@@ -15,7 +15,7 @@ import numpy as np
 
 from acodm_ray.agent.config import AgentConfig
 from acodm_ray.config import MixerConfig
-from acodm_ray.mixers import MIXERS
+from acodm_ray.mixers import MIXERS, SCORE_MIXERS
 from acodm_ray.mixers.base import Mixer
 from acodm_ray.policy_server import build_server_mixer, mixer_spec
 
@@ -72,6 +72,4 @@ def build_loop_mixer(
 def needs_scores(mixer: Mixer) -> bool:
     """Whether the mixer learns from the gradient-alignment scores (the loop must then compute the
     per-domain gradients): the alignment mixer and the online AC-ODM agent (its reward)."""
-    from acodm_ray.mixers import SCORE_MIXERS
-
     return mixer.name in SCORE_MIXERS or mixer.name == ONLINE

@@ -133,6 +133,7 @@ def _build(data: dict[str, Any], where: str) -> ExperimentConfig:
 
 def state_layers(cfg: ExperimentConfig) -> int:
     """Tracked matrices in the state of proxy and target alike (policy transfer needs one size)."""
+    # lazy: torch and transformers (seconds); jobs/compare.py --help imports this package
     from acodm_ray.model import state_layer_indices
 
     if cfg.compare.state_layers is not None:

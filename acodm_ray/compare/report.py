@@ -198,6 +198,7 @@ def write_outputs(
     summary: dict[str, Any], runs: dict[str, RunData], specs: list[RunSpec], out_dir: Path
 ) -> dict[str, str]:
     """table.md, val_ppl.png (average), val_ppl_domains.png (per domain), weights.png (per method)."""
+    # lazy: matplotlib; jobs/compare.py --help imports this package
     from acodm_ray.plots import plot_curve_panels, plot_curves, plot_weight_trajectories
 
     files = {"table": str(out_dir / "table.md")}

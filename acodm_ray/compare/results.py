@@ -33,6 +33,7 @@ from acodm_ray.compare.stats import (
     steps_to_reference,
 )
 from acodm_ray.config import ExperimentConfig, to_dict
+from acodm_ray.metrics import read_metrics
 
 
 @dataclass
@@ -63,8 +64,6 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 def load_run(run_dir: str | Path) -> RunData:
-    from acodm_ray.metrics import read_metrics
-
     run_dir = Path(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
     domains = list(summary["domains"])
@@ -100,6 +99,7 @@ def load_run(run_dir: str | Path) -> RunData:
 
 
 def machine() -> dict[str, Any]:
+    # lazy: torch takes a second; jobs/compare.py --help imports this package
     import torch
 
     info: dict[str, Any] = {
@@ -110,6 +110,7 @@ def machine() -> dict[str, Any]:
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     try:
+        # lazy: ray, for its version only; jobs/compare.py --help imports this package
         import ray
 
         info["ray"] = ray.__version__

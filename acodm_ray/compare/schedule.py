@@ -24,6 +24,8 @@ from acodm_ray.compare.plan import RunSpec, plan
 from acodm_ray.compare.report import write_outputs
 from acodm_ray.compare.results import load_run, machine, summarize
 from acodm_ray.config import ExperimentConfig, to_dict
+from acodm_ray.rundir import prepare_run_dir, write_config, write_json
+from acodm_ray.tracking import ResultLogger, require_backends
 
 log = logging.getLogger("acodm_ray.compare")
 
@@ -57,11 +59,9 @@ def run_comparison(
     """Run every (method, seed) and the proxy stages, then write summary.json, table.md and the plots
     into `out_dir`. With `resume`, runs that already finished are read back instead of rerun. A failed
     run is recorded under "failures" (its dependants too) and the others go on."""
-    from acodm_ray.rundir import prepare_run_dir, write_config, write_json
-    from acodm_ray.tracking import ResultLogger, require_backends
-
     require_backends(cfg)
     if target_runner is None:
+        # lazy: Ray Train and the model (seconds to import), only when no target_runner is given
         from acodm_ray.target import run_target as target_runner
     validate_compare(cfg)
     if proxy_methods(cfg.compare.methods) and proxy_runner is None:

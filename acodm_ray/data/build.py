@@ -25,6 +25,7 @@ the build itself (`acodm_ray/data/apt.py`): when a package has no downloadable c
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import hashlib
 import json
@@ -303,8 +304,6 @@ def _build_into(
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m acodm_ray.data.build [--force] [--out DIR]` (the tiny slice: acodm_ray/data/tiny_slice.py)."""
-    import argparse
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--force", action="store_true")

@@ -9,6 +9,7 @@ Its manifest records how it was cut and from which build.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -128,8 +129,6 @@ def make_tiny_slice(
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "src", type=Path, help="a built corpus dir (python -m acodm_ray.data.build)"

@@ -13,12 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ray.train
+import ray.train.torch
 import torch
+from ray.experimental.tqdm_ray import tqdm
 
 from acodm_ray.checkpoint import load_checkpoint, save_checkpoint
 from acodm_ray.collective import default_collective
 from acodm_ray.config import ExperimentConfig, from_dict
+from acodm_ray.data.load import load_tokenized
 from acodm_ray.loop import mixing_loop
+from acodm_ray.metrics import MetricsWriter, trim_metrics
 from acodm_ray.mixers import SCORE_MIXERS
 from acodm_ray.mixers.base import Mixer
 from acodm_ray.policy_client import PolicyClient
@@ -26,6 +31,7 @@ from acodm_ray.policy_server import PolicyServerUnavailable, max_rss_mb
 from acodm_ray.rundir import trim_jsonl
 from acodm_ray.step_signals import StepSignals
 from acodm_ray.target.faults import inject_faults
+from acodm_ray.train_step import LMTrainer
 
 log = logging.getLogger("acodm_ray.target")
 
@@ -145,13 +151,6 @@ class ServedWeights(Mixer):
 
 def train_worker(config: dict[str, Any]) -> None:
     """The per-worker training function of `run_target` (runs in every Ray Train worker)."""
-    import ray.train
-    import ray.train.torch
-
-    from acodm_ray.data.load import load_tokenized
-    from acodm_ray.metrics import MetricsWriter, trim_metrics
-    from acodm_ray.train_step import LMTrainer
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if config.get("acodm_home"):
         os.environ["ACODM_HOME"] = config["acodm_home"]
@@ -352,8 +351,6 @@ def train_worker(config: dict[str, Any]) -> None:
 def _step_bar(total: int, initial: int, mixer: str | None):
     """Rank 0's progress bar over the target's steps, drawn by the driver (`ray.experimental.tqdm_ray`:
     a plain tqdm in a Train worker would print one line per refresh through the worker's log)."""
-    from ray.experimental.tqdm_ray import tqdm
-
     bar = tqdm(total=total, desc=f"target steps ({mixer or 'mixer'})")
     if initial:
         bar.update(initial)

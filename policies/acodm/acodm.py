@@ -21,6 +21,7 @@ from ray.rllib.utils.annotations import override
 
 from acodm_ray.agent.config import AgentConfig, check_agent, lr_points
 from policies.acodm.connectors import AddVectorRewardsAndExecutedActions
+from policies.acodm.learner import ACODMTorchLearner
 from policies.acodm.replay import SeededEpisodeReplayBuffer
 from policies.acodm.rl_module import ACODMTorchRLModule
 
@@ -112,8 +113,6 @@ class ACODMConfig(SACConfig):
 
     @override(SACConfig)
     def get_default_learner_class(self) -> type:
-        from policies.acodm.learner import ACODMTorchLearner
-
         return ACODMTorchLearner
 
     @override(SACConfig)
