@@ -1,6 +1,8 @@
 """The `acodm` command line.
 
 acodm corpus build [--out DIR] [--force] [--domains a,b]   build the bundled offline corpus (Debian packages)
+acodm corpus prepare --config FILE [--out DIR|URI] [--set ...]   tokenize a corpus into token shards (Ray Data)
+acodm corpus verify DIR|URI                      check a prepared corpus's shards against their sha256
 acodm pretrain --config configs/demo.yaml --mixer odm [--set train.steps=50] [--resume]
 acodm doctor [--local] [--config FILE]          what is installed and what the demo still needs
 """
@@ -77,6 +79,28 @@ def cmd_corpus_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_corpus_prepare(args: argparse.Namespace) -> int:
+    from acodm_ray.data.prepared import prepare_and_report
+
+    flags = set_flags({"corpus.prepared": args.out, "prepare.workers": args.workers})
+    cfg = load_config(args.config, [*args.overrides, *flags])
+    print("\n".join(prepare_and_report(cfg, force=args.force)))
+    return 0
+
+
+def cmd_corpus_verify(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from acodm_ray.data.manifest import verify_checksums
+    from acodm_ray.data.prepared import open_location
+
+    root, manifest = open_location(args.prepared)
+    with tqdm(total=len(manifest.shards), unit="shard", desc="verify") as bar:
+        verify_checksums(root, manifest, progress=bar)
+    print(f"{args.prepared}: {len(manifest.shards)} shards, every checksum matches")
+    return 0
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from acodm_ray.pretrain import pretrain
     from acodm_ray.safety import check_output_path
@@ -122,6 +146,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated subset of the domains (a partial corpus; needs --out)",
     )
     build.set_defaults(func=cmd_corpus_build)
+    prepare = corpus_sub.add_parser(
+        "prepare", help="tokenize a config's corpus into token shards (a Ray Data job)"
+    )
+    add_config_args(prepare)
+    prepare.add_argument(
+        "--out",
+        default=None,
+        help="output directory or URI (default: corpus.prepared, else under $ACODM_HOME)",
+    )
+    prepare.add_argument(
+        "--workers", type=int, default=None, help="most tokenizer actors (default: one per CPU)"
+    )
+    prepare.add_argument(
+        "--force", action="store_true", help="remove an existing or interrupted output first"
+    )
+    prepare.set_defaults(func=cmd_corpus_prepare)
+    verify = corpus_sub.add_parser(
+        "verify", help="check every shard of a prepared corpus against its sha256"
+    )
+    verify.add_argument("prepared", help="a prepared corpus directory or URI")
+    verify.set_defaults(func=cmd_corpus_verify)
 
     pre = sub.add_parser("pretrain", help="pretrain an LM with a mixer (single process)")
     add_config_args(pre)

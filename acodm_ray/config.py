@@ -38,10 +38,13 @@ class CorpusConfig:
     source:
       - "bundled": the offline corpus built by `acodm corpus build` (real text from Debian packages);
       - "tiny": the small slice shipped inside the package (tests, smoke runs);
-      - "json" | "parquet" | "text" | "csv": local files read with Hugging Face `datasets`;
-      - "hub": a dataset name on the Hugging Face hub (`path`), the only source that downloads.
+      - "json" | "parquet" | "text" | "csv": local files (jsonl, parquet, csv, or one text file
+        per document), read with Ray Data;
+      - "hub": a `datasets` dataset (`path`: a hub name, or a builder such as "json" with local
+        `data_files`), streamed: the only source that downloads, and only what it reads.
     Domains come either from a column (`domain_column`, dotted for nested fields such as The Pile's
-    `meta.pile_set_name`) or from one source per domain (`domain_files`).
+    `meta.pile_set_name`) or from one source per domain (`domain_files`). Every source is prepared
+    into token shards (`acodm corpus prepare`) and trained on from those.
     """
 
     source: str = "bundled"
@@ -53,7 +56,23 @@ class CorpusConfig:
     domains: list[str] = field(default_factory=list)  # restrict to / order by these; empty = all
     validation_fraction: float = 0.05  # used only when the source has no validation split
     max_docs_per_domain: int | None = None
+    # a domain's split stops taking documents once it holds this many tokens (whole documents);
+    # with `domains` named, a streamed hub source stops reading when every domain is full
+    max_tokens_per_domain: int | None = None
     trust_remote_code: bool = False
+    # the prepared corpus (token shards): a local path or a pyarrow.fs URI (s3://, gs://, ...);
+    # None = $ACODM_HOME/prepared/<source>-<key>, prepared automatically on first use
+    prepared: str | None = None
+
+
+@dataclass
+class PrepareConfig:
+    """How `acodm corpus prepare` (acodm_ray/data/prepare.py) runs: the tokenizer actor pool of its
+    Ray Data job, and the shard size. None of it changes the tokens."""
+
+    workers: int | None = None  # most tokenizer actors; None = one per CPU of the Ray cluster
+    cpus_per_worker: float = 0.5  # fractional: a read task and the actors share a 2-core machine
+    shard_tokens: int = 1 << 25  # tokens per shard file (64 MiB of uint16)
 
 
 @dataclass
@@ -254,6 +273,7 @@ class ExperimentConfig:
     output_dir: str = "runs"
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     signals: SignalConfig = field(default_factory=SignalConfig)

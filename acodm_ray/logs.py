@@ -6,6 +6,7 @@ records whose text matches are dropped; every other warning of those modules sti
   - RLlib's `RLModule(config=...)` deprecation notice, raised inside RLlib's own SAC-family
     construction path, which a user cannot act on;
   - "Install gputil for GPU system monitoring.": Tune's optional GPU monitor, not used here;
+  - "Progress bars disabled": the corpus prepare turns Ray Data's bars off and shows its own;
   - "Failed to query Ray Train Controller actor state": Ray Train's placement-group cleaner asks the
     dashboard's State API every few seconds, and local runs start Ray without a dashboard.
 The jobs call it in the driver and register it as Ray's `worker_process_setup_hook`, so env runners,
@@ -24,6 +25,8 @@ KNOWN_NOISE: dict[str, tuple[str, ...]] = {
     "ray._common.deprecation": ("RLModule(config=",),
     "ray.rllib.utils.deprecation": ("RLModule(config=",),
     "ray.tune.utils.util": ("Install gputil",),
+    # the prepare job turns Ray Data's bars off on purpose (it shows one bar of its own)
+    "ray.data._internal.progress": ("Progress bars disabled",),
     "ray.train.v2._internal.execution.controller.placement_group_cleaner": (
         "Failed to query Ray Train Controller actor state",
     ),

@@ -27,7 +27,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from acodm_ray.data.token_stream import TokenStream
 from acodm_ray.errors import AcodmError
+
+
+def as_stream(stream: TokenStream | np.ndarray) -> TokenStream:
+    """A domain's tokens as a TokenStream (memory-mapped shards; an in-memory array is wrapped)."""
+    return stream if isinstance(stream, TokenStream) else TokenStream.from_array(stream)
 
 
 class WeightsError(AcodmError, ValueError):
@@ -113,7 +119,7 @@ class MixtureSampler:
                     f"domain {domain!r} has {n} tokens, fewer than one training sequence "
                     f"(seq_len + 1 = {seq_len + 1})"
                 )
-        self.streams = [np.asarray(streams[d]) for d in self.domains]
+        self.streams = [as_stream(streams[d]) for d in self.domains]
         self.plan_rng = np.random.default_rng([seed, 0])
         self.data_rng = np.random.default_rng([seed, 1, rank])
         self.reference_rng = np.random.default_rng(
@@ -157,8 +163,7 @@ class MixtureSampler:
         """[micro_batch_size, seq_len + 1] windows of one domain (inputs and shifted labels)."""
         stream = self.streams[domain_index]
         starts = self.data_rng.integers(0, len(stream) - self.seq_len, size=self.micro_batch_size)
-        rows = np.stack([stream[s : s + self.seq_len + 1] for s in starts])
-        return torch.from_numpy(rows.astype(np.int64))
+        return torch.from_numpy(stream.windows(starts, self.seq_len + 1))
 
     def reference_batch(self, domain_indices: Sequence[int]) -> tuple[torch.Tensor, np.ndarray]:
         """([micro_batch_size, seq_len + 1] windows, [micro_batch_size] the domain of each row): each
@@ -173,8 +178,8 @@ class MixtureSampler:
         for d in domains:
             stream = self.streams[int(d)]
             start = int(self.reference_rng.integers(0, len(stream) - self.seq_len))
-            rows.append(stream[start : start + self.seq_len + 1])
-        return torch.from_numpy(np.stack(rows).astype(np.int64)), domains.astype(np.int64)
+            rows.append(stream.windows([start], self.seq_len + 1)[0])
+        return torch.from_numpy(np.stack(rows)), domains.astype(np.int64)
 
     def state_dict(self) -> dict[str, str]:
         """JSON strings, so checkpoints load with torch's `weights_only=True`."""

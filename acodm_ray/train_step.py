@@ -347,9 +347,7 @@ class LMTrainer:
         for domain in self.domains:
             stream = self.corpus.validation[domain]
             n_windows = min(t.eval_batches * t.micro_batch_size, (len(stream) - 1) // t.seq_len)
-            rows = np.stack(
-                [stream[i * t.seq_len : i * t.seq_len + t.seq_len + 1] for i in range(n_windows)]
-            )
+            rows = stream.windows(np.arange(n_windows) * t.seq_len, t.seq_len + 1)
             total, count = 0.0, 0
             for chunk in np.array_split(rows, max(1, math.ceil(n_windows / t.micro_batch_size))):
                 batch = torch.from_numpy(chunk.astype(np.int64)).to(self.device)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from acodm_ray.config import ExperimentConfig, to_dict
+from acodm_ray.data.load import with_prepared
 from acodm_ray.rundir import prepare_run_dir, trim_jsonl, write_config, write_json
 from acodm_ray.tracking import ResultLogger, flatten_scalars, require_backends
 from envs import RLLIB_ENV, DataMixingEnv, register
@@ -125,9 +126,8 @@ def run_proxy_rl(
     run_dir = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if not resume:
         write_config(run_dir, cfg)
-    probe = DataMixingEnv(
-        {"experiment": to_dict(cfg)}
-    )  # builds the data caches once, on the driver
+    cfg = with_prepared(cfg)  # the corpus is prepared once, here; every env runner opens it
+    probe = DataMixingEnv({"experiment": to_dict(cfg)})
     probe.reset(seed=cfg.train.seed)
     state_spec = probe.trainer.state_spec
     env_config = env_config_for(cfg, algo_name, probe.max_decisions)

@@ -14,7 +14,9 @@ runs it and reports the timings. It records, it does not judge (beyond hang guar
   3. `jobs/target_pretrain.py` with 2 Train workers serving the cold proxy's exported policy; once
      rank 0 has logged step `KILL_AFTER_STEP`, every process of one Train worker's node is killed
      (the autoscaler must terminate it and launch a replacement: there is no spare node);
-  4. the idle worker nodes, watched until the autoscaler has removed them all.
+  4. `jobs/prepare_corpus.py` as a job of its own, writing the corpus the proxy job's driver had
+     prepared (before its env runners started) into another directory of the shared storage;
+  5. the idle worker nodes, watched until the autoscaler has removed them all.
 Throughout, a thread records when each worker node joined and left (`ray.nodes()`), and after
 each job the Ray state API gives the node of every actor the job ran (env runners, Train workers,
 the policy server); the proxy runs' iterations.jsonl give when their first env step completed
@@ -247,19 +249,17 @@ def wait_job(client, job: dict[str, Any], logs: Path) -> dict[str, Any]:
     return job
 
 
-def actors(job_id: str, class_name: str) -> list[dict[str, Any]]:
-    """Every actor of `class_name` the job created, dead ones included, with its node."""
+def actors(job_id: str, class_name: str, exact: bool = True) -> list[dict[str, Any]]:
+    """Every actor of `class_name` the job created (or, not `exact`, whose class name contains it:
+    Ray Data names its pool actors after the UDF), dead ones included, with its node."""
     from ray.util.state import list_actors
 
-    found = list_actors(
-        filters=[("job_id", "=", job_id), ("class_name", "=", class_name)],
-        detail=True,
-        limit=1000,
-        raise_on_missing_output=False,
-    )
+    filters = [("job_id", "=", job_id)] + ([("class_name", "=", class_name)] if exact else [])
+    found = list_actors(filters=filters, detail=True, limit=1000, raise_on_missing_output=False)
     return [
         {"actor_id": a.actor_id, "node_id": a.node_id, "state": a.state, "pid": a.pid}
         for a in found
+        if exact or class_name in a.class_name
     ]
 
 
@@ -288,6 +288,8 @@ def proxy_phase(client, name: str, watch: NodeWatch, logs: Path) -> dict[str, An
     wait_job(client, job, logs)
     job["alive_at_submit"] = alive_at_submit
     job["env_runners"] = actors(job["job_id"], "SingleAgentEnvRunner")
+    # the driver prepares the corpus first (a Ray Data job): its tokenizer actors, on whatever nodes
+    job["tokenizer_actors"] = actors(job["job_id"], "Encoder", exact=False)
     job["run_dir"] = str(OUTPUT_ROOT / "runs" / name)
     job["iterations"] = read_jsonl(Path(job["run_dir"]) / "iterations.jsonl")
     summary = Path(job["run_dir"]) / "summary.json"
@@ -341,6 +343,20 @@ def target_phase(client, policy: str, watch: NodeWatch, logs: Path) -> dict[str,
     ]
     summary = run_dir / "summary.json"
     job["summary"] = json.loads(summary.read_text()) if summary.is_file() else None
+    return job
+
+
+def prepare_phase(client, logs: Path) -> dict[str, Any]:
+    """`jobs/prepare_corpus.py` submitted as a job, into a directory of its own on the shared storage:
+    it writes the same shards the proxy job's driver prepared under ACODM_HOME."""
+    out = SHARED / "prepared-by-job"
+    job = submit(client, "prepare", entrypoint("jobs/prepare_corpus.py", [], "--out", str(out)))
+    wait_job(client, job, logs)
+    job["tokenizer_actors"] = actors(job["job_id"], "Encoder", exact=False)
+    job["out"] = str(out)
+    job["prepared_under_home"] = sorted(
+        str(p) for p in (ACODM_HOME / "prepared").glob("*") if p.is_dir()
+    )
     return job
 
 
@@ -411,6 +427,8 @@ def run(out: Path) -> None:
         save()
         policy = str(OUTPUT_ROOT / "runs" / "proxy-cold" / "policy")
         phases["target"] = target_phase(client, policy, watch, logs)
+        save()
+        phases["prepare"] = prepare_phase(client, logs)
         save()
         phases["scale_down"] = scale_down_phase(watch, IDLE_TIMEOUT_MINUTES * 60)
     except BaseException as err:

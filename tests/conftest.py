@@ -91,6 +91,20 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def tiny_prepared(ray_session, tmp_path_factory):
+    """The shipped tiny corpus prepared once for the session (a Ray Data job on the session's Ray),
+    into the ACODM_HOME every test and subprocess of the session uses. A test that reads the real
+    corpus (through `load_tokenized`, the env, pretrain, a job) asks for it, which also marks it slow:
+    preparing a corpus starts Ray."""
+    from acodm_ray.data.load import load_tokenized
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ACODM_HOME", str(tmp_path_factory.getbasetemp() / "acodm_home"))
+        tokens, _ = load_tokenized(tiny_config())
+    return tokens
+
+
 # The README's comparison smoke command, run once for the session as a user would (a subprocess of
 # ./.venv, tracking on) with one method of each other kind added: an online mixer fed by the alignment
 # scores, a mixer schedule replayed from the proxy, RLlib PPO transferred, an AC-ODM variant on a named
@@ -127,7 +141,7 @@ def readme_quick_comparison(tmp_path_factory):
 # nor a job in a subprocess. A test that uses one of these fixtures starts Ray (or a job that does),
 # so it is marked slow here, from what it uses, instead of by a list that would drift from the suite;
 # the hooks below fail a test that is not marked slow and starts either some other way.
-SLOW_FIXTURES = ("ray_session", "readme_quick_comparison")
+SLOW_FIXTURES = ("ray_session", "tiny_prepared", "readme_quick_comparison")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -40,12 +40,12 @@ def load_example(name):
 
 
 @pytest.fixture(scope="module")
-def hf():
+def hf(tiny_prepared):
     return load_example("hf_trainer")
 
 
 @pytest.fixture(scope="module")
-def loop():
+def loop(tiny_prepared):
     return load_example("torch_loop")
 
 

@@ -291,3 +291,29 @@ def test_every_process_used_the_shared_storage(run):
     assert any(ray_train.rglob("checkpoint_*")), (
         "the Train checkpoints are not on the shared volume"
     )
+
+
+@needs_namespaces
+@pytest.mark.slow
+def test_the_corpus_is_prepared_once_on_the_worker_nodes_and_read_there(run):
+    """The cold proxy job's driver (on the CPU-less head) prepares the corpus before anything else:
+    its tokenizer actors run on worker nodes; every env runner and Train worker then reads that one
+    prepared directory on the shared storage (none prepares its own). The same corpus prepared by
+    `jobs/prepare_corpus.py` as a job of its own comes out byte for byte the same."""
+    from acodm_ray.data.manifest import read_manifest
+
+    obs, _, private_tmp = run
+    head, workers = head_and_workers(obs)
+    cold, prep = obs["phases"]["proxy_cold"], obs["phases"]["prepare"]
+    assert cold["tokenizer_actors"] and {a["node_id"] for a in cold["tokenizer_actors"]} <= workers
+    assert prep["status"] == "SUCCEEDED", prep["message"]
+    assert prep["tokenizer_actors"] and head not in {a["node_id"] for a in prep["tokenizer_actors"]}
+    (home_dir,) = prep["prepared_under_home"]  # one corpus for every job, stage and worker
+
+    def local(path: str) -> Path:
+        return private_tmp / Path(path).relative_to("/tmp")
+
+    by_driver, by_job = read_manifest(local(home_dir)), read_manifest(local(prep["out"]))
+    assert [(s.file, s.sha256) for s in by_job.shards] == [
+        (s.file, s.sha256) for s in by_driver.shards
+    ]

@@ -1,68 +1,41 @@
-"""Corpus loading (every source and every bad input) and the builder's pure text functions."""
+"""The shipped tiny slice, and the bundled-corpus builder's pure text functions (reading any corpus
+into token shards is tests/test_prepare.py)."""
 
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import struct
-from pathlib import Path
 
 import pytest
 
-from acodm_ray.config import CorpusConfig
 from acodm_ray.data import apt, build, formats, tiny_slice
-from acodm_ray.data.corpus import (
-    CorpusError,
-    CorpusFileNotFoundError,
-    CorpusNotBuiltError,
-    DuplicateDomainError,
-    EmptyDomainError,
-    MissingColumnError,
-    TextCorpus,
-    UnknownDomainError,
-    UnknownSourceError,
-    load_text_corpus,
-)
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    """A fresh ACODM_HOME for this test only."""
-    monkeypatch.setenv("ACODM_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> TextCorpus:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ACODM_HOME", str(tmp_path_factory.mktemp("tiny_home")))
-        return load_text_corpus(CorpusConfig(source="tiny"))
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def pile_rows(domains: dict[str, int]) -> list[dict]:
-    """Rows shaped like The Pile's: the domain sits in a nested field."""
-    return [
-        {"text": f"{d} document {i} " * 5, "meta": {"pile_set_name": d}}
-        for d, n in domains.items()
-        for i in range(n)
-    ]
+def tiny() -> dict[str, dict[str, list[str]]]:
+    """split -> domain -> documents of the shipped slice, read as plain JSON lines."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for split in ("train", "validation"):
+        with gzip.open(build.TINY_DIR / f"{split}.jsonl.gz", "rt") as f:
+            for line in f:
+                row = json.loads(line)
+                out.setdefault(split, {}).setdefault(row["domain"], []).append(row["text"])
+    return out
 
 
 # ------------------------------------------------------------------------------- the tiny slice
 
 
 def test_tiny_slice_has_skewed_domains_and_both_splits(tiny):
-    assert len(tiny.domains) >= 6
-    sizes = {d: sum(map(len, tiny.train[d])) for d in tiny.domains}
-    for d in tiny.domains:
-        assert tiny.train[d] and tiny.validation[d], d
-        assert all(isinstance(t, str) and t.strip() for t in tiny.train[d] + tiny.validation[d])
-        assert sum(map(len, tiny.validation[d])) > 1_000
+    train, validation = tiny["train"], tiny["validation"]
+    assert len(train) >= 6 and set(train) == set(validation)
+    sizes = {d: sum(map(len, train[d])) for d in train}
+    for d in train:
+        assert train[d] and validation[d], d
+        assert all(isinstance(t, str) and t.strip() for t in train[d] + validation[d])
+        assert sum(map(len, validation[d])) > 1_000
     assert max(sizes.values()) >= 3 * min(sizes.values())  # natural proportions are skewed
     assert min(sizes.values()) > 20_000  # enough for a few steps of a 64-token model
 
@@ -75,189 +48,7 @@ def test_tiny_slice_is_small_and_documented():
     assert all(p["sha256"] and p["version"] for p in manifest["source"]["packages"])
 
 
-def test_fingerprint_is_stable_and_content_sensitive(tiny):
-    again = TextCorpus(list(tiny.domains), dict(tiny.train), dict(tiny.validation))
-    assert again.fingerprint() == tiny.fingerprint()
-    d = tiny.domains[0]
-    changed = TextCorpus(list(tiny.domains), {**tiny.train, d: tiny.train[d][:-1]}, tiny.validation)
-    assert changed.fingerprint() != tiny.fingerprint()
-
-
-def test_domains_restrict_and_order(tiny, home):
-    pick = [tiny.domains[2], tiny.domains[0]]
-    c = load_text_corpus(CorpusConfig(source="tiny", domains=pick, max_docs_per_domain=1))
-    assert c.domains == pick
-    assert all(len(c.train[d]) == 1 and len(c.validation[d]) == 1 for d in pick)
-
-
-# ------------------------------------------------------------------------------- file sources
-
-
-def test_column_mode_nested_dotted_column(tmp_path, home):
-    train = write_jsonl(tmp_path / "train.jsonl", pile_rows({"Pile-CC": 20, "FreeLaw": 10}))
-    cfg = CorpusConfig(
-        source="json",
-        data_files={"train": [str(train)]},
-        domain_column="meta.pile_set_name",
-        validation_fraction=0.1,
-    )
-    c = load_text_corpus(cfg)
-    assert c.domains == ["FreeLaw", "Pile-CC"]  # sorted
-    assert (len(c.train["Pile-CC"]), len(c.validation["Pile-CC"])) == (18, 2)
-    assert (len(c.train["FreeLaw"]), len(c.validation["FreeLaw"])) == (9, 1)
-    assert not set(c.train["Pile-CC"]) & set(c.validation["Pile-CC"])
-    assert load_text_corpus(cfg).validation == c.validation  # deterministic split
-
-
-def test_column_mode_with_validation_file(tmp_path, home):
-    train = write_jsonl(tmp_path / "t.jsonl", pile_rows({"a": 3, "b": 3}))
-    val = write_jsonl(tmp_path / "v.jsonl", pile_rows({"a": 1, "b": 2}))
-    c = load_text_corpus(
-        CorpusConfig(
-            source="json",
-            domain_column="meta.pile_set_name",
-            data_files={"train": [str(train)], "validation": [str(val)]},
-        )
-    )
-    assert [len(c.train[d]) for d in c.domains] == [3, 3]
-    assert [len(c.validation[d]) for d in c.domains] == [1, 2]
-
-
-def test_parquet_column_mode(tmp_path, home):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rows = {"content": [f"text number {i}" for i in range(12)], "source": ["x", "y", "z"] * 4}
-    pq.write_table(pa.table(rows), tmp_path / "data.parquet")
-    c = load_text_corpus(
-        CorpusConfig(
-            source="parquet",
-            data_files={"train": [str(tmp_path / "*.parquet")]},
-            text_column="content",
-            domain_column="source",
-            validation_fraction=0.25,
-        )
-    )
-    assert c.domains == ["x", "y", "z"]
-    assert all(len(c.train[d]) == 3 and len(c.validation[d]) == 1 for d in c.domains)
-
-
-def test_domain_files_mode_text_and_json(tmp_path, home):
-    for i in range(4):
-        (tmp_path / f"law{i}.txt").write_text(f"Section {i}.\nThe party of the first part.\n")
-    code = write_jsonl(tmp_path / "code.jsonl", [{"text": f"def f{i}(): pass"} for i in range(10)])
-    c = load_text_corpus(
-        CorpusConfig(
-            source="text",
-            domain_files={"law": [str(tmp_path / "law*.txt")]},
-            validation_fraction=0.25,
-        )
-    )
-    assert c.domains == ["law"]
-    assert len(c.train["law"]) == 3 and len(c.validation["law"]) == 1
-    assert all(doc.count("\n") == 2 for doc in c.train["law"])  # one file = one document
-    c = load_text_corpus(
-        CorpusConfig(
-            source="json",
-            domain_files={"code": [str(code)], "more_code": [str(code)]},
-            validation_fraction=0.2,
-        )
-    )
-    assert c.domains == ["code", "more_code"]  # the order of domain_files
-    assert len(c.train["code"]) == 8 and len(c.validation["code"]) == 2
-
-
 # ------------------------------------------------------------------------------- bad input
-
-
-def test_unknown_source():
-    with pytest.raises(UnknownSourceError, match="'pile'.*bundled"):
-        load_text_corpus(CorpusConfig(source="pile"))
-
-
-def test_missing_file_is_named(tmp_path, home):
-    missing = tmp_path / "nope.jsonl"
-    with pytest.raises(CorpusFileNotFoundError, match="nope.jsonl"):
-        load_text_corpus(CorpusConfig(source="json", data_files={"train": [str(missing)]}))
-    with pytest.raises(CorpusFileNotFoundError, match=r"nope\*.txt"):
-        load_text_corpus(
-            CorpusConfig(source="text", domain_files={"a": [str(tmp_path / "nope*.txt")]})
-        )
-
-
-def test_bundled_not_built_says_how_to_build(home):
-    with pytest.raises(CorpusNotBuiltError, match="acodm corpus build"):
-        load_text_corpus(CorpusConfig(source="bundled"))
-
-
-def test_missing_columns_list_available(tmp_path, home):
-    train = write_jsonl(tmp_path / "t.jsonl", pile_rows({"a": 4}))
-    with pytest.raises(
-        MissingColumnError, match="'meta.set'.*available columns: text, meta, meta.pile_set_name"
-    ):
-        load_text_corpus(
-            CorpusConfig(
-                source="json", data_files={"train": [str(train)]}, domain_column="meta.set"
-            )
-        )
-    with pytest.raises(MissingColumnError, match="'body'.*text"):
-        load_text_corpus(
-            CorpusConfig(
-                source="json",
-                data_files={"train": [str(train)]},
-                text_column="body",
-                domain_column="meta.pile_set_name",
-            )
-        )
-
-
-def test_unknown_and_duplicate_domains(tmp_path, home):
-    train = write_jsonl(tmp_path / "t.jsonl", pile_rows({"a": 4, "b": 4}))
-    base = dict(
-        source="json", data_files={"train": [str(train)]}, domain_column="meta.pile_set_name"
-    )
-    with pytest.raises(UnknownDomainError, match="'?zz'?.*available domains: a, b"):
-        load_text_corpus(CorpusConfig(**base, domains=["a", "zz"]))
-    with pytest.raises(DuplicateDomainError, match="a"):
-        load_text_corpus(CorpusConfig(**base, domains=["a", "b", "a"]))
-    with pytest.raises(DuplicateDomainError, match="Law"):
-        load_text_corpus(
-            CorpusConfig(source="json", domain_files={"law": [str(train)], "Law ": [str(train)]})
-        )
-
-
-def test_empty_domains(tmp_path, home):
-    rows = pile_rows({"a": 4}) + [{"text": "  ", "meta": {"pile_set_name": "blank"}}]
-    train = write_jsonl(tmp_path / "t.jsonl", rows)
-    val = write_jsonl(tmp_path / "v.jsonl", pile_rows({"a": 1}))
-    base = dict(source="json", domain_column="meta.pile_set_name")
-    with pytest.raises(EmptyDomainError, match="'blank'.*train"):
-        load_text_corpus(
-            CorpusConfig(
-                **base,
-                data_files={"train": [str(train)], "validation": [str(val)]},
-                domains=["a", "blank"],
-            )
-        )
-    rows = pile_rows({"a": 4, "b": 4})
-    train = write_jsonl(tmp_path / "t2.jsonl", rows)
-    with pytest.raises(EmptyDomainError, match="'b'.*validation"):
-        load_text_corpus(
-            CorpusConfig(**base, data_files={"train": [str(train)], "validation": [str(val)]})
-        )
-    one = write_jsonl(tmp_path / "one.jsonl", [{"text": "only one"}])
-    with pytest.raises(EmptyDomainError, match="'solo'.*1 document"):
-        load_text_corpus(CorpusConfig(source="json", domain_files={"solo": [str(one)]}))
-
-
-def test_config_shape_errors(tmp_path):
-    with pytest.raises(CorpusError, match="data_files.*domain_files"):
-        load_text_corpus(CorpusConfig(source="json"))
-    with pytest.raises(CorpusError, match="'test'"):
-        load_text_corpus(CorpusConfig(source="json", data_files={"train": ["x"], "test": ["y"]}))
-    with pytest.raises(CorpusError, match="domain_files"):
-        load_text_corpus(CorpusConfig(source="text", data_files={"train": ["x"]}))
-    assert issubclass(CorpusError, ValueError)
 
 
 # ------------------------------------------------------------------------------- builder functions
@@ -438,83 +229,3 @@ def test_build_requires_apt(monkeypatch, tmp_path):
 def test_download_failure_names_the_package(tmp_path):
     with pytest.raises(build.CorpusBuildError, match="'no-such-package-acodm'"):
         apt.download_package("no-such-package-acodm", tmp_path)
-
-
-def test_hub_source_wiring(monkeypatch, home):
-    """No network: load_dataset is faked; checks kwargs (trust_remote_code only when asked,
-    streaming for capped samples) and the nested domain column."""
-    import datasets
-
-    rows = pile_rows({"Github": 30, "FreeLaw": 30, "Enron Emails": 30})
-    calls: list[dict] = []
-
-    def fake_load_dataset(path, **kwargs):
-        calls.append({"path": path, **kwargs})
-        ds = datasets.Dataset.from_list(rows)
-        return {"train": ds.to_iterable_dataset() if kwargs.get("streaming") else ds}
-
-    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    c = load_text_corpus(
-        CorpusConfig(
-            source="hub",
-            path="org/pile",
-            domain_column="meta.pile_set_name",
-            validation_fraction=0.1,
-        )
-    )
-    assert c.domains == ["Enron Emails", "FreeLaw", "Github"] and len(c.validation["Github"]) == 3
-    assert calls[-1] == {"path": "org/pile", "streaming": False}  # no trust_remote_code
-    c = load_text_corpus(
-        CorpusConfig(
-            source="hub",
-            path="org/pile",
-            domain_column="meta.pile_set_name",
-            domains=["Github"],
-            max_docs_per_domain=5,
-            trust_remote_code=True,
-        )
-    )
-    assert calls[-1]["streaming"] is True and calls[-1]["trust_remote_code"] is True
-    assert c.domains == ["Github"] and len(c.train["Github"]) == 5
-    with pytest.raises(CorpusError, match="corpus.path"):
-        load_text_corpus(CorpusConfig(source="hub"))
-
-
-def test_concurrent_loads_in_one_process_run_one_at_a_time(monkeypatch):
-    """jobs/compare.py loads the corpus from several driver threads; Hugging Face `datasets` is not
-    thread-safe there (tqdm's thread_map deletes a shared class lock: "type object 'tqdm' has no
-    attribute '_lock'"), so load_tokenized runs one load at a time per process."""
-    import threading
-    import time
-
-    from acodm_ray.data import load
-
-    active, peak, guard = [0], [0], threading.Lock()
-
-    def fake_corpus(cfg):
-        with guard:
-            active[0] += 1
-            peak[0] = max(peak[0], active[0])
-        time.sleep(0.05)
-        with guard:
-            active[0] -= 1
-        return "text"
-
-    monkeypatch.setattr(load, "load_text_corpus", fake_corpus)
-    monkeypatch.setattr(load, "load_or_train_tokenizer", lambda cfg, text: "tokenizer")
-    monkeypatch.setattr(load, "tokenize_corpus", lambda text, tok: ("tokens", text, tok))
-
-    class Cfg:
-        corpus, tokenizer = None, None
-
-    results = []
-    threads = [
-        threading.Thread(target=lambda: results.append(load.load_tokenized(Cfg())))
-        for _ in range(4)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results == [(("tokens", "text", "tokenizer"), "tokenizer")] * 4
-    assert peak[0] == 1

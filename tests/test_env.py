@@ -18,7 +18,7 @@ def env_config(warmup=0, mapping="simplex", **sections):
 
 
 @pytest.fixture(scope="module")
-def env():
+def env(tiny_prepared):
     return DataMixingEnv(env_config())
 
 
@@ -93,7 +93,7 @@ def test_reset_with_seed_is_reproducible(env):
     assert runs[0][1] == runs[1][1]
 
 
-def test_warmup_uses_odm_weights():
+def test_warmup_uses_odm_weights(tiny_prepared):
     env = DataMixingEnv(env_config(warmup=2))
     env.reset(seed=0)
     odm_before = env.odm.weights()
@@ -107,7 +107,7 @@ def test_warmup_uses_odm_weights():
     np.testing.assert_allclose(info["weights"], action_to_weights(one_hot), rtol=1e-6)
 
 
-def test_nonfinite_loss_ends_the_episode_with_a_flag():
+def test_nonfinite_loss_ends_the_episode_with_a_flag(tiny_prepared):
     env = DataMixingEnv(env_config())
     obs, _ = env.reset(seed=0)
     with torch.no_grad():
@@ -117,7 +117,7 @@ def test_nonfinite_loss_ends_the_episode_with_a_flag():
     assert np.all(np.isfinite(obs)) and reward == 0.0
 
 
-def test_gymnasium_and_rllib_registration():
+def test_gymnasium_and_rllib_registration(tiny_prepared):
     """Both registries hold the env: gymnasium.make(GYM_ID) and the creator RLlib looks up by
     RLLIB_ENV (what `config.environment(env=RLLIB_ENV)` resolves on every env runner)."""
     import gymnasium as gym
@@ -137,7 +137,9 @@ def test_gymnasium_and_rllib_registration():
     np.testing.assert_array_equal(rllib_obs, obs)
 
 
-def test_loss_reward_is_the_znormalised_loss_decrease_since_each_domain_was_last_sampled():
+def test_loss_reward_is_the_znormalised_loss_decrease_since_each_domain_was_last_sampled(
+    tiny_prepared,
+):
     from acodm_ray.signals import loss_decrease_scores
 
     # hand-computed: domains 0 and 2 have both losses (decreases 1.0 and 0.0; z = +-0.7071 with the

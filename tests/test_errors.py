@@ -47,7 +47,7 @@ def test_every_error_of_ours_has_the_one_base_and_keeps_its_builtin_one():
         len(inspect.getmro(c)) > 3 for c in classes if c is not AcodmError
     )  # a built-in base besides
     from acodm_ray.config import ConfigError as from_config
-    from acodm_ray.data.corpus import CorpusFileNotFoundError
+    from acodm_ray.data.corpus_errors import CorpusFileNotFoundError
 
     assert from_config is ConfigError and issubclass(ConfigError, ValueError)
     assert issubclass(CorpusFileNotFoundError, FileNotFoundError)

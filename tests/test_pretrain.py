@@ -15,7 +15,7 @@ from tests.conftest import tiny_config
 STEPS = {"steps": 6, "checkpoint_every": 3, "eval_every": 3}
 
 
-def test_cli_pretrain_writes_metrics_model_and_refuses_clobbering(tmp_path, capsys):
+def test_cli_pretrain_writes_metrics_model_and_refuses_clobbering(tiny_prepared, tmp_path, capsys):
     args = [
         "pretrain",
         "--config",
@@ -56,7 +56,7 @@ def test_cli_pretrain_writes_metrics_model_and_refuses_clobbering(tmp_path, caps
     assert (run / "metrics.jsonl").read_text() == before
 
 
-def test_saved_model_reloads_with_transformers(tmp_path, monkeypatch):
+def test_saved_model_reloads_with_transformers(tiny_prepared, tmp_path, monkeypatch):
     """The exported model is the trainer's own, bit for bit (a silent random re-init would fail)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -86,7 +86,7 @@ def test_saved_model_reloads_with_transformers(tmp_path, monkeypatch):
         assert torch.isfinite(model(input_ids=ids, labels=ids).loss)
 
 
-def test_crash_then_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
+def test_crash_then_resume_matches_uninterrupted_run(tiny_prepared, tmp_path, monkeypatch):
     """Crash during step 5 (checkpoint at 3), resume: the resumed trainer starts at step 3 with the
     mixer's state of step 3, runs exactly steps 4..6, and every logged number equals the straight run's.
 
@@ -135,7 +135,7 @@ def test_crash_then_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
     assert a_eval == b_eval
 
 
-def test_resume_and_overwrite_rules(tmp_path):
+def test_resume_and_overwrite_rules(tiny_prepared, tmp_path):
     cfg = tiny_config(train={"steps": 2})
     with pytest.raises(FileNotFoundError, match="cannot resume"):
         pretrain(cfg, tmp_path / "missing", resume=True, progress=False)

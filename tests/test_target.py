@@ -70,7 +70,7 @@ def step_records(run: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def tiny_meta(tmp_path_factory):
+def tiny_meta(tiny_prepared, tmp_path_factory):
     """Domains and state dimension of the tiny corpus (what a policy must match)."""
     from acodm_ray.data.load import load_tokenized
     from acodm_ray.target import state_spec_for

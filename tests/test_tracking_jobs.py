@@ -48,7 +48,9 @@ def assert_wandb_offline_run(run_dir: Path) -> None:
     assert list((run_dir / "wandb").glob("offline-run-*")), f"no offline W&B run under {run_dir}"
 
 
-def test_pretrain_logs_every_step_and_resume_continues_the_run(tmp_path, monkeypatch):
+def test_pretrain_logs_every_step_and_resume_continues_the_run(
+    tiny_prepared, tmp_path, monkeypatch
+):
     from acodm_ray.pretrain import pretrain
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
@@ -80,7 +82,7 @@ def test_pretrain_logs_every_step_and_resume_continues_the_run(tmp_path, monkeyp
     assert_wandb_offline_run(run_dir)
 
 
-def test_pretrain_without_tracking_writes_no_store(tmp_path):
+def test_pretrain_without_tracking_writes_no_store(tiny_prepared, tmp_path):
     from acodm_ray.pretrain import pretrain
 
     cfg = tiny_config(

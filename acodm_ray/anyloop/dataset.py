@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from acodm_ray.data.token_stream import TokenStream
 from acodm_ray.errors import AcodmError
 from acodm_ray.sampler import WeightsError, check_weights
 
@@ -75,9 +76,12 @@ def _as_ids(item: Any, column: str, domain: str) -> np.ndarray:
 def flatten_source(
     domain: str, source: Any, eos_id: int | None = None, column: str = "input_ids"
 ) -> np.ndarray:
-    """One flat token stream for a domain: a 1-D integer array is used as it is (a memmap stays a
-    memmap); anything else is read once, each document followed by `eos_id` when given."""
-    if isinstance(source, (np.ndarray, torch.Tensor)) and np.asarray(source).ndim == 1:
+    """One flat token stream for a domain: a prepared corpus's `TokenStream` (memory-mapped shards)
+    or a 1-D integer array is used as it is (a memmap stays a memmap); anything else is read once,
+    each document followed by `eos_id` when given."""
+    if isinstance(source, TokenStream):
+        stream = source
+    elif isinstance(source, (np.ndarray, torch.Tensor)) and np.asarray(source).ndim == 1:
         stream = source.numpy() if isinstance(source, torch.Tensor) else source
         if stream.dtype.kind not in "iu":
             raise TypeError(
@@ -166,7 +170,8 @@ class MixingDataset(IterableDataset):
     def from_corpus(
         cls, corpus: Any, seq_len: int, split: str = "train", **kwargs: Any
     ) -> MixingDataset:
-        """Over a `TokenizedCorpus`'s per-domain streams (already joined by eos)."""
+        """Over a `TokenizedCorpus`'s per-domain streams (already joined by eos): a prepared
+        corpus (`acodm_ray.data.load.load_tokenized`) is read from its memory-mapped shards."""
         return cls({d: getattr(corpus, split)[d] for d in corpus.domains}, seq_len, **kwargs)
 
     # ------------------------------------------------------------------ configuration

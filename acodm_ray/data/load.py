@@ -1,27 +1,49 @@
-"""Corpus -> tokenizer -> per-domain token streams, the one call every entry point makes."""
+"""The one call every consumer makes: the experiment's prepared corpus, opened.
+
+    tokens, tokenizer = load_tokenized(cfg)
+
+prepares the corpus first if `corpus.prepared` names nothing yet (the same Ray Data job as
+`acodm corpus prepare`; on a cluster the driver does this once, before any worker starts:
+`with_prepared`), then opens it: memory-mapped shards, no text, no whole domain in memory.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
-from acodm_ray.config import ExperimentConfig
-from acodm_ray.data.corpus import load_text_corpus
-from acodm_ray.data.tokenizer import load_or_train_tokenizer
-from acodm_ray.data.tokens import TokenizedCorpus, tokenize_corpus
+from transformers import PreTrainedTokenizerFast
 
-# One load at a time per process. `jobs/compare.py` starts several target runs on driver threads, and
-# each loads the corpus; Hugging Face `datasets` is not thread-safe there: its local-file loading runs
-# tqdm's `thread_map`, whose `ensure_lock` deletes the tqdm class's lock on exit when it created it,
-# so two threads loading at once fail with "type object 'tqdm' has no attribute '_lock'" (seen in a
-# comparison here, and the likely cause of a CI run whose `acodm-online` failed at start). After the
-# first load everything is cached on disk, so waiting costs little.
+from acodm_ray.config import ExperimentConfig
+from acodm_ray.data.manifest import TOKENIZER_DIR
+from acodm_ray.data.prepared import check_matches, ensure_prepared, open_location
+from acodm_ray.data.tokenizer import load_tokenizer
+from acodm_ray.data.tokens import TokenizedCorpus
+
+# One prepare at a time per process: `jobs/compare.py` starts several runs on driver threads, and
+# each asks for the corpus (the file lock in `prepared.locked` orders processes as well).
 _LOAD_LOCK = threading.Lock()
 
 
-def load_tokenized(cfg: ExperimentConfig):
-    """(TokenizedCorpus, tokenizer) for an experiment; cached on disk after the first call."""
+def load_tokenized(cfg: ExperimentConfig) -> tuple[TokenizedCorpus, PreTrainedTokenizerFast]:
+    """(TokenizedCorpus, tokenizer) of an experiment, preparing the corpus on first use."""
     with _LOAD_LOCK:
-        text = load_text_corpus(cfg.corpus)
-        tokenizer = load_or_train_tokenizer(cfg.tokenizer, text)
-        tokens: TokenizedCorpus = tokenize_corpus(text, tokenizer)
-    return tokens, tokenizer
+        location = ensure_prepared(cfg)
+    return open_prepared(cfg, location)
+
+
+def open_prepared(
+    cfg: ExperimentConfig, location: str
+) -> tuple[TokenizedCorpus, PreTrainedTokenizerFast]:
+    """A prepared corpus at `location`, refused if it was made from another corpus or tokenizer."""
+    root, manifest = open_location(location)
+    check_matches(manifest, cfg, location)
+    return TokenizedCorpus.from_manifest(root, manifest), load_tokenizer(root / TOKENIZER_DIR)
+
+
+def with_prepared(cfg: ExperimentConfig) -> ExperimentConfig:
+    """`cfg` with `corpus.prepared` pointing at its prepared corpus (prepared here if needed): what a
+    driver hands its workers, so none of them prepares or resolves anything itself."""
+    with _LOAD_LOCK:
+        location = ensure_prepared(cfg)
+    return dataclasses.replace(cfg, corpus=dataclasses.replace(cfg.corpus, prepared=location))

@@ -1,4 +1,7 @@
-"""The tokenizer: a byte-level BPE trained on the corpus (cached), or an existing one loaded.
+"""The tokenizer: a byte-level BPE trained on the corpus, or an existing one loaded.
+
+`acodm_ray.data.tokenizer_pass` decides which and saves it inside the prepared corpus; this module
+holds the pieces: training, wrapping, saving, loading and hashing.
 
 Training on the corpus at hand keeps a tiny model's vocabulary (a few hundred to a few thousand
 tokens) useful for every domain: each domain contributes at most
@@ -11,7 +14,6 @@ tool loads; `<|endoftext|>` is eos, bos and pad (GPT-2/Pythia convention).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -21,12 +23,9 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from acodm_ray.config import TokenizerConfig, cache_dir
-from acodm_ray.data.corpus import TextCorpus
 from acodm_ray.errors import AcodmError
 
 EOS = "<|endoftext|>"
-TOKENIZER_FORMAT = 1
 # eos candidates for loaded tokenizers that do not declare one (e.g. a bare tokenizer.json)
 KNOWN_EOS = (EOS, "</s>", "<eos>", "<|end_of_text|>", "<|im_end|>", "[SEP]")
 MIN_VOCAB = 257  # 256 byte symbols + <|endoftext|>
@@ -34,50 +33,6 @@ MIN_VOCAB = 257  # 256 byte symbols + <|endoftext|>
 
 class TokenizerError(AcodmError, ValueError):
     """A tokenizer cannot be loaded or trained; the message names the path or value."""
-
-
-def load_or_train_tokenizer(cfg: TokenizerConfig, corpus: TextCorpus) -> PreTrainedTokenizerFast:
-    """`cfg.path` loaded, or a BPE trained on `corpus` (cached by corpus fingerprint + cfg)."""
-    if cfg.path and cfg.from_hub and not Path(cfg.path).expanduser().exists():
-        return load_hub_tokenizer(cfg.path, cfg.trust_remote_code)
-    if cfg.path:
-        return load_tokenizer(cfg.path)
-    if cfg.vocab_size < MIN_VOCAB:
-        raise TokenizerError(
-            f"tokenizer.vocab_size must be at least {MIN_VOCAB} (256 bytes + {EOS}), got {cfg.vocab_size}"
-        )
-    path = tokenizer_cache_path(cfg, corpus)
-    if (path / "tokenizer.json").exists():
-        return load_tokenizer(path)
-    tokenizer = wrap(
-        train_bpe(training_texts(corpus, cfg.train_max_chars_per_domain), cfg.vocab_size)
-    )
-    save_atomically(tokenizer, path)
-    return tokenizer
-
-
-def tokenizer_cache_path(cfg: TokenizerConfig, corpus: TextCorpus) -> Path:
-    key = json.dumps(
-        {
-            "format": TOKENIZER_FORMAT,
-            "corpus": corpus.fingerprint(),
-            "vocab_size": cfg.vocab_size,
-            "max_chars": cfg.train_max_chars_per_domain,
-        },
-        sort_keys=True,
-    )
-    return cache_dir() / "tokenizers" / hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def training_texts(corpus: TextCorpus, max_chars_per_domain: int) -> Iterator[str]:
-    """Train documents of every domain, each domain cut at max_chars_per_domain characters."""
-    for domain in corpus.domains:
-        left = max_chars_per_domain
-        for doc in corpus.train[domain]:
-            if left <= 0:
-                break
-            yield doc[:left]
-            left -= len(doc)
 
 
 def train_bpe(texts: Iterator[str], vocab_size: int) -> Tokenizer:

@@ -163,7 +163,7 @@ def run_target(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from acodm_ray.data.load import load_tokenized
+    from acodm_ray.data.load import load_tokenized, with_prepared
     from acodm_ray.tracking import ResultLogger, require_backends
 
     if not ray.is_initialized():
@@ -174,7 +174,8 @@ def run_target(
     start = time.perf_counter()
     cfg = absolutize_paths(cfg)
     run_dir = Path(run_dir).expanduser().resolve()
-    tokens, tokenizer = load_tokenized(cfg)  # builds the caches once, on the driver
+    cfg = with_prepared(cfg)  # the corpus is prepared once, here; every worker opens it
+    tokens, tokenizer = load_tokenized(cfg)
     domains = list(tokens.domains)
     spec_state = state_spec_for(cfg, tokens.vocab_size, tokens.eos_id, domains)
     spec = mixer_spec_for(cfg, domains, tokens.natural_proportions(), spec_state["dim"], spec_state)

@@ -1,0 +1,140 @@
+"""What the prepare job's Ray Data workers do to each block: pick out the documents (text, domain)
+and encode them.
+
+`extract_docs` keeps the rows that are documents of a wanted domain: a non-empty text, a domain
+from the domain column (dotted for nested fields) or, in file mode, from the file the row came
+from. `Encoder` is the tokenizer actor of `map_batches`: it returns, per document, its domain, its
+length in characters and its token ids followed by eos, as a list column the driver reads without
+a Python loop. Which split a document goes to is the driver's decision (`router`), since it
+depends on the document's place in its domain.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+from tokenizers import Tokenizer
+
+from acodm_ray.data.corpus_errors import MissingColumnError
+from acodm_ray.data.readers import flat_columns
+from acodm_ray.data.sources import SourcePlan
+
+
+@dataclass
+class DocSpec:
+    """How a block's rows become documents (small and picklable: shipped to every worker)."""
+
+    text_column: str
+    domain_column: str | None  # None: file mode, the domain comes from `path_domains`
+    path_domains: dict[str, str]  # file mode: normalised path -> domain
+    wanted: list[str] | None  # keep only these domains (corpus.domains); None: every domain
+
+
+def doc_spec(cfg: Any, plan: SourcePlan) -> DocSpec:
+    """The DocSpec of an experiment config's corpus (`cfg.corpus.domains` are the wanted ones)."""
+    return DocSpec(
+        plan.text_column,
+        plan.domain_column,
+        {os.path.normpath(i.path): i.domain for i in plan.inputs if i.domain is not None},
+        list(cfg.corpus.domains) or None,
+    )
+
+
+def column(table: pa.Table, dotted: str) -> pa.ChunkedArray | pa.Array:
+    """A (possibly dotted, nested-struct) column of a block; MissingColumnError lists what exists."""
+    head, *rest = dotted.split(".")
+    if head not in table.column_names:
+        raise MissingColumnError(
+            f"column {dotted!r} not found; available columns: {', '.join(flat_columns(table.schema))}"
+        )
+    values: Any = table.column(head)
+    for key in rest:
+        if not pa.types.is_struct(values.type) or values.type.get_field_index(key) < 0:
+            raise MissingColumnError(
+                f"column {dotted!r} not found; available columns: {', '.join(flat_columns(table.schema))}"
+            )
+        values = pc.struct_field(values, key)
+    return values
+
+
+def extract_docs(table: pa.Table, spec: DocSpec) -> pa.Table:
+    """(domain, text) of every document in the block, in row order."""
+    texts = pc.cast(column(table, spec.text_column), pa.string())
+    if spec.domain_column is not None:
+        domains = pc.cast(column(table, spec.domain_column), pa.string())
+    else:
+        paths = [os.path.normpath(p) for p in table.column("path").to_pylist()]
+        domains = pa.array([spec.path_domains[p] for p in paths], pa.string())
+    keep = pc.and_(
+        pc.is_valid(domains), pc.not_equal(pc.utf8_trim_whitespace(pc.fill_null(texts, "")), "")
+    )
+    keep = pc.fill_null(keep, False)
+    out = {"domain": pc.filter(domains, keep), "text": pc.filter(texts, keep)}
+    if "path" in table.column_names:  # which input file each document came from (resume points)
+        out["path"] = pc.filter(table.column("path"), keep)
+    docs = pa.table(out)
+    if spec.wanted is None:
+        return docs
+    return docs.filter(pc.is_in(docs.column("domain"), pa.array(spec.wanted, pa.string())))
+
+
+def domain_names(table: pa.Table, spec: DocSpec) -> pa.Table:
+    """The distinct domain names of a block (column mode): the error for a wanted domain the
+    source lacks lists what the source has."""
+    names = pc.unique(pc.cast(column(table, spec.domain_column), pa.string())).drop_null()
+    return pa.table({"domain": names})
+
+
+def extract_for_tokenizer(table: pa.Table, spec: DocSpec) -> pa.Table:
+    """Documents with their character counts (the tokenizer pass: the driver keeps the first
+    `train_max_chars_per_domain` characters of each domain's train documents)."""
+    docs = extract_docs(table, spec)
+    return docs.append_column("chars", pc.utf8_length(docs.column("text")).cast(pa.int64()))
+
+
+class Encoder:
+    """The tokenizer actor: documents -> per-document ids (eos appended), domain and characters."""
+
+    def __init__(self, tokenizer_ref: list, eos_id: int, dtype: str, spec: DocSpec) -> None:
+        # one core per actor: the pool is the parallelism
+        os.environ.setdefault("RAYON_NUM_THREADS", "1")
+        (ref,) = tokenizer_ref  # [ObjectRef of the tokenizer JSON]: nested, so passed by reference
+        self.tokenizer = Tokenizer.from_str(ray.get(ref))
+        self.eos = int(eos_id)
+        self.dtype = np.dtype(dtype)
+        self.spec = spec
+
+    def __call__(self, block: pa.Table) -> pa.Table:
+        docs = extract_docs(block, self.spec)
+        texts = docs.column("text").to_pylist()
+        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        table = encoded_table(
+            docs.column("domain"), texts, [e.ids for e in encodings], self.eos, self.dtype
+        )
+        if "path" in docs.column_names:
+            table = table.append_column("path", docs.column("path"))
+        return table
+
+
+def encoded_table(
+    domains: Any, texts: list[str], ids: list[list[int]], eos: int, dtype: np.dtype
+) -> pa.Table:
+    """One row per document: domain, characters, tokens (its ids then eos, a list column)."""
+    lengths = np.fromiter((len(x) + 1 for x in ids), dtype=np.int64, count=len(ids))
+    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.fromiter(
+        itertools.chain.from_iterable(itertools.chain(x, (eos,)) for x in ids),
+        dtype=dtype,
+        count=int(offsets[-1]),
+    )
+    tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat))
+    chars = pa.array([len(t) for t in texts], pa.int64())
+    return pa.table({"domain": domains, "chars": chars, "tokens": tokens})
