@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DEMO_CONFIG ?= configs/demo.yaml
 
-.PHONY: setup demo lint test test-fast corpus clean
+.PHONY: setup demo lint test test-fast corpus prepare clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,10 @@ setup: $(VENV)/.installed
 corpus: setup
 	$(VENV)/bin/acodm corpus build
 
-demo: corpus
+prepare: corpus  # the demo's corpus as token shards (a Ray Data job; seconds once done)
+	$(VENV)/bin/acodm corpus prepare --config $(DEMO_CONFIG)
+
+demo: prepare
 	$(PY) jobs/proxy_rl.py --config $(DEMO_CONFIG) --overwrite
 
 lint: setup

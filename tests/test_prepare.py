@@ -433,3 +433,74 @@ def test_driver_threads_prepare_once_and_all_open_it(ray_session, tmp_path, monk
         t.join(timeout=300)
     assert len(results) == 3 and len({tuple(r) for r in results}) == 1
     assert calls == [1]
+
+
+@pytest.fixture
+def s3_uri(monkeypatch, tmp_path):
+    """An S3 endpoint on loopback (moto's server), and a URI of a prefix in a fresh bucket there."""
+    import socket
+
+    moto_server = pytest.importorskip("moto.server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                       "AWS_EC2_METADATA_DISABLED": "true"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    yield f"s3://corpora/tiny?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1&allow_bucket_creation=true"
+    server.stop()
+
+
+def test_a_prepared_corpus_on_object_storage(ray_session, tmp_path, monkeypatch, s3_uri):
+    """`corpus.prepared` as a URI: the prepare uploads its finished directory (manifest last); a
+    reader copies it once into its node's cache, checking every shard, and memory-maps the copy; a
+    shard corrupted in the store is named when it is downloaded."""
+    import pyarrow.fs as pafs
+
+    monkeypatch.setenv("ACODM_HOME", str(tmp_path / "home"))
+    cfg = load_config(
+        None, ["corpus.source=tiny", "tokenizer.vocab_size=300", f"corpus.prepared={s3_uri}"]
+    )
+    tokens, _ = load_tokenized(cfg)  # prepares into a local staging dir, uploads, then downloads
+    local = config(tmp_path, "local", source="tiny")
+    reference, _ = load_tokenized(local)
+    for d in tokens.domains:
+        assert (
+            tokens.train[d][0 : len(tokens.train[d])].tolist()
+            == reference.train[d][0 : len(reference.train[d])].tolist()
+        )
+    assert "prepared-cache" in str(tokens.train[tokens.domains[0]]._paths[0])
+    fs, base = pafs.FileSystem.from_uri(s3_uri)
+    manifest = read_manifest(Path(str(tokens.train[tokens.domains[0]]._paths[0])).parents[2])
+    shard = f"{base}/{manifest.shards[2].file}"
+    with fs.open_input_stream(shard) as f:
+        data = bytearray(f.read())
+    data[0] ^= 0xFF
+    with fs.open_output_stream(shard) as f:
+        f.write(bytes(data))
+    monkeypatch.setenv("ACODM_HOME", str(tmp_path / "another_node"))  # a node without the copy
+    with pytest.raises(
+        PreparedCorpusError, match=f"{manifest.shards[2].file}.*fails its checksum after download"
+    ):
+        load_tokenized(cfg)
+
+
+def test_tokenizer_actors_skip_the_domains_the_driver_has_no_room_for(ray_session):
+    """A domain whose caps are reached is dropped before encoding (the driver would drop it after)."""
+    import pyarrow as pa
+    import ray
+
+    from acodm_ray.data.doc_ops import DocSpec, Encoder, FullDomains
+
+    tok = wrap(train_bpe(iter(["some text to learn from", "more text"]), 300))
+    board = FullDomains.remote()
+    spec = DocSpec("text", "domain", {}, None)
+    encoder = Encoder(
+        [ray.put(tok.backend_tokenizer.to_str()), board], tok.eos_token_id, "uint16", spec
+    )
+    block = pa.table({"text": ["one doc", "two doc", "three"], "domain": ["a", "b", "a"]})
+    assert encoder(block).column("domain").to_pylist() == ["a", "b", "a"]
+    ray.get(board.set.remote(["a"]))
+    assert encoder(block).column("domain").to_pylist() == ["b"]

@@ -199,3 +199,12 @@ def test_manifest_roundtrip_sizes_and_checksums(tmp_path):
         Manifest.from_json('{"kind": "other"}', "m.json")
     with pytest.raises(PreparedCorpusError, match="format 99"):
         Manifest.from_json(manifest.to_json().replace('"format": 1', '"format": 99'), "m.json")
+
+
+def test_full_domains_are_those_no_document_can_enter():
+    router = DocRouter(0.5, max_docs=1)
+    router.route("a", None, np.ones(4))  # a: train and validation both hold one document
+    router.route("b", None, np.ones(1))  # b: document 0 went to validation; train is open
+    assert router.full_domains() == ["a"]
+    assert router.full_domains(("validation",)) == ["a", "b"]
+    assert DocRouter(0.5).full_domains() == []  # no caps: nothing is ever full

@@ -99,20 +99,41 @@ def extract_for_tokenizer(table: pa.Table, spec: DocSpec) -> pa.Table:
     return docs.append_column("chars", pc.utf8_length(docs.column("text")).cast(pa.int64()))
 
 
+@ray.remote(num_cpus=0)
+class FullDomains:
+    """The domains the prepare's driver has no room for any more (its caps are reached): the
+    tokenizer actors skip their documents instead of encoding them for nothing."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def set(self, names: list[str]) -> None:
+        self.names = list(names)
+
+    def get(self) -> list[str]:
+        return self.names
+
+
 class Encoder:
     """The tokenizer actor: documents -> per-document ids (eos appended), domain and characters."""
 
-    def __init__(self, tokenizer_ref: list, eos_id: int, dtype: str, spec: DocSpec) -> None:
+    def __init__(self, refs: list, eos_id: int, dtype: str, spec: DocSpec) -> None:
         # one core per actor: the pool is the parallelism
         os.environ.setdefault("RAYON_NUM_THREADS", "1")
-        (ref,) = tokenizer_ref  # [ObjectRef of the tokenizer JSON]: nested, so passed by reference
-        self.tokenizer = Tokenizer.from_str(ray.get(ref))
+        # [the tokenizer JSON's ObjectRef, the FullDomains actor]: nested, so passed by reference
+        tokenizer_ref, self.full = refs
+        self.tokenizer = Tokenizer.from_str(ray.get(tokenizer_ref))
         self.eos = int(eos_id)
         self.dtype = np.dtype(dtype)
         self.spec = spec
 
     def __call__(self, block: pa.Table) -> pa.Table:
         docs = extract_docs(block, self.spec)
+        full = ray.get(self.full.get.remote())
+        if full:
+            docs = docs.filter(
+                pc.invert(pc.is_in(docs.column("domain"), pa.array(full, pa.string())))
+            )
         texts = docs.column("text").to_pylist()
         encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
         table = encoded_table(

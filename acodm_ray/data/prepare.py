@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from acodm_ray.config import ExperimentConfig
 from acodm_ray.data.corpus_errors import CorpusError, EmptyDomainError, UnknownDomainError
-from acodm_ray.data.doc_ops import DocSpec, Encoder, doc_spec, domain_names
+from acodm_ray.data.doc_ops import DocSpec, Encoder, FullDomains, doc_spec, domain_names
 from acodm_ray.data.manifest import DomainStats, Manifest, PreparedCorpusError, token_dtype
 from acodm_ray.data.readers import READ_CPUS, check_columns, read_inputs
 from acodm_ray.data.router import DocRouter
@@ -115,7 +115,15 @@ class EncodePass:
         self.spec = doc_spec(cfg, plan)
         # the tokenizer travels by reference (one object-store copy for every actor): a large
         # constructor argument would be inlined into each actor's creation task instead
-        self.args = ([ray.put(tokenizer_json)], eos, dtype, self.spec)
+        self.full = FullDomains.remote()
+        self.published: list[str] = []
+        self.args = ([ray.put(tokenizer_json), self.full], eos, dtype, self.spec)
+
+    def skip(self, domains: list[str]) -> None:
+        """Tell the actors which domains are full (only when that changes)."""
+        if domains != self.published:
+            self.published = domains
+            self.full.set.remote(domains)
 
     def blocks(self, start: int, stop: int) -> Iterator[pa.Table]:
         workers = self.cfg.prepare.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -154,6 +162,7 @@ def run_phases(plan, encode, writer, router, journal, root, progress) -> None:
                     checkpoint(writer, router, journal, root, current, faults)
                     bar.update(current - bar.n)
             tokens += consume(block, split, router, writer, journal)
+            encode.skip(router.full_domains((split,) if split else ("train", "validation")))
             bar.set_postfix_str(
                 f"{tokens / 1e6:.1f} M tokens, {tokens / (time.perf_counter() - started) / 1e3:.0f} k tokens/s"
             )
@@ -161,6 +170,7 @@ def run_phases(plan, encode, writer, router, journal, root, progress) -> None:
             if fill and router.full(fill, (split,) if split else ("train", "validation")):
                 break  # a streamed source stops once every domain is full
         checkpoint(writer, router, journal, root, stop, faults)
+        encode.skip([])  # the next split starts with every domain open
         bar.update(stop - bar.n)
     bar.close()
 

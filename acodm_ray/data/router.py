@@ -90,6 +90,12 @@ class DocRouter:
 
         return all(done(s, d) for s in splits for d in domains)
 
+    def full_domains(self, splits: tuple[str, ...] = SPLITS) -> list[str]:
+        """The domains met so far that no document can enter any more (every one of `splits` at a
+        cap): the tokenizer actors may skip them, the result is the same."""
+        met = set(self.seen) | {d for s in splits for d in self.docs[s]}
+        return sorted(d for d in met if self.full([d], splits))
+
     def state_dict(self) -> dict[str, Any]:
         return {"seen": dict(self.seen), "docs": self.docs, "tokens": self.tokens}
 
