@@ -1,9 +1,9 @@
 """The `acodm` command line.
 
 acodm corpus build [--out DIR] [--force] [--domains a,b]   build the bundled offline corpus (Debian packages)
-acodm corpus prepare --config FILE [--out DIR|URI] [--set ...]   tokenize a corpus into token shards (Ray Data)
+acodm corpus prepare --config FILE [--out DIR|URI] [--set ...] [--dry-run]   tokenize a corpus into token shards (Ray Data)
 acodm corpus verify DIR|URI                      check a prepared corpus's shards against their sha256
-acodm pretrain --config configs/demo.yaml --mixer odm [--set train.steps=50] [--resume]
+acodm pretrain --config configs/demo.yaml --mixer odm [--set train.steps=50] [--resume] [--dry-run]
 acodm doctor [--local] [--config FILE]          what is installed and what the demo still needs
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 from acodm_ray.config import load_config
 from acodm_ray.errors import USER_ERRORS
 from acodm_ray.mixers import MIXERS
+from acodm_ray.runplan import prepare_plan, single_run_plan
 
 
 def set_flags(values: dict[str, object]) -> list[str]:
@@ -66,6 +67,15 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--overwrite", action="store_true", help="delete an existing run of the same name first"
     )
+    add_dry_run_arg(parser)
+
+
+def add_dry_run_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="resolve and check every run's config, print the plan, start nothing",
+    )
 
 
 def cmd_corpus_build(args: argparse.Namespace) -> int:
@@ -84,6 +94,8 @@ def cmd_corpus_prepare(args: argparse.Namespace) -> int:
 
     flags = set_flags({"corpus.prepared": args.out, "prepare.workers": args.workers})
     cfg = load_config(args.config, [*args.overrides, *flags])
+    if not prepare_plan(cfg).start(args.dry_run):
+        return 0
     print("\n".join(prepare_and_report(cfg, force=args.force)))
     return 0
 
@@ -102,13 +114,17 @@ def cmd_corpus_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from acodm_ray.pretrain import pretrain
     from acodm_ray.safety import check_output_path
 
     cfg = load_config(args.config, [*args.overrides, *set_flags({"mixer.name": args.mixer})])
     run_dir = check_output_path(
         Path(args.output_dir or cfg.output_dir), args.name or f"{cfg.name}-{cfg.mixer.name}"
     )
+    if not single_run_plan("pretrain", "pretrain", cfg, run_dir).start(args.dry_run):
+        return 0
+    # lazy: torch and transformers (seconds); a config error or --dry-run comes back first
+    from acodm_ray.pretrain import pretrain
+
     summary = pretrain(cfg, run_dir, resume=args.resume, overwrite=args.overwrite)
     ppl = summary["final_val_ppl"].get("average")
     print(
@@ -161,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument(
         "--force", action="store_true", help="remove an existing or interrupted output first"
     )
+    add_dry_run_arg(prepare)
     prepare.set_defaults(func=cmd_corpus_prepare)
     verify = corpus_sub.add_parser(
         "verify", help="check every shard of a prepared corpus against its sha256"

@@ -13,6 +13,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 from acodm_ray.config import ModelConfig
+from acodm_ray.state_layers import state_layer_indices
 
 # Name suffix of each block's MLP output projection, per architecture. docs/method.md tracks these
 # matrices: every other layer for the state, the top half for the alignment scores.
@@ -110,24 +111,6 @@ def mlp_out_params(
     if not found:
         raise ValueError(f"no parameter of the model ends with {suffix!r}")
     return sorted(found, key=lambda item: _layer_index(item[0]))
-
-
-def state_layer_indices(num_layers: int, count: int | None = None) -> list[int]:
-    """Layers whose MLP output matrix enters the state, top first.
-
-    Default: every other layer counted down from the top (the reference). A fixed `count` keeps the
-    state size equal across models of different depth, which proxy -> target transfer needs: the
-    every-other list is cut to `count`, or topped up with the skipped layers (top first) if short.
-    """
-    every_other = list(range(num_layers - 1, -1, -2))
-    if count is None:
-        return every_other
-    if count > num_layers:
-        raise ValueError(
-            f"signals.state_layers = {count} but the model has only {num_layers} layers"
-        )
-    skipped = [i for i in range(num_layers - 1, -1, -1) if i not in every_other]
-    return (every_other + skipped)[:count]
 
 
 def state_params(

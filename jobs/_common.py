@@ -14,7 +14,7 @@ if str(ROOT) not in sys.path:  # `python jobs/x.py` and `ray job submit --workin
 
 # below the path: `python jobs/x.py` finds the packages through it (run_job, set_flags: the jobs
 # report errors and read flags as `acodm` does)
-from acodm_ray.cli import add_config_args, add_run_args, run_job, set_flags  # noqa: E402,F401
+from acodm_ray.cli import add_config_args, add_dry_run_arg, add_run_args, run_job, set_flags  # noqa: E402,F401
 from acodm_ray.logs import HOOK, setup_job_logging  # noqa: E402
 from acodm_ray.rundir import check_run_dir  # noqa: E402
 from acodm_ray.safety import check_output_path  # noqa: E402
@@ -77,6 +77,15 @@ def forwarded_env_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
     job_config = json.loads(environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
     job_env = (job_config.get("runtime_env") or {}).get("env_vars") or {}
     return {k: environ[k] for k in FORWARDED_ENV if k in environ and k not in job_env}
+
+
+def start(args: argparse.Namespace, plan) -> bool:
+    """Check the job's plan (`acodm_ray.runplan.RunPlan`: a problem is an error naming its fix);
+    under --dry-run print it and stop there, else start Ray. True when the job goes on."""
+    if not plan.start(args.dry_run):
+        return False
+    init_ray()
+    return True
 
 
 def init_ray(num_cpus: int | None = None) -> None:

@@ -5,6 +5,7 @@ AC-ODM (non-proxy mode) pretraining the same target with the same token budget a
     python jobs/compare.py --config configs/tiny.yaml --quick                  # smoke test
     python jobs/compare.py --config configs/demo.yaml --name demo-ablation \
         --methods uniform,odm,alignment,acodm,acodm-gamma0,acodm-lossreward,acodm@small,acodm@large
+    python jobs/compare.py --config configs/bench.yaml --dry-run               # the plan, checked
     ray job submit --working-dir . -- python jobs/compare.py --config configs/demo.yaml
 
 Budgets come from the config's `compare:` section; `--quick` applies `compare.quick` (tiny sizes,
@@ -21,7 +22,7 @@ import argparse
 import sys
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-from _common import base_parser, init_ray, print_closing, run_dir_for, run_job, set_flags
+from _common import base_parser, print_closing, run_dir_for, run_job, set_flags, start
 
 from acodm_ray import compare
 
@@ -37,15 +38,15 @@ def run(args: argparse.Namespace) -> int:
     flags = set_flags(compare.compare_flags(args))
     cfg = compare.load_compare_config(args.config, [*args.overrides, *flags], quick=args.quick)
     out_dir = run_dir_for(args, "results", f"{cfg.name}-compare" + ("-quick" if args.quick else ""))
-    init_ray()
-    # lazy: torch, transformers and Ray (seconds); --help and config errors come first
+    if not start(args, compare.plan_runs(cfg, out_dir)):  # --dry-run: the plan, nothing started
+        return 0
+    # lazy: torch, transformers and Ray (seconds); --help, config errors and the plan come first
     from policies.compare_proxy import ray_proxy_runner
 
-    proxy_runner = ray_proxy_runner(cfg.compare.proxy_cpus, cfg.compare.proxy_gpus)
     summary = compare.run_comparison(
         cfg,
         out_dir,
-        proxy_runner,
+        ray_proxy_runner(cfg.compare.proxy_cpus, cfg.compare.proxy_gpus),
         resume=args.resume,
         overwrite=args.overwrite,
         quick=args.quick,

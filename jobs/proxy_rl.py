@@ -15,9 +15,10 @@ import argparse
 import sys
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-from _common import base_parser, init_ray, run_dir_for, run_job, set_flags
+from _common import base_parser, run_dir_for, run_job, set_flags, start
 
 from acodm_ray.config import load_config
+from acodm_ray.runplan import single_run_plan
 from policies.registry import ALGOS
 
 
@@ -40,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         [*args.overrides, *set_flags({"rl.algo": args.algo, "rl.iterations": args.iterations})],
     )
     run_dir = run_dir_for(args, cfg.output_dir, f"{cfg.name}-proxy-{cfg.rl.algo}")
-    init_ray()
+    if not start(args, single_run_plan("proxy_rl", "proxy", cfg, run_dir)):
+        return 0
     # lazy: torch, transformers and the env on top of RLlib (seconds); config errors come first
     from policies.run import closing_summary, run_proxy_rl
 

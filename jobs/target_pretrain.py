@@ -5,15 +5,13 @@
     python jobs/target_pretrain.py --config configs/demo.yaml --online-acodm      # non-proxy mode
     ray job submit --working-dir . -- python jobs/target_pretrain.py --config configs/demo.yaml --policy ...
 
-Exactly one mixer: --policy DIR (an exported AC-ODM actor, proxy mode), --mixer
-uniform|natural|file|odm, or --online-acodm (the agent learns on the target itself); default:
-the config's `mixer`. Resources, decision interval, fault tolerance and the server's name come from
-the config's `target` section (--set target.num_workers=4 --set target.use_gpu=true ...).
+One mixer: --policy DIR (an exported AC-ODM actor, proxy mode), --mixer NAME or --online-acodm (the
+agent learns on the target); default: the config's `mixer`. Resources, decisions, fault tolerance,
+the server: the `target` section (--set target.num_workers=4 ...). --dry-run prints the plan only.
 
 Writes runs/<name>/: config.yaml, metrics.jsonl + steps.csv + eval.csv + TensorBoard (rank 0),
-ranks/rank<r>.jsonl (weights per rank and step), events.jsonl, ray_train/ (Ray Train checkpoints:
---resume continues from the latest), model/ (save_pretrained + tokenizer), policy/ (online mode:
-the learned actor), weights.png, val_ppl.png, summary.json.
+ranks/rank<r>.jsonl, events.jsonl, ray_train/ (checkpoints: --resume continues from the latest),
+model/ (save_pretrained + tokenizer), policy/ (online mode), weights.png, val_ppl.png, summary.json.
 """
 
 from __future__ import annotations
@@ -22,10 +20,11 @@ import argparse
 import sys
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-from _common import base_parser, init_ray, print_closing, run_dir_for, run_job, set_flags
+from _common import base_parser, print_closing, run_dir_for, run_job, set_flags, start
 
 from acodm_ray.config import load_config
 from acodm_ray.mixers import MIXERS
+from acodm_ray.runplan import mixer_label, mode_overrides, single_run_plan
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,15 +41,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    # lazy: Ray Train and transformers (seconds); --help and config errors come first
-    from acodm_ray.target import closing_lines, mixer_label, mode_overrides, run_target
-
     modes = mode_overrides(args.policy, args.mixer, args.online_acodm)
     cfg = load_config(
         args.config, [*args.overrides, *modes, *set_flags({"target.num_workers": args.num_workers})]
     )
     run_dir = run_dir_for(args, cfg.output_dir, f"{cfg.name}-target-{mixer_label(cfg)}")
-    init_ray()
+    if not start(args, single_run_plan("target_pretrain", "target", cfg, run_dir)):
+        return 0
+    # lazy: Ray Train and transformers (seconds); --help, config errors and the plan come first
+    from acodm_ray.target import closing_lines, run_target
+
     summary = run_target(cfg, run_dir, resume=args.resume, overwrite=args.overwrite)
     print_closing("target_pretrain", *closing_lines(summary, run_dir))
     return 0

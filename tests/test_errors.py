@@ -83,7 +83,7 @@ def test_a_job_refuses_an_old_run_before_it_starts_ray(job, tmp_path, monkeypatc
     flags that would take it, and nothing (Ray, a corpus load) starts or is written."""
     module = importlib.import_module(job)
     monkeypatch.setattr(
-        module,
+        _common,  # the jobs start Ray through _common.start, once their plan is checked
         "init_ray",
         lambda *a, **k: pytest.fail("Ray started before the run dir was checked"),
     )

@@ -26,7 +26,7 @@ The package, one job per module (imports point down this list):
 - `report`: table.md, the plots, the terminal lines;
 - `results`: reading a finished run back, the summary over seeds;
 - `stats`: the headline computations (pure functions);
-- `plan`: the runs and their order;
+- `plan`: the runs and their order, and the checked plan of their configs (`--dry-run`);
 - `configs`: each run's config, derived from the experiment config;
 - `flags`: the job's own flags (`--methods`, `--seeds`, ...) as `compare.*` overrides;
 - `methods`: the method registry and the method-list check.
@@ -54,7 +54,7 @@ from acodm_ray.compare.methods import (
     proxy_methods,
     split_method,
 )
-from acodm_ray.compare.plan import RunSpec, plan
+from acodm_ray.compare.plan import RunSpec, plan, plan_runs
 from acodm_ray.compare.report import closing_lines, headline_lines, render_table, write_outputs
 from acodm_ray.compare.results import RunData, load_run, summarize
 from acodm_ray.compare.schedule import run_comparison
@@ -90,6 +90,7 @@ __all__ = [
     "proxy_config",
     "RunSpec",
     "plan",
+    "plan_runs",
     "run_comparison",
     "RunData",
     "load_run",

@@ -27,6 +27,7 @@ from acodm_ray.config import (
     to_dict,
     validate,
 )
+from acodm_ray.state_layers import state_layer_indices
 
 # --quick when the config has no `compare.quick` of its own: tiny model, few steps, one seed.
 DEFAULT_QUICK: dict[str, Any] = {
@@ -133,9 +134,6 @@ def _build(data: dict[str, Any], where: str) -> ExperimentConfig:
 
 def state_layers(cfg: ExperimentConfig) -> int:
     """Tracked matrices in the state of proxy and target alike (policy transfer needs one size)."""
-    # lazy: torch and transformers (seconds); jobs/compare.py --help imports this package
-    from acodm_ray.model import state_layer_indices
-
     if cfg.compare.state_layers is not None:
         return cfg.compare.state_layers
     tgt = deep_merge(to_dict(cfg), cfg.compare.target)
@@ -202,6 +200,21 @@ def proxy_config(cfg: ExperimentConfig, seed: int, method: str = "acodm") -> Exp
                 4, int(round(int(agent.get(key, getattr(cfg.agent, key))) * spec.width_scale))
             )
     return _build(data, f"compare.proxy ({method}, seed {seed})")
+
+
+def override_layers(cfg: ExperimentConfig, method: str, stage: str) -> list[tuple[str, dict]]:
+    """The overrides `target_config` / `proxy_config` put on the config for `method`'s `stage`
+    run, in merge order, each under the key a user sets it with ("method": the method's own, which
+    nothing overrides). For naming the key that changes a run (`runplan.PlannedRun.set_by`)."""
+    base, size = split_method(method)
+    spec = METHODS[base]
+    layers: list[tuple[str, dict]] = [("compare.target", cfg.compare.target)]
+    if stage == "proxy":
+        layers.append(("compare.proxy", cfg.compare.proxy))
+        if size is not None:
+            layers.append((f"compare.proxy_sizes.{size}", cfg.compare.proxy_sizes.get(size, {})))
+    own = spec.overrides if (stage == "proxy") == (spec.kind == "proxy") else {}
+    return [*layers, ("method", deep_merge(spec.shared, own))]
 
 
 def proxy_key(method: str, seed: int) -> str:

@@ -1,13 +1,22 @@
-"""The runs of a comparison, in the order they start: proxy stages, then the target runs."""
+"""The runs of a comparison, in the order they start: proxy stages, then the target runs; and the
+comparison's `RunPlan` (every run's resolved config, checked), which `--dry-run` prints and the
+job checks before it starts anything."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from acodm_ray.compare.configs import proxy_key, seeds_of
+from acodm_ray.compare.configs import (
+    override_layers,
+    proxy_config,
+    proxy_key,
+    seeds_of,
+    target_config,
+)
 from acodm_ray.compare.methods import method_of, proxy_methods
 from acodm_ray.config import ExperimentConfig
+from acodm_ray.runplan import PlannedRun, RunPlan, make_plan
 
 
 @dataclass
@@ -45,3 +54,27 @@ def plan(cfg: ExperimentConfig, out_dir: Path) -> list[RunSpec]:
                 RunSpec(f"{m}-seed{s}", "target", s, out_dir / "runs" / f"{m}-seed{s}", m, dep)
             )
     return specs
+
+
+def plan_runs(cfg: ExperimentConfig, out_dir: Path) -> RunPlan:
+    """Every run of the comparison with the config it will get (`proxy_config`, `target_config`:
+    a proxy-mode target run's policy is its proxy stage's, named in the plan), checked."""
+    runs = []
+    for spec in plan(cfg, out_dir):
+        method = method_of(spec.method)
+        if spec.kind == "proxy":
+            run_cfg = proxy_config(cfg, spec.seed, spec.method)
+            uses_agent = method.trainer == "rl" and run_cfg.rl.algo == "acodm"
+        else:
+            run_cfg = target_config(cfg, spec.method, spec.seed)
+            uses_agent = method.kind == "online"
+        layers = override_layers(cfg, spec.method, spec.kind)
+        runs.append(
+            PlannedRun(
+                spec.key, spec.method, spec.seed, spec.kind, run_cfg, uses_agent, method.trainer,
+                spec.depends, layers,
+            )
+        )  # fmt: skip
+    counts = f"{sum(r.stage == 'proxy' for r in runs)} proxy stage(s), then the target runs"
+    notes = [f"order: {counts}, {cfg.compare.concurrency} at a time"]
+    return make_plan("compare", runs, out_dir, notes)

@@ -20,7 +20,7 @@ from acodm_ray.compare.configs import (
     validate_compare,
 )
 from acodm_ray.compare.methods import CompareError, method_of, proxy_methods
-from acodm_ray.compare.plan import RunSpec, plan
+from acodm_ray.compare.plan import RunSpec, plan, plan_runs
 from acodm_ray.compare.report import write_outputs
 from acodm_ray.compare.results import load_run, machine, summarize
 from acodm_ray.config import ExperimentConfig, to_dict
@@ -64,6 +64,7 @@ def run_comparison(
         # lazy: Ray Train and the model (seconds to import), only when no target_runner is given
         from acodm_ray.target import run_target as target_runner
     validate_compare(cfg)
+    plan_runs(cfg, Path(out_dir)).check()  # what the job checked before it started (--dry-run)
     if proxy_methods(cfg.compare.methods) and proxy_runner is None:
         raise CompareError(
             f"methods {proxy_methods(cfg.compare.methods)} need a proxy runner (policies.compare_proxy)"

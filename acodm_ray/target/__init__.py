@@ -51,15 +51,14 @@ The package: `driver` (run_target and what it writes), `worker` (train_worker), 
 """
 
 from acodm_ray.collective import TorchCollective
+from acodm_ray.runplan import mixer_label, mode_overrides
 from acodm_ray.target.driver import (
     RAY_STORAGE_DIR,
     TargetTrainingError,
     absolutize_paths,
     closing_lines,
     finish_run,
-    mixer_label,
     mixer_spec_for,
-    mode_overrides,
     run_target,
     state_spec_for,
 )

@@ -26,6 +26,7 @@ from acodm_ray.policy_server import (
     stop_policy_server,
 )
 from acodm_ray.rundir import RunDirExistsError, prepare_run_dir, write_config, write_json
+from acodm_ray.runplan import mixer_label
 from acodm_ray.target.faults import read_faults
 from acodm_ray.target.worker import TRAINER_FILE, train_worker
 
@@ -99,26 +100,6 @@ def mixer_spec_for(
         policy=cfg.target.policy or None,
         agent=cfg.agent if cfg.target.online_acodm else None,
     )
-
-
-def mode_overrides(
-    policy: str | None = None, mixer: str | None = None, online_acodm: bool = False
-) -> list[str]:
-    """Overrides that pick exactly one mixer, as target_pretrain's --policy, --mixer and
-    --online-acodm do: each switches the other two modes off (none given: the config's choice)."""
-    if policy:
-        return [f"target.policy={Path(policy).expanduser().resolve()}"]
-    if mixer:
-        return [f"mixer.name={mixer}", "target.policy=null", "target.online_acodm=false"]
-    return ["target.online_acodm=true", "target.policy=null"] if online_acodm else []
-
-
-def mixer_label(cfg: ExperimentConfig) -> str:
-    if cfg.target.policy:
-        return "policy"
-    if cfg.target.online_acodm:
-        return "acodm-online"
-    return cfg.mixer.name
 
 
 def closing_lines(summary: dict[str, Any], run_dir: Path) -> tuple[list[str], list[str]]:
