@@ -91,6 +91,7 @@ def test_tiny_streams_are_its_documents_encoded_and_joined_by_eos(ray_session, t
     documents encoded one by one, each followed by eos; the sampler draws the same windows from
     the shards (cut every 500 tokens here) as from those streams held in memory."""
     cfg = config(tmp_path, source="tiny")
+    cfg.tokenizer.train_max_chars_per_domain = 20_000  # below every domain's size: the cut matters
     tokens, tokenizer = load_tokenized(cfg)
     docs = tiny_documents()
     manifest = json.loads((TINY_DIR / "manifest.json").read_text())

@@ -92,6 +92,9 @@ def test_writer_cuts_fixed_size_shards_and_counts_documents(tmp_path):
     shards = write_stream(tmp_path, tokens, shard_tokens=10, doc_lengths=[4, 9, 2, 10])
     # documents end at 4, 13, 15, 25: shard [0,10) holds one end, [10,20) two, [20,25) one
     assert [(s.tokens, s.documents) for s in shards] == [(10, 1), (10, 2), (5, 1)]
+    at_once = ShardWriter(tmp_path / "at_once", "uint16", 10)  # the same documents in one append
+    at_once.append("train", "d", tokens, [4, 9, 2, 10])
+    assert [(s.tokens, s.documents) for s in at_once.finish()] == [(10, 1), (10, 2), (5, 1)]
     assert [s.file for s in shards] == [f"train/{domain_dir('d')}/0000{i}.bin" for i in range(3)]
     assert np.array_equal(np.fromfile(tmp_path / shards[1].file, dtype=np.uint16), tokens[10:20])
 
@@ -119,6 +122,22 @@ def test_writer_restore_cuts_the_open_shard_back_to_its_checkpoint(tmp_path):
         assert (tmp_path / "resumed" / s.file).read_bytes() == (
             tmp_path / "straight" / s.file
         ).read_bytes()
+
+    # what the crash wrote is longer than what follows the resume: it must be cut, not overwritten
+    short = ShardWriter(tmp_path / "short", "uint16", 20)
+    short.append("train", "d", a, [15])
+    short.flush()
+    state = short.state()
+    short.append("train", "d", np.full(4, 999, dtype=np.uint16), [4])
+    short.abandon()
+    again = ShardWriter(tmp_path / "short", "uint16", 20)
+    again.restore(state)
+    again.append("train", "d", b[:1], [1])
+    (shard,) = again.finish()
+    assert np.fromfile(tmp_path / "short" / shard.file, dtype=np.uint16).tolist() == [
+        *a.tolist(),
+        int(b[0]),
+    ]
 
 
 def test_domain_dirs_are_safe_and_distinct():
