@@ -38,7 +38,7 @@ from acodm_ray.config import ExperimentConfig
 from acodm_ray.data.corpus_errors import CorpusError, EmptyDomainError, UnknownDomainError
 from acodm_ray.data.doc_ops import DocSpec, Encoder, FullDomains, doc_spec, domain_names
 from acodm_ray.data.manifest import DomainStats, Manifest, PreparedCorpusError, token_dtype
-from acodm_ray.data.readers import READ_CPUS, check_columns, read_inputs
+from acodm_ray.data.readers import check_columns, mapped_blocks, read_inputs
 from acodm_ray.data.router import DocRouter
 from acodm_ray.data.shard_writer import ShardWriter
 from acodm_ray.data.sources import SourcePlan
@@ -309,14 +309,7 @@ def check_wanted_exist(cfg: ExperimentConfig, plan: SourcePlan, found: list[str]
     spec = doc_spec(cfg, plan)
     names: set[str] = set()
     for start, stop in plan.phases():
-        ds = read_inputs(plan, plan.inputs[start:stop]).map_batches(
-            domain_names,
-            fn_kwargs={"spec": spec},
-            batch_format="pyarrow",
-            batch_size=None,
-            num_cpus=READ_CPUS,
-        )
-        for block in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        for block in mapped_blocks(plan, plan.inputs[start:stop], domain_names, spec=spec):
             names.update(block.column("domain").to_pylist())
     raise UnknownDomainError(
         f"domain(s) {', '.join(missing)} of corpus.domains have no documents in the source; "

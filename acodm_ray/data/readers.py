@@ -108,6 +108,15 @@ def read_inputs(plan: SourcePlan, inputs: list[SourceInput]) -> ray.data.Dataset
     raise CorpusError(f"no reader for format {plan.format!r}")
 
 
+def mapped_blocks(plan: SourcePlan, inputs: list[SourceInput], fn, **kwargs) -> Iterator[pa.Table]:
+    """`fn(block, **kwargs)` over every block of `inputs`, in order, as light tasks (the driver's
+    passes that do not encode: the tokenizer's text, the domain names of an error message)."""
+    ds = read_inputs(plan, inputs).map_batches(
+        fn, fn_kwargs=kwargs, batch_format="pyarrow", batch_size=None, num_cpus=READ_CPUS
+    )
+    yield from ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=2)
+
+
 def open_hub_split(plan: SourcePlan, split: str | None) -> Any:
     """`datasets.load_dataset(name, split=split, streaming=True)` (downloads only what is read)."""
     # lazy: datasets imports slowly, and only the hub source needs it

@@ -22,7 +22,7 @@ from transformers import PreTrainedTokenizerFast
 from acodm_ray.config import ExperimentConfig
 from acodm_ray.data.doc_ops import doc_spec, extract_for_tokenizer
 from acodm_ray.data.manifest import TOKENIZER_DIR, PreparedCorpusError
-from acodm_ray.data.readers import READ_CPUS, read_inputs
+from acodm_ray.data.readers import mapped_blocks
 from acodm_ray.data.router import DocRouter
 from acodm_ray.data.sources import SourcePlan
 from acodm_ray.data.tokenizer import (
@@ -117,14 +117,7 @@ def training_texts(cfg: ExperimentConfig, plan: SourcePlan) -> list[str]:
         split = plan.inputs[start].split
         if split == "validation":
             continue
-        ds = read_inputs(plan, plan.inputs[start:stop]).map_batches(
-            extract_for_tokenizer,
-            fn_kwargs={"spec": spec},
-            batch_format="pyarrow",
-            batch_size=None,
-            num_cpus=READ_CPUS,
-        )
-        for block in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=2):
+        for block in mapped_blocks(plan, plan.inputs[start:stop], extract_for_tokenizer, spec=spec):
             take_texts(block, split, router, budget, texts, left)
             if fill and all(left.get(d, budget) <= 0 for d in fill):
                 break
