@@ -14,8 +14,9 @@ smallest corpus: it read every document and every token array into each process.
 
     python benchmarks/bench_corpus_scale.py --corpora /tmp/c01,/tmp/c1,/tmp/c4
 
-Peak RSS counts file-backed pages too: a memory-mapped shard page the sampler touched is resident
-(and shared by every process on the node, reclaimable); with a few steps drawn, that is a few pages.
+Memory is "peak RSS (peak anonymous)" in MB, polled from /proc every 0.2 s: RSS counts pages shared
+with other processes (libraries, the memory-mapped shard pages a sampler touched, Ray's object-store
+pages a worker maps while reading blocks); the anonymous part is the process's own heap.
 """
 
 from __future__ import annotations
@@ -46,41 +47,68 @@ TINY_MODEL = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
               "train.checkpoint_every=1000", "tokenizer.vocab_size=2048"]  # fmt: skip
 
 
-class PeakRSS(threading.Thread):
-    """The largest RSS (MB) of any process whose command line matches `pattern`, polled."""
+def memory_mb(pid: int) -> dict[str, float]:
+    """RSS and its parts (MB) from /proc: anonymous (the process's own heap), file-backed (mapped
+    files: memory-mapped shards, libraries; shared with every process on the node, reclaimable) and
+    shared memory (Ray's object store pages a worker maps while reading blocks)."""
+    fields = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file", "RssShmem": "shmem"}
+    out = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in fields:
+                out[fields[key]] = float(value.split()[0]) / 1024
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return out
 
-    def __init__(self, pattern: str) -> None:
+
+class Peaks(threading.Thread):
+    """Peak RSS and peak anonymous memory (MB) of the process `pid` (if given) and of every process
+    whose command line matches `pattern`, polled every 0.2 s."""
+
+    def __init__(self, pattern: str | None = None, pid: int | None = None) -> None:
         super().__init__(daemon=True)
-        self.pattern, self.peak, self._halt = re.compile(pattern), 0.0, threading.Event()
+        self.pattern = re.compile(pattern) if pattern else None
+        self.pid, self.peak = pid, {"rss": 0.0, "anon": 0.0}
+        self._halt = threading.Event()
+        self.start()
+
+    def pids(self) -> list[int]:
+        found = [self.pid] if self.pid else []
+        if self.pattern:
+            for p in psutil.process_iter(["cmdline"]):
+                if self.pattern.search(" ".join(p.info["cmdline"] or [])):
+                    found.append(p.pid)
+        return found
 
     def run(self) -> None:
         while not self._halt.is_set():
-            for p in psutil.process_iter(["cmdline", "memory_info"]):
-                cmd = " ".join(p.info["cmdline"] or [])
-                if p.info["memory_info"] and self.pattern.search(cmd):
-                    self.peak = max(self.peak, p.info["memory_info"].rss / 2**20)
-            self._halt.wait(0.25)
+            for pid in self.pids():
+                mem = memory_mb(pid)
+                for key in self.peak:
+                    self.peak[key] = max(self.peak[key], mem.get(key, 0.0))
+            self._halt.wait(0.2)
 
-    def stop(self) -> float:
+    def stop(self) -> dict[str, float]:
         self._halt.set()
         self.join()
         return self.peak
 
 
-def timed(cmd: list[str], env: dict, cwd: Path = ROOT) -> tuple[float, float, str]:
-    """(seconds, the command's own peak RSS in MB from GNU time, its output)."""
+def run(cmd: list[str], env: dict, pattern: str | None = None) -> tuple[float, dict, dict]:
+    """Run `cmd`: (seconds, its own peak memory, the peak memory of processes matching `pattern`)."""
     start = time.perf_counter()
-    proc = subprocess.run(
-        ["/usr/bin/time", "-v", *cmd], env=env, cwd=cwd, capture_output=True, text=True
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    own, others = Peaks(pid=proc.pid), (Peaks(pattern) if pattern else None)
+    output, _ = proc.communicate()
     seconds = time.perf_counter() - start
+    peaks = own.stop(), (others.stop() if others else {})
     if proc.returncode:
-        raise RuntimeError(f"{cmd} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    rss = (
-        float(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
-        / 1024
-    )
-    return seconds, rss, proc.stdout + proc.stderr
+        raise RuntimeError(f"{cmd} failed:\n{output[-4000:]}")
+    return seconds, *peaks
 
 
 class FirstRecord(threading.Thread):
@@ -112,51 +140,49 @@ def chars_of(corpus: Path) -> int:
     )
 
 
+def flags(sets: list[str]) -> list[str]:
+    return [a for s in sets for a in ("--set", s)]
+
+
 def measure(corpus: Path, home: Path, tokenizer: Path, out: Path) -> dict:
+    """One corpus: prepared, then trained on by each kind of process (module docstring)."""
     env = {**os.environ, "ACODM_HOME": str(home), "TOKENIZERS_PARALLELISM": "true"}
     env.pop("RAY_ADDRESS", None)
     cfg = str(corpus / "corpus.yaml")
-    prepared = out / f"prepared-{corpus.name}"
-    sets = [f"tokenizer.path={tokenizer}", f"corpus.prepared={prepared}"]
+    sets = [f"tokenizer.path={tokenizer}", f"corpus.prepared={out / f'prepared-{corpus.name}'}"]
+    train = [*sets, *TINY_MODEL, "train.steps=5"]
     row: dict = {"corpus": corpus.name, "chars": chars_of(corpus)}
 
-    actors = PeakRSS(r"MapWorker|MapBatches")
-    actors.start()
-    seconds, rss, _ = timed([ACODM, "corpus", "prepare", "--config", cfg, "--workers", "2",
-                             *[a for s in sets for a in ("--set", s)]], env)  # fmt: skip
-    row.update(prepare_s=seconds, prepare_mchars_s=row["chars"] / seconds / 1e6, prepare_driver_mb=rss,
-               prepare_actor_mb=actors.stop())  # fmt: skip
+    seconds, driver, actors = run([ACODM, "corpus", "prepare", "--config", cfg, "--workers", "2", *flags(sets)],
+                                  env, r"MapWorker|MapBatches")  # fmt: skip
+    row.update(prepare_s=seconds, prepare_mchars_s=row["chars"] / seconds / 1e6, prepare_driver=driver,
+               prepare_actor=actors)  # fmt: skip
 
-    run = out / f"pretrain-{corpus.name}"
-    first = FirstRecord(run / "metrics.jsonl")
-    _, rss, _ = timed([ACODM, "pretrain", "--config", cfg, "--mixer", "uniform", "--output-dir", str(out),
-                       "--name", run.name, *[a for s in [*sets, *TINY_MODEL, "train.steps=5"] for a in ("--set", s)]], env)  # fmt: skip
-    row.update(pretrain_mb=rss, pretrain_first_step_s=first.result())
+    first = FirstRecord(out / f"pretrain-{corpus.name}" / "metrics.jsonl")
+    _, own, _ = run([ACODM, "pretrain", "--config", cfg, "--mixer", "uniform", "--output-dir", str(out),
+                     "--name", f"pretrain-{corpus.name}", *flags(train)], env)  # fmt: skip
+    row.update(pretrain=own, pretrain_first_step_s=first.result())
 
-    target = out / f"target-{corpus.name}"
-    first = FirstRecord(target / "ranks" / "rank0.jsonl")
-    timed([PY, "jobs/target_pretrain.py", "--config", cfg, "--mixer", "uniform", "--output-dir", str(out),
-           "--name", target.name, *[a for s in [*sets, *TINY_MODEL, "train.steps=5", "target.cpus_per_worker=1"]
-                                    for a in ("--set", s)]], env)  # fmt: skip
-    ranks = [
-        json.loads(line) for line in (target / "ranks" / "rank0.jsonl").read_text().splitlines()
-    ]
-    row["train_worker_mb"] = max(r["max_rss_mb"] for r in ranks)
-    row["target_first_step_s"] = first.result()
+    first = FirstRecord(out / f"target-{corpus.name}" / "ranks" / "rank0.jsonl")
+    _, _, worker = run([PY, "jobs/target_pretrain.py", "--config", cfg, "--mixer", "uniform", "--output-dir",
+                        str(out), "--name", f"target-{corpus.name}", *flags([*train, "target.cpus_per_worker=1"])],
+                       env, r"RayTrainWorker")  # fmt: skip
+    row.update(train_worker=worker, target_first_step_s=first.result())
 
     proxy = out / f"proxy-{corpus.name}"
-    runners = PeakRSS(r"SingleAgentEnvRunner")
-    runners.start()
     launched = time.time()
-    timed([PY, "jobs/proxy_rl.py", "--config", cfg, "--no-rollout", "--iterations", "1", "--output-dir", str(out),
-           "--name", proxy.name, *[a for s in [*sets, *TINY_MODEL, "train.steps=5", "rl.num_env_runners=1",
-           "rl.num_cpus_per_env_runner=0.5", "rl.min_sample_timesteps_per_iteration=5"] for a in ("--set", s)]], env)  # fmt: skip
-    row["env_runner_mb"] = runners.stop()
+    _, _, runner = run([PY, "jobs/proxy_rl.py", "--config", cfg, "--no-rollout", "--iterations", "1", "--output-dir",
+                        str(out), "--name", proxy.name, *flags([*train, "rl.num_env_runners=1",
+                        "rl.num_cpus_per_env_runner=0.5", "rl.min_sample_timesteps_per_iteration=5"])],
+                       env, r"SingleAgentEnvRunner")  # fmt: skip
     clock = [
         json.loads(line).get("first_env_step_time")
         for line in (proxy / "iterations.jsonl").read_text().splitlines()
     ]
-    row["proxy_first_env_step_s"] = (min(t for t in clock if t) - launched) if any(clock) else None
+    row.update(
+        env_runner=runner,
+        proxy_first_env_step_s=(min(t for t in clock if t) - launched) if any(clock) else None,
+    )
     return row
 
 
@@ -188,9 +214,13 @@ def main() -> int:
     header = ["corpus", "M chars", "prepare s", "M chars/s", "driver MB", "actor MB", "pretrain MB",
               "pretrain 1st step s", "Train worker MB", "target 1st step s", "env runner MB",
               "proxy 1st env step s"]  # fmt: skip
-    body = [[r["corpus"], r["chars"] / 1e6, r["prepare_s"], r["prepare_mchars_s"], r["prepare_driver_mb"],
-             r["prepare_actor_mb"], r["pretrain_mb"], r["pretrain_first_step_s"], r["train_worker_mb"],
-             r["target_first_step_s"], r["env_runner_mb"], r["proxy_first_env_step_s"]] for r in rows]  # fmt: skip
+
+    def mb(peak: dict) -> str:
+        return f"{peak['rss']:,.0f} ({peak['anon']:,.0f})"
+
+    body = [[r["corpus"], r["chars"] / 1e6, r["prepare_s"], r["prepare_mchars_s"], mb(r["prepare_driver"]),
+             mb(r["prepare_actor"]), mb(r["pretrain"]), r["pretrain_first_step_s"], mb(r["train_worker"]),
+             r["target_first_step_s"], mb(r["env_runner"]), r["proxy_first_env_step_s"]] for r in rows]  # fmt: skip
     text = table(header, body)
     print(text)
     update_section("corpus-scale", text)
