@@ -4,6 +4,8 @@ acodm corpus build [--out DIR] [--force] [--domains a,b]   build the bundled off
 acodm corpus prepare --config FILE [--out DIR|URI] [--set ...] [--dry-run]   tokenize a corpus into token shards (Ray Data)
 acodm corpus verify DIR|URI                      check a prepared corpus's shards against their sha256
 acodm pretrain --config configs/demo.yaml --mixer odm [--set train.steps=50] [--resume] [--dry-run]
+acodm config show --config FILE [--method M --stage proxy|target] [--quick] [--set ...]   a resolved config
+acodm config docs [--check]                     write (or check) docs/config.md from the config's fields
 acodm doctor [--local] [--config FILE]          what is installed and what the demo still needs
 """
 
@@ -15,9 +17,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from acodm_ray.config import load_config
+import yaml
+
+from acodm_ray.config import ConfigError, config_flag, load_config, to_dict
 from acodm_ray.errors import USER_ERRORS
-from acodm_ray.mixers import MIXERS
 from acodm_ray.runplan import prepare_plan, single_run_plan
 
 
@@ -133,6 +136,46 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_show(args: argparse.Namespace) -> int:
+    """The resolved config as YAML: the file with its overrides, or with --method the config that
+    method's proxy or target run of a comparison gets (built by the comparison's own code)."""
+    if args.stage and not args.method:
+        raise ConfigError("--stage needs --method: the stage of which comparison method's run")
+    if args.method is None and not args.quick:
+        cfg, head = load_config(args.config, args.overrides), "the config"
+    else:
+        # lazy: the comparison package (numpy, its reports); only --method and --quick need it
+        from acodm_ray.compare import load_compare_config, proxy_config, target_config
+
+        cfg = load_compare_config(args.config, args.overrides, quick=args.quick)
+        seed = cfg.compare.first_seed if args.seed is None else args.seed
+        head = "the comparison's config" + (" under --quick" if args.quick else "")
+        if args.method and args.stage == "proxy":
+            cfg, head = proxy_config(cfg, seed, args.method), f"{args.method}'s proxy stage"
+        elif args.method:
+            cfg, head = target_config(cfg, args.method, seed), f"{args.method}'s target run"
+            head += "; jobs/compare.py also sets target.server_name and a proxy method's policy"
+        head += f", seed {seed}"
+    print(f"# acodm config show: {head}\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+    return 0
+
+
+def cmd_config_docs(args: argparse.Namespace) -> int:
+    from acodm_ray.config_docs import render  # lazy: only this command renders the docs
+
+    text, path = render(), Path(args.out)
+    if args.check:
+        if not path.is_file() or path.read_text() != text:
+            raise ConfigError(
+                f"{path} is not what the config's fields generate: run `acodm config docs`"
+            )
+        print(f"{path} is up to date")
+        return 0
+    path.write_text(text)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from acodm_ray.doctor import run_doctor
 
@@ -166,14 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare", help="tokenize a config's corpus into token shards (a Ray Data job)"
     )
     add_config_args(prepare)
-    prepare.add_argument(
-        "--out",
-        default=None,
-        help="output directory or URI (default: corpus.prepared, else under $ACODM_HOME)",
-    )
-    prepare.add_argument(
-        "--workers", type=int, default=None, help="most tokenizer actors (default: one per CPU)"
-    )
+    config_flag(prepare, "--out", "corpus.prepared", metavar="DIR|URI")
+    config_flag(prepare, "--workers", "prepare.workers", type=int)
     prepare.add_argument(
         "--force", action="store_true", help="remove an existing or interrupted output first"
     )
@@ -188,8 +225,26 @@ def build_parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("pretrain", help="pretrain an LM with a mixer (single process)")
     add_config_args(pre)
     add_run_args(pre)
-    pre.add_argument("--mixer", choices=MIXERS, default=None, help="mixer (overrides mixer.name)")
+    config_flag(pre, "--mixer", "mixer.name")
     pre.set_defaults(func=cmd_pretrain)
+
+    config = sub.add_parser("config", help="resolved configs and their documentation")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    show = config_sub.add_parser(
+        "show", help="print a resolved config (a comparison method's run with --method)"
+    )
+    add_config_args(show)
+    show.add_argument("--method", default=None, help="a jobs/compare.py method (e.g. acodm@small)")
+    show.add_argument(
+        "--stage", choices=("proxy", "target"), default=None, help="with --method (default: target)"
+    )
+    show.add_argument("--seed", type=int, default=None, help="default: compare.first_seed")
+    show.add_argument("--quick", action="store_true", help="apply compare.quick, as --quick does")
+    show.set_defaults(func=cmd_config_show)
+    docs = config_sub.add_parser("docs", help="write docs/config.md from the config's fields")
+    docs.add_argument("--out", default="docs/config.md", help="where (default: docs/config.md)")
+    docs.add_argument("--check", action="store_true", help="only check that the file is up to date")
+    docs.set_defaults(func=cmd_config_docs)
 
     doctor = sub.add_parser(
         "doctor", help="check the environment: versions, GPUs, Ray cluster, corpus, auth"

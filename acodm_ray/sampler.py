@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import get_args
 
 import numpy as np
 import torch
 
+from acodm_ray.config_train import Coverage
 from acodm_ray.data.token_stream import TokenStream
 from acodm_ray.errors import AcodmError
 
@@ -72,7 +74,7 @@ def weights_from_mapping(mapping: dict[str, float], domains: Sequence[str]) -> n
     return check_weights([float(mapping[d]) for d in domains], domains)
 
 
-COVERAGES = ("iid", "forced", "weighted")
+COVERAGES = get_args(Coverage)  # train.coverage's values
 
 
 def largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:

@@ -6,8 +6,12 @@ brute-force computations and shared by the proxy env, the Ray Train workers and 
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import torch
+
+from acodm_ray.config_train import EvalWeighting, Score
 
 
 def znorm_clip(x: torch.Tensor, clip: float = 3.0) -> torch.Tensor:
@@ -51,16 +55,8 @@ def alignment_scores(
     return raw.numpy(), reward.numpy()
 
 
-SCORES = (
-    "paper",
-    "total",
-    "cross",
-    "eval",
-)  # signals.score: which per-domain reward the trainer computes
-EVAL_WEIGHTINGS = (
-    "loss",
-    "perplexity",
-)  # signals.eval_weighting: what the "eval" reference gradient follows
+SCORES = get_args(Score)  # signals.score: which per-domain reward the trainer computes
+EVAL_WEIGHTINGS = get_args(EvalWeighting)  # signals.eval_weighting: what g_ref follows
 
 
 def total_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor) -> np.ndarray:

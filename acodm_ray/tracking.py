@@ -36,11 +36,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from acodm_ray.errors import AcodmError, ConfigError
+from acodm_ray.typed_config import check_choices
 
-WANDB_MODES = ("offline", "online", "disabled")
+WandbMode = Literal["offline", "online", "disabled"]
 TRACKING_FILE = "tracking.json"  # run ids, so --resume continues the same MLflow / W&B run
 MLFLOW_PARAM_CHARS = 6000  # MLflow's limit on a param value
 
@@ -53,19 +54,23 @@ class TrackingError(AcodmError, ValueError):
 class TrackingConfig:
     """Where results are logged. TensorBoard is on by default; MLflow and W&B are opt-in."""
 
-    tensorboard: bool = True  # event files under <run_dir>/tensorboard
-    mlflow: bool = False  # needs `pip install mlflow` (or mlflow-skinny)
-    mlflow_tracking_uri: str | None = None  # None = file:<run_dir>/mlruns (local, no server)
+    tensorboard: bool = True
+    """TensorBoard event files under <run_dir>/tensorboard."""
+    mlflow: bool = False
+    """Log to MLflow (needs `pip install mlflow` or mlflow-skinny)."""
+    mlflow_tracking_uri: str | None = None
+    """The MLflow tracking URI; null: file:<run_dir>/mlruns (local, no server)."""
     mlflow_experiment: str = "acodm"
-    wandb: bool = False  # needs `pip install wandb`
+    """The MLflow experiment runs are logged under."""
+    wandb: bool = False
+    """Log to Weights & Biases (needs `pip install wandb`)."""
     wandb_project: str = "acodm"
-    wandb_mode: str = "offline"  # offline | online | disabled; offline needs no account
+    """The W&B project."""
+    wandb_mode: WandbMode = "offline"
+    """W&B's mode: "offline" needs no account (`wandb sync` uploads later)."""
 
     def __post_init__(self) -> None:
-        if self.wandb_mode not in WANDB_MODES:
-            raise ConfigError(
-                f"tracking.wandb_mode must be one of {list(WANDB_MODES)}, got {self.wandb_mode!r}"
-            )
+        check_choices(self, "tracking")
         for key in ("mlflow_experiment", "wandb_project"):
             if not getattr(self, key).strip():
                 raise ConfigError(f"tracking.{key} must not be empty")

@@ -14,7 +14,14 @@ if str(ROOT) not in sys.path:  # `python jobs/x.py` and `ray job submit --workin
 
 # below the path: `python jobs/x.py` finds the packages through it (run_job, set_flags: the jobs
 # report errors and read flags as `acodm` does)
-from acodm_ray.cli import add_config_args, add_dry_run_arg, add_run_args, run_job, set_flags  # noqa: E402,F401
+from acodm_ray.cli import (  # noqa: E402,F401
+    add_config_args,
+    add_dry_run_arg,
+    add_run_args,
+    run_job,
+    set_flags,
+)
+from acodm_ray.config import config_flag  # noqa: E402,F401  (flags that set a config field)
 from acodm_ray.logs import HOOK, setup_job_logging  # noqa: E402
 from acodm_ray.rundir import check_run_dir  # noqa: E402
 from acodm_ray.safety import check_output_path  # noqa: E402

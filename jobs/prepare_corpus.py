@@ -21,16 +21,14 @@ from _common import resolve_output_dir, run_job, set_flags, start
 
 
 def main(argv: list[str] | None = None) -> int:
-    from acodm_ray.cli import add_config_args, add_dry_run_arg
+    from acodm_ray.cli import add_config_args, add_dry_run_arg, config_flag
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_config_args(parser)
-    parser.add_argument(
-        "--out", default=None, help="output directory or URI (default: corpus.prepared)"
-    )
-    parser.add_argument("--workers", type=int, default=None, help="most tokenizer actors")
+    config_flag(parser, "--out", "corpus.prepared", metavar="DIR|URI")
+    config_flag(parser, "--workers", "prepare.workers", type=int)
     parser.add_argument(
         "--force", action="store_true", help="remove an existing or interrupted output first"
     )

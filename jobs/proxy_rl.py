@@ -15,19 +15,16 @@ import argparse
 import sys
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-from _common import base_parser, run_dir_for, run_job, set_flags, start
+from _common import base_parser, config_flag, run_dir_for, run_job, set_flags, start
 
 from acodm_ray.config import load_config
 from acodm_ray.runplan import single_run_plan
-from policies.registry import ALGOS
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__)
-    parser.add_argument(
-        "--algo", choices=ALGOS, default=None, help="RLlib algorithm (overrides rl.algo)"
-    )
-    parser.add_argument("--iterations", type=int, default=None, help="overrides rl.iterations")
+    config_flag(parser, "--algo", "rl.algo")
+    config_flag(parser, "--iterations", "rl.iterations", type=int)
     parser.add_argument(
         "--no-rollout", action="store_true", help="skip the policy-vs-ODM rollout at the end"
     )

@@ -20,22 +20,19 @@ import argparse
 import sys
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-from _common import base_parser, print_closing, run_dir_for, run_job, set_flags, start
+from _common import base_parser, config_flag, print_closing, run_dir_for, run_job, set_flags, start
 
 from acodm_ray.config import load_config
-from acodm_ray.mixers import MIXERS
 from acodm_ray.runplan import mixer_label, mode_overrides, single_run_plan
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__)
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--policy", default=None, help="exported policy directory (proxy mode)")
-    which.add_argument("--mixer", choices=MIXERS, help="static or ODM mixer (overrides mixer.name)")
-    which.add_argument(
-        "--online-acodm", action="store_true", help="non-proxy mode: learn the agent online"
-    )
-    parser.add_argument("--num-workers", type=int, help="overrides target.num_workers")
+    config_flag(which, "--policy", "target.policy", metavar="DIR")
+    config_flag(which, "--mixer", "mixer.name")
+    config_flag(which, "--online-acodm", "target.online_acodm", action="store_true")
+    config_flag(parser, "--num-workers", "target.num_workers", type=int)
     args = parser.parse_args(argv)
     return run_job("target_pretrain", lambda: run(args))
 

@@ -8,7 +8,7 @@ the env renormalises (a + eps) / sum(a + eps)); AC-ODM's softmax actor needs no 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.algorithms.appo import APPOConfig
@@ -18,10 +18,11 @@ from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
 from acodm_ray.agent.config import AgentConfig
 from acodm_ray.config import RLConfig
+from acodm_ray.config_jobs import Algo
 from policies.acodm.acodm import acodm_config_from
 from policies.callbacks import MixingMetrics, SamplingClock
 
-ALGOS = ("acodm", "ppo", "sac", "appo")
+ALGOS = get_args(Algo)  # rl.algo's values
 
 # Seconds between restarts of a failed env runner (RLlib's default, 60 s, stalls short runs).
 ENV_RUNNER_RESTART_DELAY_S = 5.0

@@ -113,7 +113,7 @@ def test_critic_loss_literal_value():
 
 def test_actor_loss_matches_explicit_formula():
     actor, critic = SoftmaxActor(W_ACTOR), LinearCritic(WS, WA)
-    loss = ddpg.actor_loss(actor, critic, t(OBS))
+    loss = ddpg.actor_loss(actor, critic, t(OBS), "mean", 0.0, 0.0, "horizon")  # the paper's
     pi = np_softmax(OBS @ W_ACTOR)
     expected = -np.mean(OBS @ WS + pi @ WA)
     assert loss.item() == pytest.approx(expected, rel=1e-12)
@@ -191,7 +191,7 @@ def test_actor_step_updates_actor_only():
     )
     obs = torch.randn(8, 7)
     a0, c0 = params(actor), params(critic)
-    ddpg.actor_loss(actor, critic, obs).backward()
+    ddpg.actor_loss(actor, critic, obs, "mean", 0.0, 0.0, "horizon").backward()
     assert all(p.grad is None for p in critic.parameters())
     a_opt.step()
     c_opt.step()  # even stepping the critic's optimizer (the reference's slip) cannot move it
@@ -358,7 +358,7 @@ def test_agent_package_does_not_import_rllib():
 def test_weighted_actor_objective_and_entropy_match_explicit_formula():
     """-mean_b[(1 - gamma) sum_i pi_i Q_i + c H(pi)]: the value of r = sum_i w_i s_i, per step."""
     actor, critic = SoftmaxActor(W_ACTOR), LinearCritic(WS, WA)
-    loss = ddpg.actor_loss(actor, critic, t(OBS), "weighted", entropy_coef=0.3, gamma=0.9)
+    loss = ddpg.actor_loss(actor, critic, t(OBS), "weighted", 0.3, 0.9, "horizon")
     pi = np_softmax(OBS @ W_ACTOR)
     q = OBS @ WS + pi @ WA
     h = -(pi * np.log(pi)).sum(axis=1)
@@ -367,12 +367,10 @@ def test_weighted_actor_objective_and_entropy_match_explicit_formula():
     loss.backward()
     assert critic.ws.grad is None and critic.wa.grad is None
     # the paper's objective with the same entropy term: -mean_b[mean_i Q_i + c H]
-    paper = ddpg.actor_loss(
-        SoftmaxActor(W_ACTOR), critic, t(OBS), "mean", entropy_coef=0.3, gamma=0.9
-    )
+    paper = ddpg.actor_loss(SoftmaxActor(W_ACTOR), critic, t(OBS), "mean", 0.3, 0.9, "horizon")
     assert paper.item() == pytest.approx(-np.mean(q.mean(axis=1) + 0.3 * h), rel=1e-12)
     with pytest.raises(ValueError, match="unknown actor objective"):
-        ddpg.actor_loss(actor, critic, t(OBS), "max")
+        ddpg.actor_loss(actor, critic, t(OBS), "max", 0.0, 0.9, "horizon")
 
 
 def test_weighted_objective_moves_weight_to_the_better_domain():
@@ -382,11 +380,11 @@ def test_weighted_objective_moves_weight_to_the_better_domain():
     bias = LinearCritic(np.array([[0.0, 0.5], [0.0, 0.5]]), np.zeros((2, 2)))
     actor = SoftmaxActor(np.zeros((2, 2)))
     ones = t(np.ones((1, 2)))
-    ddpg.actor_loss(actor, bias, ones, "weighted").backward()
+    ddpg.actor_loss(actor, bias, ones, "weighted", 0.0, 0.0, "horizon").backward()
     g = actor.w.grad.numpy()
     assert (g[:, 1] < 0).all() and (g[:, 0] > 0).all()  # descending the loss raises logit 1
     flat = SoftmaxActor(np.zeros((2, 2)))
-    ddpg.actor_loss(flat, bias, ones, "mean").backward()
+    ddpg.actor_loss(flat, bias, ones, "mean", 0.0, 0.0, "horizon").backward()
     assert torch.count_nonzero(flat.w.grad) == 0  # mean-Q: no signal at all
 
 
@@ -479,7 +477,7 @@ def test_value_spread_is_the_range_of_per_step_domain_values():
     critic, actor = LinearCritic(WS, WA), SoftmaxActor(W_ACTOR)
     q = OBS @ WS + np_softmax(OBS @ W_ACTOR) @ WA  # (B, K)
     values = (1.0 - GAMMA) * q.mean(axis=0)
-    assert ddpg.value_spread(actor, critic, t(OBS), GAMMA) == pytest.approx(
+    assert ddpg.value_spread(actor, critic, t(OBS), GAMMA, "horizon") == pytest.approx(
         values.max() - values.min(), rel=1e-12
     )
 

@@ -1,87 +1,90 @@
 """Hyperparameters of the AC-ODM agent (DDPG with a vector critic).
 
-The defaults are the working AC-ODM of this project (docs/method.md, "Making AC-ODM work"); each of
-our changes to the paper's agent is one field, and `PAPER_AGENT` switches every one of them back
-(the `acodm-paper` method). The reference uses 5 hidden layers of 1024 for the 410M/1B runs; the
-presets scale this down for small proxies (see configs/).
+The defaults are the working AC-ODM of this project (docs/method.md, "Making AC-ODM work"). Each of
+our changes to the paper's agent is one field (`actor_objective` to `lr_schedule` below); the
+comparison's `acodm-paper` and `acodm-reference` methods set them back to the paper's and the
+published code's values, and one ablation each sets one back (acodm_ray/compare/methods.py, the one
+place those values are written). The reference uses 5 hidden layers of 1024 for the 410M/1B runs;
+the presets scale this down for small proxies (see configs/).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal, get_args
 
-ACTOR_OBJECTIVES = ("weighted", "mean")
-VALUE_UNITS = ("horizon", "relative")  # of the actor's values: ddpg.per_step_values
-LR_SCHEDULES = ("constant", "cosine")
+from acodm_ray.typed_config import check_choices
+
+ActorObjective = Literal["weighted", "mean"]
+ValueUnits = Literal["horizon", "relative"]
+LrSchedule = Literal["constant", "cosine"]
+VALUE_UNITS = get_args(ValueUnits)  # of the actor's values: ddpg.per_step_values
 
 
 @dataclass
 class AgentConfig:
+    """The AC-ODM agent: networks, DDPG, the ODM warm-up, and our changes to the paper's agent."""
+
     actor_hidden: int = 1024
+    """Hidden width of the actor."""
     actor_layers: int = 5
+    """Hidden layers of the actor."""
     critic_hidden: int = 1024
+    """Hidden width of the critic."""
     critic_layers: int = 5
+    """Hidden layers of the critic."""
     gamma: float = 0.95
+    """Discount factor."""
     tau: float = 0.001
+    """Polyak averaging rate of the target networks."""
     actor_lr: float = 1e-4
+    """The actor's learning rate (peak, under lr_schedule "cosine")."""
     critic_lr: float = 1e-4
+    """The critic's learning rate (peak, under lr_schedule "cosine")."""
     replay_capacity: int = 10_000
+    """Transitions the replay buffer holds."""
     batch_size: int = 32
-    warmup_fraction: float = 0.02  # share of each proxy episode's decisions chosen by ODM (warm-up)
-    exploration_noise: float = (
-        1e-3  # max uniform noise subtracted from the softmax, then renormalised
-    )
+    """Transitions per learner update."""
+    warmup_fraction: float = 0.02
+    """Share of each proxy episode's decisions chosen by ODM (the warm-up)."""
+    exploration_noise: float = 1e-3
+    """Largest uniform noise subtracted from the softmax before it is renormalised."""
     updates_per_step: int = 1
-    # --- our changes to the paper's agent (PAPER_AGENT undoes each) ---
-    # "weighted": actor loss -sum_i pi_i Q_i, the objective whose reward is r = sum_i w_i s_i;
-    # "mean" (paper): -mean_i Q_i, which does not depend on how the weights are spread
-    actor_objective: str = "weighted"
-    weight_floor: float = 0.01  # the actor outputs (1 - K floor) softmax + floor: no domain starves
-    entropy_coef: float = 1.0  # actor loss -[sum_i pi_i v_i + coef H(pi)]: a soft-greedy mix
-    # the units of v (ddpg.per_step_values): "relative" Q / mean |Q|; "horizon" (1 - gamma) Q, exact
-    # only for a critic that has learnt the whole discounted sum (on the benchmark's proxy budget it
-    # has not: its values came out ~10x below the scores' spread and the mix stayed uniform)
-    value_units: str = "relative"
-    warmup_updates: int | None = (
-        100  # imitation updates after learning starts; None (paper): one per warm-up decision
-    )
-    imitate_odm_only: bool = True  # imitate only transitions ODM chose (paper: every replayed row)
-    lr_schedule: str = (
-        "cosine"  # "cosine": linear warm-up then cosine decay of both lrs (the reference's
-    )
-    # AnnealingLR); "constant" (our paper setting: the paper states one lr)
-    lr_warmup_fraction: float = 0.05  # of the agent's lifetime env steps
+    """Learner updates per environment step."""
+    actor_objective: ActorObjective = "weighted"
+    """The actor's loss: "weighted" -sum_i pi_i Q_i, the objective whose reward is
+    r = sum_i w_i s_i; "mean" (the paper's) -mean_i Q_i, which does not depend on how the weights
+    are spread."""
+    weight_floor: float = 0.01
+    """The actor outputs (1 - K floor) softmax + floor: no domain starves (the paper's: 0)."""
+    entropy_coef: float = 1.0
+    """The "weighted" actor's loss is -[sum_i pi_i v_i + coef H(pi)]: a soft-greedy mix (the
+    paper's: 0)."""
+    value_units: ValueUnits = "relative"
+    """The units of the actor's values v (ddpg.per_step_values): "relative" Q / mean |Q|;
+    "horizon" (1 - gamma) Q, exact only for a critic that has learnt the whole discounted sum (on
+    the benchmark's proxy budget it has not: its values came out ~10x below the scores' spread and
+    the mix stayed uniform)."""
+    warmup_updates: int | None = 100
+    """Imitation updates after learning starts; null (the paper's): one per warm-up decision."""
+    imitate_odm_only: bool = True
+    """Imitate only the transitions ODM chose (the paper's: every replayed row)."""
+    lr_schedule: LrSchedule = "cosine"
+    """"cosine": a linear warm-up then a cosine decay of both learning rates (the reference's
+    AnnealingLR); "constant" (our reading of the paper, which states one learning rate)."""
+    lr_warmup_fraction: float = 0.05
+    """Share of the agent's lifetime env steps its learning rates warm up over."""
     min_lr_ratio: float = 0.1
-    freeze_actor: bool = False  # the reference's behaviour: its actor's optimizer is never stepped
-
-
-# The paper's agent as the paper states it, with the actor really trained (method `acodm-paper`).
-PAPER_AGENT: dict[str, Any] = {
-    "actor_objective": "mean",
-    "weight_floor": 0.0,
-    "entropy_coef": 0.0,
-    "warmup_updates": None,
-    "imitate_odm_only": False,
-    "lr_schedule": "constant",
-}
+    """The cosine decay's end, as a share of each learning rate."""
+    freeze_actor: bool = False
+    """Never step the actor's optimizer: the published code's behaviour (method acodm-reference)."""
 
 
 def check_agent(cfg: AgentConfig, num_domains: int | None = None) -> None:
-    """Range checks; with `num_domains`, also that the floor leaves room for the softmax."""
-    if cfg.actor_objective not in ACTOR_OBJECTIVES:
-        raise ValueError(
-            f"agent.actor_objective must be one of {list(ACTOR_OBJECTIVES)}, got {cfg.actor_objective!r}"
-        )
-    if cfg.value_units not in VALUE_UNITS:
-        raise ValueError(
-            f"agent.value_units must be one of {list(VALUE_UNITS)}, got {cfg.value_units!r}"
-        )
-    if cfg.lr_schedule not in LR_SCHEDULES:
-        raise ValueError(
-            f"agent.lr_schedule must be one of {list(LR_SCHEDULES)}, got {cfg.lr_schedule!r}"
-        )
+    """Allowed values and ranges; with `num_domains`, also that the floor leaves room for the
+    softmax."""
+    check_choices(cfg, "agent")
     if cfg.weight_floor < 0 or cfg.entropy_coef < 0:
         raise ValueError(
             f"agent.weight_floor and agent.entropy_coef must be >= 0, got {cfg.weight_floor}, {cfg.entropy_coef}"

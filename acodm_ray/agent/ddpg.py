@@ -104,12 +104,14 @@ def actor_loss(
     actor: nn.Module,
     critic: nn.Module,
     obs: torch.Tensor,
-    objective: str = "mean",
-    entropy_coef: float = 0.0,
-    gamma: float = 0.0,
-    value_units: str = "horizon",
+    objective: str,
+    entropy_coef: float,
+    gamma: float,
+    value_units: str,
 ) -> torch.Tensor:
-    """The actor's loss; the critic is not updated by it (its parameters are detached).
+    """The actor's loss; the critic is not updated by it (its parameters are detached). The settings
+    have no defaults here: an agent passes its AgentConfig's (`update_actor_loss`), the one place
+    their defaults live.
 
     objective "mean" (the paper): -mean_i Q_i(s, pi(s)) over batch and domains. With z-scored
     rewards that sum to 0 its target is action-independent, and it ignores how pi spreads weight.
@@ -184,7 +186,7 @@ def value_spread(
     critic: nn.Module,
     obs: torch.Tensor,
     gamma: float,
-    value_units: str = "horizon",
+    value_units: str,
 ) -> float:
     """max_i - min_i of the per-step domain values mean_b v_i(s_b, pi(s_b)), v as the actor sees
     them (`per_step_values`; a diagnostic, no gradient). The "weighted" actor's optimum is a softmax of these values at

@@ -12,28 +12,26 @@ import argparse
 import json
 
 from acodm_ray.compare.methods import METHODS
+from acodm_ray.config import config_flag
 
 
 def add_compare_args(parser: argparse.ArgumentParser) -> None:
-    """--seeds, --methods, --quick and --concurrency (each overrides its `compare.*` value)."""
-    parser.add_argument(
-        "--seeds", type=int, default=None, help="runs per method (overrides compare.seeds)"
-    )
-    parser.add_argument(
+    """--seeds, --methods, --quick and --concurrency (each overrides its `compare.*` value; their
+    help is the field's docstring)."""
+    config_flag(parser, "--seeds", "compare.seeds", type=int)
+    config_flag(
+        parser,
         "--methods",
-        default=None,
+        "compare.methods",
+        metavar="M1,M2,...",
         help="comma-separated (overrides compare.methods), any of: "
         + ", ".join(METHODS)
         + "; proxy methods also as <method>@<size> (compare.proxy_sizes)",
     )
     parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke-test sizes (compare.quick): tiny, 1 seed, few steps",
+        "--quick", action="store_true", help="apply compare.quick: smoke-test sizes, 1 seed"
     )
-    parser.add_argument(
-        "--concurrency", type=int, default=None, help="runs at the same time (compare.concurrency)"
-    )
+    config_flag(parser, "--concurrency", "compare.concurrency", type=int)
 
 
 def compare_flags(args: argparse.Namespace) -> dict[str, object]:

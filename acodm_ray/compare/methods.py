@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from acodm_ray.agent.config import PAPER_AGENT
-from acodm_ray.config import CompareConfig
+from acodm_ray.config import CompareConfig, deep_merge
 from acodm_ray.errors import AcodmError
 
 
@@ -34,19 +33,24 @@ class Method:
     shared: dict[str, Any] = field(default_factory=dict)
 
 
-# What the paper's text states (acodm-paper) and what its published code runs (acodm-reference):
-# our switches back to the paper's choices, on the proxy and, where they shape the state or the
-# sampler, on the target too (docs/method.md).
-PAPER_SHARED: dict[str, Any] = {"signals": {"progress_scale": 100.0}, "train": {"coverage": "iid"}}
-PAPER_PROXY: dict[str, Any] = {"agent": dict(PAPER_AGENT), "signals": {"score": "paper"}}
-REFERENCE_SHARED: dict[str, Any] = {
-    "signals": {"progress_scale": 100.0},
-    "train": {"coverage": "forced"},
+# Our changes to the paper's AC-ODM (docs/method.md), each written once as the paper's setting that
+# switches it back: the ablations set back one each, `acodm-paper` all of them (the paper's text,
+# its actor really trained) and `acodm-reference` what the published code runs on top of that.
+# They go into the proxy stage's config (an online method's: the target's); `PAPER_SHARED` into the
+# target's too, as it shapes the state or the sampler the policy is used with.
+PAPER_OBJECTIVE: dict[str, Any] = {"agent": {"actor_objective": "mean"}}
+PAPER_NO_GUARD: dict[str, Any] = {"agent": {"weight_floor": 0.0, "entropy_coef": 0.0}}
+PAPER_WARMUP: dict[str, Any] = {
+    "agent": {"warmup_updates": None, "imitate_odm_only": False, "lr_schedule": "constant"}
 }
-REFERENCE_PROXY: dict[str, Any] = {
-    "agent": {**PAPER_AGENT, "freeze_actor": True},
-    "signals": {"score": "paper"},
-}
+PAPER_REWARD: dict[str, Any] = {"signals": {"score": "paper"}}
+PAPER_SAMPLER: dict[str, Any] = {"train": {"coverage": "iid"}}
+PAPER_SHARED: dict[str, Any] = deep_merge({"signals": {"progress_scale": 100.0}}, PAPER_SAMPLER)
+PAPER_PROXY: dict[str, Any] = {}
+for _switch in (PAPER_OBJECTIVE, PAPER_NO_GUARD, PAPER_WARMUP, PAPER_REWARD):
+    PAPER_PROXY = deep_merge(PAPER_PROXY, _switch)
+REFERENCE_SHARED = deep_merge(PAPER_SHARED, {"train": {"coverage": "forced"}})
+REFERENCE_PROXY = deep_merge(PAPER_PROXY, {"agent": {"freeze_actor": True}})
 
 METHODS: dict[str, Method] = {
     "uniform": Method("static, uniform weights", "mixer", {"mixer": {"name": "uniform"}}),
@@ -112,17 +116,15 @@ METHODS: dict[str, Method] = {
     "acodm-iid": Method(
         "ablation: acodm with i.i.d. micro-batches on the proxy (no domain coverage)",
         "proxy",
-        {"train": {"coverage": "iid"}},
+        PAPER_SAMPLER,
     ),
     "acodm-meanq": Method(
-        "ablation: acodm with the paper's actor objective -mean_i Q_i",
-        "proxy",
-        {"agent": {"actor_objective": "mean"}},
+        "ablation: acodm with the paper's actor objective -mean_i Q_i", "proxy", PAPER_OBJECTIVE
     ),
     "acodm-zscore": Method(
         "ablation: acodm rewarded with the paper's zero-sum z-scored alignment",
         "proxy",
-        {"signals": {"score": "paper"}},
+        PAPER_REWARD,
     ),
     "acodm-cross": Method(
         "variant: acodm rewarded with the cross terms only, <g_i, sum_{j != i} g_j> / running "
@@ -143,9 +145,7 @@ METHODS: dict[str, Method] = {
         {"signals": {"score": "eval", "eval_weighting": "perplexity"}},
     ),
     "acodm-noguard": Method(
-        "ablation: acodm without the weight floor and the entropy term",
-        "proxy",
-        {"agent": {"weight_floor": 0.0, "entropy_coef": 0.0}},
+        "ablation: acodm without the weight floor and the entropy term", "proxy", PAPER_NO_GUARD
     ),
     "acodm-horizon": Method(
         "ablation: acodm with the critic's values in per-step units (1 - gamma) Q instead of "
@@ -157,7 +157,7 @@ METHODS: dict[str, Method] = {
         "ablation: acodm with the paper's warm-up (one imitation update per warm-up "
         "decision, on every row) and a constant agent lr",
         "proxy",
-        {"agent": {"warmup_updates": None, "imitate_odm_only": False, "lr_schedule": "constant"}},
+        PAPER_WARMUP,
     ),
     "acodm-gamma0": Method(
         "AC-ODM proxy mode with gamma = 0 (the critic predicts the immediate reward: a "

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import get_args
 
 import numpy as np
 
 from acodm_ray.config import MixerConfig
+from acodm_ray.config_train import MixerName
 from acodm_ray.mixers.alignment import AlignmentMixer
 from acodm_ray.mixers.base import Mixer
 from acodm_ray.mixers.odm import ODMMixer
 from acodm_ray.mixers.static import StaticMixer, file_mixer, natural_mixer, uniform_mixer
 
-MIXERS = ("uniform", "natural", "file", "odm", "alignment")
+MIXERS = get_args(MixerName)  # mixer.name's values
 SCORE_MIXERS = (
     "alignment",
 )  # mixers that learn from the alignment scores (the step must compute them)

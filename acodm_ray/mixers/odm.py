@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
+from acodm_ray.config_train import OdmVariant
 from acodm_ray.mixers.base import Mixer
 from acodm_ray.sampler import check_weights
 from acodm_ray.step_signals import StepSignals
@@ -41,8 +42,10 @@ class ODMMixer(Mixer):
         alpha: float = 0.5,
     ) -> None:
         super().__init__(domains)
-        if variant not in ("smoothed_mean", "exp3"):
-            raise ValueError(f"unknown ODM variant {variant!r}; choose smoothed_mean or exp3")
+        if variant not in get_args(OdmVariant):
+            raise ValueError(
+                f"unknown ODM variant {variant!r}; choose {' or '.join(get_args(OdmVariant))}"
+            )
         self.variant = variant
         self.alpha = alpha
         self.probabilities = check_weights(initial, self.domains).copy()

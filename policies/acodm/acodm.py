@@ -25,28 +25,29 @@ from policies.acodm.learner import ACODMTorchLearner
 from policies.acodm.replay import SeededEpisodeReplayBuffer
 from policies.acodm.rl_module import ACODMTorchRLModule
 
-_PAPER = AgentConfig()
+_DEFAULTS = AgentConfig()
 
 
 class ACODMConfig(SACConfig):
-    """AC-ODM settings; defaults are the paper's (AgentConfig)."""
+    """AC-ODM settings; the defaults are AgentConfig's (this project's working AC-ODM; the paper's
+    settings are the `acodm-paper` method's, acodm_ray/compare/methods.py)."""
 
     def __init__(self, algo_class: type | None = None) -> None:
         super().__init__(algo_class=algo_class or ACODM)
         # DDPG: one deterministic actor, one (vector) critic, their targets.
         self.twin_q = False
-        self.gamma = _PAPER.gamma
-        self.tau = _PAPER.tau
-        self.actor_lr = _PAPER.actor_lr
-        self.critic_lr = _PAPER.critic_lr
+        self.gamma = _DEFAULTS.gamma
+        self.tau = _DEFAULTS.tau
+        self.actor_lr = _DEFAULTS.actor_lr
+        self.critic_lr = _DEFAULTS.critic_lr
         self.lr = None
         self.n_step = 1
         self.replay_buffer_config = {
             "type": "EpisodeReplayBuffer",
-            "capacity": _PAPER.replay_capacity,
+            "capacity": _DEFAULTS.replay_capacity,
         }
-        self.train_batch_size_per_learner = _PAPER.batch_size
-        self.num_steps_sampled_before_learning_starts = _PAPER.batch_size
+        self.train_batch_size_per_learner = _DEFAULTS.batch_size
+        self.num_steps_sampled_before_learning_starts = _DEFAULTS.batch_size
         # AC-ODM-specific: the agent's hyperparameters, one dataclass handed whole to the RLModule
         # (its model_config); the fields RLlib has its own names for (gamma, tau, lrs, batch size,
         # replay capacity) are set above from the same defaults, and RLlib's win (see model_config).
