@@ -2,7 +2,8 @@
 pre-shard path, side by side on the same corpus and cores.
 
 Variants, alternating round by round (each in a fresh process, so each peak RSS is its own):
-  raw      - `tokenizers` `encode_batch` over the documents already in memory (Rust, every core):
+  raw      - `tokenizers` `encode_batch_fast` (ids, no offsets: what the prepare's actors call) over
+             the documents already in memory (Rust, every core):
              the physical limit of tokenizing on this machine, no reading, no writing;
   old      - the pre-shard path at commit d256366 (`load_tokenized`: read every document into
              Python lists with Hugging Face `datasets`, encode in one process, save .npy);
@@ -68,7 +69,7 @@ def run_raw(files: list[str], tokenizer: Path) -> float:
     tok = Tokenizer.from_file(str(tokenizer / "tokenizer.json"))
     start = time.perf_counter()
     for i in range(0, len(texts), 256):
-        tok.encode_batch(texts[i : i + 256], add_special_tokens=False)
+        tok.encode_batch_fast(texts[i : i + 256], add_special_tokens=False)
     return time.perf_counter() - start
 
 

@@ -135,7 +135,8 @@ class Encoder:
                 pc.invert(pc.is_in(docs.column("domain"), pa.array(full, pa.string())))
             )
         texts = docs.column("text").to_pylist()
-        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        # the ids alone (no character offsets): the same ids as encode_batch, faster
+        encodings = self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
         table = encoded_table(
             docs.column("domain"), texts, [e.ids for e in encodings], self.eos, self.dtype
         )
