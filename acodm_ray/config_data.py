@@ -5,7 +5,9 @@ docs/config.md and the flags' `--help` are generated from it (acodm_ray/typed_co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+Source = Literal["bundled", "tiny", "json", "parquet", "text", "csv", "hub"]
 
 
 @dataclass
@@ -15,12 +17,12 @@ class CorpusConfig:
     (`domain_files`). Every source is prepared into token shards (`acodm corpus prepare`) and
     trained on from those."""
 
-    source: str = "bundled"
+    source: Source = "bundled"
     """Where the text comes from: "bundled" (the offline corpus `acodm corpus build` makes: real
     text from Debian packages), "tiny" (the small slice shipped inside the package, for tests and
     smoke runs), "json", "parquet", "text" or "csv" (local files: jsonl, parquet, csv, or one text
     file per document, read with Ray Data), or "hub" (a `datasets` dataset, streamed: the only
-    source that downloads, and only what it reads). Checked by acodm_ray/data/sources.py."""
+    source that downloads, and only what it reads)."""
     path: str | None = None
     """The corpus directory for "bundled" (null: the one `acodm corpus build` makes; a bare name
     is looked up under $ACODM_HOME/corpus), the dataset's hub name (or a `datasets` builder such as

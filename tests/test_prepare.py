@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acodm_ray.config import load_config
+from acodm_ray.config import ConfigError, load_config
 from acodm_ray.data import prepare as prepare_module
 from acodm_ray.data.build import TINY_DIR
 from acodm_ray.data.corpus_errors import (
@@ -282,8 +282,12 @@ def test_killed_prepare_continues_to_the_same_bytes(tmp_path):
 def test_bad_input_is_refused_by_name(ray_session, tmp_path, monkeypatch):
     rows = pile_rows({"a": 4, "b": 4})
     train = write_jsonl(tmp_path / "t.jsonl", rows)
+    with pytest.raises(ConfigError, match="corpus.source.*bundled.*'pile'"):
+        config(tmp_path, source="pile")  # refused as the config loads
+    cfg = config(tmp_path, source="tiny")
+    cfg.corpus.source = "pile"  # a config built in code reaches the plan
     with pytest.raises(UnknownSourceError, match="'pile'.*bundled"):
-        plan_source(config(tmp_path, source="pile").corpus)
+        plan_source(cfg.corpus)
     with pytest.raises(CorpusFileNotFoundError, match="nope.jsonl"):
         plan_source(
             config(

@@ -23,9 +23,10 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from acodm_ray.config import CorpusConfig
+from acodm_ray.config_data import Source
 from acodm_ray.data.build import TINY_DIR, default_corpus_dir
 from acodm_ray.data.corpus_errors import (
     CorpusError,
@@ -36,7 +37,7 @@ from acodm_ray.data.corpus_errors import (
     UnknownSourceError,
 )
 
-SOURCES = ("bundled", "tiny", "json", "parquet", "text", "csv", "hub")
+SOURCES = get_args(Source)
 FILE_SOURCES = ("json", "parquet", "text", "csv")
 SPLITS = ("train", "validation")
 FORMAT_OF = {"bundled": "json", "tiny": "json"}  # what the packaged corpora are stored as
