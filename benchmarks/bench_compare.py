@@ -16,6 +16,7 @@ by whoever read the numbers; regenerate it when the numbers change).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from acodm_ray.compare.summary import ComparisonSummary  # noqa: E402
 from benchmarks.report import update_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -49,7 +51,7 @@ def shrink_png(src: Path, dst: Path, colors: int = 96) -> None:
 
 
 def section(
-    summary: dict,
+    summary: ComparisonSummary,
     table: str,
     command: str,
     notes: str | None,
@@ -57,31 +59,30 @@ def section(
     title: str = "The paper's comparison, at laptop scale",
     numbers: str = "benchmarks/results/compare.json",
 ) -> str:
-    m = summary["machine"]
-    minutes = summary["wall_clock_s"] / 60
+    m, wall = summary.machine, summary.wall_clock_s
+    minutes = wall / 60
+    memory_gb = "?" if m.memory_gb is None else m.memory_gb
     lines = [
         f"## {title}",
         "",
         f"`{command}` (written by `benchmarks/bench_compare.py`; all numbers in `{numbers}`).",
         "",
-        f"Machine: {m.get('cpus')} CPU cores ({m.get('processor')}), {m.get('memory_gb', '?')} GB RAM, "
-        f"{m.get('gpu') or 'no GPU'}, torch {m.get('torch')}, Ray {m.get('ray')}; "
-        f"{summary['concurrency']} run(s) at a time. Wall-clock of the whole comparison: "
-        f"**{minutes:.1f} min** ({summary['wall_clock_s']:.0f} s)"
+        f"Machine: {m.cpus} CPU cores ({m.processor}), {memory_gb} GB RAM, "
+        f"{m.gpu or 'no GPU'}, torch {m.torch}, Ray {m.ray}; "
+        f"{summary.concurrency} run(s) at a time. Wall-clock of the whole comparison: "
+        f"**{minutes:.1f} min** ({wall:.0f} s)"
         + (
             f", summed over its invocations (it was resumed; the last invocation took "
-            f"{summary['wall_clock_s_this_invocation']:.1f} s)."
-            if summary.get("resumed")
+            f"{summary.wall_clock_s_this_invocation:.1f} s)."
+            if summary.resumed
             else "."
         ),
         "",
-        "Methods: "
-        + "; ".join(f"`{k}` {v}" for k, v in summary["method_descriptions"].items())
-        + ".",
+        "Methods: " + "; ".join(f"`{k}` {v}" for k, v in summary.method_descriptions.items()) + ".",
         "",
         "How the figures are computed: the target is ODM's best average validation perplexity of the same "
         "seed (average = mean of the per-domain perplexities, evaluated every "
-        f"{summary['target']['eval_every']} steps on fixed validation windows); *steps* is the first "
+        f"{summary.target.eval_every} steps on fixed validation windows); *steps* is the first "
         'evaluated step at or below it ("not reached" if never); *ratio* = steps / ODM\'s own steps to its '
         "best (the paper's \"71% faster\" is a ratio of 0.29). Step time is the median over steps of rank 0's "
         "whole training iteration (ask the mixer, train, send signals, log); *mixer ms/step* is that "
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prefix = "compare" if args.section == "comparison" else args.section
     summary_path = Path(args.summary)
-    summary = json.loads(summary_path.read_text())
+    summary = ComparisonSummary.read(summary_path)
     out_dir = summary_path.parent
     table = (out_dir / "table.md").read_text()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -133,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             shrink_png(src, dst)
             plots[key] = str(dst.relative_to(ROOT))
     numbers = RESULTS / f"{prefix}.json"
-    numbers.write_text(json.dumps({"command": args.command, **summary}, indent=1))
+    summary = dataclasses.replace(summary, command=args.command)
+    numbers.write_text(json.dumps(summary.to_json(), indent=1))
     notes = Path(args.notes).read_text() if args.notes else None
     body = section(
         summary, table, args.command, notes, plots, args.title, str(numbers.relative_to(ROOT))

@@ -14,7 +14,6 @@ the decoy domains.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,23 +21,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from acodm_ray.compare.stats import mean_spread  # noqa: E402
+from acodm_ray.compare.summary import ComparisonSummary  # noqa: E402
 from benchmarks.report import table  # noqa: E402
 
 
-def finals(summary: dict, method: str) -> dict[int, float]:
+def finals(summary: ComparisonSummary, method: str) -> dict[int, float]:
     """seed -> final average validation perplexity of `method`'s runs in a comparison summary."""
     return {
-        int(r["seed"]): float(r["final_val_ppl"]["average"])
-        for r in summary["runs"].values()
-        if r.get("method") == method and r.get("final_val_ppl")
+        r.seed: float(r.final_val_ppl["average"])
+        for r in summary.runs.values()
+        if r.method == method and r.final_val_ppl
     }
 
 
-def final_weights(summary: dict, method: str) -> dict[int, dict[str, float]]:
+def final_weights(summary: ComparisonSummary, method: str) -> dict[int, dict[str, float]]:
+    """seed -> the domain weights of `method`'s run at its last step."""
     return {
-        int(r["seed"]): r["final_weights"]
-        for r in summary["runs"].values()
-        if r.get("method") == method and r.get("final_weights")
+        r.seed: r.final_weights
+        for r in summary.runs.values()
+        if r.method == method and r.final_weights
     }
 
 
@@ -57,7 +58,7 @@ def paired_rows(new: dict[int, float], old: dict[str, dict[int, float]]) -> list
             [
                 name,
                 ", ".join(f"{theirs[s]:.1f}" for s in seeds),
-                f"{diff['mean']:+.2f} ± {diff['std']:.2f}",
+                f"{diff.mean:+.2f} ± {diff.std:.2f}",
                 f"{wins}/{len(seeds)}",
             ]
         )
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "--decoys", default="", help="comma-separated decoy domains whose final weight to report"
     )
     args = ap.parse_args(argv)
-    new_summary, old_summary = json.loads(args.new.read_text()), json.loads(args.old.read_text())
+    new_summary, old_summary = ComparisonSummary.read(args.new), ComparisonSummary.read(args.old)
     new = finals(new_summary, args.method)
     if not new:
         raise SystemExit(f"{args.new} has no finished run of {args.method!r}")
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     spread = mean_spread(list(new.values()))
     print(
         f"{args.method}, seeds {sorted(new)}: final avg val ppl {', '.join(f'{new[s]:.1f}' for s in sorted(new))} "
-        f"({spread['mean']:.1f} ± {spread['std']:.1f})"
+        f"({spread.mean:.1f} ± {spread.std:.1f})"
     )
     weights = final_weights(new_summary, args.method)
     largest = {s: max(w.items(), key=lambda kv: kv[1]) for s, w in sorted(weights.items())}

@@ -4,6 +4,7 @@ configs/tiny.yaml end to end (every method trains, every output is written, the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -17,6 +18,13 @@ from acodm_ray.compare import (
     DEFAULT_METHODS,
     METHODS,
     CompareError,
+    ComparisonSummary,
+    HeadlineRow,
+    SeedSteps,
+    Spread,
+    StepsTo,
+    TargetSetup,
+    TopWeight,
     best_point,
     headline_steps,
     load_compare_config,
@@ -64,81 +72,96 @@ def test_steps_to_reference_per_seed_ratio_and_not_reached():
         "slow": {0: (STEPS, [120.0, 100.0, 70.0, 61.0]), 1: (STEPS, [80.0, 70.0, 60.0, 50.0])},
     }
     res = steps_to_reference(curves, "odm")
-    assert res["odm"][0] == {"target": 60.0, "steps": 30, "reference_steps": 30, "ratio": 1.0}
-    assert res["odm"][1]["steps"] == 40 and res["odm"][1]["ratio"] == 1.0
-    assert res["fast"][0]["steps"] == 20 and res["fast"][0]["ratio"] == pytest.approx(2 / 3)
-    assert res["fast"][1]["steps"] == 20 and res["fast"][1]["ratio"] == pytest.approx(0.5)
-    assert (
-        res["slow"][0]["steps"] is None and res["slow"][0]["ratio"] is None
-    )  # 61 > 60: not reached
-    assert res["slow"][1]["steps"] == 40 and res["slow"][1]["ratio"] == 1.0
+    assert res["odm"][0] == SeedSteps(target=60.0, steps=30, reference_steps=30, ratio=1.0)
+    assert res["odm"][1].steps == 40 and res["odm"][1].ratio == 1.0
+    assert res["fast"][0].steps == 20 and res["fast"][0].ratio == pytest.approx(2 / 3)
+    assert res["fast"][1].steps == 20 and res["fast"][1].ratio == pytest.approx(0.5)
+    assert res["slow"][0].steps is None and res["slow"][0].ratio is None  # 61 > 60: not reached
+    assert res["slow"][1].steps == 40 and res["slow"][1].ratio == 1.0
 
     fast = headline_steps(res["fast"])
-    assert (fast["seeds"], fast["reached"]) == (2, 2)
-    assert fast["steps"]["mean"] == 20 and fast["steps"]["std"] == 0
-    assert fast["ratio"]["mean"] == pytest.approx(7 / 12)
-    assert fast["ratio"]["std"] == pytest.approx(np.std([2 / 3, 0.5], ddof=1))
+    assert (fast.seeds, fast.reached) == (2, 2)
+    assert fast.steps.mean == 20 and fast.steps.std == 0
+    assert fast.ratio.mean == pytest.approx(7 / 12)
+    assert fast.ratio.std == pytest.approx(np.std([2 / 3, 0.5], ddof=1))
+    assert fast.per_seed == res["fast"]  # by seed (int), as the summary keeps it
     slow = headline_steps(res["slow"])
-    assert (slow["seeds"], slow["reached"]) == (2, 1)  # mean over the seeds that reached it
-    assert slow["steps"]["mean"] == 40 and slow["ratio"]["mean"] == 1.0 and slow["ratio"]["n"] == 1
+    assert (slow.seeds, slow.reached) == (2, 1)  # mean over the seeds that reached it
+    assert slow.steps.mean == 40 and slow.ratio.mean == 1.0 and slow.ratio.n == 1
 
     never = headline_steps(
         steps_to_reference({"odm": curves["odm"], "x": {0: (STEPS, [200.0] * 4)}})["x"]
     )
-    assert never["reached"] == 0 and never["steps"] is None and never["ratio"] is None
+    assert never.reached == 0 and never.steps is None and never.ratio is None
     with pytest.raises(CompareError, match="reference"):
         steps_to_reference({"fast": curves["fast"]}, "odm")
 
 
 def test_mean_spread_and_overhead():
     s = mean_spread([1.0, 2.0, 3.0, None, float("nan")])
-    assert s == {"mean": 2.0, "std": pytest.approx(1.0), "min": 1.0, "max": 3.0, "n": 3}
-    assert mean_spread([5.0])["std"] == 0.0
+    assert s == Spread(mean=2.0, std=pytest.approx(1.0), min=1.0, max=3.0, n=3)
+    assert mean_spread([5.0]).std == 0.0
     assert mean_spread([None, float("inf")]) is None
     # per seed against the same seed's baseline: +10% and +30%
     o = overhead_pct({0: 110.0, 1: 130.0, 2: None}, {0: 100.0, 1: 100.0, 2: 100.0})
-    assert o["mean"] == pytest.approx(20.0) and o["n"] == 2
+    assert o.mean == pytest.approx(20.0) and o.n == 2
     assert overhead_pct({0: 1.0}, {1: 1.0}) is None
 
 
-def _summary_for_table(reached: int) -> dict:
+def _summary_for_table(reached: int) -> ComparisonSummary:
     def stat(x):
-        return {"mean": x, "std": 0.5, "min": x, "max": x, "n": 2}
+        return Spread(mean=x, std=0.5, min=x, max=x, n=2)
 
-    per = {
-        "seeds": 2,
-        "reached": reached,
-        "steps": stat(30.0) if reached else None,
-        "ratio": stat(1.0) if reached else None,
-        "per_seed": {},
-    }
-    entry = {
-        "runs": 2,
-        "final_val_ppl": {"average": stat(50.0), "a": stat(40.0), "b": stat(60.0)},
-        "best_average_val_ppl": stat(49.0),
-        "step_ms": stat(100.0),
-        "peak_rss_mb": stat(900.0),
-        "wall_s": stat(60.0),
-        "final_weights": {"a": 0.97, "b": 0.03},
-        "max_final_weight": {"domain": "a", "weight": 0.97},
-        "steps_to_reference": per,
-        "step_time_overhead_pct": stat(2.0),
-        "memory_overhead_pct": stat(-1.0),
-    }
-    return {
-        "methods": ["uniform", "acodm"],
-        "domains": ["a", "b"],
-        "seeds": [0, 1],
-        "static_baseline": "uniform",
-        "target": {
-            "model": {"num_layers": 2, "hidden_size": 32},
-            "steps": 40,
-            "tokens_per_step": 512,
-            "eval_every": 10,
-        },
-        "headline": {"uniform": {**entry, "final_weights": {"a": 0.5, "b": 0.5}}, "acodm": entry},
-        "failures": {},
-    }
+    per = StepsTo(
+        seeds=2,
+        reached=reached,
+        steps=stat(30.0) if reached else None,
+        ratio=stat(1.0) if reached else None,
+        per_seed={},
+    )
+    entry = HeadlineRow(
+        runs=2,
+        final_val_ppl={"average": stat(50.0), "a": stat(40.0), "b": stat(60.0)},
+        best_average_val_ppl=stat(49.0),
+        step_ms=stat(100.0),
+        mixer_ms=None,
+        mixer_pct_of_step=None,
+        worker_peak_rss_mb=stat(800.0),
+        peak_rss_mb=stat(900.0),
+        wall_s=stat(60.0),
+        final_weights={"a": 0.97, "b": 0.03},
+        max_final_weight=TopWeight(domain="a", weight=0.97),
+        max_final_weight_per_seed={},
+        steps_to_reference=per,
+        step_time_overhead_pct=stat(2.0),
+        memory_overhead_pct=stat(-1.0),
+    )
+    target = TargetSetup(
+        model={"num_layers": 2, "hidden_size": 32},
+        steps=40,
+        seq_len=32,
+        micro_batch_size=2,
+        grad_accum=8,
+        tokens_per_step=512,
+        eval_every=10,
+        eval_batches=2,
+        num_workers=1,
+        cpus_per_worker=1.0,
+        state_layers=2,
+    )
+    uniform = dataclasses.replace(entry, final_weights={"a": 0.5, "b": 0.5})
+    return ComparisonSummary(
+        methods=["uniform", "acodm"],
+        method_descriptions={},
+        seeds=[0, 1],
+        domains=["a", "b"],
+        reference="odm",
+        target=target,
+        failures={},
+        static_baseline="uniform",
+        headline={"uniform": uniform, "acodm": entry},
+        runs={},
+    )
 
 
 def test_table_says_not_reached_and_marks_the_baseline():
@@ -250,34 +273,34 @@ def test_quick_comparison_end_to_end(readme_quick_comparison):
         "config.yaml",
     ):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["methods"] == methods and summary["seeds"] == [0] and not summary["failures"]
+    written = json.loads((out / "summary.json").read_text())
+    summary = ComparisonSummary.from_json(written)  # every key read, none unknown
+    assert written["format"] == 2 and summary.to_json() == written
+    assert summary.methods == methods and summary.seeds == [0] and not summary.failures
     table = (out / "table.md").read_text()
     for method in methods:
         run = out / "runs" / f"{method}-seed0"
         run_summary = json.loads((run / "summary.json").read_text())
         assert run_summary["steps"] == 6, method
-        h = summary["headline"][method]
-        assert h["runs"] == 1
+        h = summary.headline[method]
+        assert h.runs == 1
         assert (
-            math.isfinite(h["final_val_ppl"]["average"]["mean"])
-            and h["final_val_ppl"]["average"]["mean"] > 1
+            math.isfinite(h.final_val_ppl["average"].mean) and h.final_val_ppl["average"].mean > 1
         )
-        assert math.isfinite(h["step_ms"]["mean"]) and h["peak_rss_mb"]["mean"] > 0
-        assert h["steps_to_reference"]["seeds"] == 1
+        assert math.isfinite(h.step_ms.mean) and h.peak_rss_mb.mean > 0
+        assert h.steps_to_reference.seeds == 1
+        assert summary.runs[f"{method}-seed0"].run_dir == str(run)
         assert f"| {method} |" in table
     # the proxy mode policy came from this comparison's own proxy stage, with the target's state size
-    policy = Path(summary["proxy"]["runs"]["0"]["policy"])
+    policy = Path(summary.proxy.runs[0].policy)
     assert policy.is_dir() and policy.parent == out / "proxy" / "proxy-seed0"
     assert json.loads((out / "runs" / "acodm-seed0" / "summary.json").read_text())["policy"] == str(
         policy
     )
-    assert summary["headline"]["odm"]["steps_to_reference"]["per_seed"]["0"]["ratio"] == 1.0
+    assert summary.headline["odm"].steps_to_reference.per_seed[0].ratio == 1.0
     assert "agent" in json.loads((out / "runs" / "acodm-online-seed0" / "summary.json").read_text())
     kinds = {
-        m: json.loads(
-            (Path(summary["proxies"][m]["runs"]["0"]["policy"]) / "policy.json").read_text()
-        )["kind"]
+        m: json.loads((Path(summary.proxies[m].runs[0].policy) / "policy.json").read_text())["kind"]
         for m in ("acodm", "alignment-proxy", "ppo", "acodm-lossreward@small")
     }
     assert kinds == {
@@ -287,13 +310,10 @@ def test_quick_comparison_end_to_end(readme_quick_comparison):
         "acodm-lossreward@small": "actor",
     }
     assert (
-        summary["proxies"]["acodm-lossreward@small"]["model"]["hidden_size"] == 8
+        summary.proxies["acodm-lossreward@small"].model["hidden_size"] == 8
     )  # tiny.yaml's "small"
-    assert (
-        summary["headline"]["alignment"]["final_weights"]
-        != summary["headline"]["uniform"]["final_weights"]
-    )
-    for path, value in _all_numbers(summary):
+    assert summary.headline["alignment"].final_weights != summary.headline["uniform"].final_weights
+    for path, value in _all_numbers(written):
         assert math.isfinite(value), path
     # an existing comparison is not clobbered
     assert (
@@ -408,10 +428,13 @@ def test_run_comparison_headline_failure_and_resume(tmp_path):
     )
     targets, proxies = [], []
     out = tmp_path / "cmp"
-    summary = run_comparison(
-        cfg, out, fake_proxy_runner(proxies, fail_seeds=(1,)), fake_target_runner(targets)
+    summary = ComparisonSummary.from_json(
+        run_comparison(
+            cfg, out, fake_proxy_runner(proxies, fail_seeds=(1,)), fake_target_runner(targets)
+        )
     )
-    assert summary["failures"] == {
+    assert ComparisonSummary.read(out / "summary.json") == summary
+    assert summary.failures == {
         "proxy-seed1": "RuntimeError: proxy crashed",
         "acodm-seed1": "not run: proxy-seed1 failed",
     }
@@ -424,41 +447,40 @@ def test_run_comparison_headline_failure_and_resume(tmp_path):
     assert len(targets) == 9 and sorted(proxies) == [0, 1]
     # the AC-ODM target run used its own seed's proxy policy
     assert ("acodm", 0, str(out / "proxy" / "proxy-seed0" / "policy")) in targets
-    h = summary["headline"]
-    assert (
-        h["acodm"]["runs"] == 1
-        and h["acodm"]["steps_to_reference"]["per_seed"]["0"]["ratio"] == 0.5
-    )
-    assert h["natural"]["steps_to_reference"]["reached"] == 0
+    h = summary.headline
+    assert h["acodm"].runs == 1 and h["acodm"].steps_to_reference.per_seed[0].ratio == 0.5
+    assert h["natural"].steps_to_reference.reached == 0
     assert "not reached (0/2)" in (out / "table.md").read_text()
-    assert h["acodm-online"]["step_time_overhead_pct"]["mean"] == pytest.approx(20.0)
-    assert h["acodm-online"]["mixer_ms"]["mean"] == pytest.approx(
-        12.0
-    )  # 120 ms iteration - 108 ms step
-    assert h["odm"]["memory_overhead_pct"]["mean"] == pytest.approx(100 * (1428 / 1408 - 1))
-    assert h["acodm"]["max_final_weight_per_seed"] == {"0": {"domain": "a", "weight": 0.9}}
+    assert h["acodm-online"].step_time_overhead_pct.mean == pytest.approx(20.0)
+    assert h["acodm-online"].mixer_ms.mean == pytest.approx(12.0)  # 120 ms iteration - 108 ms step
+    assert h["odm"].memory_overhead_pct.mean == pytest.approx(100 * (1428 / 1408 - 1))
+    assert h["acodm"].max_final_weight_per_seed == {0: TopWeight(domain="a", weight=0.9)}
+    assert (
+        h["uniform"].step_time_overhead_pct is None
+    )  # the baseline has no overhead against itself
+    run = summary.runs["acodm-seed0"]
+    assert (run.method, run.seed, run.steps_to_reference.steps) == ("acodm", 0, 4)
+    assert run.server_peak_rss_mb == 420.0 and run.final_weights == {"a": 0.9, "b": 0.1}
     for name in ("val_ppl.png", "val_ppl_domains.png", "weights.png", "weights_seeds.png"):
         assert (out / name).is_file(), name
 
     # --resume: only the failed proxy stage and its AC-ODM run are run again; the rest is read back
     targets.clear(), proxies.clear()
-    walls = {k: r["wall_s"] for k, r in summary["runs"].items()}
-    again = run_comparison(
-        cfg, out, fake_proxy_runner(proxies), fake_target_runner(targets), resume=True
+    walls = {k: r.wall_s for k, r in summary.runs.items()}
+    again = ComparisonSummary.from_json(
+        run_comparison(
+            cfg, out, fake_proxy_runner(proxies), fake_target_runner(targets), resume=True
+        )
     )
     assert proxies == [1] and [t[:2] for t in targets] == [("acodm", 1)]
-    assert not again["failures"] and again["headline"]["acodm"]["runs"] == 2
-    assert again["headline"]["acodm"]["steps_to_reference"]["ratio"] == {
-        "mean": 0.5,
-        "std": 0.0,
-        "min": 0.5,
-        "max": 0.5,
-        "n": 2,
-    }
+    assert not again.failures and again.headline["acodm"].runs == 2
+    assert again.headline["acodm"].steps_to_reference.ratio == Spread(
+        mean=0.5, std=0.0, min=0.5, max=0.5, n=2
+    )
     assert all(
-        again["runs"][k]["wall_s"] == pytest.approx(w) for k, w in walls.items()
+        again.runs[k].wall_s == pytest.approx(w) for k, w in walls.items()
     )  # kept, not re-timed
-    assert again["resumed"] and again["wall_clock_s"] >= summary["wall_clock_s"]
+    assert again.resumed and again.wall_clock_s >= summary.wall_clock_s
 
 
 # ---------------------------------------------------------------------- ablation methods
@@ -632,16 +654,23 @@ def test_ablation_orchestration_passes_each_proxy_stage_its_trainer(tmp_path):
         ],
     )
     targets, proxies = [], []
-    summary = run_comparison(
+    written = run_comparison(
         cfg, tmp_path / "cmp", fake_proxy_runner(proxies), fake_target_runner(targets)
     )
-    assert not summary["failures"]
+    summary = ComparisonSummary.from_json(written)
+    assert not summary.failures
     # the mixer-trajectory stage got trainer="mixer" and the alignment mixer; RLlib stages the default
     assert ("mixer", "alignment", 0) in proxies and proxies.count(0) == 2
-    assert set(summary["proxies"]) == {"alignment-proxy", "acodm", "acodm-gamma0"}
-    assert summary["proxies"]["alignment-proxy"]["trainer"] == "mixer"
-    assert summary["proxies"]["acodm-gamma0"]["agent"]["gamma"] == 0.0
-    assert summary["proxy"] == summary["proxies"]["acodm"]
+    assert set(summary.proxies) == {"alignment-proxy", "acodm", "acodm-gamma0"}
+    mixer_stage = summary.proxies["alignment-proxy"]
+    assert (mixer_stage.trainer, mixer_stage.mixer, mixer_stage.agent) == (
+        "mixer",
+        "alignment",
+        None,
+    )
+    assert summary.proxies["acodm-gamma0"].agent.gamma == 0.0
+    assert summary.proxy == summary.proxies["acodm"]  # and summary.json keeps it as "proxy"
+    assert written["proxy"] == written["proxies"]["acodm"]
     policies = {t[2] for t in targets if t[2]}
     assert policies == {
         str(tmp_path / "cmp" / "proxy" / k / "policy")
@@ -649,7 +678,7 @@ def test_ablation_orchestration_passes_each_proxy_stage_its_trainer(tmp_path):
     }
     table = (tmp_path / "cmp" / "table.md").read_text()
     assert "Proxy of alignment-proxy" in table and "| acodm-gamma0 |" in table
-    assert summary["headline"]["acodm-gamma0"]["proxy_wall_s"]["n"] == 1
+    assert summary.headline["acodm-gamma0"].proxy_wall_s.n == 1
 
 
 RL_VARIANTS = [
@@ -753,17 +782,17 @@ def test_steps_to_uniform_final_convergence_gain_and_decoy_weight():
         "slow": {0: ([10, 20, 30, 40], [9, 8, 7, 6])},
     }
     out = steps_to_final_of(curves, "uniform")
-    assert out["fast"][0] == {"target": 5.7, "steps": 20, "reference_steps": 40, "ratio": 0.5}
-    assert out["slow"][0]["steps"] is None and out["uniform"][0]["steps"] == 40
+    assert out["fast"][0] == SeedSteps(target=5.7, steps=20, reference_steps=40, ratio=0.5)
+    assert out["slow"][0].steps is None and out["uniform"][0].steps == 40
     assert last_quarter_gain([10, 20, 30, 40], [9.0, 7.0, 6.0, 5.7]) == pytest.approx(1 - 5.7 / 6.0)
     w = np.array(
         [[0.4, 0.1, 0.5], [0.2, 0.1, 0.7], [0.05, 0.05, 0.9]]
     )  # 3 steps, decoys are domains 0 and 1
     dw = decoy_weight_curve({0: w, 1: w * 0 + [0.1, 0.1, 0.8]}, [0, 1])
-    assert dw["at"]["0"]["mean"] == pytest.approx((0.5 + 0.2) / 2) and dw["at"]["1"][
-        "mean"
-    ] == pytest.approx((0.1 + 0.2) / 2)
-    assert dw["mean"]["mean"] == pytest.approx(((0.5 + 0.3 + 0.1) / 3 + 0.2) / 2)
+    assert list(dw.at) == [0.0, 0.1, 0.25, 0.5, 1.0]  # fractions of training
+    assert dw.at[0.0].mean == pytest.approx((0.5 + 0.2) / 2)
+    assert dw.at[1.0].mean == pytest.approx((0.1 + 0.2) / 2)
+    assert dw.mean.mean == pytest.approx(((0.5 + 0.3 + 0.1) / 3 + 0.2) / 2)
 
 
 def test_mixing_benchmark_preset_plans_every_method(tmp_path):

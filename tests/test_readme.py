@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from acodm_ray.compare import ComparisonSummary
 from tests.isolation import can_unshare, run_isolated
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,16 +197,14 @@ def test_compare_smoke_block_runs_as_written(readme_quick_comparison, monkeypatc
         readme_quick_comparison  # the README's line, with tracking on and more methods (conftest)
     )
     assert "compare: done" in proc.stdout
-    summary = json.loads((out / "summary.json").read_text())
-    assert not summary["failures"] and (out / "table.md").is_file()
+    summary = ComparisonSummary.read(out / "summary.json")
+    assert not summary.failures and (out / "table.md").is_file()
 
     # tracking: one store for the comparison, one MLflow run per run dir (targets, proxies, itself)
     client, runs = mlflow_store(monkeypatch, out / "mlruns")
-    steps = summary["target"]["steps"]
-    assert {f"{m}-seed0" for m in summary["methods"]} | {"proxy-seed0", out.name} <= set(runs)
-    for method in summary[
-        "methods"
-    ]:  # jobs/target_pretrain.py's run_target: every step from rank 0
+    steps = summary.target.steps
+    assert {f"{m}-seed0" for m in summary.methods} | {"proxy-seed0", out.name} <= set(runs)
+    for method in summary.methods:  # jobs/target_pretrain.py's run_target: every step from rank 0
         run = runs[f"{method}-seed0"]
         assert run.info.status == "FINISHED" and run.data.params["train.steps"] == str(steps)
         assert [m.step for m in client.get_metric_history(run.info.run_id, "train.loss")] == list(
@@ -213,9 +212,7 @@ def test_compare_smoke_block_runs_as_written(readme_quick_comparison, monkeypatc
         )
         assert {"model", "summary", "plots"} <= artifacts(client, run)
         assert {"weights.png", "val_ppl.png"} <= artifacts(client, run, "plots")
-        assert list(
-            Path(summary["runs"][f"{method}-seed0"]["run_dir"], "wandb").glob("offline-run-*")
-        )
+        assert list(Path(summary.runs[f"{method}-seed0"].run_dir, "wandb").glob("offline-run-*"))
     proxy = runs["proxy-seed0"]  # jobs/proxy_rl.py's run_proxy_rl, in a Ray task
     assert proxy.data.params["rl.algo"] == "acodm" and "training_iteration" in proxy.data.metrics
     assert {"actor.safetensors", "policy.json"} <= artifacts(client, proxy, "policy")

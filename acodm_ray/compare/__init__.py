@@ -23,9 +23,13 @@ Headline figures (`headline`), per seed and then mean ± sample standard deviati
 
 The package, one job per module (imports point down this list):
 - `schedule`: `run_comparison`, the runs on a thread pool, resume and failures;
-- `report`: table.md, the plots, the terminal lines;
-- `results`: reading a finished run back, the summary over seeds;
+- `report`: table.md, the terminal lines, and the plots (`charts`);
+- `results`: the summary of the finished runs (`summarize_comparison`);
+- `headline`: one method's figures, per run and over seeds, against the shared yardsticks;
+- `runs`: a finished target run read back;
 - `stats`: the headline computations (pure functions);
+- `summary`, `figures`: the results as types (`ComparisonSummary`, `HeadlineRow`, `RunSummary`, ...),
+  summary.json's versioned format; `records`: their strict JSON reading and writing;
 - `plan`: the runs and their order, and the checked plan of their configs (`--dry-run`);
 - `configs`: each run's config, derived from the experiment config;
 - `flags`: the job's own flags (`--methods`, `--seeds`, ...) as `compare.*` overrides;
@@ -42,6 +46,7 @@ from acodm_ray.compare.configs import (
     target_config,
     validate_compare,
 )
+from acodm_ray.compare.figures import DecoyWeight, SeedSteps, Spread, StepsTo, TopWeight
 from acodm_ray.compare.flags import add_compare_args, compare_flags
 from acodm_ray.compare.methods import (
     DEFAULT_METHODS,
@@ -55,8 +60,9 @@ from acodm_ray.compare.methods import (
     split_method,
 )
 from acodm_ray.compare.plan import RunSpec, plan, plan_runs
+from acodm_ray.compare.records import SummaryFormatError
 from acodm_ray.compare.report import closing_lines, headline_lines, render_table, write_outputs
-from acodm_ray.compare.results import RunData, load_run, summarize
+from acodm_ray.compare.results import RunData, load_run, summarize, summarize_comparison
 from acodm_ray.compare.schedule import run_comparison
 from acodm_ray.compare.stats import (
     best_point,
@@ -68,6 +74,13 @@ from acodm_ray.compare.stats import (
     steps_to_final_of,
     steps_to_reach,
     steps_to_reference,
+)
+from acodm_ray.compare.summary import (
+    ComparisonSummary,
+    HeadlineRow,
+    ProxyStage,
+    RunSummary,
+    TargetSetup,
 )
 
 __all__ = [
@@ -95,6 +108,18 @@ __all__ = [
     "RunData",
     "load_run",
     "summarize",
+    "summarize_comparison",
+    "ComparisonSummary",
+    "HeadlineRow",
+    "RunSummary",
+    "ProxyStage",
+    "TargetSetup",
+    "Spread",
+    "SeedSteps",
+    "StepsTo",
+    "DecoyWeight",
+    "TopWeight",
+    "SummaryFormatError",
     "steps_to_reach",
     "best_point",
     "mean_spread",

@@ -10,7 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from acodm_ray.compare.figures import DecoyWeight, SeedSteps, Spread, StepsTo
 from acodm_ray.compare.methods import REFERENCE, CompareError
+
+Curves = dict[
+    str, dict[int, tuple[Sequence[int], Sequence[float]]]
+]  # method -> seed -> (steps, values)
 
 
 def is_finite_number(x: Any) -> bool:
@@ -37,29 +42,29 @@ def best_point(steps: Sequence[int], values: Sequence[float]) -> tuple[int, floa
     return next(p for p in pairs if p[1] == value)
 
 
-def mean_spread(values: Sequence[float | None]) -> dict[str, Any] | None:
+def mean_spread(values: Sequence[float | None]) -> Spread | None:
     """Mean, sample standard deviation (0 for one value), min, max and count of the finite values."""
     xs = [float(v) for v in values if is_finite_number(v)]
     if not xs:
         return None
-    return {
-        "mean": float(np.mean(xs)),
-        "std": float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0,
-        "min": min(xs),
-        "max": max(xs),
-        "n": len(xs),
-    }
+    return Spread(
+        mean=float(np.mean(xs)),
+        std=float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0,
+        min=min(xs),
+        max=max(xs),
+        n=len(xs),
+    )
 
 
 def steps_to_reference(
-    curves: dict[str, dict[int, tuple[Sequence[int], Sequence[float]]]], reference: str = REFERENCE
-) -> dict[str, dict[int, dict[str, Any]]]:
+    curves: Curves, reference: str = REFERENCE
+) -> dict[str, dict[int, SeedSteps]]:
     """Per method and seed: the reference's best value of that seed (`target`), the steps the method
     needs to reach it (None: not reached) and their ratio to the steps the reference needs (its
     first step at its best). `curves`: {method: {seed: (eval steps, average val ppl)}}."""
     if reference not in curves:
         raise CompareError(f"the reference method {reference!r} has no runs")
-    out: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in curves}
+    out: dict[str, dict[int, SeedSteps]] = {m: {} for m in curves}
     for seed, (ref_steps, ref_values) in curves[reference].items():
         ref_best = best_point(ref_steps, ref_values)
         if ref_best is None:
@@ -69,22 +74,20 @@ def steps_to_reference(
             if seed not in by_seed:
                 continue
             steps = steps_to_reach(*by_seed[seed], target)
-            out[method][seed] = {
-                "target": target,
-                "steps": steps,
-                "reference_steps": ref_step,
-                "ratio": None if steps is None else steps / ref_step,
-            }
+            out[method][seed] = SeedSteps(
+                target=target,
+                steps=steps,
+                reference_steps=ref_step,
+                ratio=None if steps is None else steps / ref_step,
+            )
     return out
 
 
-def steps_to_final_of(
-    curves: dict[str, dict[int, tuple[Sequence[int], Sequence[float]]]], baseline: str
-) -> dict[str, dict[int, dict[str, Any]]]:
+def steps_to_final_of(curves: Curves, baseline: str) -> dict[str, dict[int, SeedSteps]]:
     """Per method and seed: the first evaluated step at which the method's average perplexity is at
     or below `baseline`'s FINAL value of the same seed (None: never), and its ratio to the baseline's
     own number of steps (its last evaluated step)."""
-    out: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in curves}
+    out: dict[str, dict[int, SeedSteps]] = {m: {} for m in curves}
     for seed, (b_steps, b_values) in curves.get(baseline, {}).items():
         if not b_values or not is_finite_number(b_values[-1]):
             continue
@@ -92,12 +95,12 @@ def steps_to_final_of(
         for method, by_seed in curves.items():
             if seed in by_seed:
                 steps = steps_to_reach(*by_seed[seed], target)
-                out[method][seed] = {
-                    "target": target,
-                    "steps": steps,
-                    "reference_steps": total,
-                    "ratio": None if steps is None else steps / total,
-                }
+                out[method][seed] = SeedSteps(
+                    target=target,
+                    steps=steps,
+                    reference_steps=total,
+                    ratio=None if steps is None else steps / total,
+                )
     return out
 
 
@@ -112,21 +115,21 @@ def last_quarter_gain(steps: Sequence[int], values: Sequence[float]) -> float | 
     return None if not before else 1.0 - pairs[-1][1] / before[-1]
 
 
-def headline_steps(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+def headline_steps(per_seed: dict[int, SeedSteps]) -> StepsTo:
     """Mean ± spread over seeds of the steps and ratios (of the seeds that reached the target)."""
-    reached = [r for r in per_seed.values() if r["steps"] is not None]
-    return {
-        "seeds": len(per_seed),
-        "reached": len(reached),
-        "steps": mean_spread([r["steps"] for r in reached]),
-        "ratio": mean_spread([r["ratio"] for r in reached]),
-        "per_seed": {str(s): r for s, r in per_seed.items()},
-    }
+    reached = [r for r in per_seed.values() if r.steps is not None]
+    return StepsTo(
+        seeds=len(per_seed),
+        reached=len(reached),
+        steps=mean_spread([r.steps for r in reached]),
+        ratio=mean_spread([r.ratio for r in reached]),
+        per_seed=dict(per_seed),
+    )
 
 
 def overhead_pct(
     values: dict[int, float | None], baseline: dict[int, float | None]
-) -> dict[str, Any] | None:
+) -> Spread | None:
     """(value / baseline - 1) * 100 per seed (same seed), then mean ± spread."""
     pct = [
         100.0 * (values[s] / baseline[s] - 1.0)
@@ -139,18 +142,18 @@ def overhead_pct(
 DECOY_POINTS = (0.0, 0.1, 0.25, 0.5, 1.0)  # where in training the decoys' weight is reported
 
 
-def decoy_weight_curve(weights_by_seed: dict[int, np.ndarray], idx: list[int]) -> dict[str, Any]:
+def decoy_weight_curve(weights_by_seed: dict[int, np.ndarray], idx: list[int]) -> DecoyWeight:
     """The weight a method put on the decoy domains `idx` (summed), at the fractions DECOY_POINTS of
     training (mean ± spread over seeds), and its mean over the whole run."""
-    points: dict[str, Any] = {}
+    points: dict[float, Spread | None] = {}
     for frac in DECOY_POINTS:
         vals = [
             float(w[min(len(w) - 1, int(round(frac * (len(w) - 1)))), idx].sum())
             for w in weights_by_seed.values()
             if len(w)
         ]
-        points[f"{frac:g}"] = mean_spread(vals)
+        points[frac] = mean_spread(vals)
     overall = mean_spread(
         [float(w[:, idx].sum(axis=1).mean()) for w in weights_by_seed.values() if len(w)]
     )
-    return {"at": points, "mean": overall}
+    return DecoyWeight(at=points, mean=overall)
