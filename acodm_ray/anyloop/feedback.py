@@ -36,6 +36,7 @@ from acodm_ray.agent.config import AgentConfig
 from acodm_ray.agent.policy_file import save_policy
 from acodm_ray.anyloop.dataset import MixingDataset
 from acodm_ray.anyloop.domain_grads import DomainGradients
+from acodm_ray.anyloop.domain_sums import DomainSums
 from acodm_ray.anyloop.mixer import ONLINE, build_loop_mixer, needs_scores
 from acodm_ray.anyloop.token_loss import IGNORE_INDEX, token_losses  # noqa: F401  (re-exported)
 from acodm_ray.checkpoint import load_checkpoint, save_checkpoint
@@ -56,6 +57,17 @@ from acodm_ray.step_signals import StepSignals
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = 1
+
+
+def _loop_signals(signals: SignalConfig | None) -> SignalConfig:
+    """The signal settings a loop of your own can compute (default: `SignalConfig()`'s)."""
+    sig = signals or SignalConfig()
+    if sig.score == "eval":
+        raise ValueError(
+            'signals.score "eval" draws a reference micro-batch inside LMTrainer\'s step; in your own '
+            'loop there is none: use "total" or "cross"'
+        )
+    return sig
 
 
 class MixingFeedback:
@@ -88,22 +100,9 @@ class MixingFeedback:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         self.model, self.dataset, self.optimizer = model, dataset, optimizer
         self.domains = list(dataset.domains)
-        self.sig = signals or SignalConfig()
-        if self.sig.score == "eval":
-            raise ValueError(
-                'signals.score "eval" draws a reference micro-batch inside LMTrainer\'s step; in your own '
-                'loop there is none: use "total" or "cross"'
-            )
+        self.sig = _loop_signals(signals)
         self.total_steps = int(total_steps)
-        tracked = state_params(model, self.sig.param_suffix, self.sig.state_layers)
-        self.tracked = TrackedWeights([p for _, p in tracked])
-        self.state_spec = make_state_spec(
-            self.domains, [n for n, _ in tracked], self.sig.progress_scale, self.sig.z_clip
-        )
-        self.tracker = StateTracker(
-            len(self.domains), len(tracked), self.sig.progress_scale, self.sig.z_clip
-        )
-        self.scale = RunningScale(self.sig.score_scale_beta, self.sig.score_clip_total)
+        self._track_state(model)
         self._device = next(model.parameters()).device
         self._given_collective = collective is not None
         self.collective = collective or default_collective(self._device)
@@ -129,12 +128,26 @@ class MixingFeedback:
         self.last_state = self.tracker.initial()
         self.last_signals: StepSignals | None = None
         dataset.attach(self._decide(lambda: self.mixer.weights(self.last_state)))
-        self.current = dataset.history[
-            -1
-        ].copy()  # as published (renormalised): what the dataset draws with
+        # as published (renormalised): what the dataset draws with
+        self.current = dataset.history[-1].copy()
         self._pending_domain: torch.Tensor | None = None
         self._hook = model.register_forward_pre_hook(self._take_domain, with_kwargs=True)
+        self.records = DomainSums(
+            len(self.domains)
+        )  # the step's records, micro-batch by micro-batch
         self._reset()
+
+    def _track_state(self, model: torch.nn.Module) -> None:
+        """The state's inputs, as `LMTrainer` builds them: the tracked weight matrices, the state
+        tracker and the running scale of the scores."""
+        sig = self.sig
+        tracked = state_params(model, sig.param_suffix, sig.state_layers)
+        self.tracked = TrackedWeights([p for _, p in tracked])
+        self.state_spec = make_state_spec(
+            self.domains, [n for n, _ in tracked], sig.progress_scale, sig.z_clip
+        )
+        self.tracker = StateTracker(len(self.domains), len(tracked), sig.progress_scale, sig.z_clip)
+        self.scale = RunningScale(sig.score_scale_beta, sig.score_clip_total)
 
     @property
     def rank(self) -> int:
@@ -169,11 +182,7 @@ class MixingFeedback:
         return None
 
     def _reset(self) -> None:
-        K = len(self.domains)
-        self._sums: torch.Tensor | None = (
-            None  # [3, K]: loss sum, predicted tokens, sequences (lazily on device)
-        )
-        self._empty = torch.zeros(3, K, dtype=torch.float64)
+        self.records.clear()
         self._t0 = time.perf_counter()
 
     def loss(
@@ -208,7 +217,7 @@ class MixingFeedback:
         if (
             torch.is_grad_enabled() and loss.requires_grad
         ):  # a training forward (evaluation is not recorded)
-            self._record(domain, sums.detach(), counts)
+            self.records.add(domain, sums.detach(), counts)
             if self.grads is not None:
                 self.grads.begin(loss, domain, denominator)
         return loss
@@ -220,17 +229,6 @@ class MixingFeedback:
         forward, taken out by the pre-hook)."""
         logits = outputs["logits"] if isinstance(outputs, Mapping) else outputs[0]
         return self.loss(logits, labels, num_items_in_batch=num_items_in_batch)
-
-    def _record(self, domain: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> None:
-        if domain.min() < 0 or domain.max() >= len(self.domains):
-            raise ValueError(
-                f"domain index out of range [0, {len(self.domains)}): {domain.tolist()}"
-            )
-        if self._sums is None:
-            self._sums = self._empty.clone().to(domain.device)
-        self._sums[0].index_add_(0, domain, sums.double())
-        self._sums[1].index_add_(0, domain, counts.double())
-        self._sums[2].index_add_(0, domain, torch.ones_like(sums, dtype=torch.float64))
 
     # ------------------------------------------------------------------ per optimizer step
 
@@ -260,16 +258,13 @@ class MixingFeedback:
         (published to the dataset). Call it on every rank. `signals.extra` holds this rank's own
         share of the sums: `rank_loss_sums`, `rank_tokens`, `rank_counts` (per domain)."""
         self._connect()
-        if self._sums is None and self.collective.world_size == 1:
+        if not self.records.recorded and self.collective.world_size == 1:
             raise RuntimeError(
                 f"no per-example losses were recorded in step {self.step_count + 1}: compute every "
                 "micro-batch's loss with feedback.loss(...) (Trainer: "
                 "compute_loss_func=feedback.compute_loss)"
             )
-        sums = (self._sums if self._sums is not None else self._empty).cpu().clone()
-        own = sums.numpy().copy()  # this rank's share, before the sum over ranks
-        self.collective.sum_(sums)
-        loss_sum, tokens, seqs = sums
+        (loss_sum, tokens, seqs), own = self.records.summed(self.collective)
         losses = domain_means(loss_sum, tokens)
         sampled = tokens > 0
         finite = bool(sampled.any()) and bool(np.isfinite(losses[sampled.numpy()]).all())
@@ -282,16 +277,7 @@ class MixingFeedback:
             deltas,
             self.step_count / self.total_steps,
         )
-        raw = scores = np.zeros(len(self.domains))
-        if self.grads is not None:
-            grads = self.grads.take()
-            self.collective.sum_(grads)
-            if finite:
-                mean = grads.cpu() / tokens.clamp(min=1).unsqueeze(1).float()
-                sig = self.sig
-                raw, scores = step_scores(
-                    mean, sampled, sig.score, sig.score_clip, sig.z_clip, self.scale
-                )
+        raw, scores = self._scores(tokens, sampled, finite)
         signals = StepSignals(
             step=self.step_count,
             loss=float(loss_sum.sum() / tokens.sum().clamp(min=1)),
@@ -307,12 +293,7 @@ class MixingFeedback:
             seconds=time.perf_counter() - self._t0,
             finite=finite,
             effective=(seqs / seqs.sum().clamp(min=1)).numpy(),
-            extra={
-                "rank": self.rank,
-                "rank_loss_sums": own[0],
-                "rank_tokens": own[1],
-                "rank_counts": own[2],
-            },
+            extra={"rank": self.rank, **self._rank_share(own)},
         )
         self.last_state, self.last_signals = state, signals
         if not finite:
@@ -321,16 +302,38 @@ class MixingFeedback:
                 self.step_count,
                 losses,
             )
-
-        def choose() -> np.ndarray:
-            if finite:
-                self.mixer.update(signals)
-                return self.mixer.weights(state)
-            return self.current
-
-        self.current = self.dataset.publish(self._decide(choose)).copy()
+        self.current = self.dataset.publish(self._decide(lambda: self._next(signals))).copy()
         self._reset()
         return signals
+
+    @staticmethod
+    def _rank_share(own: np.ndarray) -> dict[str, np.ndarray]:
+        return {"rank_loss_sums": own[0], "rank_tokens": own[1], "rank_counts": own[2]}
+
+    def _scores(
+        self, tokens: torch.Tensor, sampled: torch.Tensor, finite: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(raw, reward) alignment scores from the step's per-domain gradients, summed over the
+        ranks; zeros when the mixer learns from none or the loss was not finite."""
+        raw = scores = np.zeros(len(self.domains))
+        if self.grads is not None:
+            grads = self.grads.take()
+            self.collective.sum_(grads)
+            if finite:
+                mean = grads.cpu() / tokens.clamp(min=1).unsqueeze(1).float()
+                sig = self.sig
+                raw, scores = step_scores(
+                    mean, sampled, sig.score, sig.score_clip, sig.z_clip, self.scale
+                )
+        return raw, scores
+
+    def _next(self, signals: StepSignals) -> np.ndarray:
+        """Rank 0's next weights: the mixer learns from the step and decides, unless the loss was
+        not finite (then the weights stay)."""
+        if signals.finite:
+            self.mixer.update(signals)
+            return self.mixer.weights(signals.state)
+        return self.current
 
     # ------------------------------------------------------------------ resume and export
 
