@@ -21,6 +21,7 @@ import yaml
 
 from acodm_ray.config import ConfigError, config_flag, load_config, to_dict
 from acodm_ray.errors import USER_ERRORS
+from acodm_ray.run import print_closing
 from acodm_ray.runplan import prepare_plan, single_run_plan
 
 
@@ -126,13 +127,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if not single_run_plan("pretrain", "pretrain", cfg, run_dir).start(args.dry_run):
         return 0
     # lazy: torch and transformers (seconds); a config error or --dry-run comes back first
-    from acodm_ray.pretrain import pretrain
+    from acodm_ray.pretrain import closing_lines, pretrain
 
     summary = pretrain(cfg, run_dir, resume=args.resume, overwrite=args.overwrite)
-    ppl = summary["final_val_ppl"].get("average")
-    print(
-        f"done: {summary['steps']} steps, average validation perplexity {ppl:.2f}; run dir {run_dir}"
-    )
+    print_closing("", *closing_lines(summary, run_dir))  # unnamed: `acodm` runs many commands
     return 0
 
 
@@ -189,7 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="acodm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_corpus_commands(sub)
+    _add_pretrain_command(sub)
+    _add_config_commands(sub)
+    _add_doctor_command(sub)
+    return parser
 
+
+def _add_corpus_commands(sub: argparse._SubParsersAction) -> None:
+    """acodm corpus build | prepare | verify."""
     corpus = sub.add_parser("corpus", help="corpus tools")
     corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)
     build = corpus_sub.add_parser(
@@ -222,12 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("prepared", help="a prepared corpus directory or URI")
     verify.set_defaults(func=cmd_corpus_verify)
 
+
+def _add_pretrain_command(sub: argparse._SubParsersAction) -> None:
+    """acodm pretrain."""
     pre = sub.add_parser("pretrain", help="pretrain an LM with a mixer (single process)")
     add_config_args(pre)
     add_run_args(pre)
     config_flag(pre, "--mixer", "mixer.name")
     pre.set_defaults(func=cmd_pretrain)
 
+
+def _add_config_commands(sub: argparse._SubParsersAction) -> None:
+    """acodm config show | docs."""
     config = sub.add_parser("config", help="resolved configs and their documentation")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     show = config_sub.add_parser(
@@ -246,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("--check", action="store_true", help="only check that the file is up to date")
     docs.set_defaults(func=cmd_config_docs)
 
+
+def _add_doctor_command(sub: argparse._SubParsersAction) -> None:
+    """acodm doctor."""
     doctor = sub.add_parser(
         "doctor", help="check the environment: versions, GPUs, Ray cluster, corpus, auth"
     )
@@ -263,7 +278,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=30.0, help="seconds to wait for a cluster probe"
     )
     doctor.set_defaults(func=cmd_doctor)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from acodm_ray.cli import (  # noqa: E402,F401
 )
 from acodm_ray.config import config_flag  # noqa: E402,F401  (flags that set a config field)
 from acodm_ray.logs import HOOK, setup_job_logging  # noqa: E402
+from acodm_ray.run import print_closing  # noqa: E402,F401  (a job's closing lines)
 from acodm_ray.rundir import check_run_dir  # noqa: E402
 from acodm_ray.safety import check_output_path  # noqa: E402
 
@@ -59,14 +60,6 @@ def run_dir_for(args: argparse.Namespace, parent: str, name: str) -> Path:
     points outside the user's tree or holds a run that neither --resume nor --overwrite names."""
     path = check_output_path(resolve_output_dir(args.output_dir or parent), args.name or name)
     return check_run_dir(path, resume=args.resume, overwrite=args.overwrite)
-
-
-def print_closing(job: str, lines: list[str], warnings: list[str]) -> None:
-    """A job's last words: what it reached on stdout, what went wrong on stderr, each line named."""
-    for line in lines:
-        print(f"{job}: {line}")
-    for line in warnings:
-        print(f"{job}: {line}", file=sys.stderr)
 
 
 FORWARDED_ENV = ("ACODM_HOME",)  # where the corpus, tokenizer and token caches live

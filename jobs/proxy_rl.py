@@ -15,7 +15,7 @@ import argparse
 import sys
 
 import _common  # noqa: F401  (puts the repo on sys.path)
-from _common import base_parser, config_flag, run_dir_for, run_job, set_flags, start
+from _common import base_parser, config_flag, print_closing, run_dir_for, run_job, set_flags, start
 
 from acodm_ray.config import load_config
 from acodm_ray.runplan import single_run_plan
@@ -41,12 +41,12 @@ def run(args: argparse.Namespace) -> int:
     if not start(args, single_run_plan("proxy_rl", "proxy", cfg, run_dir)):
         return 0
     # lazy: torch, transformers and the env on top of RLlib (seconds); config errors come first
-    from policies.run import closing_summary, run_proxy_rl
+    from policies.run import closing_lines, run_proxy_rl
 
     summary = run_proxy_rl(
         cfg, run_dir, resume=args.resume, overwrite=args.overwrite, rollout=not args.no_rollout
     )
-    print(closing_summary(summary, run_dir, args.config))
+    print_closing("proxy_rl", *closing_lines(summary, run_dir, args.config))
     return 0
 
 

@@ -17,18 +17,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from acodm_ray.config import ExperimentConfig, to_dict
 from acodm_ray.data.load import with_prepared
-from acodm_ray.rundir import prepare_run_dir, trim_jsonl, write_config, write_json
-from acodm_ray.tracking import ResultLogger, flatten_scalars, require_backends
+from acodm_ray.run import Run, due
+from acodm_ray.rundir import trim_jsonl
+from acodm_ray.tracking import flatten_scalars
 from envs import RLLIB_ENV, DataMixingEnv, register
 from policies.callbacks import FIRST_STEP, named_mix_metrics
+from policies.export import export_policy
 from policies.registry import build_algo_config
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 POLICY_DIR = "policy"
+HISTORY = "iterations.jsonl"  # one record per RLlib iteration
 
 
 def env_config_for(cfg: ExperimentConfig, algo: str, max_decisions: int) -> dict[str, Any]:
@@ -119,20 +124,30 @@ def run_proxy_rl(
     overwrite: bool = False,
     rollout: bool = True,
 ) -> dict[str, Any]:
-    """Train `cfg.rl.algo` on the proxy env; returns the run summary (also written to summary.json)."""
-    require_backends(cfg)
+    """Train `cfg.rl.algo` on the proxy env; returns the run summary (also written to summary.json).
+    The run's lifecycle (run dir, config snapshot, tracking, summary) is `acodm_ray.run.Run`'s."""
     register()
-    algo_name = cfg.rl.algo
-    run_dir = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    if not resume:
-        write_config(run_dir, cfg)
-    cfg = with_prepared(cfg)  # the corpus is prepared once, here; every env runner opens it
-    probe = DataMixingEnv({"experiment": to_dict(cfg)})
-    probe.reset(seed=cfg.train.seed)
-    state_spec = probe.trainer.state_spec
-    env_config = env_config_for(cfg, algo_name, probe.max_decisions)
-    algo = build_algo_config(
-        algo_name,
+    with Run.start(cfg, run_dir, resume=resume, overwrite=overwrite) as run:
+        run.snapshot()
+        cfg = with_prepared(cfg)  # the corpus is prepared once, here; every env runner opens it
+        probe = DataMixingEnv({"experiment": to_dict(cfg)})
+        probe.reset(seed=cfg.train.seed)
+        algo = build_algo(cfg, probe.max_decisions)
+        try:
+            if run.resume:
+                resume_algo(algo, run.dir)
+            train_algo(algo, cfg, probe.domains, probe.max_decisions, run.track(cfg), run.dir)
+            summary = proxy_summary(algo, cfg, probe, run.dir, rollout)
+            return run.finish(summary, proxy_artifacts(summary, run.summary_path))
+        finally:
+            algo.stop()  # frees its env runners and learner, whatever happened
+
+
+def build_algo(cfg: ExperimentConfig, max_decisions: int):
+    """The RLlib algorithm of `cfg.rl.algo` on the proxy env, from the registry."""
+    env_config = env_config_for(cfg, cfg.rl.algo, max_decisions)
+    return build_algo_config(
+        cfg.rl.algo,
         RLLIB_ENV,
         env_config,
         cfg.agent,
@@ -140,84 +155,90 @@ def run_proxy_rl(
         cfg.train.seed,
         warmup_updates=learner_warmup_updates(cfg, env_config["warmup_decisions"]),
     ).build_algo()
-    if resume:
-        try:
-            restore_algo(algo, run_dir)
-        except Exception:
-            algo.stop()  # free its env runners and learner before the error reaches the caller
-            raise
-        log.info("resumed %s at iteration %d", run_dir, algo.iteration)
-    results = ResultLogger(cfg, run_dir, params=to_dict(cfg), resume=resume)
-    history = run_dir / "iterations.jsonl"
-    if resume:
-        trim_history(history, algo.iteration)
-    bar = progress_bar(cfg, algo_name, probe.max_decisions)
-    try:
+
+
+def resume_algo(algo, run_dir: Path) -> None:
+    """The algorithm as its last checkpoint left it, and no iteration logged after that one."""
+    restore_algo(algo, run_dir)
+    log.info("resumed %s at iteration %d", run_dir, algo.iteration)
+    trim_history(run_dir / HISTORY, algo.iteration)
+
+
+def train_algo(
+    algo, cfg: ExperimentConfig, domains: list[str], episode_steps: int, results, run_dir: Path
+) -> None:
+    """RLlib iterations until `rl.iterations`: each one logged (every scalar to the tracker, a record
+    to iterations.jsonl, a line to the terminal) and checkpointed when due."""
+    history = run_dir / HISTORY
+    with progress_bar(cfg, cfg.rl.algo, episode_steps) as bar:
         while algo.iteration < cfg.rl.iterations:
             start = time.perf_counter()
-            result = algo.train()
-            scalars = flatten_scalars(result)
+            scalars = flatten_scalars(algo.train())
             results.log(scalars, step=algo.iteration)
-            record = {
-                "iteration": algo.iteration,
-                "seconds": time.perf_counter() - start,
-                "env_steps": scalars.get("num_env_steps_sampled_lifetime"),
-                "episode_return_mean": scalars.get("env_runners/episode_return_mean"),
-                "healthy_env_runners": algo.env_runner_group.num_healthy_remote_workers(),
-                "env_step_s": scalars.get("env_runners/env_step_timer"),
-                "first_env_step_time": scalars.get("env_runners/" + FIRST_STEP),
-                "learner_update_s": scalars.get("timers/learner_update_timer"),
-                **learner_diagnostics(scalars),
-                **named_mix_metrics(scalars, probe.domains),
-            }
+            record = iteration_record(algo, scalars, time.perf_counter() - start, domains)
             with open(history, "a") as f:
                 f.write(json.dumps(record) + "\n")
             bar.update(int(record["env_steps"] or 0) - bar.n)
             bar.write(iteration_line(record, cfg.rl.iterations))
-            if algo.iteration % cfg.rl.checkpoint_every == 0 or algo.iteration == cfg.rl.iterations:
+            if due(algo.iteration, cfg.rl.checkpoint_every, cfg.rl.iterations):
                 save_algo_checkpoint(algo, run_dir)
-        bar.close()
-        summary: dict[str, Any] = {
-            "algo": algo_name,
-            "iterations": algo.iteration,
-            "domains": probe.domains,
-            "checkpoint": str(run_dir / CHECKPOINT_DIR),
-        }
-        # every algorithm's policy: kind "actor" for acodm, "mlp" for ppo/sac/appo
-        from policies.export import export_policy
 
-        policy_dir = export_policy(
-            algo, run_dir / POLICY_DIR, probe.domains, state_spec, to_dict(cfg)
-        )
-        summary["policy"] = str(policy_dir)
-        if rollout:
-            from acodm_ray.rollout import compare_with_odm
 
-            label = "AC-ODM policy" if algo_name == "acodm" else f"{algo_name.upper()} policy"
-            summary["rollout"] = compare_with_odm(policy_dir, cfg, run_dir, label=label)
-        write_json(run_dir / "summary.json", summary)
-        results.log_artifacts(
-            {
-                "policy": policy_dir,
-                "summary": run_dir / "summary.json",
-                "plots": [summary["rollout"]["plot"]] if "rollout" in summary else [],
-            }
-        )
-    except BaseException:
-        results.close("FAILED")
-        raise
-    finally:
-        bar.close()
-        results.close()
-        algo.stop()
+def iteration_record(
+    algo, scalars: dict[str, Any], seconds: float, domains: list[str]
+) -> dict[str, Any]:
+    """One line of iterations.jsonl: the iteration's counters, timers, the agent's diagnostics and
+    the mix it trained with, by domain name."""
+    return {
+        "iteration": algo.iteration,
+        "seconds": seconds,
+        "env_steps": scalars.get("num_env_steps_sampled_lifetime"),
+        "episode_return_mean": scalars.get("env_runners/episode_return_mean"),
+        "healthy_env_runners": algo.env_runner_group.num_healthy_remote_workers(),
+        "env_step_s": scalars.get("env_runners/env_step_timer"),
+        "first_env_step_time": scalars.get("env_runners/" + FIRST_STEP),
+        "learner_update_s": scalars.get("timers/learner_update_timer"),
+        **learner_diagnostics(scalars),
+        **named_mix_metrics(scalars, domains),
+    }
+
+
+def proxy_summary(
+    algo, cfg: ExperimentConfig, probe: DataMixingEnv, run_dir: Path, rollout: bool
+) -> dict[str, Any]:
+    """summary.json of the stage, after exporting its policy (every algorithm's: kind "actor" for
+    acodm, "mlp" for ppo/sac/appo) and, with `rollout`, running it against ODM on a fresh proxy."""
+    summary: dict[str, Any] = {
+        "algo": cfg.rl.algo,
+        "iterations": algo.iteration,
+        "domains": probe.domains,
+        "checkpoint": str(run_dir / CHECKPOINT_DIR),
+    }
+    policy_dir = export_policy(
+        algo, run_dir / POLICY_DIR, probe.domains, probe.trainer.state_spec, to_dict(cfg)
+    )
+    summary["policy"] = str(policy_dir)
+    if rollout:
+        # lazy: the rollout's plot imports matplotlib, which a stage without a rollout never needs
+        from acodm_ray.rollout import compare_with_odm
+
+        label = "AC-ODM policy" if cfg.rl.algo == "acodm" else f"{cfg.rl.algo.upper()} policy"
+        summary["rollout"] = compare_with_odm(policy_dir, cfg, run_dir, label=label)
     return summary
+
+
+def proxy_artifacts(summary: dict[str, Any], summary_path: Path) -> dict[str, Any]:
+    """What the stage uploads to its tracked run: the policy, the summary, the rollout's plot."""
+    return {
+        "policy": Path(summary["policy"]),
+        "summary": summary_path,
+        "plots": [summary["rollout"]["plot"]] if "rollout" in summary else [],
+    }
 
 
 def progress_bar(cfg: ExperimentConfig, algo_name: str, episode_steps: int):
     """A bar over the proxy's env steps (rl.iterations x rl.min_sample_timesteps_per_iteration),
     advanced after each RLlib iteration."""
-    from tqdm import tqdm
-
     total = cfg.rl.iterations * cfg.rl.min_sample_timesteps_per_iteration
     return tqdm(
         total=total,
@@ -238,31 +259,32 @@ def iteration_line(record: dict[str, Any], iterations: int) -> str:
     )
 
 
-def closing_summary(summary: dict[str, Any], run_dir: Path, config: str | None) -> str:
-    """What the run produced and what to run next, as a few readable lines."""
-    lines = [
-        f"proxy_rl: done: {summary['iterations']} iterations of {summary['algo']}; run dir {run_dir}"
-    ]
+def closing_lines(
+    summary: dict[str, Any], run_dir: Path, config: str | None
+) -> tuple[list[str], list[str]]:
+    """(lines for stdout, warnings for stderr) that end the stage: what it produced and what to run
+    next."""
+    lines = [f"done: {summary['iterations']} iterations of {summary['algo']}; run dir {run_dir}"]
     rollout = summary.get("rollout")
     if rollout:
         weights = rollout["policy_mean_weights"]
         top = sorted(weights.items(), key=lambda kv: -kv[1])
         lines.append(
-            "proxy_rl: the learned policy's mean domain weights over a proxy run: "
+            "the learned policy's mean domain weights over a proxy run: "
             + ", ".join(f"{d} {w:.2f}" for d, w in top)
         )
         ppl, odm = rollout["policy_val_ppl"]["average"], rollout["odm_val_ppl"]["average"]
         verdict = "better than" if ppl < odm else "worse than" if ppl > odm else "equal to"
         lines.append(
-            f"proxy_rl: its proxy's final average validation perplexity is {ppl:.1f}, {verdict} "
+            f"its proxy's final average validation perplexity is {ppl:.1f}, {verdict} "
             f"ODM's {odm:.1f} from the same seed (mean total-variation distance between their "
             f"weights {rollout['mean_tv_distance_to_odm']:.2f})"
         )
-        lines.append(f"proxy_rl: plot of both weight trajectories: {rollout['plot']}")
+        lines.append(f"plot of both weight trajectories: {rollout['plot']}")
     if "policy" in summary:
-        lines.append(f"proxy_rl: exported policy: {summary['policy']}")
+        lines.append(f"exported policy: {summary['policy']}")
         lines.append(
-            "proxy_rl: next, pretrain the target with it: python jobs/target_pretrain.py "
+            "next, pretrain the target with it: python jobs/target_pretrain.py "
             f"--config {config or 'CONFIG'} --policy {summary['policy']}"
         )
-    return "\n".join(lines)
+    return lines, []

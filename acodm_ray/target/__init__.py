@@ -19,7 +19,7 @@
     (built from per-domain losses/counts already summed over all workers) and broadcasts them, so
     every rank samples with the same weights (checked at every step when
     `target.check_weights_sync`); rank 0 sends each step's signals to the server's `update`. This
-    is `worker.ServedWeights`, a `Mixer` driven by the same `loop.mixing_loop` as one-process
+    is `served.ServedWeights`, a `Mixer` stepped by the same `loop.mixing_step` as one-process
     pretraining and the rollouts;
   - evaluates per-domain validation perplexity every `train.eval_every` steps, and calls
     `ray.train.report(metrics, checkpoint=...)` with a checkpoint every `train.checkpoint_every`
@@ -47,27 +47,30 @@ world-averaged, then summed again) and average the gradients a second time. A pl
 If the server is unreachable, training continues with the last weights and a warning (see
 `PolicyClient`); the mixer is never switched.
 
-The package: `driver` (run_target and what it writes), `worker` (train_worker), `faults` (test hooks).
+The package: `driver` (run_target), `finish` (what the driver writes once training is done),
+`worker` (train_worker: the rank's `TargetTrainer` with `restore`, `step`, `maybe_eval`,
+`maybe_checkpoint`), `served` (the weights a rank trains with), `events` (events.jsonl and the rank
+logs), `faults` (test hooks). The run's lifecycle (run dir, config snapshot, tracking, summary) is
+`acodm_ray.run.Run`'s: the driver starts the run, rank 0 joins it.
 """
 
 from acodm_ray.collective import TorchCollective
 from acodm_ray.runplan import mixer_label, mode_overrides
 from acodm_ray.target.driver import (
     RAY_STORAGE_DIR,
-    TargetTrainingError,
     absolutize_paths,
-    closing_lines,
-    finish_run,
     mixer_spec_for,
     run_target,
     state_spec_for,
 )
 from acodm_ray.target.faults import FAULTS_ENV
-from acodm_ray.target.worker import RANK_FILE, TRAINER_FILE, train_worker
+from acodm_ray.target.finish import TargetTrainingError, closing_lines, finish_run
+from acodm_ray.target.worker import RANK_FILE, TRAINER_FILE, TargetTrainer, train_worker
 
 __all__ = [
     "run_target",
     "train_worker",
+    "TargetTrainer",
     "TorchCollective",
     "TargetTrainingError",
     "mixer_spec_for",

@@ -1,6 +1,6 @@
 """`run_target`: the driver side of a target run (see the package docstring): load the corpus, check
-and start the served mixer, run the `TorchTrainer`, then save the model, the online agent's policy,
-the summary and the plots."""
+and start the served mixer, run the `TorchTrainer` (`fit`), then write what the run produced
+(`finish.finish_run`). The run's lifecycle is `acodm_ray.run.Run`'s; rank 0 joins it."""
 
 from __future__ import annotations
 
@@ -10,14 +10,18 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import ray
 import torch
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+from transformers import AutoModelForCausalLM
 
-from acodm_ray.checkpoint import load_checkpoint
-from acodm_ray.config import ExperimentConfig, to_dict
-from acodm_ray.errors import AcodmError
+from acodm_ray.config import ExperimentConfig, TargetConfig, load_config, to_dict
+from acodm_ray.data.load import load_tokenized, with_prepared
+from acodm_ray.model import build_hf_config, state_params
 from acodm_ray.policy_server import (
     MixerSpec,
     check_spec,
@@ -25,18 +29,25 @@ from acodm_ray.policy_server import (
     start_policy_server,
     stop_policy_server,
 )
-from acodm_ray.rundir import RunDirExistsError, prepare_run_dir, write_config, write_json
+from acodm_ray.run import Run
+from acodm_ray.rundir import RunDirExistsError
 from acodm_ray.runplan import mixer_label
+from acodm_ray.signals import make_state_spec
 from acodm_ray.target.faults import read_faults
-from acodm_ray.target.worker import TRAINER_FILE, train_worker
+from acodm_ray.target.finish import TargetTrainingError, finish_run
+from acodm_ray.target.worker import train_worker
+from acodm_ray.tracking import require_backends
 
 log = logging.getLogger("acodm_ray.target")
 
 RAY_STORAGE_DIR = "ray_train"
 
 
-class TargetTrainingError(AcodmError, RuntimeError):
-    """The Ray Train run failed (after its allowed restarts)."""
+class Storage(NamedTuple):
+    """Where Ray Train keeps a run's checkpoints: `path`/`name` (RunConfig's storage_path, name)."""
+
+    path: str
+    name: str
 
 
 def _abs_if_exists(value: str | None) -> str | None:
@@ -66,11 +77,6 @@ def state_spec_for(
     cfg: ExperimentConfig, vocab_size: int, eos_id: int, domains: list[str]
 ) -> dict[str, Any]:
     """The run's state spec (as `LMTrainer.state_spec`), from a model built on the meta device."""
-    from transformers import AutoModelForCausalLM
-
-    from acodm_ray.model import build_hf_config, state_params
-    from acodm_ray.signals import make_state_spec
-
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(
             build_hf_config(cfg.model, vocab_size, eos_id),
@@ -102,29 +108,12 @@ def mixer_spec_for(
     )
 
 
-def closing_lines(summary: dict[str, Any], run_dir: Path) -> tuple[list[str], list[str]]:
-    """(lines for stdout, warnings for stderr) that end a target run: what it reached, where it is."""
-    ppl = (summary.get("final_val_ppl") or {}).get("average")
-    lines = [
-        f"done: {summary['steps']} steps with {summary['mixer']} on {summary['num_workers']} worker(s), "
-        f"average validation perplexity {'n/a' if ppl is None else f'{ppl:.2f}'}; run dir {run_dir}",
-        f"model: {summary['model_dir']}",
-    ]
-    warnings = []
-    if summary.get("server_failures"):
-        warnings.append(
-            f"warning: the policy server was unreachable at {summary['server_failures']} decision(s); "
-            "the last weights were kept"
-        )
-    return lines, warnings
-
-
-def _storage(cfg: ExperimentConfig, run_dir: Path) -> tuple[str, str]:
-    """(storage_path, run name) for Ray Train's RunConfig."""
+def _storage(cfg: ExperimentConfig, run_dir: Path) -> Storage:
+    """`target.storage_path` (default: <run_dir>/ray_train) and the run's name, for Ray Train."""
     storage = cfg.target.storage_path or str(run_dir / RAY_STORAGE_DIR)
     if "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())
-    return storage, run_dir.name
+    return Storage(storage, run_dir.name)
 
 
 def run_target(
@@ -134,19 +123,13 @@ def run_target(
     overwrite: bool = False,
     faults: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Pretrain the target with Ray Train and the served mixer; returns the summary.
+    """Pretrain the target with Ray Train and the served mixer; returns the summary. The run's
+    lifecycle (run dir, config snapshot, tracking, summary) is `acodm_ray.run.Run`'s.
 
     `faults` (tests only; default: the JSON in $ACODM_TARGET_FAULTS) injects failures:
     {"crash": {"rank": r, "step": s, "marker": path}} makes rank r exit once after step s (the
     marker file makes it happen only once); {"kill_server_at": s} kills the policy server after step s.
     """
-    import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    from acodm_ray.data.load import load_tokenized, with_prepared
-    from acodm_ray.tracking import ResultLogger, require_backends
-
     if not ray.is_initialized():
         raise RuntimeError(
             "run_target needs a running Ray session (ray.init or jobs/_common.init_ray)"
@@ -157,53 +140,72 @@ def run_target(
     run_dir = Path(run_dir).expanduser().resolve()
     cfg = with_prepared(cfg)  # the corpus is prepared once, here; every worker opens it
     tokens, tokenizer = load_tokenized(cfg)
+    state_spec = state_spec_for(cfg, tokens.vocab_size, tokens.eos_id, list(tokens.domains))
+    spec = served_mixer(cfg, tokens, state_spec)
+    storage = claim_storage(cfg, run_dir, resume, overwrite)
+    with Run.start(cfg, run_dir, resume=resume, overwrite=overwrite) as run:
+        if run.resume:
+            check_same_mixer(run)
+        run.snapshot()
+        # rank 0 logs every step into the tracked run (and opens the W&B run); finish_run adds the
+        # artifacts
+        run.register()
+        checkpoint, server_desc = fit(cfg, run.dir, spec, storage, faults)
+        seconds = time.perf_counter() - start
+        return finish_run(
+            run, checkpoint, tokens, tokenizer, spec, state_spec, server_desc, seconds
+        )
+
+
+def served_mixer(cfg: ExperimentConfig, tokens, state_spec: dict[str, Any]) -> MixerSpec:
+    """The mixer the run serves, refused (a policy whose domains or state differ from the run's)
+    before anything is created."""
     domains = list(tokens.domains)
-    spec_state = state_spec_for(cfg, tokens.vocab_size, tokens.eos_id, domains)
-    spec = mixer_spec_for(cfg, domains, tokens.natural_proportions(), spec_state["dim"], spec_state)
-    check_spec(spec)  # refuse a mismatched policy before anything is created
+    spec = mixer_spec_for(cfg, domains, tokens.natural_proportions(), state_spec["dim"], state_spec)
+    check_spec(spec)
+    return spec
 
-    storage, ray_name = _storage(cfg, run_dir)
-    external = cfg.target.storage_path is not None and "://" not in storage
-    if external and (Path(storage) / ray_name).exists() and not resume:
-        if overwrite:
-            shutil.rmtree(Path(storage) / ray_name)
-        else:
+
+def claim_storage(cfg: ExperimentConfig, run_dir: Path, resume: bool, overwrite: bool) -> Storage:
+    """Where Ray Train keeps the run's checkpoints; an external `target.storage_path` that already
+    holds a run of this name is refused as the run dir is (or cleared with `overwrite`)."""
+    storage = _storage(cfg, run_dir)
+    held = Path(storage.path) / storage.name
+    external = cfg.target.storage_path is not None and "://" not in storage.path
+    if external and held.exists() and not resume:
+        if not overwrite:
             raise RunDirExistsError(
-                f"Ray Train storage {Path(storage) / ray_name} already holds a run; pass --resume or --overwrite"
+                f"Ray Train storage {held} already holds a run; pass --resume or --overwrite"
             )
-    run_dir = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    if not resume:
-        write_config(run_dir, cfg)
-    elif (run_dir / "config.yaml").is_file():
-        from acodm_ray.config import load_config
+        shutil.rmtree(held)
+    return storage
 
-        before = mixer_label(load_config(run_dir / "config.yaml"))
-        if before != mixer_label(cfg):
-            raise ValueError(
-                f"{run_dir} was trained with mixer {before!r}; resume it with the same mixer, "
-                f"not {mixer_label(cfg)!r}"
-            )
-    # The run's MLflow run starts here, with the resolved config as params (or, resumed, the recorded
-    # one is continued); rank 0 logs every step into it (and opens the W&B run), finish_run adds the
-    # artifacts. W&B is left to rank 0 here: every wandb.init costs seconds.
-    ResultLogger(
-        dataclasses.replace(cfg.tracking, wandb=False),
-        run_dir,
-        params=to_dict(cfg),
-        resume=resume,
-        tensorboard=False,
-    ).close()
 
+def check_same_mixer(run: Run) -> None:
+    """A resumed run keeps the mixer it was trained with (its config.yaml says which)."""
+    if not (run.dir / "config.yaml").is_file():
+        return
+    before = mixer_label(load_config(run.dir / "config.yaml"))
+    if before != mixer_label(run.cfg):
+        raise ValueError(
+            f"{run.dir} was trained with mixer {before!r}; resume it with the same mixer, "
+            f"not {mixer_label(run.cfg)!r}"
+        )
+
+
+def fit(
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    spec: MixerSpec,
+    storage: Storage,
+    faults: dict[str, Any] | None,
+) -> tuple[Any, dict | None]:
+    """Serve the mixer, run the `TorchTrainer`, stop the server: (the final checkpoint, the server's
+    own account of the run, when this run started it and it is not detached)."""
     tc = cfg.target
     server, created = start_policy_server(
         spec, tc.server_name, tc.server_namespace, tc.server_detached
     )
-    resources = {
-        "CPU": float(tc.cpus_per_worker),
-        **{k: float(v) for k, v in tc.resources_per_worker.items()},
-    }
-    if tc.use_gpu:
-        resources["GPU"] = float(1.0 if tc.gpus_per_worker is None else tc.gpus_per_worker)
     loop_config = {
         "cfg": to_dict(cfg),
         "run_dir": str(run_dir),
@@ -215,12 +217,10 @@ def run_target(
         train_worker,
         train_loop_config=loop_config,
         torch_config=TorchConfig(backend=None if tc.backend == "auto" else tc.backend),
-        scaling_config=ScalingConfig(
-            num_workers=tc.num_workers, use_gpu=tc.use_gpu, resources_per_worker=resources
-        ),
+        scaling_config=scaling_config(tc),
         run_config=RunConfig(
-            name=ray_name,
-            storage_path=storage,
+            name=storage.name,
+            storage_path=storage.path,
             failure_config=FailureConfig(max_failures=tc.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=tc.keep_checkpoints),
         ),
@@ -228,141 +228,36 @@ def run_target(
     try:
         result = trainer.fit()
     except Exception as err:
+        first = str(err).splitlines()[0] if str(err) else ""
         raise TargetTrainingError(
-            f"target training failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-            f"the last checkpoint under {storage}/{ray_name} is intact, rerun with --resume"
+            f"target training failed ({type(err).__name__}: {first}); the last checkpoint under "
+            f"{storage.path}/{storage.name} is intact, rerun with --resume"
         ) from err
     finally:
-        if created and not tc.server_detached:
-            try:
-                server_desc = ray.get(server.describe.remote(), timeout=10)
-            except Exception:
-                server_desc = None
-            stop_policy_server(server, tc.server_name, tc.server_namespace)
-        else:
-            server_desc = None
-    return finish_run(
-        cfg,
-        run_dir,
-        result.checkpoint,
-        tokens,
-        tokenizer,
-        spec,
-        spec_state,
-        server_desc,
-        time.perf_counter() - start,
-    )
+        server_desc = _stop_server(server, created, tc)
+    return result.checkpoint, server_desc
 
 
-def finish_run(
-    cfg,
-    run_dir: Path,
-    checkpoint,
-    tokens,
-    tokenizer,
-    spec: MixerSpec,
-    state_spec: dict,
-    server_desc: dict | None,
-    seconds: float,
-) -> dict[str, Any]:
-    """Final model (save_pretrained + tokenizer), exported online actor, plots, summary.json."""
-    from acodm_ray.metrics import read_metrics
-    from acodm_ray.model import build_model
-
-    if checkpoint is None:
-        raise TargetTrainingError("the run reported no checkpoint")
-    with checkpoint.as_directory() as d:
-        payload = load_checkpoint(Path(d) / TRAINER_FILE)
-    step = int(payload["trainer"]["step"])
-    if step != cfg.train.steps:
-        raise TargetTrainingError(
-            f"the last checkpoint is at step {step}, expected {cfg.train.steps}"
-        )
-    model = build_model(cfg.model, tokens.vocab_size, tokens.eos_id, cfg.train.seed)
-    model.load_state_dict(payload["trainer"]["model"])
-    model_dir = run_dir / "model"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    summary: dict[str, Any] = {
-        "mixer": payload.get("mixer_name"),
-        "kind": spec.kind,
-        "steps": step,
-        "domains": list(tokens.domains),
-        "num_workers": cfg.target.num_workers,
-        "model_dir": str(model_dir),
-        "checkpoint": str(checkpoint.path),
-        "server_failures": int(payload.get("server_failures", 0)),
-        "server_ok_at_end": bool(payload.get("server_ok", True)),
-        "seconds": seconds,
-    }
-    if spec.kind == "policy":
-        summary["policy"] = spec.policy_dir
-    if spec.kind == "online" and payload.get("mixer"):
-        from acodm_ray.agent.networks import Actor
-        from acodm_ray.agent.policy_file import save_policy
-
-        agent = payload["mixer"]["state"]
-        actor = Actor.from_config(cfg.agent, spec.state_dim, len(spec.domains))
-        actor.load_state_dict(agent["actor"])
-        summary["policy"] = str(
-            save_policy(run_dir / "policy", actor, list(tokens.domains), state_spec, to_dict(cfg))
-        )
-        summary["agent"] = {
-            "updates": int(agent["num_updates"]),
-            "warmup_steps": int(agent["warmup_steps"]),
-            "transitions": int(agent["steps_seen"]),
-        }
-    steps, evals = read_metrics(run_dir)
-    if steps:
-        last = steps[-1]
-        summary["final_weights"] = {d: last[f"weight/{d}"] for d in tokens.domains}
-    if evals:
-        summary["final_val_ppl"] = {
-            k.split("/", 1)[1]: v for k, v in evals[-1].items() if k.startswith("val_ppl/")
-        }
-    if server_desc is not None:
-        summary["server"] = {
-            k: server_desc[k]
-            for k in ("mixer", "kind", "num_weights_calls", "num_updates", "max_rss_mb")
-        }
+def _stop_server(server, created: bool, tc: TargetConfig) -> dict | None:
+    """Stop the server this run started (a detached one stays), after asking for its account."""
+    if not created or tc.server_detached:
+        return None
     try:
-        summary["plots"] = _plots(
-            run_dir, steps, evals, list(tokens.domains), summary["mixer"] or spec.kind
-        )
-    except Exception as err:  # plots are a convenience; never fail a finished run on them
-        log.warning("plots failed: %s", err)
-    write_json(run_dir / "summary.json", summary)
-    from acodm_ray.tracking import ResultLogger
-
-    with ResultLogger(cfg, run_dir, resume=True, tensorboard=False) as tracker:
-        tracker.log_artifacts(
-            {
-                "model": model_dir,
-                "policy": run_dir / "policy" if spec.kind == "online" else None,
-                "plots": summary.get("plots", []),
-                "summary": run_dir / "summary.json",
-            }
-        )
-    return summary
+        desc = ray.get(server.describe.remote(), timeout=10)
+    except Exception:
+        desc = None
+    stop_policy_server(server, tc.server_name, tc.server_namespace)
+    return desc
 
 
-def _plots(
-    run_dir: Path, steps: list[dict], evals: list[dict], domains: list[str], label: str
-) -> list[str]:
-    from acodm_ray.plots import plot_curves, plot_weight_trajectories
-
-    out = []
-    if steps:
-        w = np.array([[r[f"weight/{d}"] for d in domains] for r in steps])
-        out.append(
-            str(
-                plot_weight_trajectories(
-                    {label: w}, domains, run_dir / "weights.png", title="target domain weights"
-                )
-            )
-        )
-    if evals:
-        x = [r["step"] for r in evals]
-        y = [r["val_ppl/average"] for r in evals]
-        out.append(str(plot_curves({label: (x, y, None)}, run_dir / "val_ppl.png")))
-    return out
+def scaling_config(tc: TargetConfig) -> ScalingConfig:
+    """`target.num_workers` workers of `cpus_per_worker` CPUs (and GPUs, extra resources) each."""
+    resources = {
+        "CPU": float(tc.cpus_per_worker),
+        **{k: float(v) for k, v in tc.resources_per_worker.items()},
+    }
+    if tc.use_gpu:
+        resources["GPU"] = float(1.0 if tc.gpus_per_worker is None else tc.gpus_per_worker)
+    return ScalingConfig(
+        num_workers=tc.num_workers, use_gpu=tc.use_gpu, resources_per_worker=resources
+    )
