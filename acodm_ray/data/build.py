@@ -239,44 +239,67 @@ def build_bundled_corpus(
 def _build_into(
     out: Path, work: Path, specs: list[DomainSpec], apt: AptLists | None = None
 ) -> dict:
+    """Fetch the packages into `work`, build every domain, write the corpus into `out`; returns its
+    manifest."""
+    debs, roots = _fetch_packages(specs, work, apt)
+    train: dict[str, list[str]] = {}
+    validation: dict[str, list[str]] = {}
+    domains: dict[str, dict] = {}
+    for spec in specs:
+        train[spec.name], validation[spec.name], domains[spec.name] = _build_domain(spec, roots)
+    manifest = _manifest(domains, debs, apt)
+    write_corpus(out, train, validation, manifest)
+    return manifest
+
+
+def _fetch_packages(
+    specs: list[DomainSpec], work: Path, apt: AptLists | None
+) -> tuple[dict[str, DebPackage], Roots]:
+    """Every package the specs name, downloaded and unpacked under `work` (nothing is installed)."""
     debs_dir, roots_dir = work / "debs", work / "roots"
     debs_dir.mkdir()
-    names = sorted({p for s in specs for p in s.packages})
     debs: dict[str, DebPackage] = {}
     roots: Roots = {}
-    for name in names:
+    for name in sorted({p for s in specs for p in s.packages}):
         log(f"downloading {name} ...")
         deb = download_package(name, debs_dir, apt)
         log(f"  {deb.name} {deb.version}: {deb.size / MB:.1f} MB; unpacking")
         debs[name] = deb
         roots[name] = unpack_package(deb, roots_dir)
-    train: dict[str, list[str]] = {}
-    validation: dict[str, list[str]] = {}
-    domains: dict[str, dict] = {}
-    for spec in specs:
-        docs = clean_documents(spec.extract(roots, spec.packages))
-        available = split_stats(docs)
-        if available["docs"] < 2:
-            raise CorpusBuildError(
-                f"domain {spec.name!r} got {available['docs']} documents from {spec.packages}"
-            )
-        kept = shuffle_and_cap(docs, spec.budget_bytes, f"{BUILD_SEED}:{spec.name}")
-        train[spec.name], validation[spec.name] = split_train_validation(kept)
-        domains[spec.name] = {
-            "description": spec.description,
-            "packages": list(spec.packages),
-            "budget_bytes": spec.budget_bytes,
-            "available": available,
-            "train": split_stats(train[spec.name]),
-            "validation": split_stats(validation[spec.name]),
-        }
-        log(
-            f"{spec.name}: {available['bytes'] / MB:.2f} MB available in {available['docs']} docs;"
-            f" kept {domains[spec.name]['train']['bytes'] / MB:.2f} MB train"
-            f" ({domains[spec.name]['train']['docs']} docs),"
-            f" {domains[spec.name]['validation']['bytes'] / 1000:.0f} KB validation"
+    return debs, roots
+
+
+def _build_domain(spec: DomainSpec, roots: Roots) -> tuple[list[str], list[str], dict]:
+    """One domain's (train, validation) documents and its manifest entry: extracted, cleaned,
+    shuffled and capped at its byte budget, then split."""
+    docs = clean_documents(spec.extract(roots, spec.packages))
+    available = split_stats(docs)
+    if available["docs"] < 2:
+        raise CorpusBuildError(
+            f"domain {spec.name!r} got {available['docs']} documents from {spec.packages}"
         )
-    manifest = {
+    kept = shuffle_and_cap(docs, spec.budget_bytes, f"{BUILD_SEED}:{spec.name}")
+    train, validation = split_train_validation(kept)
+    entry = {
+        "description": spec.description,
+        "packages": list(spec.packages),
+        "budget_bytes": spec.budget_bytes,
+        "available": available,
+        "train": split_stats(train),
+        "validation": split_stats(validation),
+    }
+    log(
+        f"{spec.name}: {available['bytes'] / MB:.2f} MB available in {available['docs']} docs;"
+        f" kept {entry['train']['bytes'] / MB:.2f} MB train"
+        f" ({entry['train']['docs']} docs),"
+        f" {entry['validation']['bytes'] / 1000:.0f} KB validation"
+    )
+    return train, validation, entry
+
+
+def _manifest(domains: dict[str, dict], debs: dict[str, DebPackage], apt: AptLists | None) -> dict:
+    """manifest.json: how the corpus was made (seed, limits, apt host) and from which exact packages."""
+    return {
         "name": CORPUS_NAME,
         "format_version": FORMAT_VERSION,
         "seed": BUILD_SEED,
@@ -298,8 +321,6 @@ def _build_into(
             for d in debs.values()
         ],
     }
-    write_corpus(out, train, validation, manifest)
-    return manifest
 
 
 def main(argv: list[str] | None = None) -> None:
