@@ -53,6 +53,15 @@ _DEFAULT_FIELDS = {
 }
 
 
+def resolve_device(name: str) -> torch.device:
+    """`train.device`: "auto" is CUDA when there is one, else the CPU; "cuda" without one is refused."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
 def build_hf_config(cfg: ModelConfig, vocab_size: int, eos_id: int) -> PretrainedConfig:
     """An HF config of `cfg.model_type` with our size fields and any `hf_overrides` applied."""
     names = _FIELD_NAMES.get(cfg.model_type, _DEFAULT_FIELDS)

@@ -32,7 +32,7 @@ from acodm_ray.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401 
 from acodm_ray.collective import Collective
 from acodm_ray.config import ExperimentConfig
 from acodm_ray.errors import AcodmError
-from acodm_ray.model import alignment_params, build_model, state_params
+from acodm_ray.model import alignment_params, build_model, resolve_device, state_params
 from acodm_ray.optim import build_optimizer, warmup_cosine
 from acodm_ray.sampler import MixtureSampler, check_weights, effective_mix
 from acodm_ray.signals import (
@@ -55,14 +55,6 @@ TINY_LOSS_WEIGHT = 1e-4  # below this a micro-batch's gradient is read with auto
 
 class NonFiniteLossError(AcodmError, FloatingPointError):
     """The LM loss became NaN or infinite; the step's update was not applied."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
-    return torch.device(name)
 
 
 class LMTrainer:
@@ -101,39 +93,15 @@ class LMTrainer:
             self.seed,
             rank,
         )
-        self._check_validation()
-        unknown = sorted(set(cfg.train.eval_domains) - set(self.domains))
-        if unknown:
-            raise ValueError(
-                f"train.eval_domains names unknown domain(s) {unknown}; the corpus has {self.domains}"
-            )
-        self.align_params = [
-            p
-            for _, p in alignment_params(
-                self.model, cfg.signals.alignment_layers, cfg.signals.param_suffix
-            )
-        ]
-        tracked = state_params(self.model, cfg.signals.param_suffix, cfg.signals.state_layers)
-        self.state_params = [p for _, p in tracked]
-        self.state_names = [n for n, _ in tracked]
-        self.tracker = StateTracker(
-            len(self.domains),
-            len(self.state_params),
-            cfg.signals.progress_scale,
-            cfg.signals.z_clip,
-        )
-        self.tracked = TrackedWeights(self.state_params)
-        self.score_scale = RunningScale(cfg.signals.score_scale_beta, cfg.signals.score_clip_total)
-        scored = cfg.train.eval_domains or self.domains
-        self.eval_indices = [
-            self.domains.index(d) for d in scored
-        ]  # where "eval" draws its reference rows
+        self._check_corpus()
+        self._track_signals()
         self.step_count = 0
         self.last_state = self.tracker.initial()
 
     # ------------------------------------------------------------------ setup helpers
 
-    def _check_validation(self) -> None:
+    def _check_corpus(self) -> None:
+        """Every validation split holds a sequence; `train.eval_domains` names domains we have."""
         need = self.cfg.train.seq_len + 1
         for domain in self.domains:
             n = len(self.corpus.validation[domain])
@@ -141,6 +109,29 @@ class LMTrainer:
                 raise ValueError(
                     f"validation split of domain {domain!r} has {n} tokens, fewer than one sequence ({need})"
                 )
+        unknown = sorted(set(self.cfg.train.eval_domains) - set(self.domains))
+        if unknown:
+            raise ValueError(
+                f"train.eval_domains names unknown domain(s) {unknown}; the corpus has {self.domains}"
+            )
+
+    def _track_signals(self) -> None:
+        """What the signals read from the model: the alignment matrices (scores), the tracked weight
+        matrices and the state tracker (state), the scores' running scale."""
+        sig = self.cfg.signals
+        self.align_params = [
+            p for _, p in alignment_params(self.model, sig.alignment_layers, sig.param_suffix)
+        ]
+        tracked = state_params(self.model, sig.param_suffix, sig.state_layers)
+        self.state_params = [p for _, p in tracked]
+        self.state_names = [n for n, _ in tracked]
+        self.tracker = StateTracker(
+            len(self.domains), len(self.state_params), sig.progress_scale, sig.z_clip
+        )
+        self.tracked = TrackedWeights(self.state_params)
+        self.score_scale = RunningScale(sig.score_scale_beta, sig.score_clip_total)
+        scored = self.cfg.train.eval_domains or self.domains
+        self.eval_indices = [self.domains.index(d) for d in scored]  # "eval"'s reference rows
 
     @property
     def state_spec(self) -> dict[str, Any]:
@@ -270,16 +261,7 @@ class LMTrainer:
             float(weighted_loss.sum()) / world
         )  # the loss the step optimised (mean over micro-batches for iid)
         finite = math.isfinite(step_loss)
-        lr = self._lr()
-        grad_norm = float("nan")
-        if finite:
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            grad_norm = float(
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
-            )
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        lr, grad_norm = self._update(finite)
         if self.compute_signals and finite:
             mean_grads = domain_grads / counts_mb.clamp(min=1).unsqueeze(1).float()
             raw, scores = self._scores(mean_grads, sampled, reference)
@@ -308,6 +290,21 @@ class LMTrainer:
             finite=finite,
             effective=effective,
         )
+
+    def _update(self, finite: bool) -> tuple[float, float]:
+        """(lr, grad norm): the optimizer step at the scheduled LR, with clipping; skipped (grad norm
+        NaN) when the loss was not finite, so the model and the checkpoints stay intact."""
+        lr = self._lr()
+        grad_norm = float("nan")
+        if finite:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            grad_norm = float(
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+            )
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return lr, grad_norm
 
     def _scores(
         self, mean_grads: torch.Tensor, sampled: torch.Tensor, reference: torch.Tensor | None = None
