@@ -114,3 +114,22 @@ def test_modules_stay_short():
     jobs = {p.name: _lines(p) for p in (ROOT / "jobs").glob("*.py") if not p.name.startswith("_")}
     assert set(jobs) >= {"proxy_rl.py", "target_pretrain.py", "compare.py"}
     assert {name: n for name, n in jobs.items() if n > JOB_LINES} == {}
+
+
+FUNCTION_LINES = 60  # a function a reader takes in at once: one job, its loop in view
+# left over 60 for now: reworked on another branch (the online agent's learning step)
+LONG_FUNCTIONS_LEFT = {"acodm_ray/mixers/online_acodm.py:learn"}
+
+
+def test_functions_stay_short():
+    """No function or method of ours over ~60 lines (signature and docstring included)."""
+    long = {}
+    for layer in (*LAYERS, "jobs"):
+        for path in (ROOT / layer).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    key = f"{path.relative_to(ROOT)}:{node.name}"
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > FUNCTION_LINES and key not in LONG_FUNCTIONS_LEFT:
+                        long[key] = lines
+    assert long == {}
