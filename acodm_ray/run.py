@@ -105,11 +105,11 @@ class Run:
     def summary_path(self) -> Path:
         return self.dir / SUMMARY_FILE
 
-    def snapshot(self, cfg: Any = None, *, replace: bool = False) -> None:
-        """Write config.yaml (default: the run's config). A resumed run keeps the one it started
-        with, unless `replace` (a comparison records the config of its latest invocation)."""
+    def snapshot(self, *, replace: bool = False) -> None:
+        """Write the run's config to config.yaml. A resumed run keeps the one it started with, unless
+        `replace` (a comparison records the config of its latest invocation)."""
         if replace or not self.resume:
-            write_config(self.dir, self.cfg if cfg is None else cfg)
+            write_config(self.dir, self.cfg)
 
     def rewind(self, step: int) -> None:
         """On resume: drop the step and evaluation records logged after `step`, the checkpoint the
@@ -118,17 +118,21 @@ class Run:
 
     def track(self, cfg: Any = None) -> ResultLogger:
         """This process's tracker for the run (TensorBoard, MLflow, W&B as `cfg.tracking` says), the
-        config (default: the run's) as its params; closed by `finish`, or FAILED on an exception."""
+        config as its params (default: the run's; the proxy stage's is the config with its prepared
+        corpus); closed by `finish`, or FAILED on an exception."""
         cfg = self.cfg if cfg is None else cfg
         self.tracker = ResultLogger(cfg, self.dir, params=to_dict(cfg), resume=self.resume)
         return self.tracker
 
-    def metrics(self, domains: Sequence[str], cfg: Any = None) -> MetricsWriter:
+    def metrics(self, domains: Sequence[str]) -> MetricsWriter:
         """The run's step and evaluation records (metrics.jsonl, steps.csv, eval.csv) with its tracker
         (as `track`): what a stage that trains an LM itself logs through."""
-        cfg = self.cfg if cfg is None else cfg
         self._writer = MetricsWriter(
-            self.dir, domains, tracking=cfg.tracking, params=to_dict(cfg), resume=self.resume
+            self.dir,
+            domains,
+            tracking=self.cfg.tracking,
+            params=to_dict(self.cfg),
+            resume=self.resume,
         )
         self.tracker = self._writer.tracker
         return self._writer
