@@ -62,7 +62,9 @@ def run_dir_for(args: argparse.Namespace, parent: str, name: str) -> Path:
     return check_run_dir(path, resume=args.resume, overwrite=args.overwrite)
 
 
-FORWARDED_ENV = ("ACODM_HOME",)  # where the corpus, tokenizer and token caches live
+# ACODM_HOME: where the corpus, tokenizer and token caches live; the OpenMP wait settings: how
+# long torch's idle threads spin (acodm_ray.bound_omp_spin set GOMP_SPINCOUNT on import)
+FORWARDED_ENV = ("ACODM_HOME", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
 
 
 def forwarded_env_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
