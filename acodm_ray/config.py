@@ -151,6 +151,7 @@ class SignalConfig:
     # follows the gradient of the mean of the per-domain perplexities (the benchmark's metric)
     eval_weighting: str = "loss"
     score_scale_beta: float = 0.95  # running scale of the "total", "cross" and "eval" scores
+    score_window: int = 1  # reward = each domain's mean scaled score over the last W steps
     score_clip_total: float = 10.0  # clip of the running-scaled "total", "cross" and "eval" scores
     score_clip: float = (
         999.0  # clip of the norm-scaled alignment scores before z-normalisation ("paper")
@@ -352,9 +353,10 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             f"signals.eval_weighting must be one of {list(EVAL_WEIGHTINGS)}, got {cfg.signals.eval_weighting!r}"
         )
-    if not 0.0 <= cfg.signals.score_scale_beta < 1.0:
+    if not 0.0 <= cfg.signals.score_scale_beta < 1.0 or cfg.signals.score_window < 1:
         raise ConfigError(
-            f"signals.score_scale_beta must be in [0, 1), got {cfg.signals.score_scale_beta}"
+            f"signals.score_scale_beta must be in [0, 1) and signals.score_window >= 1, got "
+            f"{cfg.signals.score_scale_beta}, {cfg.signals.score_window}"
         )
     try:
         check_agent(cfg.agent)

@@ -123,7 +123,10 @@ class LMTrainer:
             cfg.signals.z_clip,
         )
         self.tracked = TrackedWeights(self.state_params)
-        self.score_scale = RunningScale(cfg.signals.score_scale_beta, cfg.signals.score_clip_total)
+        sig = cfg.signals
+        self.score_scale = RunningScale(
+            sig.score_scale_beta, sig.score_clip_total, sig.score_window
+        )
         scored = cfg.train.eval_domains or self.domains
         self.eval_indices = [
             self.domains.index(d) for d in scored

@@ -546,3 +546,94 @@ def test_imitation_of_a_single_odm_row_and_td_error_of_an_unscored_batch():
         )
         == 0.0
     )
+
+
+# ------------------------------------------------------------------ how far the mix moves
+
+
+# B = 4 rows, K = 3 domains; NaN = not scored in that row
+EVIDENCE_REWARDS = np.array(
+    [[1.0, 2.0, np.nan], [3.0, 2.0, 5.0], [2.0, np.nan, np.nan], [2.0, 4.0, 1.0]]
+)
+# by hand: domain 0: n 4, mean 2, var 2/3, SE^2 1/6; domain 1: n 3, mean 8/3, var 4/3, SE^2 4/9;
+# domain 2: n 2, mean 3, var 8, SE^2 4; T = sqrt((1/6 + 4/9 + 4) / 3) / ((2 + 8/3 + 3) / 3)
+EVIDENCE_T = np.sqrt((1 / 6 + 4 / 9 + 4) / 3) / ((2 + 8 / 3 + 3) / 3)
+
+
+def test_evidence_temperature_hand_computed():
+    """agent.temperature "evidence": the RMS over domains of the standard error of each domain's
+    mean reward over the batch, divided by the mean absolute per-domain mean."""
+    assert EVIDENCE_T == pytest.approx(0.48513, abs=1e-5)
+    assert ddpg.evidence_temperature(t(EVIDENCE_REWARDS)) == pytest.approx(EVIDENCE_T, rel=1e-12)
+    # a domain scored in one row only has no standard error: left out of both means
+    once = np.column_stack([EVIDENCE_REWARDS, [np.nan, 100.0, np.nan, np.nan]])
+    assert ddpg.evidence_temperature(t(once)) == pytest.approx(EVIDENCE_T, rel=1e-12)
+    # relative units: rewards 7x larger (or a critic at another horizon) give the same temperature
+    assert ddpg.evidence_temperature(t(7.0 * EVIDENCE_REWARDS)) == pytest.approx(EVIDENCE_T)
+    # four times the rows with the same spread: half the standard error
+    assert ddpg.evidence_temperature(t(np.tile(EVIDENCE_REWARDS, (4, 1)))) == pytest.approx(
+        np.sqrt((1 / 6 * 3 / 15 + 4 / 9 * 2 / 11 + 4 * 1 / 7) / 3) / ((2 + 8 / 3 + 3) / 3)
+    )
+    # no evidence (no domain scored twice; every mean 0): temperature 1, the fixed rule's
+    assert ddpg.evidence_temperature(t(np.array([[1.0, np.nan], [np.nan, 2.0]]))) == 1.0
+    assert ddpg.evidence_temperature(t(np.array([[1.0, -1.0], [-1.0, 1.0]]))) == 1.0
+
+
+def test_update_actor_loss_runs_at_the_evidence_temperature():
+    """The actor's loss under "evidence" is the weighted objective with entropy coefficient
+    entropy_coef x T (T by hand above); under "fixed" it is entropy_coef itself."""
+    actor, critic = SoftmaxActor(W_ACTOR), LinearCritic(WS, WA)
+    obs = t(np.vstack([OBS, OBS[:1]]))  # 4 rows, as many as the rewards
+    pi = np_softmax(obs.numpy() @ W_ACTOR)
+    q = obs.numpy() @ WS + pi @ WA
+    v = q / np.abs(q).mean()
+    h = -(pi * np.log(pi)).sum(axis=1)
+    rewards = t(EVIDENCE_REWARDS[:, :2])  # K = 2 here
+    r = EVIDENCE_REWARDS[:, :2]
+    # domain 0: SE^2 1/6; domain 1: SE^2 4/9; means 2 and 8/3
+    temp = np.sqrt((1 / 6 + 4 / 9) / 2) / ((2 + 8 / 3) / 2)
+    assert ddpg.evidence_temperature(t(r)) == pytest.approx(temp, rel=1e-12)
+    for mode, coef in (("evidence", 0.5 * temp), ("fixed", 0.5)):
+        agent = AgentConfig(temperature=mode, entropy_coef=0.5, value_units="relative", gamma=0.9)
+        assert ddpg.actor_temperature(agent, rewards) == pytest.approx(coef, rel=1e-12)
+        loss = ddpg.update_actor_loss(False, actor, critic, obs, obs, None, agent, rewards)
+        expected = -np.mean((pi * v).sum(axis=1) + coef * h)
+        assert loss.item() == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="vector rewards"):
+        ddpg.actor_temperature(AgentConfig(temperature="evidence"), None)
+    with pytest.raises(ValueError, match="unknown temperature"):
+        ddpg.actor_temperature(AgentConfig(temperature="annealed"), rewards)
+
+
+def test_evidence_temperature_moves_the_optimum_further_than_the_fixed_one():
+    """The actor's optimum softmax(v / T): the same values, a batch that separates the domains by
+    many standard errors, puts (nearly) everything on the better domain; T = 1 does not."""
+    v = np.array([1.2, 0.8])  # relative values, spread 0.4
+    many = np.array([[1.2, 0.8]] * 30 + [[1.3, 0.7]] * 30 + [[1.1, 0.9]] * 30)
+    temp = ddpg.evidence_temperature(t(many))
+    assert temp < 0.03  # the batch's means are ~40 standard errors apart
+    assert np_softmax(v / temp)[0] > 0.999 and np_softmax(v / 1.0)[0] == pytest.approx(
+        1 / (1 + np.exp(-0.4))
+    )
+
+
+def test_floor_mass_splits_one_total_floor_over_the_domains():
+    """agent.floor_mass m: each domain's floor is m / K (K = 14: 0.005 for m = 0.07), in the actor
+    and so in the exported policy; unset, agent.weight_floor per domain as before."""
+    from acodm_ray.agent.config import check_agent, floor_per_domain
+
+    assert floor_per_domain(AgentConfig(floor_mass=0.07), 14) == pytest.approx(0.005)
+    assert floor_per_domain(AgentConfig(floor_mass=0.07), 7) == pytest.approx(0.01)
+    assert floor_per_domain(AgentConfig(weight_floor=0.02), 14) == 0.02
+    actor = Actor.from_config(AgentConfig(actor_hidden=8, actor_layers=1, floor_mass=0.07), 4, 14)
+    assert actor.floor == pytest.approx(0.005)
+    with torch.no_grad():
+        actor.head.weight.mul_(0).add_(torch.eye(14, 8) * 1e3)  # a one-hot softmax
+        w = actor(torch.ones(2, 4) * 10)
+    assert float(w.min()) == pytest.approx(0.005, abs=1e-7)
+    assert float(w.max()) == pytest.approx(1 - 13 * 0.005, abs=1e-6)
+    check_agent(AgentConfig(weight_floor=0.2, floor_mass=0.07), 14)  # weight_floor unused: fine
+    with pytest.raises(ValueError, match="floor_mass"):
+        check_agent(AgentConfig(floor_mass=1.0))
+    with pytest.raises(ValueError, match="temperature"):
+        check_agent(AgentConfig(temperature="annealed"))

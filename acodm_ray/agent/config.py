@@ -15,6 +15,9 @@ from typing import Any
 ACTOR_OBJECTIVES = ("weighted", "mean")
 VALUE_UNITS = ("horizon", "relative")  # of the actor's values: ddpg.per_step_values
 LR_SCHEDULES = ("constant", "cosine")
+# how the actor's entropy temperature is set (ddpg.actor_temperature): "fixed" = entropy_coef;
+# "evidence" = entropy_coef x the standard error of the batch's per-domain mean reward, relative
+TEMPERATURES = ("fixed", "evidence")
 
 
 @dataclass
@@ -55,6 +58,13 @@ class AgentConfig:
     lr_warmup_fraction: float = 0.05  # of the agent's lifetime env steps
     min_lr_ratio: float = 0.1
     freeze_actor: bool = False  # the reference's behaviour: its actor's optimizer is never stepped
+    # --- how far the mix may leave uniform (docs/method.md, "How far the mix moves") ---
+    # "fixed": the actor's temperature is entropy_coef; "evidence": entropy_coef x the standard error
+    # of the replay batch's per-domain mean reward in the values' relative units (ddpg.actor_temperature)
+    temperature: str = "fixed"
+    # the floor's total mass, split evenly: each domain's floor is floor_mass / K (weight_floor is
+    # then unused); None: weight_floor per domain, K x weight_floor in all (floor_per_domain)
+    floor_mass: float | None = None
 
 
 # The paper's agent as the paper states it, with the actor really trained (method `acodm-paper`).
@@ -66,6 +76,13 @@ PAPER_AGENT: dict[str, Any] = {
     "imitate_odm_only": False,
     "lr_schedule": "constant",
 }
+
+
+def floor_per_domain(cfg: AgentConfig, num_domains: int) -> float:
+    """Each domain's weight floor: floor_mass / K when floor_mass is set, else weight_floor."""
+    if cfg.floor_mass is None:
+        return float(cfg.weight_floor)
+    return float(cfg.floor_mass) / int(num_domains)
 
 
 def check_agent(cfg: AgentConfig, num_domains: int | None = None) -> None:
@@ -86,7 +103,13 @@ def check_agent(cfg: AgentConfig, num_domains: int | None = None) -> None:
         raise ValueError(
             f"agent.weight_floor and agent.entropy_coef must be >= 0, got {cfg.weight_floor}, {cfg.entropy_coef}"
         )
-    if num_domains is not None and cfg.weight_floor * num_domains >= 1.0:
+    if cfg.temperature not in TEMPERATURES:
+        raise ValueError(
+            f"agent.temperature must be one of {list(TEMPERATURES)}, got {cfg.temperature!r}"
+        )
+    if cfg.floor_mass is not None and not 0.0 <= cfg.floor_mass < 1.0:
+        raise ValueError(f"agent.floor_mass must be in [0, 1) or null, got {cfg.floor_mass}")
+    if num_domains is not None and floor_per_domain(cfg, num_domains) * num_domains >= 1.0:
         raise ValueError(
             f"agent.weight_floor = {cfg.weight_floor} leaves nothing for the actor with {num_domains} "
             f"domains (need floor * K < 1, i.e. floor < {1.0 / num_domains:.4f})"

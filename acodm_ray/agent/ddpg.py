@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from acodm_ray.agent.config import VALUE_UNITS, AgentConfig
+from acodm_ray.agent.config import TEMPERATURES, VALUE_UNITS, AgentConfig
 
 
 def _done_mask(dones: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -98,6 +98,52 @@ def per_step_values(q: torch.Tensor, gamma: float, units: str) -> torch.Tensor:
     if units == "relative":
         return q / q.detach().abs().mean().clamp_min(1e-12)
     raise ValueError(f"unknown value units {units!r}; choose one of {list(VALUE_UNITS)}")
+
+
+def evidence_temperature(rewards: torch.Tensor) -> float:
+    """The standard error of the batch's per-domain mean reward, in the values' relative units.
+    Over the domains scored in at least two rows (n_i finite rows, mean m_i, sample std sd_i with
+    ddof 1, SE_i = sd_i / sqrt(n_i)):
+
+        T = sqrt(mean_i SE_i^2) / mean_i |m_i|     (a constant, no gradient).
+
+    Why: the "weighted" actor's optimum is softmax(v / T), v the critic's values relative to their
+    mean magnitude (`per_step_values`, ~ m_i / mean_i |m_i| once the critic has learnt the means),
+    so it weighs domain i exp((v_i - v_j) / T) times domain j. With T the standard error of those
+    relative means, (v_i - v_j) / T counts standard errors: domains the batch cannot tell apart keep
+    about equal weight, a domain many standard errors below the others keeps only its floor, and
+    less noisy rewards (signals.score_window) move the mix further. A fixed T = 1 (one typical
+    value) keeps the best domain within exp(spread) of the worst whatever the evidence. No domain
+    scored twice, or all means 0: no evidence, T = 1."""
+    with torch.no_grad():
+        r = rewards.to(torch.float64)
+        finite = torch.isfinite(r)
+        n = finite.sum(dim=0)
+        ok = n >= 2
+        if not bool(ok.any()):
+            return 1.0
+        x = torch.where(finite, r, torch.zeros_like(r))
+        mean = x.sum(dim=0) / n.clamp_min(1)
+        dev2 = torch.where(finite, (x - mean) ** 2, torch.zeros_like(r))
+        se2 = (dev2.sum(dim=0) / (n - 1).clamp_min(1) / n.clamp_min(1))[ok]
+        scale = mean[ok].abs().mean()
+        if float(scale) <= 0.0:
+            return 1.0
+        return float(se2.mean().sqrt() / scale)
+
+
+def actor_temperature(agent: AgentConfig, rewards: torch.Tensor | None) -> float:
+    """The temperature (the entropy term's coefficient) of the actor's loss: `agent.entropy_coef`
+    ("fixed"), or `agent.entropy_coef` x `evidence_temperature(rewards)` ("evidence")."""
+    if agent.temperature == "fixed":
+        return float(agent.entropy_coef)
+    if agent.temperature == "evidence":
+        if rewards is None:
+            raise ValueError('agent.temperature "evidence" needs the batch\'s vector rewards')
+        return float(agent.entropy_coef) * evidence_temperature(rewards)
+    raise ValueError(
+        f"unknown temperature {agent.temperature!r}; choose one of {list(TEMPERATURES)}"
+    )
 
 
 def actor_loss(
@@ -225,11 +271,14 @@ def update_actor_loss(
     actions: torch.Tensor,
     behaviour: torch.Tensor | None,
     agent: AgentConfig,
+    rewards: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The actor's loss in one update of either agent: during the learning warm-up `imitation_loss`
     of the executed weights (on the rows ODM chose when `agent.imitate_odm_only`), after it the
-    agent's objective (`actor_loss`). Gradient reaches: the actor; with `agent.freeze_actor` (the
-    reference's behaviour) nothing: the loss comes back detached, for logging only."""
+    agent's objective (`actor_loss`) at the temperature `actor_temperature` (which reads the
+    batch's vector `rewards` under `agent.temperature: evidence`). Gradient reaches: the actor; with
+    `agent.freeze_actor` (the reference's behaviour) nothing: the loss comes back detached, for
+    logging only."""
     if warmup:
         loss = imitation_loss(actor, obs, actions, behaviour if agent.imitate_odm_only else None)
     else:
@@ -238,7 +287,7 @@ def update_actor_loss(
             critic,
             obs,
             agent.actor_objective,
-            agent.entropy_coef,
+            actor_temperature(agent, rewards),
             agent.gamma,
             agent.value_units,
         )

@@ -103,7 +103,9 @@ class MixingFeedback:
         self.tracker = StateTracker(
             len(self.domains), len(tracked), self.sig.progress_scale, self.sig.z_clip
         )
-        self.scale = RunningScale(self.sig.score_scale_beta, self.sig.score_clip_total)
+        self.scale = RunningScale(
+            self.sig.score_scale_beta, self.sig.score_clip_total, self.sig.score_window
+        )
         self._device = next(model.parameters()).device
         self._given_collective = collective is not None
         self.collective = collective or default_collective(self._device)

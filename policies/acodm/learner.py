@@ -30,6 +30,7 @@ from policies.acodm.rl_module import (
     CRITIC_LOSS,
     IN_WARMUP,
     TD_ERROR,
+    TEMPERATURE,
     VALUE_SPREAD,
     WEIGHT_ENTROPY,
     ACODMTorchRLModule,
@@ -116,6 +117,7 @@ class ACODMTorchLearner(TorchLearner):
                 "mean_abs_td_error": float(fwd_out[TD_ERROR]),  # not "td_error": DQN reads that key
                 "weight_entropy": float(fwd_out[WEIGHT_ENTROPY]),
                 "value_spread": float(fwd_out[VALUE_SPREAD]),
+                "temperature": float(fwd_out[TEMPERATURE]),
             },
             key=module_id,
             window=1,

@@ -33,6 +33,7 @@ IN_WARMUP = "in_warmup"
 TD_ERROR = "td_error"
 WEIGHT_ENTROPY = "weight_entropy"
 VALUE_SPREAD = "value_spread"
+TEMPERATURE = "temperature"
 
 
 def agent_from_model_config(model_config: dict[str, Any] | None) -> tuple[AgentConfig, int]:
@@ -64,9 +65,7 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
         agent = self.agent
         state_dim = int(self.observation_space.shape[0])
         num_domains = int(self.action_space.shape[0])
-        self.actor = Actor(
-            state_dim, num_domains, agent.actor_hidden, agent.actor_layers, agent.weight_floor
-        )
+        self.actor = Actor.from_config(agent, state_dim, num_domains)
         if not self.inference_only:
             self.critic = VectorCritic(
                 state_dim, num_domains, agent.critic_hidden, agent.critic_layers
@@ -138,7 +137,7 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
         )
         behaviour = batch[BEHAVIOUR_WARMUP] if warm and agent.imitate_odm_only else None
         a_loss = ddpg.update_actor_loss(
-            warm, self.actor, self.critic, obs, actions, behaviour, agent
+            warm, self.actor, self.critic, obs, actions, behaviour, agent, rewards
         )
         with torch.no_grad():
             entropy = ddpg.entropy(self.actor(obs)).mean()
@@ -161,4 +160,5 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
             TD_ERROR: td,
             WEIGHT_ENTROPY: entropy,
             VALUE_SPREAD: spread,
+            TEMPERATURE: ddpg.actor_temperature(agent, rewards),
         }
