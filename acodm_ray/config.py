@@ -144,8 +144,8 @@ class SignalConfig:
     # total: <g_i, sum_j g_j> / running scale (ours) | cross: <g_i, sum_{j!=i} g_j> / running scale (no
     # self term: unbiased under micro-batch noise) | eval: <g_i, g_ref> / running scale, g_ref the gradient
     # of one more micro-batch drawn from the evaluation domains (signals.eval_alignment) | paper:
-    # sum_{j!=i} <g_i, g_j>, z-scored
-    score: str = "total"
+    # sum_{j!=i} <g_i, g_j>, z-scored | auto: eval if train.eval_domains names any, else total
+    score: str = "auto"
     # "eval" only: loss = g_ref is the gradient of the evaluated domains' mean loss; perplexity = each
     # reference row's loss weighted by its domain's exp(last training loss) / their mean, so g_ref
     # follows the gradient of the mean of the per-domain perplexities (the benchmark's metric)
@@ -343,12 +343,10 @@ def validate(cfg: ExperimentConfig) -> None:
             f"mixer.odm_variant must be smoothed_mean or exp3, got {cfg.mixer.odm_variant!r}"
         )
     from acodm_ray.sampler import COVERAGES
-    from acodm_ray.signals import EVAL_WEIGHTINGS, SCORES
+    from acodm_ray.signals import EVAL_WEIGHTINGS, resolve_score
 
     if t.coverage not in COVERAGES:
         raise ConfigError(f"train.coverage must be one of {list(COVERAGES)}, got {t.coverage!r}")
-    if cfg.signals.score not in SCORES:
-        raise ConfigError(f"signals.score must be one of {list(SCORES)}, got {cfg.signals.score!r}")
     if cfg.signals.eval_weighting not in EVAL_WEIGHTINGS:
         raise ConfigError(
             f"signals.eval_weighting must be one of {list(EVAL_WEIGHTINGS)}, got {cfg.signals.eval_weighting!r}"
@@ -360,6 +358,7 @@ def validate(cfg: ExperimentConfig) -> None:
         )
     try:
         check_agent(cfg.agent)
+        cfg.signals.score = resolve_score(cfg.signals.score, cfg.train.eval_domains)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     if cfg.env.reward not in ENV_REWARDS:

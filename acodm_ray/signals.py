@@ -6,10 +6,12 @@ brute-force computations and shared by the proxy env, the Ray Train workers and 
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from acodm_ray.score_scale import RunningScale  # noqa: F401  (re-exported: signals.RunningScale)
 
 
 def znorm_clip(x: torch.Tensor, clip: float = 3.0) -> torch.Tensor:
@@ -58,11 +60,27 @@ SCORES = (
     "total",
     "cross",
     "eval",
-)  # signals.score: which per-domain reward the trainer computes
+)  # signals.score: which per-domain reward the trainer computes ("auto" resolves to one of them)
 EVAL_WEIGHTINGS = (
     "loss",
     "perplexity",
 )  # signals.eval_weighting: what the "eval" reference gradient follows
+
+
+def resolve_score(score: str, eval_domains: Sequence[str]) -> str:
+    """signals.score "auto" (the default) -> "eval" when the run names the domains it is evaluated
+    on (`train.eval_domains`), else "total"; any other choice is kept (checked against SCORES).
+
+    Why: a user who says what they evaluate gets the reward aimed at it without knowing its name;
+    where half the corpus is decoys it moved the mix off them and beat uniform on every seed, where
+    "total" did not (BENCHMARKS.md, "as many decoys as real domains"). Without named targets the
+    evaluation is every domain, and on the bundled corpus "total" was ahead of "eval" (ODM beat
+    "eval" on all 5 seeds), so it stays the default there."""
+    if score == "auto":
+        return "eval" if len(eval_domains) > 0 else "total"
+    if score not in SCORES:
+        raise ValueError(f"signals.score must be one of {[*SCORES, 'auto']}, got {score!r}")
+    return score
 
 
 def total_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor) -> np.ndarray:
@@ -151,63 +169,6 @@ def _sampled_alignment(
     return out
 
 
-class RunningScale:
-    """Divides scores by a running mean of their magnitude instead of z-scoring them per step, so
-    their sign and their sum survive (a step that helps every domain scores positive everywhere)
-    while the reward keeps a steady size as gradients shrink over training.
-
-    m_t = beta m_{t-1} + (1 - beta) mean_i |s_i| (over finite entries), scale = m_t / (1 - beta^t)
-    (bias-corrected, as in Adam); scaled = clip(s / scale, -clip, clip); NaN stays NaN.
-
-    With `window` W > 1 (signals.score_window) the output is, per domain, the mean of its scaled
-    scores over the last W steps that had any score (NaN entries skipped; NaN if none is finite): a
-    step's score is mostly micro-batch noise (benchmarks/score_noise.py), and a mean over W steps
-    has about 1/sqrt(W) of it, at the price of lagging a trend by (W - 1) / 2 steps."""
-
-    def __init__(self, beta: float = 0.95, clip: float = 10.0, window: int = 1) -> None:
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"beta must be in [0, 1), got {beta}")
-        if int(window) < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
-        self.beta, self.clip, self.window = float(beta), float(clip), int(window)
-        self.mean_abs = 0.0
-        self.count = 0
-        self.recent: list[np.ndarray] = []  # the last `window` scaled score vectors
-
-    def __call__(self, scores: np.ndarray) -> np.ndarray:
-        scores = np.asarray(scores, dtype=np.float64)
-        finite = np.isfinite(scores)
-        if not finite.any():
-            return scores.copy()
-        self.count += 1
-        self.mean_abs = self.beta * self.mean_abs + (1.0 - self.beta) * float(
-            np.abs(scores[finite]).mean()
-        )
-        scale = self.mean_abs / (1.0 - self.beta**self.count)
-        out = scores / scale if scale > 0 else np.zeros_like(scores)
-        out = np.where(finite, np.clip(out, -self.clip, self.clip), np.nan)
-        if self.window == 1:
-            return out
-        self.recent = [*self.recent, out][-self.window :]
-        stack = np.stack(self.recent)
-        seen = np.isfinite(stack).sum(axis=0)
-        return np.where(seen > 0, np.nansum(stack, axis=0) / np.maximum(seen, 1), np.nan)
-
-    def state_dict(self) -> dict:
-        return {
-            "mean_abs": self.mean_abs,
-            "count": self.count,
-            "recent": json.dumps(
-                [[None if not np.isfinite(x) else float(x) for x in row] for row in self.recent]
-            ),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.mean_abs, self.count = float(state["mean_abs"]), int(state["count"])
-        rows = json.loads(state.get("recent", "[]"))  # absent before signals.score_window
-        self.recent = [np.array([np.nan if x is None else x for x in row]) for row in rows]
-
-
 def loss_decrease_scores(
     previous: np.ndarray, losses: np.ndarray, z_clip: float = 3.0
 ) -> np.ndarray:
@@ -257,6 +218,8 @@ def step_scores(
         if reference is None:
             raise ValueError('signals.score "eval" needs the reference gradient')
         return raw, scale(eval_alignment(mean_grads, sampled, reference))
+    if score != "total":
+        raise ValueError(f"signals.score {score!r} is not resolved (signals.resolve_score)")
     return raw, scale(total_alignment(mean_grads, sampled))
 
 

@@ -317,3 +317,7 @@ def test_misuse_is_refused_clearly():
         ValueError, match='signals.score "eval" draws a reference micro-batch inside LMTrainer'
     ):
         MixingFeedback(model, ds, total_steps=4, mixer="odm", signals=SignalConfig(score="eval"))
+    # the default "auto" has no named targets and no reference micro-batch here: "total"
+    assert SignalConfig().score == "auto"
+    fb = MixingFeedback(model, ds, total_steps=4, mixer="odm", signals=SignalConfig())
+    assert fb.sig.score == "total"

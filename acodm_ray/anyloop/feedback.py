@@ -23,6 +23,7 @@ MixingCallback calls when training begins, and every `step`), not left deciding 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -49,6 +50,7 @@ from acodm_ray.signals import (
     TrackedWeights,
     domain_means,
     make_state_spec,
+    resolve_score,
     step_scores,
 )
 from acodm_ray.step_signals import StepSignals
@@ -92,8 +94,10 @@ class MixingFeedback:
         if self.sig.score == "eval":
             raise ValueError(
                 'signals.score "eval" draws a reference micro-batch inside LMTrainer\'s step; in your own '
-                'loop there is none: use "total" or "cross"'
+                'loop there is none: use "total" or "cross" ("auto" is "total" here)'
             )
+        # no named targets in a user's loop (no reference micro-batch): "auto" is "total"
+        self.sig = dataclasses.replace(self.sig, score=resolve_score(self.sig.score, ()))
         self.total_steps = int(total_steps)
         tracked = state_params(model, self.sig.param_suffix, self.sig.state_layers)
         self.tracked = TrackedWeights([p for _, p in tracked])

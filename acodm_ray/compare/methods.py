@@ -142,6 +142,30 @@ METHODS: dict[str, Method] = {
         "proxy",
         {"signals": {"score": "eval", "eval_weighting": "perplexity"}},
     ),
+    "acodm-total": Method(
+        "ablation: acodm rewarded with the total alignment even where train.eval_domains names "
+        "the evaluated domains (signals.score: total; the default auto gives eval there)",
+        "proxy",
+        {"signals": {"score": "total"}},
+    ),
+    # how far the mix moves (docs/method.md): the switches one at a time, on top of the config's own
+    "acodm-evidence": Method(
+        "variant: acodm with the actor's temperature set by the evidence, entropy_coef x the "
+        "standard error of the batch's per-domain mean reward (agent.temperature: evidence)",
+        "proxy",
+        {"agent": {"temperature": "evidence"}},
+    ),
+    "acodm-evidence-w8": Method(
+        "variant: acodm-evidence with each domain's reward averaged over its last 8 scored steps "
+        "(signals.score_window: 8)",
+        "proxy",
+        {"agent": {"temperature": "evidence"}, "signals": {"score_window": 8}},
+    ),
+    "acodm-floormass": Method(
+        "variant: acodm with one total floor of 0.07 split over the K domains (agent.floor_mass)",
+        "proxy",
+        {"agent": {"floor_mass": 0.07}},
+    ),
     "acodm-noguard": Method(
         "ablation: acodm without the weight floor and the entropy term",
         "proxy",
