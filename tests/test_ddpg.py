@@ -637,3 +637,60 @@ def test_floor_mass_splits_one_total_floor_over_the_domains():
         check_agent(AgentConfig(floor_mass=1.0))
     with pytest.raises(ValueError, match="temperature"):
         check_agent(AgentConfig(temperature="annealed"))
+
+
+def test_constant_values_give_the_actor_the_gradient_of_a_fixed_linear_objective():
+    """agent.value_gradient "none": the gradient of -mean_b[sum_i pi_i v_i + c H(pi)] with the
+    values v = Q(s, pi(s)) / mean|Q| held fixed, by hand through the softmax; "action" (DDPG) adds
+    the critic's action-input term sum_j pi_j dv_j / dpi_i = (Wa pi)_i / mean|Q|."""
+    c = 0.3
+    obs = t(OBS)
+    pi = np_softmax(OBS @ W_ACTOR)
+    q = OBS @ WS + pi @ WA
+    m = np.abs(q).mean()
+    v = q / m
+    logp = np.log(pi)
+
+    def through_softmax(g: np.ndarray) -> np.ndarray:  # d/dz of sum_i pi_i g_i, g held fixed
+        return pi * (g - (pi * g).sum(axis=1, keepdims=True))
+
+    B = len(OBS)
+    # d/dz of H(pi) = -pi (log pi - sum_j pi_j log pi_j)
+    dh = -pi * (logp - (pi * logp).sum(axis=1, keepdims=True))
+    fixed = -(through_softmax(v) + c * dh) / B  # dL / dz, values constant
+    extra = -through_softmax(pi @ WA.T / m) / B  # the action-input term of "action"
+    for mode, dz in (("none", fixed), ("action", fixed + extra)):
+        actor, critic = SoftmaxActor(W_ACTOR), LinearCritic(WS, WA)
+        loss = ddpg.actor_loss(actor, critic, obs, "weighted", c, 0.9, "relative", mode)
+        assert loss.item() == pytest.approx(
+            -np.mean((pi * v).sum(axis=1) - c * (pi * logp).sum(axis=1))
+        )
+        loss.backward()
+        np.testing.assert_allclose(actor.w.grad.numpy(), OBS.T @ dz, rtol=1e-10, atol=1e-12)
+        assert critic.ws.grad is None and critic.wa.grad is None
+    assert np.abs(OBS.T @ extra).max() > 1e-3  # the two modes really differ on this batch
+    with pytest.raises(ValueError, match="unknown value gradient"):
+        ddpg.actor_loss(actor, critic, obs, "weighted", c, 0.9, "relative", "critic")
+    agent = AgentConfig(value_gradient="none", value_units="relative", gamma=0.9, entropy_coef=c)
+    actor = SoftmaxActor(W_ACTOR)
+    ddpg.update_actor_loss(False, actor, LinearCritic(WS, WA), obs, obs, None, agent).backward()
+    np.testing.assert_allclose(actor.w.grad.numpy(), OBS.T @ fixed, rtol=1e-10, atol=1e-12)
+
+
+def test_constant_values_reach_the_softmax_of_the_values():
+    """With the values held fixed the actor's loss is minimised at softmax(v / c): free logits
+    trained by gradient descent end there, whatever the critic's action input does."""
+    critic = LinearCritic(
+        np.zeros((1, 3)), np.array([[0.0, 3.0, 0.0], [0.0, 0.0, -2.0], [1.0, 0.0, 0.0]])
+    )
+    actor = SoftmaxActor(np.zeros((1, 3)))
+    opt = torch.optim.SGD(actor.parameters(), lr=2.0)
+    obs = t(np.ones((1, 1)))
+    for _ in range(3000):
+        opt.zero_grad()
+        ddpg.actor_loss(actor, critic, obs, "weighted", 0.5, 0.0, "horizon", "none").backward()
+        opt.step()
+    with torch.no_grad():
+        pi = actor(obs)
+        v = critic(obs, pi)  # horizon units with gamma 0: v = Q
+    np.testing.assert_allclose(pi.numpy(), torch.softmax(v / 0.5, dim=-1).numpy(), atol=1e-6)

@@ -18,6 +18,8 @@ LR_SCHEDULES = ("constant", "cosine")
 # how the actor's entropy temperature is set (ddpg.actor_temperature): "fixed" = entropy_coef;
 # "evidence" = entropy_coef x the standard error of the batch's per-domain mean reward, relative
 TEMPERATURES = ("fixed", "evidence")
+# whether the actor's gradient runs through the critic's action input (ddpg.actor_loss)
+VALUE_GRADIENTS = ("action", "none")
 
 
 @dataclass
@@ -62,6 +64,9 @@ class AgentConfig:
     # "fixed": the actor's temperature is entropy_coef; "evidence": entropy_coef x the standard error
     # of the replay batch's per-domain mean reward in the values' relative units (ddpg.actor_temperature)
     temperature: str = "fixed"
+    # "action" (DDPG): the actor's gradient runs through the critic's action input too; "none": the
+    # critic's per-domain values are constants to the actor, its optimum softmax(v / temperature)
+    value_gradient: str = "action"
     # the floor's total mass, split evenly: each domain's floor is floor_mass / K (weight_floor is
     # then unused); None: weight_floor per domain, K x weight_floor in all (floor_per_domain)
     floor_mass: float | None = None
@@ -106,6 +111,10 @@ def check_agent(cfg: AgentConfig, num_domains: int | None = None) -> None:
     if cfg.temperature not in TEMPERATURES:
         raise ValueError(
             f"agent.temperature must be one of {list(TEMPERATURES)}, got {cfg.temperature!r}"
+        )
+    if cfg.value_gradient not in VALUE_GRADIENTS:
+        raise ValueError(
+            f"agent.value_gradient must be one of {list(VALUE_GRADIENTS)}, got {cfg.value_gradient!r}"
         )
     if cfg.floor_mass is not None and not 0.0 <= cfg.floor_mass < 1.0:
         raise ValueError(f"agent.floor_mass must be in [0, 1) or null, got {cfg.floor_mass}")

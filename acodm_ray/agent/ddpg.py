@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from acodm_ray.agent.config import TEMPERATURES, VALUE_UNITS, AgentConfig
+from acodm_ray.agent.config import TEMPERATURES, VALUE_GRADIENTS, VALUE_UNITS, AgentConfig
 
 
 def _done_mask(dones: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -154,6 +154,7 @@ def actor_loss(
     entropy_coef: float = 0.0,
     gamma: float = 0.0,
     value_units: str = "horizon",
+    value_gradient: str = "action",
 ) -> torch.Tensor:
     """The actor's loss; the critic is not updated by it (its parameters are detached).
 
@@ -162,9 +163,21 @@ def actor_loss(
     objective "weighted": -sum_i pi_i v_i with v = per_step_values(Q(s, pi(s)), gamma, value_units),
     the value of the scalar reward r = sum_i w_i s_i in per-step units, minus `entropy_coef` H(pi):
     its optimum over the simplex is a softmax of the values at temperature `entropy_coef` instead
-    of a vertex."""
+    of a vertex.
+
+    value_gradient "action" (DDPG): the gradient also runs through the critic's action input,
+    sum_j pi_j dv_j / dpi_i. "none": the values are constants to the actor (Q(s, pi(s)) evaluated at
+    the detached weights), so the gradient is that of sum_i pi_i v_i + c H(pi) with v fixed and the
+    loss's minimiser is exactly softmax(v / c) of the critic's per-domain values: the policy step of
+    discrete SAC with the domains as its actions. Why: a domain's score <g_i, g_ref> does not depend
+    on this step's weights (to first order), so dv / da is what the critic made up where the replay
+    holds almost no variation of the action (exploration noise 1e-3), not evidence."""
     weights = actor(obs)
-    q = q_frozen(critic, obs, weights)
+    if value_gradient not in VALUE_GRADIENTS:
+        raise ValueError(
+            f"unknown value gradient {value_gradient!r}; choose one of {list(VALUE_GRADIENTS)}"
+        )
+    q = q_frozen(critic, obs, weights.detach() if value_gradient == "none" else weights)
     if objective == "mean":
         value = q.mean(dim=-1)
     elif objective == "weighted":
@@ -290,6 +303,7 @@ def update_actor_loss(
             actor_temperature(agent, rewards),
             agent.gamma,
             agent.value_units,
+            agent.value_gradient,
         )
     return loss.detach() if agent.freeze_actor else loss
 

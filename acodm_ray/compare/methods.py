@@ -161,6 +161,17 @@ METHODS: dict[str, Method] = {
         "proxy",
         {"agent": {"temperature": "evidence"}, "signals": {"score_window": 8}},
     ),
+    "acodm-constvalues": Method(
+        "variant: acodm whose actor takes the critic's per-domain values as constants, no gradient "
+        "through the critic's action input (agent.value_gradient: none): its optimum is softmax(v/T)",
+        "proxy",
+        {"agent": {"value_gradient": "none"}},
+    ),
+    "acodm-constvalues-evidence": Method(
+        "variant: acodm-constvalues at the evidence temperature (agent.temperature: evidence)",
+        "proxy",
+        {"agent": {"value_gradient": "none", "temperature": "evidence"}},
+    ),
     "acodm-floormass": Method(
         "variant: acodm with one total floor of 0.07 split over the K domains (agent.floor_mass)",
         "proxy",
