@@ -172,6 +172,22 @@ METHODS: dict[str, Method] = {
         "proxy",
         {"agent": {"value_gradient": "none", "temperature": "evidence"}},
     ),
+    "acodm-cv-ev-w8": Method(
+        "variant: acodm-constvalues-evidence with rewards averaged over 8 steps",
+        "proxy",
+        {
+            "agent": {"value_gradient": "none", "temperature": "evidence"},
+            "signals": {"score_window": 8},
+        },
+    ),
+    "acodm-cv-ev-w8-fm": Method(
+        "variant: acodm-cv-ev-w8 with one total floor of 0.07 over the K domains",
+        "proxy",
+        {
+            "agent": {"value_gradient": "none", "temperature": "evidence", "floor_mass": 0.07},
+            "signals": {"score_window": 8},
+        },
+    ),
     "acodm-floormass": Method(
         "variant: acodm with one total floor of 0.07 split over the K domains (agent.floor_mass)",
         "proxy",
