@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from acodm_ray.agent.policy_file import save_policy
 from acodm_ray.anyloop.dataset import MixingDataset
 from acodm_ray.anyloop.domain_grads import DomainGradients
 from acodm_ray.anyloop.mixer import ONLINE, build_loop_mixer, needs_scores
+from acodm_ray.anyloop.reference import ReferenceGradient
 from acodm_ray.anyloop.token_loss import IGNORE_INDEX, token_losses  # noqa: F401  (re-exported)
 from acodm_ray.checkpoint import load_checkpoint, save_checkpoint
 from acodm_ray.collective import LocalCollective, TorchCollective, default_collective
@@ -67,9 +68,9 @@ class MixingFeedback:
     `policy`: an exported policy directory instead. `signals` says which matrices the state tracks
     and how scores are computed (a policy must have been trained with the same layout); `optimizer`
     (or `step(lr=...)`) gives the learning rate the alignment mixer steps by; `collective` defaults
-    to torch.distributed's process group once one is up (`connect`). Create it before the loop
-    iterates the dataset: it publishes the initial weights, and DataLoader workers copy the dataset
-    at the start.
+    to torch.distributed's process group once one is up (`connect`); `eval_domains` (what you
+    evaluate on) makes `signals.score` "auto" the "eval" reward (anyloop/reference.py). Create it
+    before the loop iterates the dataset: it publishes the initial weights (DataLoaders copy it).
     """
 
     def __init__(
@@ -85,19 +86,17 @@ class MixingFeedback:
         seed: int = 0,
         optimizer: torch.optim.Optimizer | None = None,
         collective: LocalCollective | TorchCollective | None = None,
+        eval_domains: Sequence[str] | None = None,
     ) -> None:
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         self.model, self.dataset, self.optimizer = model, dataset, optimizer
         self.domains = list(dataset.domains)
+        named = list(eval_domains or [])
+        if set(named) - set(self.domains):
+            raise ValueError(f"eval_domains {named} are not all among {self.domains}")
         self.sig = signals or SignalConfig()
-        if self.sig.score == "eval":
-            raise ValueError(
-                'signals.score "eval" draws a reference micro-batch inside LMTrainer\'s step; in your own '
-                'loop there is none: use "total" or "cross" ("auto" is "total" here)'
-            )
-        # no named targets in a user's loop (no reference micro-batch): "auto" is "total"
-        self.sig = dataclasses.replace(self.sig, score=resolve_score(self.sig.score, ()))
+        self.sig = dataclasses.replace(self.sig, score=resolve_score(self.sig.score, named))
         self.total_steps = int(total_steps)
         tracked = state_params(model, self.sig.param_suffix, self.sig.state_layers)
         self.tracked = TrackedWeights([p for _, p in tracked])
@@ -124,13 +123,16 @@ class MixingFeedback:
             agent,
             seed,
         )
-        self.grads = None
+        self.grads = self.reference = None
         if needs_scores(self.mixer):
-            self.grads = DomainGradients(
-                model,
-                alignment_params(model, self.sig.alignment_layers, self.sig.param_suffix),
-                len(self.domains),
-            )
+            align = alignment_params(model, self.sig.alignment_layers, self.sig.param_suffix)
+            self.grads = DomainGradients(model, align, len(self.domains))
+            if self.sig.score == "eval":
+                evaluated = [self.domains.index(d) for d in named or self.domains]
+                params = [p for _, p in align]
+                self.reference = ReferenceGradient(
+                    model, dataset, evaluated, params, dataset.batch_size, seed
+                )
         self.step_count = 0
         self.last_state = self.tracker.initial()
         self.last_signals: StepSignals | None = None
@@ -294,9 +296,12 @@ class MixingFeedback:
             self.collective.sum_(grads)
             if finite:
                 mean = grads.cpu() / tokens.clamp(min=1).unsqueeze(1).float()
-                sig = self.sig
+                sig, ref = self.sig, None
+                if self.reference is not None:  # each rank's own rows: their mean
+                    ref = self.reference(self.step_count, self.rank)
+                    ref = self.collective.sum_(ref) / self.collective.world_size
                 raw, scores = step_scores(
-                    mean, sampled, sig.score, sig.score_clip, sig.z_clip, self.scale
+                    mean, sampled, sig.score, sig.score_clip, sig.z_clip, self.scale, ref
                 )
         signals = StepSignals(
             step=self.step_count,
