@@ -188,6 +188,11 @@ METHODS: dict[str, Method] = {
             "signals": {"score_window": 8},
         },
     ),
+    "acodm-evidence-w32": Method(
+        "variant: acodm-evidence with each domain's reward averaged over its last 32 scored steps",
+        "proxy",
+        {"agent": {"temperature": "evidence"}, "signals": {"score_window": 32}},
+    ),
     "acodm-floormass": Method(
         "variant: acodm with one total floor of 0.07 split over the K domains (agent.floor_mass)",
         "proxy",
