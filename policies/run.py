@@ -48,6 +48,7 @@ LEARNER_KEYS = {  # iterations.jsonl name -> the learner's metric (AC-ODM's lear
     "policy_entropy": "weight_entropy",
     "value_spread": "value_spread",
     "temperature": "temperature",
+    "optimum_gap": "optimum_gap",
     "in_warmup": "in_warmup",
 }
 

@@ -694,3 +694,35 @@ def test_constant_values_reach_the_softmax_of_the_values():
         pi = actor(obs)
         v = critic(obs, pi)  # horizon units with gamma 0: v = Q
     np.testing.assert_allclose(pi.numpy(), torch.softmax(v / 0.5, dim=-1).numpy(), atol=1e-6)
+
+
+def test_floored_softmax_is_the_actors_optimum_by_hand():
+    """max_w sum_i w_i v_i + T H(w) over w_i >= floor: w_i = max(floor, c exp(v_i / T)), by hand."""
+    v = t(np.array([[2.0, 1.0, 0.0, -5.0]]))
+    w = ddpg.floored_softmax(v, 1.0, 0.05)[0].numpy()
+    # unclipped c = 1 / (1 + e^-1 + e^-2 + e^-7) puts e^-7 c = 0.0006 below the floor: clip it,
+    # then c = 0.95 / (1 + e^-1 + e^-2)
+    c = 0.95 / (1 + np.exp(-1) + np.exp(-2))
+    np.testing.assert_allclose(w, [c, c * np.exp(-1), c * np.exp(-2), 0.05], rtol=1e-12)
+    assert w.sum() == pytest.approx(1.0)
+    # KKT: v_i - T log w_i equal on the free domains, smaller at the floor
+    free = v[0, :3].numpy() - np.log(w[:3])
+    np.testing.assert_allclose(free, free[0], rtol=1e-12)
+    assert 2.0 - 5.0 - np.log(0.05) < free[0]  # v_3 - log(floor) is below the free ones' level
+    np.testing.assert_allclose(  # no floor: the softmax; T = 0: the floor and the rest on the best
+        ddpg.floored_softmax(v, 0.5, 0.0)[0].numpy(), np_softmax(v[0].numpy() / 0.5), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        ddpg.floored_softmax(v, 0.0, 0.05)[0].numpy(), [0.85, 0.05, 0.05, 0.05], rtol=1e-12
+    )
+
+
+def test_optimum_gap_is_the_distance_to_the_softmax_of_the_actors_values():
+    actor, critic = SoftmaxActor(W_ACTOR), LinearCritic(WS, WA)
+    pi = np_softmax(OBS @ W_ACTOR)
+    q = OBS @ WS + pi @ WA
+    v = q / np.abs(q).mean()
+    target = np_softmax(v / 0.4)
+    expected = 0.5 * np.abs(pi - target).sum(axis=1).mean()
+    gap = ddpg.optimum_gap(actor, critic, t(OBS), 0.4, 0.9, "relative")
+    assert gap == pytest.approx(expected, rel=1e-10) and gap > 0.05

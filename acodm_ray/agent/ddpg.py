@@ -254,6 +254,47 @@ def value_spread(
     return float(values.max() - values.min())
 
 
+def floored_softmax(values: torch.Tensor, temperature: float, floor: float) -> torch.Tensor:
+    """argmax over {w : w_i >= floor, sum_i w_i = 1} of sum_i w_i v_i + T H(w), per row: by the KKT
+    conditions w_i = max(floor, c exp(v_i / T)) with c setting the sum to 1 (T = 0: the floor
+    everywhere and the rest on the best domain). The "weighted" actor's optimum (with constant
+    values), which its (1 - K floor) softmax + floor output can represent exactly."""
+    v = values.detach().to(torch.float64)
+    K = v.shape[-1]
+    if temperature <= 0.0:
+        best = torch.nn.functional.one_hot(v.argmax(dim=-1), K).to(v.dtype)
+        return floor + (1.0 - K * floor) * best
+    e = torch.exp((v - v.max(dim=-1, keepdim=True).values) / temperature)
+    clipped = torch.zeros_like(v, dtype=torch.bool)
+    for _ in range(K):  # move the domains below the floor to it until none is left
+        free = (e * ~clipped).sum(dim=-1, keepdim=True)
+        c = (1.0 - floor * clipped.sum(dim=-1, keepdim=True).to(v.dtype)) / free.clamp_min(1e-300)
+        now = clipped | (c * e < floor)
+        if bool((now == clipped).all()):
+            break
+        clipped = now
+    return torch.where(clipped, torch.full_like(v, floor), c * e)
+
+
+@torch.no_grad()
+def optimum_gap(
+    actor: nn.Module,
+    critic: nn.Module,
+    obs: torch.Tensor,
+    temperature: float,
+    gamma: float,
+    value_units: str = "relative",
+) -> float:
+    """Mean over the batch of the total variation distance between the actor's weights and the
+    optimum of its objective at its own values, `floored_softmax(v, temperature, floor)` (a
+    diagnostic): near 0, the actor has reached what its critic and temperature ask for; large, it
+    lags them (too few or too small actor steps), whatever the temperature says."""
+    weights = actor(obs)
+    values = per_step_values(critic(obs, weights), gamma, value_units)
+    target = floored_softmax(values, temperature, float(getattr(actor, "floor", 0.0)))
+    return float(0.5 * (weights.to(target.dtype) - target).abs().sum(dim=-1).mean())
+
+
 def update_critic_loss(
     warmup: bool,
     critic: nn.Module,

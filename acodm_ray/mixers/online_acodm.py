@@ -216,6 +216,14 @@ class OnlineACODM(Mixer):
             ),
             "temperature": ddpg.actor_temperature(self.cfg, b["rewards"]),
         }
+        self.last_losses["optimum_gap"] = ddpg.optimum_gap(
+            self.actor,
+            self.critic,
+            b["obs"],
+            self.last_losses["temperature"],
+            gamma,
+            self.cfg.value_units,
+        )
         return self.last_losses
 
     # ------------------------------------------------------------------ checkpoints

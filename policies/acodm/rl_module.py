@@ -34,6 +34,7 @@ TD_ERROR = "td_error"
 WEIGHT_ENTROPY = "weight_entropy"
 VALUE_SPREAD = "value_spread"
 TEMPERATURE = "temperature"
+OPTIMUM_GAP = "optimum_gap"
 
 
 def agent_from_model_config(model_config: dict[str, Any] | None) -> tuple[AgentConfig, int]:
@@ -153,6 +154,8 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
             gamma,
         )
         spread = ddpg.value_spread(self.actor, self.critic, obs, gamma, agent.value_units)
+        temperature = ddpg.actor_temperature(agent, rewards)
+        gap = ddpg.optimum_gap(self.actor, self.critic, obs, temperature, gamma, agent.value_units)
         return {
             ACTOR_LOSS: a_loss,
             CRITIC_LOSS: c_loss,
@@ -160,5 +163,6 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
             TD_ERROR: td,
             WEIGHT_ENTROPY: entropy,
             VALUE_SPREAD: spread,
-            TEMPERATURE: ddpg.actor_temperature(agent, rewards),
+            TEMPERATURE: temperature,
+            OPTIMUM_GAP: gap,
         }
