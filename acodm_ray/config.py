@@ -151,7 +151,8 @@ class SignalConfig:
     # follows the gradient of the mean of the per-domain perplexities (the benchmark's metric)
     eval_weighting: str = "loss"
     score_scale_beta: float = 0.95  # running scale of the "total", "cross" and "eval" scores
-    score_window: int = 1  # reward = each domain's mean scaled score over the last W steps
+    # reward = each domain's mean score over the last W steps; None: 8 with the eval score, else 1
+    score_window: int | None = None
     score_clip_total: float = 10.0  # clip of the running-scaled "total", "cross" and "eval" scores
     score_clip: float = (
         999.0  # clip of the norm-scaled alignment scores before z-normalisation ("paper")
@@ -306,8 +307,8 @@ def load_config(
     return cfg
 
 
-def validate(cfg: ExperimentConfig) -> None:
-    """Range checks that types alone cannot express."""
+def validate(cfg: ExperimentConfig, resolve: bool = True) -> None:
+    """Range checks that types alone cannot express; `resolve`: "auto" values resolved too."""
     t = cfg.train
     positive = {
         "train.steps": t.steps,
@@ -343,7 +344,7 @@ def validate(cfg: ExperimentConfig) -> None:
             f"mixer.odm_variant must be smoothed_mean or exp3, got {cfg.mixer.odm_variant!r}"
         )
     from acodm_ray.sampler import COVERAGES
-    from acodm_ray.signals import EVAL_WEIGHTINGS, resolve_score
+    from acodm_ray.signals import EVAL_WEIGHTINGS, resolve_named_targets
 
     if t.coverage not in COVERAGES:
         raise ConfigError(f"train.coverage must be one of {list(COVERAGES)}, got {t.coverage!r}")
@@ -351,14 +352,14 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             f"signals.eval_weighting must be one of {list(EVAL_WEIGHTINGS)}, got {cfg.signals.eval_weighting!r}"
         )
-    if not 0.0 <= cfg.signals.score_scale_beta < 1.0 or cfg.signals.score_window < 1:
+    if not 0.0 <= cfg.signals.score_scale_beta < 1.0:
         raise ConfigError(
-            f"signals.score_scale_beta must be in [0, 1) and signals.score_window >= 1, got "
-            f"{cfg.signals.score_scale_beta}, {cfg.signals.score_window}"
+            f"signals.score_scale_beta must be in [0, 1), got {cfg.signals.score_scale_beta}"
         )
     try:
         check_agent(cfg.agent)
-        cfg.signals.score = resolve_score(cfg.signals.score, cfg.train.eval_domains)
+        resolved = resolve_named_targets(cfg.signals, cfg.agent, t.eval_domains)
+        cfg.signals, cfg.agent = resolved if resolve else (cfg.signals, cfg.agent)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     if cfg.env.reward not in ENV_REWARDS:

@@ -21,7 +21,8 @@ class RunningScale:
     step's score is mostly micro-batch noise (benchmarks/score_noise.py), and a mean over W steps
     has about 1/sqrt(W) of it, at the price of lagging a trend by (W - 1) / 2 steps."""
 
-    def __init__(self, beta: float = 0.95, clip: float = 10.0, window: int = 1) -> None:
+    def __init__(self, beta: float = 0.95, clip: float = 10.0, window: int | None = 1) -> None:
+        window = 1 if window is None else window  # unresolved (signals.resolve_named_targets): 1
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"beta must be in [0, 1), got {beta}")
         if int(window) < 1:

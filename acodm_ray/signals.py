@@ -6,7 +6,9 @@ brute-force computations and shared by the proxy env, the Ray Train workers and 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,6 +83,35 @@ def resolve_score(score: str, eval_domains: Sequence[str]) -> str:
     if score not in SCORES:
         raise ValueError(f"signals.score must be one of {[*SCORES, 'auto']}, got {score!r}")
     return score
+
+
+EVIDENCE_WINDOW = 8  # signals.score_window under the "eval" score (BENCHMARKS.md, issue 28)
+
+
+def resolve_named_targets(sig: Any, agent: Any, eval_domains: Sequence[str]) -> tuple[Any, Any]:
+    """(signals, agent) configs with every "auto" resolved (copies): the front door of
+    docs/method.md, "Named targets". signals.score "auto" is "eval" when `eval_domains` names what
+    is evaluated, else "total" (`resolve_score`); then with the "eval" score agent.temperature
+    "auto" is "evidence" and signals.score_window None is EVIDENCE_WINDOW, with any other score
+    "fixed" and 1. Why: the evidence temperature trusts the domains' mean rewards as far as their
+    standard error says, which is right for an unbiased reward ("eval": g_ref is independent of
+    the g_i) and wrong for "total", whose self term carries micro-batch noise that ranks domains by
+    more than their real differences (benchmarks/score_noise.py); on the bundled corpus (seed 100)
+    "total" at the evidence temperature starved literature and ended behind uniform."""
+    score = resolve_score(sig.score, eval_domains)
+    aimed = score == "eval"
+    window = sig.score_window
+    if window is None:
+        window = EVIDENCE_WINDOW if aimed else 1
+    if int(window) < 1:
+        raise ValueError(f"signals.score_window must be >= 1 or null, got {window}")
+    temperature = agent.temperature
+    if temperature == "auto":
+        temperature = "evidence" if aimed else "fixed"
+    return (
+        dataclasses.replace(sig, score=score, score_window=int(window)),
+        dataclasses.replace(agent, temperature=temperature),
+    )
 
 
 def total_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor) -> np.ndarray:

@@ -147,6 +147,7 @@ def test_named_targets_give_your_loop_the_evaluation_aimed_reward():
     lr_only = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)  # params do not move
     model, ds, fb = make("alignment", optimizer=lr_only, eval_domains=["d0", "d1"])
     assert fb.sig.score == "eval" and fb.reference.eval_indices.tolist() == [0, 1]
+    assert fb.sig.score_window == 8  # what the eval score brings (signals.resolve_named_targets)
     batch = batch_of(iter(ds), 6)
     params = [module.weight for module, _ in fb.grads.layers]
     own = {}

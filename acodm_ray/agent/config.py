@@ -16,8 +16,9 @@ ACTOR_OBJECTIVES = ("weighted", "mean")
 VALUE_UNITS = ("horizon", "relative")  # of the actor's values: ddpg.per_step_values
 LR_SCHEDULES = ("constant", "cosine")
 # how the actor's entropy temperature is set (ddpg.actor_temperature): "fixed" = entropy_coef;
-# "evidence" = entropy_coef x the standard error of the batch's per-domain mean reward, relative
-TEMPERATURES = ("fixed", "evidence")
+# "evidence" = entropy_coef x the standard error of the batch's per-domain mean reward, relative;
+# "auto" (the default) = "evidence" with the "eval" score, else "fixed" (signals.resolve_named_targets)
+TEMPERATURES = ("fixed", "evidence", "auto")
 # whether the actor's gradient runs through the critic's action input (ddpg.actor_loss)
 VALUE_GRADIENTS = ("action", "none")
 
@@ -62,8 +63,9 @@ class AgentConfig:
     freeze_actor: bool = False  # the reference's behaviour: its actor's optimizer is never stepped
     # --- how far the mix may leave uniform (docs/method.md, "How far the mix moves") ---
     # "fixed": the actor's temperature is entropy_coef; "evidence": entropy_coef x the standard error
-    # of the replay batch's per-domain mean reward in the values' relative units (ddpg.actor_temperature)
-    temperature: str = "fixed"
+    # of the replay batch's per-domain mean reward in the values' relative units (ddpg.actor_temperature);
+    # "auto": evidence under the "eval" score, fixed otherwise (unresolved, outside a job: fixed)
+    temperature: str = "auto"
     # "action" (DDPG): the actor's gradient runs through the critic's action input too; "none": the
     # critic's per-domain values are constants to the actor, its optimum softmax(v / temperature)
     value_gradient: str = "action"

@@ -134,8 +134,9 @@ def evidence_temperature(rewards: torch.Tensor) -> float:
 
 def actor_temperature(agent: AgentConfig, rewards: torch.Tensor | None) -> float:
     """The temperature (the entropy term's coefficient) of the actor's loss: `agent.entropy_coef`
-    ("fixed"), or `agent.entropy_coef` x `evidence_temperature(rewards)` ("evidence")."""
-    if agent.temperature == "fixed":
+    ("fixed"; also "auto" left unresolved, as outside a job, where no score chose it), or
+    `agent.entropy_coef` x `evidence_temperature(rewards)` ("evidence")."""
+    if agent.temperature in ("fixed", "auto"):
         return float(agent.entropy_coef)
     if agent.temperature == "evidence":
         if rewards is None:

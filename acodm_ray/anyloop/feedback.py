@@ -23,7 +23,6 @@ MixingCallback calls when training begins, and every `step`), not left deciding 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -51,7 +50,7 @@ from acodm_ray.signals import (
     TrackedWeights,
     domain_means,
     make_state_spec,
-    resolve_score,
+    resolve_named_targets,
     step_scores,
 )
 from acodm_ray.step_signals import StepSignals
@@ -95,8 +94,8 @@ class MixingFeedback:
         named = list(eval_domains or [])
         if set(named) - set(self.domains):
             raise ValueError(f"eval_domains {named} are not all among {self.domains}")
-        self.sig = signals or SignalConfig()
-        self.sig = dataclasses.replace(self.sig, score=resolve_score(self.sig.score, named))
+        sig, agent = signals or SignalConfig(), agent or AgentConfig()
+        self.sig, agent = resolve_named_targets(sig, agent, named)
         self.total_steps = int(total_steps)
         tracked = state_params(model, self.sig.param_suffix, self.sig.state_layers)
         self.tracked = TrackedWeights([p for _, p in tracked])

@@ -142,61 +142,37 @@ METHODS: dict[str, Method] = {
         "proxy",
         {"signals": {"score": "eval", "eval_weighting": "perplexity"}},
     ),
+    # named targets (train.eval_domains) and how far the mix moves (docs/method.md, "Named targets")
     "acodm-total": Method(
-        "ablation: acodm rewarded with the total alignment even where train.eval_domains names "
-        "the evaluated domains (signals.score: total; the default auto gives eval there)",
+        "ablation: acodm rewarded with the total alignment even where train.eval_domains names the "
+        "evaluated domains (signals.score: total; the default auto gives eval there), which "
+        "brings back the fixed temperature and no window: the default before named targets",
         "proxy",
         {"signals": {"score": "total"}},
     ),
-    # how far the mix moves (docs/method.md): the switches one at a time, on top of the config's own
-    "acodm-evidence": Method(
-        "variant: acodm with the actor's temperature set by the evidence, entropy_coef x the "
-        "standard error of the batch's per-domain mean reward (agent.temperature: evidence)",
+    "acodm-fixedtemp": Method(
+        "ablation: acodm at the fixed temperature entropy_coef = 1 (agent.temperature: fixed) "
+        "instead of the evidence temperature its eval score brings",
         "proxy",
-        {"agent": {"temperature": "evidence"}},
+        {"agent": {"temperature": "fixed"}},
     ),
-    "acodm-evidence-w8": Method(
-        "variant: acodm-evidence with each domain's reward averaged over its last 8 scored steps "
-        "(signals.score_window: 8)",
+    "acodm-nowindow": Method(
+        "ablation: acodm with each step's own scores as the reward (signals.score_window: 1) "
+        "instead of their mean over the last 8 steps its eval score brings",
         "proxy",
-        {"agent": {"temperature": "evidence"}, "signals": {"score_window": 8}},
+        {"signals": {"score_window": 1}},
+    ),
+    "acodm-floormass": Method(
+        "variant: acodm with one total floor of 0.07 split over the K domains (agent.floor_mass), "
+        "0.01 each at K = 7, 0.005 at K = 14",
+        "proxy",
+        {"agent": {"floor_mass": 0.07}},
     ),
     "acodm-constvalues": Method(
         "variant: acodm whose actor takes the critic's per-domain values as constants, no gradient "
         "through the critic's action input (agent.value_gradient: none): its optimum is softmax(v/T)",
         "proxy",
         {"agent": {"value_gradient": "none"}},
-    ),
-    "acodm-constvalues-evidence": Method(
-        "variant: acodm-constvalues at the evidence temperature (agent.temperature: evidence)",
-        "proxy",
-        {"agent": {"value_gradient": "none", "temperature": "evidence"}},
-    ),
-    "acodm-cv-ev-w8": Method(
-        "variant: acodm-constvalues-evidence with rewards averaged over 8 steps",
-        "proxy",
-        {
-            "agent": {"value_gradient": "none", "temperature": "evidence"},
-            "signals": {"score_window": 8},
-        },
-    ),
-    "acodm-cv-ev-w8-fm": Method(
-        "variant: acodm-cv-ev-w8 with one total floor of 0.07 over the K domains",
-        "proxy",
-        {
-            "agent": {"value_gradient": "none", "temperature": "evidence", "floor_mass": 0.07},
-            "signals": {"score_window": 8},
-        },
-    ),
-    "acodm-evidence-w32": Method(
-        "variant: acodm-evidence with each domain's reward averaged over its last 32 scored steps",
-        "proxy",
-        {"agent": {"temperature": "evidence"}, "signals": {"score_window": 32}},
-    ),
-    "acodm-floormass": Method(
-        "variant: acodm with one total floor of 0.07 split over the K domains (agent.floor_mass)",
-        "proxy",
-        {"agent": {"floor_mass": 0.07}},
     ),
     "acodm-noguard": Method(
         "ablation: acodm without the weight floor and the entropy term",
