@@ -726,3 +726,33 @@ def test_optimum_gap_is_the_distance_to_the_softmax_of_the_actors_values():
     expected = 0.5 * np.abs(pi - target).sum(axis=1).mean()
     gap = ddpg.optimum_gap(actor, critic, t(OBS), 0.4, 0.9, "relative")
     assert gap == pytest.approx(expected, rel=1e-10) and gap > 0.05
+
+
+def test_projection_objective_fits_the_weighted_optimum_by_cross_entropy():
+    """agent.actor_objective "projection": -mean_b sum_i w*_i log pi_i with w* = softmax(v / T) of
+    the values at the actor's weights (no floor here) held constant; its logit gradient is
+    (pi - w*) / B, by hand; trained alone it ends at w*, as the weighted objective's optimum."""
+    actor, critic = SoftmaxActor(W_ACTOR), LinearCritic(WS, WA)
+    pi = np_softmax(OBS @ W_ACTOR)
+    q = OBS @ WS + pi @ WA
+    best = np_softmax(q / np.abs(q).mean() / 0.4)
+    loss = ddpg.actor_loss(actor, critic, t(OBS), "projection", 0.4, 0.9, "relative")
+    assert loss.item() == pytest.approx(-np.mean((best * np.log(pi)).sum(axis=1)), rel=1e-12)
+    loss.backward()
+    np.testing.assert_allclose(actor.w.grad.numpy(), OBS.T @ ((pi - best) / len(OBS)), rtol=1e-10)
+    assert critic.ws.grad is None and critic.wa.grad is None
+    # the same fixed point as "weighted" with constant values: softmax(v / T)
+    critic = LinearCritic(
+        np.zeros((1, 3)), np.array([[0.0, 3.0, 0.0], [0.0, 0.0, -2.0], [1.0, 0.0, 0.0]])
+    )
+    actor = SoftmaxActor(np.zeros((1, 3)))
+    opt = torch.optim.SGD(actor.parameters(), lr=1.0)
+    obs = t(np.ones((1, 1)))
+    for _ in range(2000):
+        opt.zero_grad()
+        ddpg.actor_loss(actor, critic, obs, "projection", 0.5, 0.0, "horizon").backward()
+        opt.step()
+    with torch.no_grad():
+        pi = actor(obs)
+        target = torch.softmax(critic(obs, pi) / 0.5, dim=-1)
+    np.testing.assert_allclose(pi.numpy(), target.numpy(), atol=1e-6)

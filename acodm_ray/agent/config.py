@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-ACTOR_OBJECTIVES = ("weighted", "mean")
+ACTOR_OBJECTIVES = ("weighted", "mean", "projection")
 VALUE_UNITS = ("horizon", "relative")  # of the actor's values: ddpg.per_step_values
 LR_SCHEDULES = ("constant", "cosine")
 # how the actor's entropy temperature is set (ddpg.actor_temperature): "fixed" = entropy_coef;
@@ -42,7 +42,8 @@ class AgentConfig:
     updates_per_step: int = 1
     # --- our changes to the paper's agent (PAPER_AGENT undoes each) ---
     # "weighted": actor loss -sum_i pi_i Q_i, the objective whose reward is r = sum_i w_i s_i;
-    # "mean" (paper): -mean_i Q_i, which does not depend on how the weights are spread
+    # "mean" (paper): -mean_i Q_i, which does not depend on how the weights are spread;
+    # "projection": cross-entropy to the weighted objective's optimum (ddpg.actor_loss)
     actor_objective: str = "weighted"
     weight_floor: float = 0.01  # the actor outputs (1 - K floor) softmax + floor: no domain starves
     entropy_coef: float = 1.0  # actor loss -[sum_i pi_i v_i + coef H(pi)]: a soft-greedy mix

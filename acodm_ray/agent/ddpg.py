@@ -172,19 +172,33 @@ def actor_loss(
     loss's minimiser is exactly softmax(v / c) of the critic's per-domain values: the policy step of
     discrete SAC with the domains as its actions. Why: a domain's score <g_i, g_ref> does not depend
     on this step's weights (to first order), so dv / da is what the critic made up where the replay
-    holds almost no variation of the action (exploration noise 1e-3), not evidence."""
+    holds almost no variation of the action (exploration noise 1e-3), not evidence.
+
+    objective "projection": -sum_i w*_i log pi_i with w* = floored_softmax(v, entropy_coef, floor),
+    the "weighted" objective's optimum at the current values held constant (no gradient): the same
+    minimiser reached by a cross-entropy whose gradient in the logits is pi - w* (for a softmax
+    head), where the weighted objective's is pi (v - pi.v) and the entropy's, both vanishing as a
+    weight goes to 0, so the actor follows a low temperature in far fewer updates (the policy step
+    of MPO / discrete SAC: fit the improved policy instead of ascending to it)."""
     weights = actor(obs)
     if value_gradient not in VALUE_GRADIENTS:
         raise ValueError(
             f"unknown value gradient {value_gradient!r}; choose one of {list(VALUE_GRADIENTS)}"
         )
+    if objective == "projection":  # the optimum of "weighted" at constant values, fitted directly
+        with torch.no_grad():
+            v = per_step_values(critic(obs, weights), gamma, value_units)
+            best = floored_softmax(v, float(entropy_coef), float(getattr(actor, "floor", 0.0)))
+        return -(best.to(weights.dtype) * torch.log(weights.clamp_min(1e-12))).sum(dim=-1).mean()
     q = q_frozen(critic, obs, weights.detach() if value_gradient == "none" else weights)
     if objective == "mean":
         value = q.mean(dim=-1)
     elif objective == "weighted":
         value = (weights * per_step_values(q, gamma, value_units)).sum(dim=-1)
     else:
-        raise ValueError(f"unknown actor objective {objective!r}; choose weighted or mean")
+        raise ValueError(
+            f"unknown actor objective {objective!r}; choose weighted, mean or projection"
+        )
     return -(value + entropy_coef * entropy(weights)).mean()
 
 

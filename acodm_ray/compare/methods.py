@@ -168,6 +168,12 @@ METHODS: dict[str, Method] = {
         "proxy",
         {"agent": {"floor_mass": 0.07}},
     ),
+    "acodm-projection": Method(
+        "variant: acodm whose actor is fitted by cross-entropy to its objective's optimum "
+        "floored_softmax(v / T) (agent.actor_objective: projection) instead of ascending to it",
+        "proxy",
+        {"agent": {"actor_objective": "projection"}},
+    ),
     "acodm-constvalues": Method(
         "variant: acodm whose actor takes the critic's per-domain values as constants, no gradient "
         "through the critic's action input (agent.value_gradient: none): its optimum is softmax(v/T)",
