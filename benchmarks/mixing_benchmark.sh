@@ -2,17 +2,19 @@
 # The mixing benchmark of BENCHMARKS.md ("Mixing benchmark"), every setting, resumable: rerun the same
 # command and finished runs are read back (jobs/compare.py --resume). About 40-60 min per setting on
 # 2 quiet CPU cores; run one setting at a time:
-#   bash benchmarks/mixing_benchmark.sh main|ablations|decoys|swamped|junk|merged [extra --set ...]
+#   bash benchmarks/mixing_benchmark.sh main|ablations|decoys|swamped|swamped-named|junk|merged [--set ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=1  # one thread per Ray worker; more only oversubscribes the 2 cores
 OUT=${OUT:-results}
-setting=${1:?usage: mixing_benchmark.sh main|ablations|decoys|swamped|junk|merged}; shift
+setting=${1:?usage: mixing_benchmark.sh main|ablations|decoys|swamped|swamped-named|junk|merged}; shift
 common=(--config configs/bench.yaml --output-dir "$OUT")
 resume=()
 # the decoy settings evaluate on the bundled corpus's seven real domains only
 REAL_ONLY='train.eval_domains=[python_code,dictionary,c_headers,manuals,literature,latex,legal]'
+# named targets: the default (eval score, evidence temperature, 8-step window), its ablations, variants
+NAMED_METHODS=uniform,file,acodm,acodm-total,acodm-fixedtemp,acodm-nowindow,acodm-projection,acodm-floormass,acodm-online,sac
 case "$setting" in
   main)
     [ -d "$OUT/bench-main" ] && resume=(--resume)
@@ -36,6 +38,14 @@ case "$setting" in
       --set "$REAL_ONLY" \
       --set mixer.weights_file=benchmarks/weights/swamped_real_only.yaml \
       --methods uniform,odm,acodm,file,acodm-eval,acodm-evalppl "$@" ;;
+  swamped-named)  # the named-targets default, its ablations and variants (BENCHMARKS.md "Named targets")
+    $PY benchmarks/derived_corpus.py swamped
+    [ -d "$OUT/bench-swamped-named" ] && resume=(--resume)
+    $PY jobs/compare.py "${common[@]}" --name bench-swamped-named --seeds 3 "${resume[@]}" \
+      --set corpus.path=debian-v1-swamped --set train.grad_accum=14 \
+      --set "$REAL_ONLY" \
+      --set mixer.weights_file=benchmarks/weights/swamped_real_only.yaml \
+      --methods "$NAMED_METHODS" "$@" ;;
   junk)  # seven decoys of four other kinds (benchmarks/derived_corpus.py), fixed before any run
     $PY benchmarks/derived_corpus.py junk
     [ -d "$OUT/bench-junk" ] && resume=(--resume)
@@ -43,12 +53,12 @@ case "$setting" in
       --set corpus.path=debian-v1-junk --set train.grad_accum=14 \
       --set "$REAL_ONLY" \
       --set mixer.weights_file=benchmarks/weights/junk_real_only.yaml \
-      --methods uniform,odm,acodm,file "$@" ;;
+      --methods "odm,$NAMED_METHODS" "$@" ;;
   merged)
     $PY benchmarks/derived_corpus.py merged
     [ -d "$OUT/bench-merged" ] && resume=(--resume)
     $PY jobs/compare.py "${common[@]}" --name bench-merged --seeds 3 "${resume[@]}" \
       --set corpus.path=debian-v1-merged \
       --methods uniform,odm,alignment,acodm-reference,acodm-paper,acodm "$@" ;;
-  *) echo "unknown setting $setting; choose main, ablations, decoys, swamped, junk or merged" >&2; exit 2 ;;
+  *) echo "unknown setting $setting; choose main, ablations, decoys, swamped, swamped-named, junk or merged" >&2; exit 2 ;;
 esac
