@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=1  # one thread per Ray worker; more only oversubscribes the 2 cores
 OUT=${OUT:-results}
+ACODM=${ACODM:-$(dirname "$PY")/acodm}
+# a derived corpus is rewritten by derived_corpus.py, so its prepared shards are keyed anew: prepare
+# them here, on the driver, before the comparison (inside two concurrent proxy tasks holding both
+# CPUs of a 2-CPU Ray cluster, the prepare's Ray Data workers get no CPU and the comparison hangs)
+derive() { $PY benchmarks/derived_corpus.py "$1" && $ACODM corpus prepare --config configs/bench.yaml --set corpus.path="debian-v1-$1" >/dev/null; }
 setting=${1:?usage: mixing_benchmark.sh main|ablations|decoys|swamped|swamped-named|junk|merged}; shift
 common=(--config configs/bench.yaml --output-dir "$OUT")
 resume=()
@@ -24,14 +29,14 @@ case "$setting" in
     $PY jobs/compare.py "${common[@]}" --name bench-ablations --seeds 3 "${resume[@]}" \
       --methods uniform,odm,odm-exp3,acodm,acodm-iid,acodm-zscore,acodm-meanq,acodm-noguard,acodm-horizon,acodm-paperwarmup,ppo,acodm-cross "$@" ;;
   decoys)
-    $PY benchmarks/derived_corpus.py decoys
+    derive decoys
     [ -d "$OUT/bench-decoys" ] && resume=(--resume)
     $PY jobs/compare.py "${common[@]}" --name bench-decoys --seeds 3 "${resume[@]}" \
       --set corpus.path=debian-v1-decoys --set train.grad_accum=10 \
       --set "$REAL_ONLY" \
       --methods uniform,odm,alignment,acodm-reference,acodm-paper,acodm "$@" ;;
   swamped)
-    $PY benchmarks/derived_corpus.py swamped
+    derive swamped
     [ -d "$OUT/bench-swamped" ] && resume=(--resume)
     $PY jobs/compare.py "${common[@]}" --name bench-swamped --seeds 3 "${resume[@]}" \
       --set corpus.path=debian-v1-swamped --set train.grad_accum=14 \
@@ -39,7 +44,7 @@ case "$setting" in
       --set mixer.weights_file=benchmarks/weights/swamped_real_only.yaml \
       --methods uniform,odm,acodm,file,acodm-eval,acodm-evalppl "$@" ;;
   swamped-named)  # the named-targets default, its ablations and variants (BENCHMARKS.md "Named targets")
-    $PY benchmarks/derived_corpus.py swamped
+    derive swamped
     [ -d "$OUT/bench-swamped-named" ] && resume=(--resume)
     $PY jobs/compare.py "${common[@]}" --name bench-swamped-named --seeds 3 "${resume[@]}" \
       --set corpus.path=debian-v1-swamped --set train.grad_accum=14 \
@@ -47,7 +52,7 @@ case "$setting" in
       --set mixer.weights_file=benchmarks/weights/swamped_real_only.yaml \
       --methods "$NAMED_METHODS" "$@" ;;
   junk)  # seven decoys of four other kinds (benchmarks/derived_corpus.py), fixed before any run
-    $PY benchmarks/derived_corpus.py junk
+    derive junk
     [ -d "$OUT/bench-junk" ] && resume=(--resume)
     $PY jobs/compare.py "${common[@]}" --name bench-junk --seeds 3 "${resume[@]}" \
       --set corpus.path=debian-v1-junk --set train.grad_accum=14 \
@@ -55,7 +60,7 @@ case "$setting" in
       --set mixer.weights_file=benchmarks/weights/junk_real_only.yaml \
       --methods "odm,$NAMED_METHODS" "$@" ;;
   merged)
-    $PY benchmarks/derived_corpus.py merged
+    derive merged
     [ -d "$OUT/bench-merged" ] && resume=(--resume)
     $PY jobs/compare.py "${common[@]}" --name bench-merged --seeds 3 "${resume[@]}" \
       --set corpus.path=debian-v1-merged \
