@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         totals.append(t)
     print(table(head, rows))
     uni = [runs[k]["final_val_ppl"]["average"] for k in sorted(runs) if k[0] == "uniform"]
+    if not uni:
+        raise SystemExit("no uniform run in these summaries: nothing to compare with")
     print(f"\nuniform: {mean_spread(uni)['mean']:.2f} ± {mean_spread(uni)['std']:.2f} over seeds")
     for t in totals:
         d = t["difference_to_uniform"]
