@@ -128,9 +128,12 @@ def load_config(
     return cfg
 
 
-def validate(cfg: ExperimentConfig) -> None:
+def validate(cfg: ExperimentConfig, resolve: bool = True) -> None:
     """Range checks that types alone cannot express, and the allowed values of a config built in
-    code (a loaded one had them checked as it was read)."""
+    code (a loaded one had them checked as it was read); `resolve`: "auto" values resolved too
+    (signals.resolve_named_targets)."""
+    from acodm_ray.signals import resolve_named_targets  # lazy: signals imports this module
+
     check_choices(cfg, "config")
     t = cfg.train
     positive = {
@@ -164,6 +167,8 @@ def validate(cfg: ExperimentConfig) -> None:
         )
     try:
         check_agent(cfg.agent)
+        resolved = resolve_named_targets(cfg.signals, cfg.agent, t.eval_domains)
+        cfg.signals, cfg.agent = resolved if resolve else (cfg.signals, cfg.agent)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     m = cfg.mixer

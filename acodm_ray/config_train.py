@@ -11,7 +11,7 @@ from typing import Literal
 Coverage = Literal["iid", "forced", "weighted"]
 Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["float32", "bfloat16"]
-Score = Literal["total", "cross", "eval", "paper"]
+Score = Literal["auto", "total", "cross", "eval", "paper"]
 EvalWeighting = Literal["loss", "perplexity"]
 MixerName = Literal["uniform", "natural", "file", "odm", "alignment"]
 OdmVariant = Literal["smoothed_mean", "exp3"]
@@ -80,11 +80,12 @@ class SignalConfig:
     progress_scale: float = 1.0
     """state[-1] = training progress x this scale; the reference's 100 drowns the other
     features."""
-    score: Score = "total"
+    score: Score = "auto"
     """The per-domain reward: "total" <g_i, sum_j g_j> / running scale (ours); "cross"
     <g_i, sum_{j!=i} g_j> / running scale (no self term: unbiased under micro-batch noise); "eval"
     <g_i, g_ref> / running scale, g_ref the gradient of one more micro-batch drawn from the
-    evaluation domains (signals.eval_alignment); "paper" sum_{j!=i} <g_i, g_j>, z-scored."""
+    evaluation domains (signals.eval_alignment); "paper" sum_{j!=i} <g_i, g_j>, z-scored; "auto"
+    (the named-targets rule) "eval" when train.eval_domains names any domain, else "total"."""
     eval_weighting: EvalWeighting = "loss"
     """What the "eval" score's reference gradient follows: "loss" the evaluated domains' mean
     loss; "perplexity" each reference row's loss weighted by its domain's exp(last training loss)
@@ -92,6 +93,9 @@ class SignalConfig:
     benchmark's metric)."""
     score_scale_beta: float = 0.95
     """Decay of the running scale of the "total", "cross" and "eval" scores."""
+    score_window: int | None = None
+    """The reward is each domain's mean score over its last W scored steps; null: 8 with the
+    "eval" score, else 1 (signals.resolve_named_targets)."""
     score_clip_total: float = 10.0
     """Clip of the running-scaled "total", "cross" and "eval" scores."""
     score_clip: float = 999.0

@@ -180,11 +180,15 @@ def run_problems(run: PlannedRun, domains: Domains) -> list[str]:
             f"step, but train.grad_accum = {t.grad_accum}; fix: --set "
             f"{run.set_by('train.grad_accum')}={K}{same}, or {other}"
         )
-    if run.uses_agent and run.cfg.agent.weight_floor * K >= 1.0:
+    if (
+        run.uses_agent
+        and run.cfg.agent.floor_mass is None
+        and run.cfg.agent.weight_floor * K >= 1.0
+    ):
         out.append(
             f"agent.weight_floor = {run.cfg.agent.weight_floor} leaves nothing for the actor with "
             f"{K} domains (floor * K must be < 1); fix: --set "
-            f"{run.set_by('agent.weight_floor')}=<below {1.0 / K:.4f}>"
+            f"{run.set_by('agent.weight_floor')}=<below {1.0 / K:.4f}>, or set agent.floor_mass"
         )
     unknown = [d for d in t.eval_domains if domains.names and d not in domains.names]
     if unknown:

@@ -6,12 +6,15 @@ brute-force computations and shared by the proxy env, the Ray Train workers and 
 
 from __future__ import annotations
 
-from typing import get_args
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, get_args
 
 import numpy as np
 import torch
 
 from acodm_ray.config_train import EvalWeighting, Score
+from acodm_ray.score_scale import RunningScale  # noqa: F401  (re-exported: signals.RunningScale)
 
 
 def znorm_clip(x: torch.Tensor, clip: float = 3.0) -> torch.Tensor:
@@ -55,8 +58,54 @@ def alignment_scores(
     return raw.numpy(), reward.numpy()
 
 
-SCORES = get_args(Score)  # signals.score: which per-domain reward the trainer computes
+# signals.score: which per-domain reward the trainer computes ("auto" resolves to one of them)
+SCORES = tuple(s for s in get_args(Score) if s != "auto")
 EVAL_WEIGHTINGS = get_args(EvalWeighting)  # signals.eval_weighting: what g_ref follows
+
+
+def resolve_score(score: str, eval_domains: Sequence[str]) -> str:
+    """signals.score "auto" (the default) -> "eval" when the run names the domains it is evaluated
+    on (`train.eval_domains`), else "total"; any other choice is kept (checked against SCORES).
+
+    Why: a user who says what they evaluate gets the reward aimed at it without knowing its name;
+    where half the corpus is decoys it moved the mix off them and beat uniform on every seed, where
+    "total" did not (BENCHMARKS.md, "as many decoys as real domains"). Without named targets the
+    evaluation is every domain, and on the bundled corpus "total" was ahead of "eval" (ODM beat
+    "eval" on all 5 seeds), so it stays the default there."""
+    if score == "auto":
+        return "eval" if len(eval_domains) > 0 else "total"
+    if score not in SCORES:
+        raise ValueError(f"signals.score must be one of {[*SCORES, 'auto']}, got {score!r}")
+    return score
+
+
+EVIDENCE_WINDOW = 8  # signals.score_window under the "eval" score (BENCHMARKS.md, issue 28)
+
+
+def resolve_named_targets(sig: Any, agent: Any, eval_domains: Sequence[str]) -> tuple[Any, Any]:
+    """(signals, agent) configs with every "auto" resolved (copies): the front door of
+    docs/method.md, "Named targets". signals.score "auto" is "eval" when `eval_domains` names what
+    is evaluated, else "total" (`resolve_score`); then with the "eval" score agent.temperature
+    "auto" is "evidence" and signals.score_window None is EVIDENCE_WINDOW, with any other score
+    "fixed" and 1. Why: the evidence temperature trusts the domains' mean rewards as far as their
+    standard error says, which is right for an unbiased reward ("eval": g_ref is independent of
+    the g_i) and wrong for "total", whose self term carries micro-batch noise that ranks domains by
+    more than their real differences (benchmarks/score_noise.py); on the bundled corpus (seed 100)
+    "total" at the evidence temperature starved literature and ended behind uniform."""
+    score = resolve_score(sig.score, eval_domains)
+    aimed = score == "eval"
+    window = sig.score_window
+    if window is None:
+        window = EVIDENCE_WINDOW if aimed else 1
+    if int(window) < 1:
+        raise ValueError(f"signals.score_window must be >= 1 or null, got {window}")
+    temperature = agent.temperature
+    if temperature == "auto":
+        temperature = "evidence" if aimed else "fixed"
+    return (
+        dataclasses.replace(sig, score=score, score_window=int(window)),
+        dataclasses.replace(agent, temperature=temperature),
+    )
 
 
 def total_alignment(domain_grads: torch.Tensor, sampled: torch.Tensor) -> np.ndarray:
@@ -145,41 +194,6 @@ def _sampled_alignment(
     return out
 
 
-class RunningScale:
-    """Divides scores by a running mean of their magnitude instead of z-scoring them per step, so
-    their sign and their sum survive (a step that helps every domain scores positive everywhere)
-    while the reward keeps a steady size as gradients shrink over training.
-
-    m_t = beta m_{t-1} + (1 - beta) mean_i |s_i| (over finite entries), scale = m_t / (1 - beta^t)
-    (bias-corrected, as in Adam); scaled = clip(s / scale, -clip, clip); NaN stays NaN."""
-
-    def __init__(self, beta: float = 0.95, clip: float = 10.0) -> None:
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"beta must be in [0, 1), got {beta}")
-        self.beta, self.clip = float(beta), float(clip)
-        self.mean_abs = 0.0
-        self.count = 0
-
-    def __call__(self, scores: np.ndarray) -> np.ndarray:
-        scores = np.asarray(scores, dtype=np.float64)
-        finite = np.isfinite(scores)
-        if not finite.any():
-            return scores.copy()
-        self.count += 1
-        self.mean_abs = self.beta * self.mean_abs + (1.0 - self.beta) * float(
-            np.abs(scores[finite]).mean()
-        )
-        scale = self.mean_abs / (1.0 - self.beta**self.count)
-        out = scores / scale if scale > 0 else np.zeros_like(scores)
-        return np.where(finite, np.clip(out, -self.clip, self.clip), np.nan)
-
-    def state_dict(self) -> dict:
-        return {"mean_abs": self.mean_abs, "count": self.count}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.mean_abs, self.count = float(state["mean_abs"]), int(state["count"])
-
-
 def loss_decrease_scores(
     previous: np.ndarray, losses: np.ndarray, z_clip: float = 3.0
 ) -> np.ndarray:
@@ -229,6 +243,8 @@ def step_scores(
         if reference is None:
             raise ValueError('signals.score "eval" needs the reference gradient')
         return raw, scale(eval_alignment(mean_grads, sampled, reference))
+    if score != "total":
+        raise ValueError(f"signals.score {score!r} is not resolved (signals.resolve_score)")
     return raw, scale(total_alignment(mean_grads, sampled))
 
 

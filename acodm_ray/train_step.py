@@ -129,7 +129,9 @@ class LMTrainer:
             len(self.domains), len(self.state_params), sig.progress_scale, sig.z_clip
         )
         self.tracked = TrackedWeights(self.state_params)
-        self.score_scale = RunningScale(sig.score_scale_beta, sig.score_clip_total)
+        self.score_scale = RunningScale(
+            sig.score_scale_beta, sig.score_clip_total, sig.score_window
+        )
         scored = self.cfg.train.eval_domains or self.domains
         self.eval_indices = [self.domains.index(d) for d in scored]  # "eval"'s reference rows
 

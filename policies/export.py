@@ -48,6 +48,7 @@ from ray.rllib.core.models.torch.heads import TorchFreeLogStdMLPHead, TorchMLPHe
 from torch import nn
 
 from acodm_ray.actions import ACTION_MAPPINGS
+from acodm_ray.agent.config import floor_per_domain
 from acodm_ray.agent.networks import Actor
 from acodm_ray.agent.policy_file import save_mlp_policy, save_policy
 from acodm_ray.agent.policy_nets import ACTIVATIONS, MLPPolicy, MLPSpec, network_fields
@@ -115,7 +116,7 @@ def actor_from_algo(algo: Algorithm, module_id: str = DEFAULT_MODULE_ID) -> Acto
         int(head.shape[0]),
         int(first.shape[0]),
         layers,
-        float(algo.config.agent.weight_floor),
+        floor_per_domain(algo.config.agent, int(head.shape[0])),
     )
     actor.load_state_dict(actor_state, strict=True)
     return actor.eval()

@@ -52,6 +52,8 @@ LEARNER_KEYS = {  # iterations.jsonl name -> the learner's metric (AC-ODM's lear
     "critic_grad_norm": "critic_grad_norm",
     "policy_entropy": "weight_entropy",
     "value_spread": "value_spread",
+    "temperature": "temperature",
+    "optimum_gap": "optimum_gap",
     "in_warmup": "in_warmup",
 }
 

@@ -139,6 +139,56 @@ def test_per_domain_gradients_from_a_mixed_batch_equal_each_domains_own_gradient
     assert not np.allclose(fb.current, 1 / 3)
 
 
+def test_named_targets_give_your_loop_the_evaluation_aimed_reward():
+    """MixingFeedback(eval_domains=...): signals.score "auto" is "eval", and each domain's score is
+    <g_i, g_ref> / running scale with g_ref the mean-loss gradient of the reference rows (each from
+    an evaluated domain) by a separate autograd pass; the loop's own .grad and the per-domain sums
+    are untouched by the reference pass."""
+    lr_only = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)  # params do not move
+    model, ds, fb = make("alignment", optimizer=lr_only, eval_domains=["d0", "d1"])
+    assert fb.sig.score == "eval" and fb.reference.eval_indices.tolist() == [0, 1]
+    assert fb.sig.score_window == 8  # what the eval score brings (signals.resolve_named_targets)
+    batch = batch_of(iter(ds), 6)
+    params = [module.weight for module, _ in fb.grads.layers]
+    own = {}
+    for d in batch["domain"].unique().tolist():
+        rows = batch["domain"] == d
+        logits = model(input_ids=batch["input_ids"][rows]).logits
+        loss_d = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, 3 * SPAN), batch["labels"][rows, 1:].reshape(-1)
+        )
+        own[d] = torch.cat([g.flatten() for g in torch.autograd.grad(loss_d, params)])
+    ids, domains = fb.reference.draw(1, 0)  # step 1 on rank 0: what step() will draw
+    assert ids.shape == (6, 16) and set(domains.tolist()) <= {0, 1}
+    ref_logits = model(input_ids=ids).logits
+    ref_loss = torch.nn.functional.cross_entropy(
+        ref_logits[:, :-1].reshape(-1, 3 * SPAN), ids[:, 1:].reshape(-1)
+    )
+    g_ref = torch.cat([g.flatten() for g in torch.autograd.grad(ref_loss, params)])
+    fb.loss(model(input_ids=batch["input_ids"]).logits, batch).backward()
+    before = [p.grad.clone() for p in model.parameters()]
+    signals = fb.step()
+    raw = np.full(3, np.nan)
+    for d, g in own.items():
+        raw[d] = float(g.double() @ g_ref.double())
+    expected = raw / np.nanmean(np.abs(raw))  # the running scale's first step: mean |s|
+    np.testing.assert_allclose(signals.scores, expected, rtol=1e-4, atol=1e-6)
+    assert all(torch.equal(p.grad, b) for p, b in zip(model.parameters(), before))
+    assert float(fb.grads.sums.abs().sum()) == 0.0  # the reference pass was not recorded
+    # "eval" named without targets: every domain is evaluated; "auto" without targets: "total"
+    every = MixingFeedback(
+        *make(feedback=False)[:2],
+        4,
+        "alignment",
+        optimizer=lr_only,
+        signals=SignalConfig(score="eval"),
+    )
+    assert every.reference.eval_indices.tolist() == [0, 1, 2]
+    assert make("alignment", optimizer=lr_only)[2].reference is None
+    with pytest.raises(ValueError, match="eval_domains"):
+        make("alignment", optimizer=lr_only, eval_domains=["d9"])
+
+
 class ThreadBus:
     """Two in-process "ranks" (threads) summing and broadcasting like torch.distributed."""
 
@@ -313,7 +363,9 @@ def test_misuse_is_refused_clearly():
     with pytest.raises(ValueError, match="alignment mixer steps by the learning rate"):
         fb.step()
     model, ds, _ = make(feedback=False)
-    with pytest.raises(
-        ValueError, match='signals.score "eval" draws a reference micro-batch inside LMTrainer'
-    ):
-        MixingFeedback(model, ds, total_steps=4, mixer="odm", signals=SignalConfig(score="eval"))
+    # the default "auto" without named targets is "total"; "eval" by name evaluates every domain
+    assert SignalConfig().score == "auto"
+    fb = MixingFeedback(model, ds, total_steps=4, mixer="odm", signals=SignalConfig())
+    assert fb.sig.score == "total"
+    fb = MixingFeedback(model, ds, total_steps=4, mixer="odm", signals=SignalConfig(score="eval"))
+    assert fb.sig.score == "eval" and fb.reference is None  # ODM reads no scores: no reference

@@ -113,7 +113,9 @@ def test_critic_loss_literal_value():
 
 def test_actor_loss_matches_explicit_formula():
     actor, critic = SoftmaxActor(W_ACTOR), LinearCritic(WS, WA)
-    loss = ddpg.actor_loss(actor, critic, t(OBS), "mean", 0.0, 0.0, "horizon")  # the paper's
+    loss = ddpg.actor_loss(
+        actor, critic, t(OBS), "mean", 0.0, 0.0, "horizon", "action"
+    )  # the paper's
     pi = np_softmax(OBS @ W_ACTOR)
     expected = -np.mean(OBS @ WS + pi @ WA)
     assert loss.item() == pytest.approx(expected, rel=1e-12)
@@ -191,7 +193,7 @@ def test_actor_step_updates_actor_only():
     )
     obs = torch.randn(8, 7)
     a0, c0 = params(actor), params(critic)
-    ddpg.actor_loss(actor, critic, obs, "mean", 0.0, 0.0, "horizon").backward()
+    ddpg.actor_loss(actor, critic, obs, "mean", 0.0, 0.0, "horizon", "action").backward()
     assert all(p.grad is None for p in critic.parameters())
     a_opt.step()
     c_opt.step()  # even stepping the critic's optimizer (the reference's slip) cannot move it
@@ -358,7 +360,7 @@ def test_agent_package_does_not_import_rllib():
 def test_weighted_actor_objective_and_entropy_match_explicit_formula():
     """-mean_b[(1 - gamma) sum_i pi_i Q_i + c H(pi)]: the value of r = sum_i w_i s_i, per step."""
     actor, critic = SoftmaxActor(W_ACTOR), LinearCritic(WS, WA)
-    loss = ddpg.actor_loss(actor, critic, t(OBS), "weighted", 0.3, 0.9, "horizon")
+    loss = ddpg.actor_loss(actor, critic, t(OBS), "weighted", 0.3, 0.9, "horizon", "action")
     pi = np_softmax(OBS @ W_ACTOR)
     q = OBS @ WS + pi @ WA
     h = -(pi * np.log(pi)).sum(axis=1)
@@ -367,10 +369,12 @@ def test_weighted_actor_objective_and_entropy_match_explicit_formula():
     loss.backward()
     assert critic.ws.grad is None and critic.wa.grad is None
     # the paper's objective with the same entropy term: -mean_b[mean_i Q_i + c H]
-    paper = ddpg.actor_loss(SoftmaxActor(W_ACTOR), critic, t(OBS), "mean", 0.3, 0.9, "horizon")
+    paper = ddpg.actor_loss(
+        SoftmaxActor(W_ACTOR), critic, t(OBS), "mean", 0.3, 0.9, "horizon", "action"
+    )
     assert paper.item() == pytest.approx(-np.mean(q.mean(axis=1) + 0.3 * h), rel=1e-12)
     with pytest.raises(ValueError, match="unknown actor objective"):
-        ddpg.actor_loss(actor, critic, t(OBS), "max", 0.0, 0.9, "horizon")
+        ddpg.actor_loss(actor, critic, t(OBS), "max", 0.0, 0.9, "horizon", "action")
 
 
 def test_weighted_objective_moves_weight_to_the_better_domain():
@@ -380,11 +384,11 @@ def test_weighted_objective_moves_weight_to_the_better_domain():
     bias = LinearCritic(np.array([[0.0, 0.5], [0.0, 0.5]]), np.zeros((2, 2)))
     actor = SoftmaxActor(np.zeros((2, 2)))
     ones = t(np.ones((1, 2)))
-    ddpg.actor_loss(actor, bias, ones, "weighted", 0.0, 0.0, "horizon").backward()
+    ddpg.actor_loss(actor, bias, ones, "weighted", 0.0, 0.0, "horizon", "action").backward()
     g = actor.w.grad.numpy()
     assert (g[:, 1] < 0).all() and (g[:, 0] > 0).all()  # descending the loss raises logit 1
     flat = SoftmaxActor(np.zeros((2, 2)))
-    ddpg.actor_loss(flat, bias, ones, "mean", 0.0, 0.0, "horizon").backward()
+    ddpg.actor_loss(flat, bias, ones, "mean", 0.0, 0.0, "horizon", "action").backward()
     assert torch.count_nonzero(flat.w.grad) == 0  # mean-Q: no signal at all
 
 
@@ -491,7 +495,14 @@ def test_relative_value_units_divide_by_the_mean_absolute_value():
     v = q / np.abs(q).mean()
     h = -(pi * np.log(pi)).sum(axis=1)
     loss = ddpg.actor_loss(
-        actor, critic, t(OBS), "weighted", entropy_coef=0.3, gamma=0.9, value_units="relative"
+        actor,
+        critic,
+        t(OBS),
+        "weighted",
+        entropy_coef=0.3,
+        gamma=0.9,
+        value_units="relative",
+        value_gradient="action",
     )
     assert loss.item() == pytest.approx(-np.mean((pi * v).sum(axis=1) + 0.3 * h), rel=1e-12)
     spread = ddpg.value_spread(actor, critic, t(OBS), 0.9, "relative")
@@ -499,7 +510,7 @@ def test_relative_value_units_divide_by_the_mean_absolute_value():
     for factor in (7.0, 0.01):  # larger and smaller than 1: the scale is |Q|'s, not clipped at 1
         scaled = LinearCritic(factor * WS, factor * WA)
         assert ddpg.actor_loss(
-            actor, scaled, t(OBS), "weighted", 0.3, 0.9, "relative"
+            actor, scaled, t(OBS), "weighted", 0.3, 0.9, "relative", "action"
         ).item() == pytest.approx(loss.item())
         assert ddpg.value_spread(actor, scaled, t(OBS), 0.9, "relative") == pytest.approx(spread)
     # the scale is a constant: the actor's gradient is the one of sum_i pi_i Q_i / c with c fixed
@@ -510,7 +521,7 @@ def test_relative_value_units_divide_by_the_mean_absolute_value():
         - 0.3 * ddpg.entropy(fixed(t(OBS))).mean()
     ).backward()
     actor.w.grad = None
-    ddpg.actor_loss(actor, critic, t(OBS), "weighted", 0.3, 0.9, "relative").backward()
+    ddpg.actor_loss(actor, critic, t(OBS), "weighted", 0.3, 0.9, "relative", "action").backward()
     assert torch.allclose(actor.w.grad, fixed.w.grad, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="unknown value units"):
         ddpg.per_step_values(t(q), 0.9, "per_episode")
@@ -544,3 +555,213 @@ def test_imitation_of_a_single_odm_row_and_td_error_of_an_unscored_batch():
         )
         == 0.0
     )
+
+
+# ------------------------------------------------------------------ how far the mix moves
+
+
+# B = 4 rows, K = 3 domains; NaN = not scored in that row
+EVIDENCE_REWARDS = np.array(
+    [[1.0, 2.0, np.nan], [3.0, 2.0, 5.0], [2.0, np.nan, np.nan], [2.0, 4.0, 1.0]]
+)
+# by hand: domain 0: n 4, mean 2, var 2/3, SE^2 1/6; domain 1: n 3, mean 8/3, var 4/3, SE^2 4/9;
+# domain 2: n 2, mean 3, var 8, SE^2 4; T = sqrt((1/6 + 4/9 + 4) / 3) / ((2 + 8/3 + 3) / 3)
+EVIDENCE_T = np.sqrt((1 / 6 + 4 / 9 + 4) / 3) / ((2 + 8 / 3 + 3) / 3)
+
+
+def test_evidence_temperature_hand_computed():
+    """agent.temperature "evidence": the RMS over domains of the standard error of each domain's
+    mean reward over the batch, divided by the mean absolute per-domain mean."""
+    assert EVIDENCE_T == pytest.approx(0.48513, abs=1e-5)
+    assert ddpg.evidence_temperature(t(EVIDENCE_REWARDS)) == pytest.approx(EVIDENCE_T, rel=1e-12)
+    # a domain scored in one row only has no standard error: left out of both means
+    once = np.column_stack([EVIDENCE_REWARDS, [np.nan, 100.0, np.nan, np.nan]])
+    assert ddpg.evidence_temperature(t(once)) == pytest.approx(EVIDENCE_T, rel=1e-12)
+    # relative units: rewards 7x larger (or a critic at another horizon) give the same temperature
+    assert ddpg.evidence_temperature(t(7.0 * EVIDENCE_REWARDS)) == pytest.approx(EVIDENCE_T)
+    # four times the rows with the same spread: half the standard error
+    assert ddpg.evidence_temperature(t(np.tile(EVIDENCE_REWARDS, (4, 1)))) == pytest.approx(
+        np.sqrt((1 / 6 * 3 / 15 + 4 / 9 * 2 / 11 + 4 * 1 / 7) / 3) / ((2 + 8 / 3 + 3) / 3)
+    )
+    # no evidence (no domain scored twice; every mean 0): temperature 1, the fixed rule's
+    assert ddpg.evidence_temperature(t(np.array([[1.0, np.nan], [np.nan, 2.0]]))) == 1.0
+    assert ddpg.evidence_temperature(t(np.array([[1.0, -1.0], [-1.0, 1.0]]))) == 1.0
+
+
+def test_update_actor_loss_runs_at_the_evidence_temperature():
+    """The actor's loss under "evidence" is the weighted objective with entropy coefficient
+    entropy_coef x T (T by hand above); under "fixed" it is entropy_coef itself."""
+    actor, critic = SoftmaxActor(W_ACTOR), LinearCritic(WS, WA)
+    obs = t(np.vstack([OBS, OBS[:1]]))  # 4 rows, as many as the rewards
+    pi = np_softmax(obs.numpy() @ W_ACTOR)
+    q = obs.numpy() @ WS + pi @ WA
+    v = q / np.abs(q).mean()
+    h = -(pi * np.log(pi)).sum(axis=1)
+    rewards = t(EVIDENCE_REWARDS[:, :2])  # K = 2 here
+    r = EVIDENCE_REWARDS[:, :2]
+    # domain 0: SE^2 1/6; domain 1: SE^2 4/9; means 2 and 8/3
+    temp = np.sqrt((1 / 6 + 4 / 9) / 2) / ((2 + 8 / 3) / 2)
+    assert ddpg.evidence_temperature(t(r)) == pytest.approx(temp, rel=1e-12)
+    for mode, coef in (("evidence", 0.5 * temp), ("fixed", 0.5)):
+        agent = AgentConfig(temperature=mode, entropy_coef=0.5, value_units="relative", gamma=0.9)
+        assert ddpg.actor_temperature(agent, rewards) == pytest.approx(coef, rel=1e-12)
+        loss = ddpg.update_actor_loss(False, actor, critic, obs, obs, None, agent, rewards)
+        expected = -np.mean((pi * v).sum(axis=1) + coef * h)
+        assert loss.item() == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="vector rewards"):
+        ddpg.actor_temperature(AgentConfig(temperature="evidence"), None)
+    with pytest.raises(ValueError, match="unknown temperature"):
+        ddpg.actor_temperature(AgentConfig(temperature="annealed"), rewards)
+
+
+def test_evidence_temperature_moves_the_optimum_further_than_the_fixed_one():
+    """The actor's optimum softmax(v / T): the same values, a batch that separates the domains by
+    many standard errors, puts (nearly) everything on the better domain; T = 1 does not."""
+    v = np.array([1.2, 0.8])  # relative values, spread 0.4
+    many = np.array([[1.2, 0.8]] * 30 + [[1.3, 0.7]] * 30 + [[1.1, 0.9]] * 30)
+    temp = ddpg.evidence_temperature(t(many))
+    assert temp < 0.03  # the batch's means are ~40 standard errors apart
+    assert np_softmax(v / temp)[0] > 0.999 and np_softmax(v / 1.0)[0] == pytest.approx(
+        1 / (1 + np.exp(-0.4))
+    )
+
+
+def test_floor_mass_splits_one_total_floor_over_the_domains():
+    """agent.floor_mass m: each domain's floor is m / K (K = 14: 0.005 for m = 0.07), in the actor
+    and so in the exported policy; unset, agent.weight_floor per domain as before."""
+    from acodm_ray.agent.config import check_agent, floor_per_domain
+
+    assert floor_per_domain(AgentConfig(floor_mass=0.07), 14) == pytest.approx(0.005)
+    assert floor_per_domain(AgentConfig(floor_mass=0.07), 7) == pytest.approx(0.01)
+    assert floor_per_domain(AgentConfig(weight_floor=0.02), 14) == 0.02
+    actor = Actor.from_config(AgentConfig(actor_hidden=8, actor_layers=1, floor_mass=0.07), 4, 14)
+    assert actor.floor == pytest.approx(0.005)
+    with torch.no_grad():
+        actor.head.weight.mul_(0).add_(torch.eye(14, 8) * 1e3)  # a one-hot softmax
+        w = actor(torch.ones(2, 4) * 10)
+    assert float(w.min()) == pytest.approx(0.005, abs=1e-7)
+    assert float(w.max()) == pytest.approx(1 - 13 * 0.005, abs=1e-6)
+    check_agent(AgentConfig(weight_floor=0.2, floor_mass=0.07), 14)  # weight_floor unused: fine
+    with pytest.raises(ValueError, match="floor_mass"):
+        check_agent(AgentConfig(floor_mass=1.0))
+    with pytest.raises(ValueError, match="temperature"):
+        check_agent(AgentConfig(temperature="annealed"))
+
+
+def test_constant_values_give_the_actor_the_gradient_of_a_fixed_linear_objective():
+    """agent.value_gradient "none": the gradient of -mean_b[sum_i pi_i v_i + c H(pi)] with the
+    values v = Q(s, pi(s)) / mean|Q| held fixed, by hand through the softmax; "action" (DDPG) adds
+    the critic's action-input term sum_j pi_j dv_j / dpi_i = (Wa pi)_i / mean|Q|."""
+    c = 0.3
+    obs = t(OBS)
+    pi = np_softmax(OBS @ W_ACTOR)
+    q = OBS @ WS + pi @ WA
+    m = np.abs(q).mean()
+    v = q / m
+    logp = np.log(pi)
+
+    def through_softmax(g: np.ndarray) -> np.ndarray:  # d/dz of sum_i pi_i g_i, g held fixed
+        return pi * (g - (pi * g).sum(axis=1, keepdims=True))
+
+    B = len(OBS)
+    # d/dz of H(pi) = -pi (log pi - sum_j pi_j log pi_j)
+    dh = -pi * (logp - (pi * logp).sum(axis=1, keepdims=True))
+    fixed = -(through_softmax(v) + c * dh) / B  # dL / dz, values constant
+    extra = -through_softmax(pi @ WA.T / m) / B  # the action-input term of "action"
+    for mode, dz in (("none", fixed), ("action", fixed + extra)):
+        actor, critic = SoftmaxActor(W_ACTOR), LinearCritic(WS, WA)
+        loss = ddpg.actor_loss(actor, critic, obs, "weighted", c, 0.9, "relative", mode)
+        assert loss.item() == pytest.approx(
+            -np.mean((pi * v).sum(axis=1) - c * (pi * logp).sum(axis=1))
+        )
+        loss.backward()
+        np.testing.assert_allclose(actor.w.grad.numpy(), OBS.T @ dz, rtol=1e-10, atol=1e-12)
+        assert critic.ws.grad is None and critic.wa.grad is None
+    assert np.abs(OBS.T @ extra).max() > 1e-3  # the two modes really differ on this batch
+    with pytest.raises(ValueError, match="unknown value gradient"):
+        ddpg.actor_loss(actor, critic, obs, "weighted", c, 0.9, "relative", "critic")
+    agent = AgentConfig(value_gradient="none", value_units="relative", gamma=0.9, entropy_coef=c)
+    actor = SoftmaxActor(W_ACTOR)
+    ddpg.update_actor_loss(False, actor, LinearCritic(WS, WA), obs, obs, None, agent).backward()
+    np.testing.assert_allclose(actor.w.grad.numpy(), OBS.T @ fixed, rtol=1e-10, atol=1e-12)
+
+
+def test_constant_values_reach_the_softmax_of_the_values():
+    """With the values held fixed the actor's loss is minimised at softmax(v / c): free logits
+    trained by gradient descent end there, whatever the critic's action input does."""
+    critic = LinearCritic(
+        np.zeros((1, 3)), np.array([[0.0, 3.0, 0.0], [0.0, 0.0, -2.0], [1.0, 0.0, 0.0]])
+    )
+    actor = SoftmaxActor(np.zeros((1, 3)))
+    opt = torch.optim.SGD(actor.parameters(), lr=2.0)
+    obs = t(np.ones((1, 1)))
+    for _ in range(3000):
+        opt.zero_grad()
+        ddpg.actor_loss(actor, critic, obs, "weighted", 0.5, 0.0, "horizon", "none").backward()
+        opt.step()
+    with torch.no_grad():
+        pi = actor(obs)
+        v = critic(obs, pi)  # horizon units with gamma 0: v = Q
+    np.testing.assert_allclose(pi.numpy(), torch.softmax(v / 0.5, dim=-1).numpy(), atol=1e-6)
+
+
+def test_floored_softmax_is_the_actors_optimum_by_hand():
+    """max_w sum_i w_i v_i + T H(w) over w_i >= floor: w_i = max(floor, c exp(v_i / T)), by hand."""
+    v = t(np.array([[2.0, 1.0, 0.0, -5.0]]))
+    w = ddpg.floored_softmax(v, 1.0, 0.05)[0].numpy()
+    # unclipped c = 1 / (1 + e^-1 + e^-2 + e^-7) puts e^-7 c = 0.0006 below the floor: clip it,
+    # then c = 0.95 / (1 + e^-1 + e^-2)
+    c = 0.95 / (1 + np.exp(-1) + np.exp(-2))
+    np.testing.assert_allclose(w, [c, c * np.exp(-1), c * np.exp(-2), 0.05], rtol=1e-12)
+    assert w.sum() == pytest.approx(1.0)
+    # KKT: v_i - T log w_i equal on the free domains, smaller at the floor
+    free = v[0, :3].numpy() - np.log(w[:3])
+    np.testing.assert_allclose(free, free[0], rtol=1e-12)
+    assert 2.0 - 5.0 - np.log(0.05) < free[0]  # v_3 - log(floor) is below the free ones' level
+    np.testing.assert_allclose(  # no floor: the softmax; T = 0: the floor and the rest on the best
+        ddpg.floored_softmax(v, 0.5, 0.0)[0].numpy(), np_softmax(v[0].numpy() / 0.5), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        ddpg.floored_softmax(v, 0.0, 0.05)[0].numpy(), [0.85, 0.05, 0.05, 0.05], rtol=1e-12
+    )
+
+
+def test_optimum_gap_is_the_distance_to_the_softmax_of_the_actors_values():
+    actor, critic = SoftmaxActor(W_ACTOR), LinearCritic(WS, WA)
+    pi = np_softmax(OBS @ W_ACTOR)
+    q = OBS @ WS + pi @ WA
+    v = q / np.abs(q).mean()
+    target = np_softmax(v / 0.4)
+    expected = 0.5 * np.abs(pi - target).sum(axis=1).mean()
+    gap = ddpg.optimum_gap(actor, critic, t(OBS), 0.4, 0.9, "relative")
+    assert gap == pytest.approx(expected, rel=1e-10) and gap > 0.05
+
+
+def test_projection_objective_fits_the_weighted_optimum_by_cross_entropy():
+    """agent.actor_objective "projection": -mean_b sum_i w*_i log pi_i with w* = softmax(v / T) of
+    the values at the actor's weights (no floor here) held constant; its logit gradient is
+    (pi - w*) / B, by hand; trained alone it ends at w*, as the weighted objective's optimum."""
+    actor, critic = SoftmaxActor(W_ACTOR), LinearCritic(WS, WA)
+    pi = np_softmax(OBS @ W_ACTOR)
+    q = OBS @ WS + pi @ WA
+    best = np_softmax(q / np.abs(q).mean() / 0.4)
+    loss = ddpg.actor_loss(actor, critic, t(OBS), "projection", 0.4, 0.9, "relative", "action")
+    assert loss.item() == pytest.approx(-np.mean((best * np.log(pi)).sum(axis=1)), rel=1e-12)
+    loss.backward()
+    np.testing.assert_allclose(actor.w.grad.numpy(), OBS.T @ ((pi - best) / len(OBS)), rtol=1e-10)
+    assert critic.ws.grad is None and critic.wa.grad is None
+    # the same fixed point as "weighted" with constant values: softmax(v / T)
+    critic = LinearCritic(
+        np.zeros((1, 3)), np.array([[0.0, 3.0, 0.0], [0.0, 0.0, -2.0], [1.0, 0.0, 0.0]])
+    )
+    actor = SoftmaxActor(np.zeros((1, 3)))
+    opt = torch.optim.SGD(actor.parameters(), lr=1.0)
+    obs = t(np.ones((1, 1)))
+    for _ in range(2000):
+        opt.zero_grad()
+        ddpg.actor_loss(actor, critic, obs, "projection", 0.5, 0.0, "horizon", "action").backward()
+        opt.step()
+    with torch.no_grad():
+        pi = actor(obs)
+        target = torch.softmax(critic(obs, pi) / 0.5, dim=-1)
+    np.testing.assert_allclose(pi.numpy(), target.numpy(), atol=1e-6)

@@ -204,6 +204,29 @@ def test_running_scale_hand_computed():
     )  # nothing scored: unchanged
 
 
+def test_running_scale_window_averages_the_last_scored_steps():
+    """signals.score_window W: each domain's mean scaled score over the last W steps that scored
+    anything, NaN entries skipped, by hand (beta 0.5, W 2)."""
+    scale = RunningScale(beta=0.5, clip=10.0, window=2)
+    out1 = scale(np.array([2.0, np.nan]))  # m1 = 1, scale = 1 / 0.5 = 2: [1, NaN]
+    np.testing.assert_allclose(out1[0], 1.0)
+    assert np.isnan(out1[1])
+    out2 = scale(np.array([4.0, 2.0]))  # m2 = 0.5 + 1.5 = 2, scale = 2 / 0.75: [1.5, 0.75]
+    np.testing.assert_allclose(out2, [(1.0 + 1.5) / 2, 0.75])  # domain 1: its one finite score
+    assert np.isnan(scale(np.array([np.nan, np.nan]))).all()  # no score: the window is unchanged
+    state = scale.state_dict()
+    out3 = scale(np.array([0.0, 6.0]))  # m3 = 1 + 1.5 = 2.5, scale = 2.5 / 0.875: [0, 2.1]
+    np.testing.assert_allclose(out3, [(1.5 + 0.0) / 2, (0.75 + 2.1) / 2])  # step 1 left the window
+    again = RunningScale(beta=0.5, clip=10.0, window=2)
+    again.load_state_dict(state)  # the window survives a checkpoint, NaN included
+    np.testing.assert_allclose(again(np.array([0.0, 6.0])), out3)
+    plain = RunningScale(beta=0.5, clip=10.0)  # W = 1: the scaled scores themselves
+    plain(np.array([2.0, np.nan]))
+    np.testing.assert_allclose(plain(np.array([4.0, 2.0])), [1.5, 0.75])
+    with pytest.raises(ValueError, match="window"):
+        RunningScale(window=0)
+
+
 @pytest.mark.parametrize("score", ["total", "cross", "eval", "evalppl"])
 def test_trainer_total_score_equals_per_domain_autograd(corpus, score):
     """signals.score total (cross) under weighted coverage: every domain scored, s_i = <g_i, sum_j g_j>

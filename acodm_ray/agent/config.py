@@ -16,10 +16,14 @@ from typing import Literal, get_args
 
 from acodm_ray.typed_config import check_choices
 
-ActorObjective = Literal["weighted", "mean"]
+ActorObjective = Literal["weighted", "mean", "projection"]
 ValueUnits = Literal["horizon", "relative"]
 LrSchedule = Literal["constant", "cosine"]
+Temperature = Literal["fixed", "evidence", "auto"]
+ValueGradient = Literal["action", "none"]
 VALUE_UNITS = get_args(ValueUnits)  # of the actor's values: ddpg.per_step_values
+TEMPERATURES = get_args(Temperature)  # how the actor's temperature is set: ddpg.actor_temperature
+VALUE_GRADIENTS = get_args(ValueGradient)  # whether the actor's gradient runs through the critic
 
 
 @dataclass
@@ -55,7 +59,8 @@ class AgentConfig:
     actor_objective: ActorObjective = "weighted"
     """The actor's loss: "weighted" -sum_i pi_i Q_i, the objective whose reward is
     r = sum_i w_i s_i; "mean" (the paper's) -mean_i Q_i, which does not depend on how the weights
-    are spread."""
+    are spread; "projection" the cross-entropy to the weighted objective's optimum at constant
+    values (ddpg.actor_loss), whose gradient does not vanish as a weight goes to 0."""
     weight_floor: float = 0.01
     """The actor outputs (1 - K floor) softmax + floor: no domain starves (the paper's: 0)."""
     entropy_coef: float = 1.0
@@ -79,6 +84,24 @@ class AgentConfig:
     """The cosine decay's end, as a share of each learning rate."""
     freeze_actor: bool = False
     """Never step the actor's optimizer: the published code's behaviour (method acodm-reference)."""
+    temperature: Temperature = "auto"
+    """How far the mix may leave uniform (docs/method.md): "fixed" the actor's temperature is
+    entropy_coef; "evidence" entropy_coef x the standard error of the replay batch's per-domain mean
+    reward in the values' relative units (ddpg.actor_temperature); "auto" evidence under the "eval"
+    score (named targets), fixed otherwise (signals.resolve_named_targets)."""
+    value_gradient: ValueGradient = "action"
+    """"action" (DDPG): the actor's gradient runs through the critic's action input too; "none": the
+    critic's per-domain values are constants to the actor, whose optimum is softmax(v / T)."""
+    floor_mass: float | None = None
+    """The floor's total mass, split evenly (floor_mass / K each; weight_floor is then unused);
+    null: weight_floor per domain (floor_per_domain)."""
+
+
+def floor_per_domain(cfg: AgentConfig, num_domains: int) -> float:
+    """Each domain's weight floor: floor_mass / K when floor_mass is set, else weight_floor."""
+    if cfg.floor_mass is None:
+        return float(cfg.weight_floor)
+    return float(cfg.floor_mass) / int(num_domains)
 
 
 def check_agent(cfg: AgentConfig, num_domains: int | None = None) -> None:
@@ -89,7 +112,9 @@ def check_agent(cfg: AgentConfig, num_domains: int | None = None) -> None:
         raise ValueError(
             f"agent.weight_floor and agent.entropy_coef must be >= 0, got {cfg.weight_floor}, {cfg.entropy_coef}"
         )
-    if num_domains is not None and cfg.weight_floor * num_domains >= 1.0:
+    if cfg.floor_mass is not None and not 0.0 <= cfg.floor_mass < 1.0:
+        raise ValueError(f"agent.floor_mass must be in [0, 1) or null, got {cfg.floor_mass}")
+    if num_domains is not None and floor_per_domain(cfg, num_domains) * num_domains >= 1.0:
         raise ValueError(
             f"agent.weight_floor = {cfg.weight_floor} leaves nothing for the actor with {num_domains} "
             f"domains (need floor * K < 1, i.e. floor < {1.0 / num_domains:.4f})"

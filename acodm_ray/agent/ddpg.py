@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from acodm_ray.agent.config import VALUE_UNITS, AgentConfig
+from acodm_ray.agent.config import TEMPERATURES, VALUE_GRADIENTS, VALUE_UNITS, AgentConfig
 
 
 def _done_mask(dones: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -100,6 +100,51 @@ def per_step_values(q: torch.Tensor, gamma: float, units: str) -> torch.Tensor:
     raise ValueError(f"unknown value units {units!r}; choose one of {list(VALUE_UNITS)}")
 
 
+def evidence_temperature(rewards: torch.Tensor) -> float:
+    """The standard error of the batch's per-domain mean reward, in the values' relative units.
+    Over the domains scored in at least two rows (n_i finite rows, mean m_i, sample std sd_i with
+    ddof 1, SE_i = sd_i / sqrt(n_i)):
+
+        T = sqrt(mean_i SE_i^2) / mean_i |m_i|     (a constant, no gradient).
+
+    Why: the "weighted" actor's optimum is softmax(v / T), v the critic's values relative to their
+    mean magnitude (`per_step_values`, ~ m_i / mean_i |m_i| once the critic has learnt the means),
+    so it weighs domain i exp((v_i - v_j) / T) times domain j. With T the standard error of those
+    relative means, (v_i - v_j) / T counts standard errors: domains the batch cannot tell apart keep
+    about equal weight, a domain many standard errors below the others keeps only its floor, and
+    less noisy rewards (signals.score_window) move the mix further. A fixed T = 1 (one typical
+    value) keeps the best domain within exp(spread) of the worst whatever the evidence. No domain
+    scored twice, or all means 0: no evidence, T = 1."""
+    with torch.no_grad():
+        r = rewards.to(torch.float64)
+        finite = torch.isfinite(r)
+        n = finite.sum(dim=0)
+        ok = n >= 2
+        if not bool(ok.any()):
+            return 1.0
+        x = torch.where(finite, r, torch.zeros_like(r))
+        mean = x.sum(dim=0) / n.clamp_min(1)
+        dev2 = torch.where(finite, (x - mean) ** 2, torch.zeros_like(r))
+        se2 = (dev2.sum(dim=0) / (n - 1).clamp_min(1) / n.clamp_min(1))[ok]
+        scale = mean[ok].abs().mean()
+        if float(scale) <= 0.0:
+            return 1.0
+        return float(se2.mean().sqrt() / scale)
+
+
+def actor_temperature(agent: AgentConfig, rewards: torch.Tensor | None) -> float:
+    """The temperature (the entropy term's coefficient) of the actor's loss: `agent.entropy_coef`
+    ("fixed"; also "auto" left unresolved, as outside a job, where no score chose it), or
+    `agent.entropy_coef` x `evidence_temperature(rewards)` ("evidence")."""
+    if agent.temperature in ("fixed", "auto"):
+        return float(agent.entropy_coef)
+    if agent.temperature == "evidence":
+        if rewards is None:
+            raise ValueError('agent.temperature "evidence" needs the batch\'s vector rewards')
+        return float(agent.entropy_coef) * evidence_temperature(rewards)
+    raise ValueError(f"unknown temperature {agent.temperature!r}; choose one of {TEMPERATURES}")
+
+
 def actor_loss(
     actor: nn.Module,
     critic: nn.Module,
@@ -108,6 +153,7 @@ def actor_loss(
     entropy_coef: float,
     gamma: float,
     value_units: str,
+    value_gradient: str,
 ) -> torch.Tensor:
     """The actor's loss; the critic is not updated by it (its parameters are detached). The settings
     have no defaults here: an agent passes its AgentConfig's (`update_actor_loss`), the one place
@@ -118,15 +164,39 @@ def actor_loss(
     objective "weighted": -sum_i pi_i v_i with v = per_step_values(Q(s, pi(s)), gamma, value_units),
     the value of the scalar reward r = sum_i w_i s_i in per-step units, minus `entropy_coef` H(pi):
     its optimum over the simplex is a softmax of the values at temperature `entropy_coef` instead
-    of a vertex."""
+    of a vertex.
+
+    value_gradient "action" (DDPG): the gradient also runs through the critic's action input,
+    sum_j pi_j dv_j / dpi_i. "none": the values are constants to the actor (Q(s, pi(s)) evaluated at
+    the detached weights), so the gradient is that of sum_i pi_i v_i + c H(pi) with v fixed and the
+    loss's minimiser is exactly softmax(v / c) of the critic's per-domain values: the policy step of
+    discrete SAC with the domains as its actions. Why: a domain's score <g_i, g_ref> does not depend
+    on this step's weights (to first order), so dv / da is what the critic made up where the replay
+    holds almost no variation of the action (exploration noise 1e-3), not evidence.
+
+    objective "projection": -sum_i w*_i log pi_i with w* = floored_softmax(v, entropy_coef, floor),
+    the "weighted" objective's optimum at the current values held constant (no gradient): the same
+    minimiser reached by a cross-entropy whose gradient in the logits is pi - w* (for a softmax
+    head), where the weighted objective's is pi (v - pi.v) and the entropy's, both vanishing as a
+    weight goes to 0, so the actor follows a low temperature in far fewer updates (the policy step
+    of MPO / discrete SAC: fit the improved policy instead of ascending to it)."""
     weights = actor(obs)
-    q = q_frozen(critic, obs, weights)
+    if value_gradient not in VALUE_GRADIENTS:
+        raise ValueError(f"unknown value gradient {value_gradient!r}; one of {VALUE_GRADIENTS}")
+    if objective == "projection":  # the optimum of "weighted" at constant values, fitted directly
+        with torch.no_grad():
+            v = per_step_values(critic(obs, weights), gamma, value_units)
+            best = floored_softmax(v, float(entropy_coef), float(getattr(actor, "floor", 0.0)))
+        return -(best.to(weights.dtype) * torch.log(weights.clamp_min(1e-12))).sum(dim=-1).mean()
+    q = q_frozen(critic, obs, weights.detach() if value_gradient == "none" else weights)
     if objective == "mean":
         value = q.mean(dim=-1)
     elif objective == "weighted":
         value = (weights * per_step_values(q, gamma, value_units)).sum(dim=-1)
     else:
-        raise ValueError(f"unknown actor objective {objective!r}; choose weighted or mean")
+        raise ValueError(
+            f"unknown actor objective {objective!r}; choose weighted, mean or projection"
+        )
     return -(value + entropy_coef * entropy(weights)).mean()
 
 
@@ -197,6 +267,47 @@ def value_spread(
     return float(values.max() - values.min())
 
 
+def floored_softmax(values: torch.Tensor, temperature: float, floor: float) -> torch.Tensor:
+    """argmax over {w : w_i >= floor, sum_i w_i = 1} of sum_i w_i v_i + T H(w), per row: by the KKT
+    conditions w_i = max(floor, c exp(v_i / T)) with c setting the sum to 1 (T = 0: the floor
+    everywhere and the rest on the best domain). The "weighted" actor's optimum (with constant
+    values), which its (1 - K floor) softmax + floor output can represent exactly."""
+    v = values.detach().to(torch.float64)
+    K = v.shape[-1]
+    if temperature <= 0.0:
+        best = torch.nn.functional.one_hot(v.argmax(dim=-1), K).to(v.dtype)
+        return floor + (1.0 - K * floor) * best
+    e = torch.exp((v - v.max(dim=-1, keepdim=True).values) / temperature)
+    clipped = torch.zeros_like(v, dtype=torch.bool)
+    for _ in range(K):  # move the domains below the floor to it until none is left
+        free = (e * ~clipped).sum(dim=-1, keepdim=True)
+        c = (1.0 - floor * clipped.sum(dim=-1, keepdim=True).to(v.dtype)) / free.clamp_min(1e-300)
+        now = clipped | (c * e < floor)
+        if bool((now == clipped).all()):
+            break
+        clipped = now
+    return torch.where(clipped, torch.full_like(v, floor), c * e)
+
+
+@torch.no_grad()
+def optimum_gap(
+    actor: nn.Module,
+    critic: nn.Module,
+    obs: torch.Tensor,
+    temperature: float,
+    gamma: float,
+    value_units: str = "relative",
+) -> float:
+    """Mean over the batch of the total variation distance between the actor's weights and the
+    optimum of its objective at its own values, `floored_softmax(v, temperature, floor)` (a
+    diagnostic): near 0, the actor has reached what its critic and temperature ask for; large, it
+    lags them (too few or too small actor steps), whatever the temperature says."""
+    weights = actor(obs)
+    values = per_step_values(critic(obs, weights), gamma, value_units)
+    target = floored_softmax(values, temperature, float(getattr(actor, "floor", 0.0)))
+    return float(0.5 * (weights.to(target.dtype) - target).abs().sum(dim=-1).mean())
+
+
 def update_critic_loss(
     warmup: bool,
     critic: nn.Module,
@@ -227,11 +338,14 @@ def update_actor_loss(
     actions: torch.Tensor,
     behaviour: torch.Tensor | None,
     agent: AgentConfig,
+    rewards: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The actor's loss in one update of either agent: during the learning warm-up `imitation_loss`
     of the executed weights (on the rows ODM chose when `agent.imitate_odm_only`), after it the
-    agent's objective (`actor_loss`). Gradient reaches: the actor; with `agent.freeze_actor` (the
-    reference's behaviour) nothing: the loss comes back detached, for logging only."""
+    agent's objective (`actor_loss`) at the temperature `actor_temperature` (which reads the
+    batch's vector `rewards` under `agent.temperature: evidence`). Gradient reaches: the actor; with
+    `agent.freeze_actor` (the reference's behaviour) nothing: the loss comes back detached, for
+    logging only."""
     if warmup:
         loss = imitation_loss(actor, obs, actions, behaviour if agent.imitate_odm_only else None)
     else:
@@ -240,9 +354,10 @@ def update_actor_loss(
             critic,
             obs,
             agent.actor_objective,
-            agent.entropy_coef,
+            actor_temperature(agent, rewards),
             agent.gamma,
             agent.value_units,
+            agent.value_gradient,
         )
     return loss.detach() if agent.freeze_actor else loss
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from acodm_ray.agent.config import AgentConfig
+from acodm_ray.agent.config import AgentConfig, floor_per_domain
 
 
 def _check_sizes(state_dim: int, num_domains: int, hidden: int, layers: int) -> None:
@@ -35,7 +35,7 @@ def mlp_trunk(in_dim: int, hidden: int, layers: int) -> nn.Sequential:
 
 class Actor(nn.Module):
     """pi(s) -> w in the simplex: (1 - K floor) softmax(logits) + floor. The floor (agent.weight_floor,
-    0 in the paper) is part of the network, so the exported policy keeps it on the target too."""
+    or agent.floor_mass / K; 0 in the paper) is part of the network, so the exported policy keeps it on the target too."""
 
     def __init__(
         self, state_dim: int, num_domains: int, hidden: int, layers: int, floor: float = 0.0
@@ -56,7 +56,13 @@ class Actor(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: AgentConfig, state_dim: int, num_domains: int) -> Actor:
-        return cls(state_dim, num_domains, cfg.actor_hidden, cfg.actor_layers, cfg.weight_floor)
+        return cls(
+            state_dim,
+            num_domains,
+            cfg.actor_hidden,
+            cfg.actor_layers,
+            floor_per_domain(cfg, num_domains),
+        )
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(obs))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from acodm_ray.anyloop.dataset import MixingDataset
 from acodm_ray.anyloop.domain_grads import DomainGradients
 from acodm_ray.anyloop.domain_sums import DomainSums
 from acodm_ray.anyloop.mixer import ONLINE, build_loop_mixer, needs_scores
+from acodm_ray.anyloop.reference import ReferenceGradient
 from acodm_ray.anyloop.token_loss import IGNORE_INDEX, token_losses  # noqa: F401  (re-exported)
 from acodm_ray.checkpoint import load_checkpoint, save_checkpoint
 from acodm_ray.collective import LocalCollective, TorchCollective, default_collective
@@ -50,6 +51,7 @@ from acodm_ray.signals import (
     TrackedWeights,
     domain_means,
     make_state_spec,
+    resolve_named_targets,
     step_scores,
 )
 from acodm_ray.step_signals import StepSignals
@@ -59,15 +61,15 @@ log = logging.getLogger(__name__)
 STATE_FORMAT = 1
 
 
-def _loop_signals(signals: SignalConfig | None) -> SignalConfig:
-    """The signal settings a loop of your own can compute (default: `SignalConfig()`'s)."""
-    sig = signals or SignalConfig()
-    if sig.score == "eval":
-        raise ValueError(
-            'signals.score "eval" draws a reference micro-batch inside LMTrainer\'s step; in your own '
-            'loop there is none: use "total" or "cross"'
-        )
-    return sig
+def _loop_signals(
+    signals: SignalConfig | None, agent: AgentConfig | None, named: list[str], domains: list[str]
+) -> tuple[SignalConfig, AgentConfig]:
+    """The signal and agent settings of a loop of your own (defaults: `SignalConfig()`'s and
+    `AgentConfig()`'s), with "auto" resolved by the named-targets rule: `eval_domains` named ->
+    the "eval" reward (signals.resolve_named_targets)."""
+    if set(named) - set(domains):
+        raise ValueError(f"eval_domains {named} are not all among {domains}")
+    return resolve_named_targets(signals or SignalConfig(), agent or AgentConfig(), named)
 
 
 class MixingFeedback:
@@ -77,9 +79,9 @@ class MixingFeedback:
     `policy`: an exported policy directory instead. `signals` says which matrices the state tracks
     and how scores are computed (a policy must have been trained with the same layout); `optimizer`
     (or `step(lr=...)`) gives the learning rate the alignment mixer steps by; `collective` defaults
-    to torch.distributed's process group once one is up (`connect`). Create it before the loop
-    iterates the dataset: it publishes the initial weights, and DataLoader workers copy the dataset
-    at the start.
+    to torch.distributed's process group once one is up (`connect`); `eval_domains` (what you
+    evaluate on) makes `signals.score` "auto" the "eval" reward (anyloop/reference.py). Create it
+    before the loop iterates the dataset: it publishes the initial weights (DataLoaders copy it).
     """
 
     def __init__(
@@ -95,12 +97,14 @@ class MixingFeedback:
         seed: int = 0,
         optimizer: torch.optim.Optimizer | None = None,
         collective: LocalCollective | TorchCollective | None = None,
+        eval_domains: Sequence[str] | None = None,
     ) -> None:
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         self.model, self.dataset, self.optimizer = model, dataset, optimizer
         self.domains = list(dataset.domains)
-        self.sig = _loop_signals(signals)
+        named = list(eval_domains or [])
+        self.sig, agent = _loop_signals(signals, agent, named, self.domains)
         self.total_steps = int(total_steps)
         self._track_state(model)
         self._device = next(model.parameters()).device
@@ -117,13 +121,14 @@ class MixingFeedback:
             agent,
             seed,
         )
-        self.grads = None
+        self.grads = self.reference = None
         if needs_scores(self.mixer):
-            self.grads = DomainGradients(
-                model,
-                alignment_params(model, self.sig.alignment_layers, self.sig.param_suffix),
-                len(self.domains),
-            )
+            align = alignment_params(model, self.sig.alignment_layers, self.sig.param_suffix)
+            self.grads = DomainGradients(model, align, len(self.domains))
+            if self.sig.score == "eval":  # the reference rows: of the named domains (or all)
+                evaluated = [self.domains.index(d) for d in named or self.domains]
+                params, rows = [p for _, p in align], dataset.batch_size
+                self.reference = ReferenceGradient(model, dataset, evaluated, params, rows, seed)
         self.step_count = 0
         self.last_state = self.tracker.initial()
         self.last_signals: StepSignals | None = None
@@ -132,9 +137,8 @@ class MixingFeedback:
         self.current = dataset.history[-1].copy()
         self._pending_domain: torch.Tensor | None = None
         self._hook = model.register_forward_pre_hook(self._take_domain, with_kwargs=True)
-        self.records = DomainSums(
-            len(self.domains)
-        )  # the step's records, micro-batch by micro-batch
+        # the step's records, micro-batch by micro-batch
+        self.records = DomainSums(len(self.domains))
         self._reset()
 
     def _track_state(self, model: torch.nn.Module) -> None:
@@ -147,7 +151,7 @@ class MixingFeedback:
             self.domains, [n for n, _ in tracked], sig.progress_scale, sig.z_clip
         )
         self.tracker = StateTracker(len(self.domains), len(tracked), sig.progress_scale, sig.z_clip)
-        self.scale = RunningScale(sig.score_scale_beta, sig.score_clip_total)
+        self.scale = RunningScale(sig.score_scale_beta, sig.score_clip_total, sig.score_window)
 
     @property
     def rank(self) -> int:
@@ -321,9 +325,12 @@ class MixingFeedback:
             self.collective.sum_(grads)
             if finite:
                 mean = grads.cpu() / tokens.clamp(min=1).unsqueeze(1).float()
-                sig = self.sig
+                sig, ref = self.sig, None
+                if self.reference is not None:  # each rank's own rows: their mean
+                    ref = self.reference(self.step_count, self.rank)
+                    ref = self.collective.sum_(ref) / self.collective.world_size
                 raw, scores = step_scores(
-                    mean, sampled, sig.score, sig.score_clip, sig.z_clip, self.scale
+                    mean, sampled, sig.score, sig.score_clip, sig.z_clip, self.scale, ref
                 )
         return raw, scores
 

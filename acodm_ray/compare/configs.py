@@ -71,7 +71,7 @@ def load_compare_config(
         probe = from_dict(ExperimentConfig, deep_merge(data, cli))
         data = deep_merge(data, probe.compare.quick or DEFAULT_QUICK)
     cfg = from_dict(ExperimentConfig, deep_merge(data, cli))
-    validate(cfg)
+    validate(cfg, resolve=False)  # "auto" stays: each run resolves it under its method's overrides
     validate_compare(cfg)
     return cfg
 

@@ -144,6 +144,44 @@ METHODS: dict[str, Method] = {
         "proxy",
         {"signals": {"score": "eval", "eval_weighting": "perplexity"}},
     ),
+    # named targets (train.eval_domains) and how far the mix moves (docs/method.md, "Named targets")
+    "acodm-total": Method(
+        "ablation: acodm rewarded with the total alignment even where train.eval_domains names the "
+        "evaluated domains (signals.score: total; the default auto gives eval there), which "
+        "brings back the fixed temperature and no window: the default before named targets",
+        "proxy",
+        {"signals": {"score": "total"}},
+    ),
+    "acodm-fixedtemp": Method(
+        "ablation: acodm at the fixed temperature entropy_coef = 1 (agent.temperature: fixed) "
+        "instead of the evidence temperature its eval score brings",
+        "proxy",
+        {"agent": {"temperature": "fixed"}},
+    ),
+    "acodm-nowindow": Method(
+        "ablation: acodm with each step's own scores as the reward (signals.score_window: 1) "
+        "instead of their mean over the last 8 steps its eval score brings",
+        "proxy",
+        {"signals": {"score_window": 1}},
+    ),
+    "acodm-floormass": Method(
+        "variant: acodm with one total floor of 0.07 split over the K domains (agent.floor_mass), "
+        "0.01 each at K = 7, 0.005 at K = 14",
+        "proxy",
+        {"agent": {"floor_mass": 0.07}},
+    ),
+    "acodm-projection": Method(
+        "variant: acodm whose actor is fitted by cross-entropy to its objective's optimum "
+        "floored_softmax(v / T) (agent.actor_objective: projection) instead of ascending to it",
+        "proxy",
+        {"agent": {"actor_objective": "projection"}},
+    ),
+    "acodm-constvalues": Method(
+        "variant: acodm whose actor takes the critic's per-domain values as constants, no gradient "
+        "through the critic's action input (agent.value_gradient: none): its optimum is softmax(v/T)",
+        "proxy",
+        {"agent": {"value_gradient": "none"}},
+    ),
     "acodm-noguard": Method(
         "ablation: acodm without the weight floor and the entropy term", "proxy", PAPER_NO_GUARD
     ),

@@ -170,7 +170,14 @@ class OnlineACODM(Mixer):
         # after the critic's step: the actor's loss sees the updated critic (the RLlib learner computes
         # both losses in one forward pass, before either step)
         a_loss = ddpg.update_actor_loss(
-            warmup, self.actor, self.critic, b["obs"], b["actions"], b["behaviour"], self.cfg
+            warmup,
+            self.actor,
+            self.critic,
+            b["obs"],
+            b["actions"],
+            b["behaviour"],
+            self.cfg,
+            b["rewards"],
         )
         self.actor_opt.zero_grad(set_to_none=True)
         grad_norm = 0.0
@@ -207,7 +214,16 @@ class OnlineACODM(Mixer):
             "value_spread": ddpg.value_spread(
                 self.actor, self.critic, b["obs"], gamma, self.cfg.value_units
             ),
+            "temperature": ddpg.actor_temperature(self.cfg, b["rewards"]),
         }
+        self.last_losses["optimum_gap"] = ddpg.optimum_gap(
+            self.actor,
+            self.critic,
+            b["obs"],
+            self.last_losses["temperature"],
+            gamma,
+            self.cfg.value_units,
+        )
         return self.last_losses
 
     # ------------------------------------------------------------------ checkpoints

@@ -29,7 +29,9 @@ from policies.acodm.rl_module import (
     ACTOR_LOSS,
     CRITIC_LOSS,
     IN_WARMUP,
+    OPTIMUM_GAP,
     TD_ERROR,
+    TEMPERATURE,
     VALUE_SPREAD,
     WEIGHT_ENTROPY,
     ACODMTorchRLModule,
@@ -116,6 +118,8 @@ class ACODMTorchLearner(TorchLearner):
                 "mean_abs_td_error": float(fwd_out[TD_ERROR]),  # not "td_error": DQN reads that key
                 "weight_entropy": float(fwd_out[WEIGHT_ENTROPY]),
                 "value_spread": float(fwd_out[VALUE_SPREAD]),
+                "temperature": float(fwd_out[TEMPERATURE]),
+                "optimum_gap": float(fwd_out[OPTIMUM_GAP]),
             },
             key=module_id,
             window=1,

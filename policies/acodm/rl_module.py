@@ -33,6 +33,8 @@ IN_WARMUP = "in_warmup"
 TD_ERROR = "td_error"
 WEIGHT_ENTROPY = "weight_entropy"
 VALUE_SPREAD = "value_spread"
+TEMPERATURE = "temperature"
+OPTIMUM_GAP = "optimum_gap"
 
 
 def agent_from_model_config(model_config: dict[str, Any] | None) -> tuple[AgentConfig, int]:
@@ -64,9 +66,7 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
         agent = self.agent
         state_dim = int(self.observation_space.shape[0])
         num_domains = int(self.action_space.shape[0])
-        self.actor = Actor(
-            state_dim, num_domains, agent.actor_hidden, agent.actor_layers, agent.weight_floor
-        )
+        self.actor = Actor.from_config(agent, state_dim, num_domains)
         if not self.inference_only:
             self.critic = VectorCritic(
                 state_dim, num_domains, agent.critic_hidden, agent.critic_layers
@@ -138,7 +138,7 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
         )
         behaviour = batch[BEHAVIOUR_WARMUP] if warm and agent.imitate_odm_only else None
         a_loss = ddpg.update_actor_loss(
-            warm, self.actor, self.critic, obs, actions, behaviour, agent
+            warm, self.actor, self.critic, obs, actions, behaviour, agent, rewards
         )
         with torch.no_grad():
             entropy = ddpg.entropy(self.actor(obs)).mean()
@@ -154,6 +154,8 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
             gamma,
         )
         spread = ddpg.value_spread(self.actor, self.critic, obs, gamma, agent.value_units)
+        temperature = ddpg.actor_temperature(agent, rewards)
+        gap = ddpg.optimum_gap(self.actor, self.critic, obs, temperature, gamma, agent.value_units)
         return {
             ACTOR_LOSS: a_loss,
             CRITIC_LOSS: c_loss,
@@ -161,4 +163,6 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
             TD_ERROR: td,
             WEIGHT_ENTROPY: entropy,
             VALUE_SPREAD: spread,
+            TEMPERATURE: temperature,
+            OPTIMUM_GAP: gap,
         }
