@@ -43,7 +43,7 @@ case "$setting" in
       --set "$REAL_ONLY" \
       --set mixer.weights_file=benchmarks/weights/swamped_real_only.yaml \
       --methods uniform,odm,acodm,file,acodm-eval,acodm-evalppl "$@" ;;
-  swamped-named)  # the named-targets default, its ablations and variants (BENCHMARKS.md "Named targets")
+  swamped-named)  # the named-targets default, its ablations and variants (docs/method.md "Named targets")
     derive swamped
     [ -d "$OUT/bench-swamped-named" ] && resume=(--resume)
     $PY jobs/compare.py "${common[@]}" --name bench-swamped-named --seeds 3 "${resume[@]}" \

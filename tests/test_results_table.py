@@ -14,7 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def section(path: Path) -> str:
-    match = re.search(r"<!-- BEGIN results-summary -->\n(.*?)\n<!-- END results-summary -->", path.read_text(), re.S)
+    match = re.search(
+        r"<!-- BEGIN results-summary -->\n(.*?)\n<!-- END results-summary -->",
+        path.read_text(),
+        re.S,
+    )
     assert match, f"{path.name} has no results-summary section"
     return match.group(1).strip()
 
@@ -32,4 +36,6 @@ def test_paired_differences_by_hand():
     mean = sum(diffs) / len(diffs)
     std = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5
     cell, wins, n = results_table.paired(summary, "acodm", "uniform")
-    assert cell == f"{mean:+.2f} ± {std:.2f}" and n == len(diffs) and wins == sum(d < 0 for d in diffs)
+    assert (
+        cell == f"{mean:+.2f} ± {std:.2f}" and n == len(diffs) and wins == sum(d < 0 for d in diffs)
+    )
