@@ -151,34 +151,15 @@ class OnlineACODM(Mixer):
             for group in opt.param_groups:
                 group["lr"] = lr_at(points, self.steps_seen)
         b = self.buffer.sample(self.cfg.batch_size)
-        gamma = self.cfg.gamma
-        c_loss = ddpg.update_critic_loss(
-            warmup,
-            self.critic,
-            self.target_actor,
-            self.target_critic,
-            b["obs"],
-            b["actions"],
-            b["rewards"],
-            b["next_obs"],
-            b["dones"],
-            gamma,
-        )
+        c_loss = ddpg.update_critic_loss(warmup, self.critic, self.target_actor, self.target_critic,
+                                         *self._transition(b), self.cfg.gamma)  # fmt: skip
         self.critic_opt.zero_grad(set_to_none=True)
         c_loss.backward()
         self.critic_opt.step()
         # after the critic's step: the actor's loss sees the updated critic (the RLlib learner computes
         # both losses in one forward pass, before either step)
-        a_loss = ddpg.update_actor_loss(
-            warmup,
-            self.actor,
-            self.critic,
-            b["obs"],
-            b["actions"],
-            b["behaviour"],
-            self.cfg,
-            b["rewards"],
-        )
+        a_loss = ddpg.update_actor_loss(warmup, self.actor, self.critic, b["obs"], b["actions"],
+                                        b["behaviour"], self.cfg, b["rewards"])  # fmt: skip
         self.actor_opt.zero_grad(set_to_none=True)
         grad_norm = 0.0
         if a_loss.requires_grad:  # update_actor_loss detaches it when agent.freeze_actor
@@ -190,41 +171,38 @@ class OnlineACODM(Mixer):
             ddpg.soft_update(self.target_actor, self.actor, self.cfg.tau)
             ddpg.soft_update(self.target_critic, self.critic, self.cfg.tau)
         self.num_updates += 1
-        with torch.no_grad():
-            entropy = float(ddpg.entropy(self.actor(b["obs"])).mean())
-        td = ddpg.td_error(
-            self.critic,
-            self.target_actor,
-            self.target_critic,
-            b["obs"],
-            b["actions"],
-            b["rewards"],
-            b["next_obs"],
-            b["dones"],
-            gamma,
-        )
         self.last_losses = {
             "actor_loss": a_loss.item(),
             "critic_loss": c_loss.item(),
             "warmup": float(warmup),
-            "td_error": td,
             "actor_grad_norm": grad_norm,
+            **self._diagnostics(b),
+        }
+        return self.last_losses
+
+    @staticmethod
+    def _transition(b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """A replay batch's (obs, actions, rewards, next_obs, dones), in the critic losses' order."""
+        return b["obs"], b["actions"], b["rewards"], b["next_obs"], b["dones"]
+
+    def _diagnostics(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        """After an update, on its batch: what the RLlib learner logs too (iterations.jsonl)."""
+        gamma, units = self.cfg.gamma, self.cfg.value_units
+        with torch.no_grad():
+            entropy = float(ddpg.entropy(self.actor(b["obs"])).mean())
+        td = ddpg.td_error(self.critic, self.target_actor, self.target_critic, *self._transition(b),
+                           gamma)  # fmt: skip
+        temperature = ddpg.actor_temperature(self.cfg, b["rewards"])
+        return {
+            "td_error": td,
             "weight_entropy": entropy,
             "actor_lr": self.actor_opt.param_groups[0]["lr"],
-            "value_spread": ddpg.value_spread(
-                self.actor, self.critic, b["obs"], gamma, self.cfg.value_units
-            ),
-            "temperature": ddpg.actor_temperature(self.cfg, b["rewards"]),
+            "value_spread": ddpg.value_spread(self.actor, self.critic, b["obs"], gamma, units),
+            "temperature": temperature,
+            "optimum_gap": ddpg.optimum_gap(
+                self.actor, self.critic, b["obs"], temperature, gamma, units
+            ),  # fmt: skip
         }
-        self.last_losses["optimum_gap"] = ddpg.optimum_gap(
-            self.actor,
-            self.critic,
-            b["obs"],
-            self.last_losses["temperature"],
-            gamma,
-            self.cfg.value_units,
-        )
-        return self.last_losses
 
     # ------------------------------------------------------------------ checkpoints
 
