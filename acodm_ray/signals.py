@@ -79,7 +79,7 @@ def resolve_score(score: str, eval_domains: Sequence[str]) -> str:
     return score
 
 
-EVIDENCE_WINDOW = 8  # signals.score_window under the "eval" score (BENCHMARKS.md, issue 28)
+EVIDENCE_WINDOW = 8  # signals.score_window under the "eval" score (docs/method.md, "Named targets")
 
 
 def resolve_named_targets(sig: Any, agent: Any, eval_domains: Sequence[str]) -> tuple[Any, Any]:

@@ -5,6 +5,8 @@ Variants, alternating round by round (each in a fresh process, so each peak RSS 
   raw      - `tokenizers` `encode_batch_fast` (ids, no offsets: what the prepare's actors call) over
              the documents already in memory (Rust, every core):
              the physical limit of tokenizing on this machine, no reading, no writing;
+  raw-1    - the same on one thread (RAYON_NUM_THREADS=1, as each tokenizer actor runs): one core's
+             limit, what one actor could reach at best;
   old      - the pre-shard path at commit d256366 (`load_tokenized`: read every document into
              Python lists with Hugging Face `datasets`, encode in one process, save .npy);
   new-1/2  - `acodm corpus prepare` (acodm_ray/data/prepare.py) with 1 and 2 tokenizer actors, on a
@@ -38,7 +40,7 @@ from acodm_ray.data.build import default_corpus_dir  # noqa: E402
 from benchmarks.report import table, update_section  # noqa: E402
 
 OLD_COMMIT = "d256366"
-VARIANTS = ("raw", "old", "new-1", "new-2")
+VARIANTS = ("raw", "raw-1", "old", "new-1", "new-2")
 
 
 def corpus_files(corpus: Path) -> list[str]:
@@ -112,7 +114,7 @@ def run_old(files: list[str], tokenizer: Path, home: Path) -> float:
 
 def one(args: argparse.Namespace) -> None:
     files, tokenizer, home = corpus_files(Path(args.corpus)), Path(args.tokenizer), Path(args.home)
-    if args.one == "raw":
+    if args.one in ("raw", "raw-1"):
         seconds = run_raw(files, tokenizer)
     elif args.one == "old":
         seconds = run_old(files, tokenizer, home)
@@ -127,7 +129,12 @@ def one(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------- the rounds
 
 
-def measure(corpus: Path, rounds: int, variants: list[str], home: Path) -> dict:
+def measure(
+    corpus: Path, rounds: int, variants: list[str], home: Path, realtime: bool = False
+) -> dict:
+    """Every variant `rounds` times, order rotating; `realtime`: each variant's process tree runs
+    under SCHED_RR (chrt -r 1), ahead of every other process on the machine, so work that shares
+    the cores does not count (Linux keeps 5% of each CPU for the rest)."""
     tokenizer = bench_tokenizer(home)
     chars = count_chars(corpus_files(corpus))
     runs: dict[str, list[dict]] = {v: [] for v in variants}
@@ -137,6 +144,9 @@ def measure(corpus: Path, rounds: int, variants: list[str], home: Path) -> dict:
             cmd = [sys.executable, __file__, "--one", v, "--corpus", str(corpus), "--tokenizer", str(tokenizer),
                    "--home", str(home)]  # fmt: skip
             env = {**os.environ, "ACODM_HOME": str(home), "TOKENIZERS_PARALLELISM": "true"}
+            if v == "raw-1":
+                env["RAYON_NUM_THREADS"] = "1"
+            cmd = ["chrt", "-r", "1", *cmd] if realtime else cmd
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
             if proc.returncode:
                 raise RuntimeError(f"{v} failed: {proc.stderr[-3000:]}")
@@ -144,7 +154,7 @@ def measure(corpus: Path, rounds: int, variants: list[str], home: Path) -> dict:
             runs[v].append(result)
             print(f"round {r + 1} {v}: {chars / result['seconds'] / 1e6:.2f} M chars/s, "
                   f"peak RSS {result['driver_rss_mb']:.0f} MB", flush=True)  # fmt: skip
-    return {"chars": chars, "rounds": rounds, "runs": runs}
+    return {"chars": chars, "rounds": rounds, "realtime": realtime, "runs": runs}
 
 
 def report(result: dict, label: str) -> str:
@@ -153,13 +163,23 @@ def report(result: dict, label: str) -> str:
         v: statistics.median(chars / r["seconds"] for r in rs) for v, rs in result["runs"].items()
     }
     rss = {v: max(r["driver_rss_mb"] for r in rs) for v, rs in result["runs"].items()}
-    rows = [[v, rate[v] / 1e6, rate[v] / rate["raw"] if "raw" in rate else "", rate[v] / rate["old"] if "old" in rate
-             else "", rss[v]] for v in rate]  # fmt: skip
+
+    def ratio(v: str, base: str) -> float | str:
+        return rate[v] / rate[base] if base in rate else ""
+
+    rows = [
+        [v, rate[v] / 1e6, ratio(v, "raw"), ratio(v, "raw-1"), ratio(v, "old"), rss[v]]
+        for v in rate
+    ]
     head = f"{label}: {chars / 1e6:.0f} M characters, {os.cpu_count()} CPUs, median of {result['rounds']} rounds"
+    if result.get("realtime"):
+        head += " (each variant under SCHED_RR: as on an idle machine)"
+    if "new-1" in rate and "new-2" in rate:
+        head += f"; 2 tokenizer actors / 1: {rate['new-2'] / rate['new-1']:.2f}x"
     return (
         head
         + "\n\n"
-        + table(["variant", "M chars/s", "x raw", "x old", "peak RSS MB (driver)"], rows)
+        + table(["variant", "M chars/s", "x raw", "x raw-1", "x old", "peak RSS MB (driver)"], rows)
     )
 
 
@@ -176,6 +196,7 @@ def main() -> int:
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "prepare.json"))
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--tokenizer", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--realtime", action="store_true", help="each variant under chrt -r 1")
     args = parser.parse_args()
     if args.one:
         one(args)
@@ -186,7 +207,8 @@ def main() -> int:
     bundled = default_corpus_dir()  # the user's bundled corpus, before ACODM_HOME points elsewhere
     if not (home / "corpus" / "debian-v1").exists():
         (home / "corpus" / "debian-v1").symlink_to(bundled)
-    result = measure(Path(args.corpus), args.rounds, args.variants.split(","), home)
+    variants = args.variants.split(",")
+    result = measure(Path(args.corpus), args.rounds, variants, home, args.realtime)
     Path(args.json).write_text(json.dumps(result, indent=1))
     text = report(result, f"`{Path(args.corpus).name}`")
     print(text)
