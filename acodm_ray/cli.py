@@ -3,6 +3,7 @@
 acodm corpus build [--out DIR] [--force] [--domains a,b]   build the bundled offline corpus (Debian packages)
 acodm corpus prepare --config FILE [--out DIR|URI] [--set ...] [--dry-run]   tokenize a corpus into token shards (Ray Data)
 acodm corpus verify DIR|URI                      check a prepared corpus's shards against their sha256
+acodm corpus derive KIND [--src DIR] [--out DIR] [--force]   the bundled corpus plus decoys
 acodm pretrain --config configs/demo.yaml --mixer odm [--set train.steps=50] [--resume] [--dry-run]
 acodm config show --config FILE [--method M --stage proxy|target] [--quick] [--set ...]   a resolved config
 acodm config docs [--check]                     write (or check) docs/config.md from the config's fields
@@ -20,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from acodm_ray.config import ConfigError, config_flag, load_config, to_dict
+from acodm_ray.data.derived import KINDS, derive
 from acodm_ray.errors import USER_ERRORS
 from acodm_ray.run import print_closing
 from acodm_ray.runplan import prepare_plan, single_run_plan
@@ -90,6 +92,14 @@ def cmd_corpus_build(args: argparse.Namespace) -> int:
         Path(args.out) if args.out else None, force=args.force, domains=domains
     )
     print(f"corpus ready: {out}")
+    return 0
+
+
+def cmd_corpus_derive(args: argparse.Namespace) -> int:
+    out = derive(
+        args.kind, args.src and Path(args.src), args.out and Path(args.out), force=args.force
+    )
+    print(f"corpus ready: {out} (the bundled corpus + {args.kind}; --force writes it anew)")
     return 0
 
 
@@ -195,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_corpus_commands(sub: argparse._SubParsersAction) -> None:
-    """acodm corpus build | prepare | verify."""
+    """acodm corpus build | derive | prepare | verify."""
     corpus = sub.add_parser("corpus", help="corpus tools")
     corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)
     build = corpus_sub.add_parser(
@@ -211,6 +221,7 @@ def _add_corpus_commands(sub: argparse._SubParsersAction) -> None:
         help="comma-separated subset of the domains (a partial corpus; needs --out)",
     )
     build.set_defaults(func=cmd_corpus_build)
+    _add_derive_command(corpus_sub)
     prepare = corpus_sub.add_parser(
         "prepare", help="tokenize a config's corpus into token shards (a Ray Data job)"
     )
@@ -227,6 +238,24 @@ def _add_corpus_commands(sub: argparse._SubParsersAction) -> None:
     )
     verify.add_argument("prepared", help="a prepared corpus directory or URI")
     verify.set_defaults(func=cmd_corpus_verify)
+
+
+def _add_derive_command(corpus_sub: argparse._SubParsersAction) -> None:
+    """acodm corpus derive."""
+    derive = corpus_sub.add_parser(
+        "derive",
+        help="derive a corpus with a known answer from the bundled one (offline, seconds)",
+        description="Write the bundled corpus plus decoy domains (decoys, swamped, junk) or with "
+        "domains merged (merged), next to it as <bundled>-KIND; acodm_ray/data/derived.py says "
+        "what each holds. Read it with --set corpus.path=debian-v1-KIND.",
+    )
+    derive.add_argument("kind", choices=list(KINDS))
+    derive.add_argument(
+        "--src", default=None, help="the bundled corpus (default: the one `corpus build` made)"
+    )
+    derive.add_argument("--out", default=None, help="output directory (default: <src>-KIND)")
+    derive.add_argument("--force", action="store_true", help="rewrite it if it exists")
+    derive.set_defaults(func=cmd_corpus_derive)
 
 
 def _add_pretrain_command(sub: argparse._SubParsersAction) -> None:

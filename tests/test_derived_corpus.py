@@ -1,5 +1,6 @@
-"""The benchmark's derived corpora (benchmarks/derived_corpus.py): the decoy settings hold what their
-docs promise, and the known-answer weight files name exactly their setting's domains."""
+"""The derived corpora (acodm_ray/data/derived.py; `acodm corpus derive` and
+benchmarks/derived_corpus.py run it): the decoy settings hold what their docs promise, and the
+known-answer weight files name exactly their setting's domains."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
+from acodm_ray.data import derived as derived_corpus
 from acodm_ray.data.build import domain_specs
-from benchmarks import derived_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ["code", "prose"]
@@ -184,3 +185,26 @@ def test_junk_adds_seven_decoys_of_four_other_kinds(bundled_named):
         assert [t.translate(back) for t in docs["cyrillic"]] == [
             lit[i % len(lit)] for i in range(derived_corpus.DECOY_DOCS[split])
         ]
+
+
+def test_the_cli_derives_once_and_a_missing_derived_corpus_says_how_to_make_it(bundled, capsys):
+    """`acodm corpus derive` writes what `derive` writes and keeps it on a second call (no
+    --force), so prepared shards keyed on its files stay valid; a config that reads a derived
+    corpus not yet written is told the command."""
+    from acodm_ray import cli
+    from acodm_ray.config import load_config
+    from acodm_ray.data.corpus_errors import CorpusNotBuiltError
+    from acodm_ray.data.sources import plan_source
+
+    corpus = load_config(None, ["corpus.path=debian-v1-swamped"]).corpus
+    with pytest.raises(CorpusNotBuiltError, match="run `acodm corpus derive swamped`"):
+        plan_source(corpus)
+    assert cli.main(["corpus", "derive", "swamped"]) == 0
+    out = derived_corpus.derived_dir("swamped")
+    assert f"corpus ready: {out}" in capsys.readouterr().out
+    files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()}
+    assert cli.main(["corpus", "derive", "swamped"]) == 0  # kept, not rewritten
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()} == files
+    assert plan_source(corpus).domain_order == REAL + derived_corpus.SWAMPED_DECOYS
+    derived_corpus.derive("swamped", force=True)  # the benchmark's rewrite: the same bytes
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {k: v[0] for k, v in files.items()}

@@ -36,6 +36,7 @@ from acodm_ray.data.corpus_errors import (
     UnknownDomainError,
     UnknownSourceError,
 )
+from acodm_ray.data.derived import derived_kind
 
 SOURCES = get_args(Source)
 FILE_SOURCES = ("json", "parquet", "text", "csv")
@@ -163,6 +164,11 @@ def _plan_packaged(cfg: CorpusConfig) -> SourcePlan:
     if not (root / "manifest.json").exists():
         if cfg.source == "tiny":
             raise CorpusFileNotFoundError(f"tiny corpus not found at {root} (broken install?)")
+        if kind := derived_kind(root):
+            raise CorpusNotBuiltError(
+                f"the derived corpus {root.name} is not written (no manifest.json in {root}); run "
+                f"`acodm corpus derive {kind}` (offline, seconds; after `acodm corpus build`)"
+            )
         raise CorpusNotBuiltError(
             f"the bundled corpus is not built (no manifest.json in {root}); run `acodm corpus build`"
             " once (it downloads a few Debian packages), or use corpus.source=tiny"
