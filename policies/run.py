@@ -209,7 +209,8 @@ def proxy_summary(
     algo, cfg: ExperimentConfig, probe: DataMixingEnv, run_dir: Path, rollout: bool
 ) -> dict[str, Any]:
     """summary.json of the stage, after exporting its policy (every algorithm's: kind "actor" for
-    acodm, "mlp" for ppo/sac/appo) and, with `rollout`, running it against ODM on a fresh proxy."""
+    acodm, "mlp" for ppo/sac/appo) and, with `rollout`, running it against ODM on a fresh proxy
+    (and against uniform, with named targets: `acodm_ray.rollout.compare_with_odm`)."""
     summary: dict[str, Any] = {
         "algo": cfg.rl.algo,
         "iterations": algo.iteration,
@@ -222,10 +223,11 @@ def proxy_summary(
     summary["policy"] = str(policy_dir)
     if rollout:
         # lazy: the rollout's plot imports matplotlib, which a stage without a rollout never needs
-        from acodm_ray.rollout import compare_with_odm
+        from acodm_ray.rollout import compare_with_odm, decoy_domains
 
         label = "AC-ODM policy" if cfg.rl.algo == "acodm" else f"{cfg.rl.algo.upper()} policy"
-        summary["rollout"] = compare_with_odm(policy_dir, cfg, run_dir, label=label)
+        decoys = decoy_domains(probe.domains, cfg.train.eval_domains)
+        summary["rollout"] = compare_with_odm(policy_dir, cfg, run_dir, label, decoys)
     return summary
 
 
@@ -275,13 +277,16 @@ def closing_lines(
             "the learned policy's mean domain weights over a proxy run: "
             + ", ".join(f"{d} {w:.2f}" for d, w in top)
         )
-        ppl, odm = rollout["policy_val_ppl"]["average"], rollout["odm_val_ppl"]["average"]
-        verdict = "better than" if ppl < odm else "worse than" if ppl > odm else "equal to"
-        lines.append(
-            f"its proxy's final average validation perplexity is {ppl:.1f}, {verdict} "
-            f"ODM's {odm:.1f} from the same seed (mean total-variation distance between their "
-            f"weights {rollout['mean_tv_distance_to_odm']:.2f})"
-        )
+        if "comparison" in rollout:
+            lines += comparison_lines(rollout["comparison"])
+        else:
+            ppl, odm = rollout["policy_val_ppl"]["average"], rollout["odm_val_ppl"]["average"]
+            verdict = "better than" if ppl < odm else "worse than" if ppl > odm else "equal to"
+            lines.append(
+                f"its proxy's final average validation perplexity is {ppl:.1f}, {verdict} "
+                f"ODM's {odm:.1f} from the same seed (mean total-variation distance between their "
+                f"weights {rollout['mean_tv_distance_to_odm']:.2f})"
+            )
         lines.append(f"plot of both weight trajectories: {rollout['plot']}")
     if "policy" in summary:
         lines.append(f"exported policy: {summary['policy']}")
@@ -290,3 +295,39 @@ def closing_lines(
             f"--config {config or 'CONFIG'} --policy {summary['policy']}"
         )
     return lines, []
+
+
+def comparison_lines(comparison: dict[str, Any]) -> list[str]:
+    """The closing table of a rollout with decoys (`acodm_ray.rollout.mix_comparison`): each
+    method's average validation perplexity on the named domains and its weight outside them over
+    the run, then a one-sentence verdict."""
+    methods = comparison["methods"]
+    width = max(len(name) for name in [*methods, "method"])
+    ppl = f"avg val ppl on the {len(comparison['named'])} named domains"
+    off = f"weight on the {len(comparison['decoys'])} others (mean over the run)"
+    lines = [
+        "each mix on a fresh proxy from the same seed:",
+        f"  {'method':<{width}}  {ppl}  {off}",
+    ]
+    for name, m in methods.items():
+        lines.append(
+            f"  {name:<{width}}  {m['val_ppl']:>{len(ppl)}.1f}  {m['decoy_weight']:>{len(off)}.2f}"
+        )
+    return [*lines, mix_verdict(methods, comparison["learned"])]
+
+
+def mix_verdict(methods: dict[str, dict[str, float]], learned: str) -> str:
+    """One sentence: where the learned mix stands against every other method, in perplexity on the
+    named domains (to one decimal, as printed) and in weight outside them."""
+    mine = methods[learned]
+    others = {name: m for name, m in methods.items() if name != learned}
+    standings = []
+    for name, m in others.items():
+        gap = round(mine["val_ppl"] - m["val_ppl"], 1)
+        where = "ahead of" if gap < 0 else "behind" if gap > 0 else "level with"
+        standings.append(f"{where} {name} ({gap:+.1f} perplexity)")
+    theirs = " and ".join(f"{name}'s {m['decoy_weight']:.2f}" for name, m in others.items())
+    return (
+        f"verdict: the {learned} is {' and '.join(standings)} on the named domains, with "
+        f"{mine['decoy_weight']:.2f} of its weight on the others against {theirs} (one seed)."
+    )
