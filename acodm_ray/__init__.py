@@ -23,10 +23,10 @@ def bound_omp_spin(environ: MutableMapping[str, str] | None = None) -> bool:
     Why: each torch op that runs on two threads ends at a barrier, and with libgomp's default a
     thread that gets there first spins up to 300,000 times (milliseconds) before it sleeps. On an
     idle machine that costs nothing; on a 2-core machine with any other work running, the spinning
-    thread burns the CPU time its partner needs to finish, and a proxy or rollout step that takes
-    0.5 s idle took 16-48 s (BENCHMARKS.md "Rollout and env-step time"). 1,000 spins (tens of
-    microseconds) measured as fast as the default on the idle machine and within 2x of one thread
-    under load. Only how threads wait changes, not how work is split: results are bit for bit the
+    thread burns the CPU time its partner needs to finish: the demo's proxy and rollout step, 0.42 s
+    idle, took 36.9 s beside one busy process (BENCHMARKS.md "Rollout and env-step time under OpenMP
+    wait settings"). 1,000 spins (tens of microseconds) measured as fast as the default idle (0.426
+    s) and 0.82 s beside the busy process, what sharing a core predicts. Only how threads wait changes, not how work is split: results are bit for bit the
     same. libgomp reads the variable once, when torch loads it: this runs when `acodm_ray` is first
     imported (the jobs and `acodm` import it before torch), and Ray workers started afterwards
     inherit it (cluster workers get it from the jobs' runtime env, `jobs/_common.FORWARDED_ENV`)."""
