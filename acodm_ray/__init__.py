@@ -26,8 +26,8 @@ def bound_omp_spin(environ: MutableMapping[str, str] | None = None) -> bool:
     thread burns the CPU time its partner needs to finish: the demo's proxy and rollout step, 0.42 s
     idle, took 36.9 s beside one busy process (BENCHMARKS.md "Rollout and env-step time under OpenMP
     wait settings"). 1,000 spins (tens of microseconds) measured as fast as the default idle (0.426
-    s) and 0.82 s beside the busy process, what sharing a core predicts. Only how threads wait changes, not how work is split: results are bit for bit the
-    same. libgomp reads the variable once, when torch loads it: this runs when `acodm_ray` is first
+    s) and 0.82 s beside the busy process, what sharing a core predicts. Only how threads wait
+    changes, not how work is split: results are bit for bit the same. libgomp reads the variable once, when torch loads it: this runs when `acodm_ray` is first
     imported (the jobs and `acodm` import it before torch), and Ray workers started afterwards
     inherit it (cluster workers get it from the jobs' runtime env, `jobs/_common.FORWARDED_ENV`)."""
     environ = os.environ if environ is None else environ
