@@ -4,9 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-DEMO_CONFIG ?= configs/demo.yaml
+DEMO_CONFIG ?= configs/demo-decoys.yaml
+# the derived corpus DEMO_CONFIG reads (`acodm corpus derive`): the bundled one plus 7 decoy domains
+DEMO_CORPUS ?= swamped
 
-.PHONY: setup demo lint test test-fast corpus prepare clean
+.PHONY: setup demo lint test test-fast corpus derive prepare clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +21,10 @@ setup: $(VENV)/.installed
 corpus: setup
 	$(VENV)/bin/acodm corpus build
 
-prepare: corpus  # the demo's corpus as token shards (a Ray Data job; seconds once done)
+derive: corpus  # the demo's setting: the bundled corpus plus decoy domains (offline, seconds)
+	$(VENV)/bin/acodm corpus derive $(DEMO_CORPUS)
+
+prepare: derive  # the demo's corpus as token shards (a Ray Data job; seconds once done)
 	$(VENV)/bin/acodm corpus prepare --config $(DEMO_CONFIG)
 
 demo: prepare

@@ -25,6 +25,7 @@ from typing import Any
 
 from acodm_ray.config import cache_dir, load_config
 from acodm_ray.data.build import default_corpus_dir
+from acodm_ray.data.derived import derived_kind
 from acodm_ray.ray_probe import (
     PROBE_TIMEOUT_S,
     _port_open,
@@ -199,9 +200,12 @@ def _corpus_dir(config: Any | None) -> tuple[str, Path | None]:
     if config is None:
         return "bundled", default_corpus_dir()
     c = config.corpus
-    if c.source == "bundled":
-        return "bundled", Path(c.path).expanduser() if c.path else default_corpus_dir()
-    return c.source, None
+    if c.source != "bundled":
+        return c.source, None
+    root = Path(c.path).expanduser() if c.path else default_corpus_dir()
+    if not root.is_absolute() and not root.exists():  # a corpus name under $ACODM_HOME/corpus
+        root = default_corpus_dir().parent / root
+    return "bundled", root
 
 
 def check_data(r: Report, config: Any | None) -> None:
@@ -218,9 +222,12 @@ def check_data(r: Report, config: Any | None) -> None:
     else:
         manifest_path = corpus / "manifest.json"
         if not manifest_path.is_file():
+            kind = derived_kind(corpus)
             r.missing_item(
                 f"corpus       not built: no {manifest_path}",
-                "acodm corpus build  (or: make corpus)",
+                f"acodm corpus derive {kind}  (after acodm corpus build)"
+                if kind
+                else "acodm corpus build  (or: make corpus)",
             )
         else:
             try:
@@ -332,8 +339,8 @@ def run_doctor(
         r.lines += [f"  - {m}" for m in r.missing]
         return 1, r.text()
     r.lines.append(
-        "\neverything the demo needs is here: `make demo` "
-        "(or python jobs/proxy_rl.py --config configs/demo.yaml)"
+        "\neverything the demo needs is here: `make demo` (or, after `acodm corpus derive "
+        "swamped`, python jobs/proxy_rl.py --config configs/demo-decoys.yaml)"
     )
     return 0, r.text()
 

@@ -73,6 +73,20 @@ def test_built_corpus_is_ok(clean_env):
     assert code == 0, text  # everything else the demo needs is installed in this environment
 
 
+def test_the_demo_config_finds_its_derived_corpus_or_names_the_command(clean_env):
+    """configs/demo-decoys.yaml reads `debian-v1-swamped`, a name under $ACODM_HOME/corpus:
+    missing, the fix is `acodm corpus derive swamped`; written, it is found there."""
+    fake_corpus(clean_env / "acodm_home")
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "demo-decoys.yaml")
+    derived = clean_env / "acodm_home" / "corpus" / "debian-v1-swamped"
+    code, text = run_doctor(config)
+    assert code == 1 and f"not built: no {derived / 'manifest.json'}" in text
+    assert "fix: acodm corpus derive swamped  (after acodm corpus build)" in text
+    fake_corpus(clean_env / "other").rename(derived)
+    code, text = run_doctor(config)
+    assert f"[ok] corpus       {derived}" in text and code == 0, text
+
+
 def test_unreadable_manifest_asks_for_a_rebuild(clean_env):
     corpus = fake_corpus(clean_env / "acodm_home")
     (corpus / "manifest.json").write_text("{not json")

@@ -3,14 +3,15 @@
 Each test takes a fenced ```bash block from README.md (found by its section heading) and runs its
 lines with bash from the repository root. What differs from a user's shell, and why:
   - outputs go under a temp dir (`ACODM_OUTPUT_ROOT`), never into the checkout;
-  - the demo and the submitted job train a tiny config instead of `configs/demo.yaml` (minutes, not
-    seconds; the demo's own budget is timed separately, see BENCHMARKS.md): `make demo` takes it
+  - the demo and the submitted job train a tiny config instead of theirs (`configs/demo-decoys.yaml`,
+    `configs/demo.yaml`: minutes, not seconds; the demo's budget is timed apart): `make demo` takes it
     through the Makefile's own `DEMO_CONFIG` variable, the submit block by replacing the config path;
   - `make demo`'s config and the comparison smoke test turn MLflow and W&B on (`--set tracking...`
     appended to the smoke line), so the Ray jobs' tracking is tested on these same runs;
-  - `make demo`'s corpus step finds a corpus manifest in a fresh `ACODM_HOME` (the tiny config never
-    reads the bundled corpus; the build itself is tested in test_corpus_build.py); `make test` is
-    this suite and the 20-minute comparison is the demo's, so those two lines are not run;
+  - `make demo`'s corpus steps find a corpus manifest in a fresh `ACODM_HOME`, the bundled one's and
+    the derived one's (the tiny config reads neither; the build is tested in test_corpus_build.py,
+    the derivation in test_derived_corpus.py); `make test` is this suite and the 20-minute
+    comparison is the demo's, so those two lines are not run;
   - the submit block runs in its own PID, network and mount namespaces (`unshare`), so its
     `ray start --head` gets Ray's default ports and its `ray stop` sees only its own processes,
     never the test session's cluster or anyone else's on the machine.
@@ -107,8 +108,9 @@ def test_quick_start_make_demo_runs_as_written(tmp_path, monkeypatch):
     lines = readme_block("Quick start")
     assert [command(line) for line in lines] == ["make demo", "make test"]
     home = tmp_path / "home"
-    (home / "corpus" / "debian-v1").mkdir(parents=True)
-    (home / "corpus" / "debian-v1" / "manifest.json").write_text("{}\n")  # see the module docstring
+    for corpus in ("debian-v1", "debian-v1-swamped"):  # built and derived: see the module docstring
+        (home / "corpus" / corpus).mkdir(parents=True)
+        (home / "corpus" / corpus / "manifest.json").write_text("{}\n")
     demo = tiny_config_file(tmp_path / "demo.yaml", tracking={"mlflow": True, "wandb": True})
     proc = run_bash(
         command(lines[0]),
