@@ -6,7 +6,8 @@
 Writes runs/<name>/: RLlib checkpoint (every rl.checkpoint_every iterations; --resume continues
 from it), TensorBoard logs, iterations.jsonl, the exported policy (policy/: safetensors + JSON,
 loads without RLlib; AC-ODM's softmax actor, or PPO/SAC/APPO's deterministic action rebuilt in
-plain torch) and a rollout of the policy against ODM from the same seed.
+plain torch) and a rollout of the policy against ODM from the same seed (and uniform, when
+train.eval_domains names targets: the closing summary's table).
 """
 
 from __future__ import annotations
