@@ -66,7 +66,7 @@ def corpus_domains(corpus: CorpusConfig) -> Domains:
             order = plan_source(corpus).domain_order  # reads the corpus's manifest, nothing else
         except CorpusNotBuiltError as err:
             if corpus.path is not None:
-                return Domains(None, f"the bundled corpus at {corpus.path} is not built", str(err))
+                return Domains(None, f"the corpus at {corpus.path} is not there yet", str(err))
             names = tuple(spec.name for spec in domain_specs())
             return Domains(names, "the domains `acodm corpus build` makes", str(err))
         origin = f"the {corpus.source} corpus's manifest" + (
