@@ -11,7 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -213,6 +215,9 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> 
     raise TimeoutError(f"Ray head's job server did not answer on port {port}")
 
 
+SUBMITTED = "\nJob '%s' submitted successfully\n"  # what `ray job submit` prints on success
+
+
 class LocalHead:
     """A `ray start --head` cluster of this test's own (see `local_ray_head`)."""
 
@@ -226,22 +231,33 @@ class LocalHead:
         )
 
     def submit(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        """`ray job submit --working-dir . <args>`, retried while the job agent is not up yet."""
+        """`ray job submit --working-dir . <args>`, retried while the job agent is not up yet.
+
+        A submit whose connection the job server closed without a response (seen while it starts,
+        as in KubeRay's flaky e2e tests) is retried under the same submission id, unless the
+        server did record the job: then it counts as submitted, and is not submitted twice."""
+        submission_id = f"acodm-test-{uuid.uuid4().hex[:12]}"
         for _ in range(30):  # the job agent starts a little after the dashboard answers
-            job = self.ray(
-                "job",
-                "submit",
-                "--address",
-                self.address,
-                "--working-dir",
-                ".",
-                *args,
-                timeout=timeout,
-            )
-            if "No available agent" not in job.stdout + job.stderr:
+            job = self.ray("job", "submit", "--address", self.address, "--working-dir", ".",
+                           "--submission-id", submission_id, *args, timeout=timeout)  # fmt: skip
+            said = job.stdout + job.stderr
+            if "Remote end closed connection" in said:
+                if self._recorded(submission_id):
+                    return subprocess.CompletedProcess(
+                        job.args, 0, said + SUBMITTED % submission_id, ""
+                    )
+                time.sleep(2)
+                continue
+            if "No available agent" not in said:
                 return job
             time.sleep(2)
         return job
+
+    def _recorded(self, submission_id: str) -> bool:
+        try:
+            return bool(self.job_info(submission_id))
+        except (urllib.error.URLError, OSError):  # 404 (never recorded) or the server still down
+            return False
 
     def job_info(self, submission_id: str) -> dict:
         """The job server's record of a job (status, driver pid, ...), straight from its REST API."""
