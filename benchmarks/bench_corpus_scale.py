@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from acodm_ray.data.build import default_corpus_dir  # noqa: E402
-from benchmarks.report import table, update_section  # noqa: E402
+from benchmarks.report import table, under_realtime, update_section  # noqa: E402
 
 PY = sys.executable
 ACODM = str(Path(PY).parent / "acodm")
@@ -229,8 +229,7 @@ def main() -> int:
     body = [[r["corpus"], r["chars"] / 1e6, r["prepare_s"], r["prepare_mchars_s"], mb(r["prepare_driver"]),
              mb(r["prepare_actor"]), mb(r["pretrain"]), r["pretrain_first_step_s"], mb(r["train_worker"]),
              r["target_first_step_s"], mb(r["env_runner"]), r["proxy_first_env_step_s"]] for r in rows]  # fmt: skip
-    realtime = os.sched_getscheduler(0) == os.SCHED_RR
-    note = "Measured under SCHED_RR (as on an idle machine).\n\n" if realtime else ""
+    note = "Measured under SCHED_RR (as on an idle machine).\n\n" if under_realtime() else ""
     text = note + table(header, body)
     print(text)
     update_section("corpus-scale", text)

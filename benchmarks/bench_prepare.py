@@ -17,6 +17,7 @@ raw and to old, and each variant's peak RSS.
 
     python benchmarks/big_corpus.py --gb 0.1 --out /tmp/c01
     python benchmarks/bench_prepare.py --corpus /tmp/c01 --rounds 3
+    chrt -r 1 python benchmarks/bench_prepare.py --corpus /tmp/c01 --rounds 3   # as if idle
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from acodm_ray.data.build import default_corpus_dir  # noqa: E402
-from benchmarks.report import table, update_section  # noqa: E402
+from benchmarks.report import table, under_realtime, update_section  # noqa: E402
 
 OLD_COMMIT = "d256366"
 VARIANTS = ("raw", "raw-1", "old", "new-1", "new-2")
@@ -129,12 +130,9 @@ def one(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------- the rounds
 
 
-def measure(
-    corpus: Path, rounds: int, variants: list[str], home: Path, realtime: bool = False
-) -> dict:
-    """Every variant `rounds` times, order rotating; `realtime`: each variant's process tree runs
-    under SCHED_RR (chrt -r 1), ahead of every other process on the machine, so work that shares
-    the cores does not count (Linux keeps 5% of each CPU for the rest)."""
+def measure(corpus: Path, rounds: int, variants: list[str], home: Path) -> dict:
+    """Every variant `rounds` times, order rotating, each in a fresh process (which inherits this
+    one's scheduling: run the script under `chrt -r 1` to measure as on an idle machine)."""
     tokenizer = bench_tokenizer(home)
     chars = count_chars(corpus_files(corpus))
     runs: dict[str, list[dict]] = {v: [] for v in variants}
@@ -146,7 +144,6 @@ def measure(
             env = {**os.environ, "ACODM_HOME": str(home), "TOKENIZERS_PARALLELISM": "true"}
             if v == "raw-1":
                 env["RAYON_NUM_THREADS"] = "1"
-            cmd = ["chrt", "-r", "1", *cmd] if realtime else cmd
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
             if proc.returncode:
                 raise RuntimeError(f"{v} failed: {proc.stderr[-3000:]}")
@@ -154,7 +151,7 @@ def measure(
             runs[v].append(result)
             print(f"round {r + 1} {v}: {chars / result['seconds'] / 1e6:.2f} M chars/s, "
                   f"peak RSS {result['driver_rss_mb']:.0f} MB", flush=True)  # fmt: skip
-    return {"chars": chars, "rounds": rounds, "realtime": realtime, "runs": runs}
+    return {"chars": chars, "rounds": rounds, "realtime": under_realtime(), "runs": runs}
 
 
 def report(result: dict, label: str) -> str:
@@ -196,7 +193,6 @@ def main() -> int:
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "prepare.json"))
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--tokenizer", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--realtime", action="store_true", help="each variant under chrt -r 1")
     args = parser.parse_args()
     if args.one:
         one(args)
@@ -208,7 +204,7 @@ def main() -> int:
     if not (home / "corpus" / "debian-v1").exists():
         (home / "corpus" / "debian-v1").symlink_to(bundled)
     variants = args.variants.split(",")
-    result = measure(Path(args.corpus), args.rounds, variants, home, args.realtime)
+    result = measure(Path(args.corpus), args.rounds, variants, home)
     Path(args.json).write_text(json.dumps(result, indent=1))
     text = report(result, f"`{Path(args.corpus).name}`")
     print(text)

@@ -3,6 +3,7 @@ so re-running one benchmark refreshes its table and leaves the others alone."""
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -15,6 +16,13 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{torch.get_num_threads()} CPU threads ({cpu}), {gpu}, torch {torch.__version__}"
+
+
+def under_realtime() -> bool:
+    """Whether this process runs under SCHED_RR (`chrt -r 1 python benchmarks/...`): it and every
+    process it starts then run ahead of all other work on the machine, so a benchmark measures as on
+    an idle machine even when the machine is shared (Linux keeps 5% of each CPU for the rest)."""
+    return os.sched_getscheduler(0) == os.SCHED_RR
 
 
 def table(header: list[str], rows: list[list[object]]) -> str:
