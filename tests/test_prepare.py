@@ -506,6 +506,48 @@ def test_tokenizer_actors_skip_the_domains_the_driver_has_no_room_for(ray_sessio
         [ray.put(tok.backend_tokenizer.to_str()), board], tok.eos_token_id, "uint16", spec
     )
     block = pa.table({"text": ["one doc", "two doc", "three"], "domain": ["a", "b", "a"]})
-    assert encoder(block).column("domain").to_pylist() == ["a", "b", "a"]
+
+    def domains() -> list[str]:
+        return pa.concat_tables(encoder(block)).column("domain").to_pylist()
+
+    assert domains() == ["a", "b", "a"]
     ray.get(board.set.remote(["a"]))
-    assert encoder(block).column("domain").to_pylist() == ["b"]
+    assert domains() == ["b"]
+
+
+def test_text_pieces_cut_between_documents_at_the_byte_limit():
+    """Hand-computed: sizes 3, 4, 2, 9, 2 bytes with a limit of 6 -> [3], [4, 2], [9], [2]; a
+    document longer than the limit is a piece of its own, and no document is split or dropped."""
+    import pyarrow as pa
+
+    from acodm_ray.data.doc_ops import text_pieces
+
+    docs = pa.table({"text": ["abc", "defg", "hi", "jklmnopqr", "é"]})  # é: 2 bytes in UTF-8
+    pieces = [p.column("text").to_pylist() for p in text_pieces(docs, 6)]
+    assert pieces == [["abc"], ["defg", "hi"], ["jklmnopqr"], ["é"]]
+    assert list(text_pieces(docs.slice(0, 0), 6)) == []
+
+
+def test_an_encoder_block_larger_than_a_piece_comes_out_in_pieces_with_the_same_tokens(
+    ray_session, monkeypatch
+):
+    """An actor encodes a large block a piece at a time (its memory follows the piece, not the
+    block): the pieces are several tables whose rows, concatenated, are the one-piece output."""
+    import pyarrow as pa
+    import ray
+
+    from acodm_ray.data import doc_ops
+    from acodm_ray.data.doc_ops import DocSpec, Encoder, FullDomains
+
+    tok = wrap(train_bpe(iter(["some text to learn from", "more text"]), 300))
+    spec = DocSpec("text", "domain", {}, None)
+    refs = [ray.put(tok.backend_tokenizer.to_str()), FullDomains.remote()]
+    encoder = Encoder(refs, tok.eos_token_id, "uint16", spec)
+    texts = [f"document {i} has some text to learn from" * (1 + i % 3) for i in range(40)]
+    block = pa.table({"text": texts, "domain": ["a", "b"] * 20})
+    whole = list(encoder(block))
+    monkeypatch.setattr(doc_ops, "ENCODE_BYTES", 200)
+    pieces = list(encoder(block))
+    assert len(whole) == 1 and len(pieces) > 5
+    assert pa.concat_tables(pieces).equals(whole[0])
+    assert max(sum(p.column("chars").to_pylist()) for p in pieces) <= 200  # ASCII: chars = bytes

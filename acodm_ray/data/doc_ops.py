@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,9 @@ from tokenizers import Tokenizer
 from acodm_ray.data.corpus_errors import MissingColumnError
 from acodm_ray.data.readers import flat_columns
 from acodm_ray.data.sources import SourcePlan
+
+# text encoded at a time by a tokenizer actor (bytes): ~80 MB of the actor's memory in flight
+ENCODE_BYTES = 2 << 20
 
 
 @dataclass
@@ -127,22 +131,41 @@ class Encoder:
         self.dtype = np.dtype(dtype)
         self.spec = spec
 
-    def __call__(self, block: pa.Table) -> pa.Table:
+    def __call__(self, block: pa.Table) -> Iterator[pa.Table]:
+        """The block's documents in pieces of at most ENCODE_BYTES of text, one output table each:
+        encoding holds ~40 bytes per character in flight (the tokenizer's encodings, then Python
+        lists of ids), so an actor's memory, and the driver's per block, follow the piece's size
+        and not the block's, which a reader or a large row group sets."""
         docs = extract_docs(block, self.spec)
         full = ray.get(self.full.get.remote())
         if full:
             docs = docs.filter(
                 pc.invert(pc.is_in(docs.column("domain"), pa.array(full, pa.string())))
             )
-        texts = docs.column("text").to_pylist()
-        # the ids alone (no character offsets): the same ids as encode_batch, faster
-        encodings = self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
-        table = encoded_table(
-            docs.column("domain"), texts, [e.ids for e in encodings], self.eos, self.dtype
-        )
-        if "path" in docs.column_names:
-            table = table.append_column("path", docs.column("path"))
-        return table
+        for piece in text_pieces(docs, ENCODE_BYTES):
+            texts = piece.column("text").to_pylist()
+            # the ids alone (no character offsets): the same ids as encode_batch, faster
+            encodings = self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+            table = encoded_table(
+                piece.column("domain"), texts, [e.ids for e in encodings], self.eos, self.dtype
+            )
+            if "path" in piece.column_names:
+                table = table.append_column("path", piece.column("path"))
+            yield table
+
+
+def text_pieces(docs: pa.Table, limit: int) -> Iterator[pa.Table]:
+    """Consecutive slices of whole documents of at most `limit` bytes of text each (a longer
+    document is a piece of its own); nothing for a table without rows."""
+    sizes = pc.binary_length(docs.column("text")).to_numpy(zero_copy_only=False)
+    start, held = 0, 0
+    for i, size in enumerate(sizes):
+        if held and held + size > limit:
+            yield docs.slice(start, i - start)
+            start, held = i, 0
+        held += int(size)
+    if start < len(sizes):
+        yield docs.slice(start)
 
 
 def encoded_table(
