@@ -39,3 +39,18 @@ def test_paired_differences_by_hand():
     assert (
         cell == f"{mean:+.2f} ± {std:.2f}" and n == len(diffs) and wins == sum(d < 0 for d in diffs)
     )
+
+
+def test_generated_sections_of_benchmarks_md_do_not_nest():
+    """benchmarks/report.update_section replaces everything between a section's BEGIN and END
+    marker: a section opened inside another would be wiped when the outer one is written again."""
+    open_name = None
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    for kind, name in re.findall(r"<!-- (BEGIN|END) ([\w-]+) -->", text):
+        if kind == "BEGIN":
+            assert open_name is None, f"section {name!r} begins inside section {open_name!r}"
+            open_name = name
+        else:
+            assert name == open_name, f"END {name!r} closes section {open_name!r}"
+            open_name = None
+    assert open_name is None, f"section {open_name!r} never ends"
