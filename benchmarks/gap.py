@@ -118,15 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     uni = [runs[k]["final_val_ppl"]["average"] for k in sorted(runs) if k[0] == "uniform"]
     if not uni:
         raise SystemExit("no uniform run in these summaries: nothing to compare with")
-    print(f"\nuniform: {mean_spread(uni)['mean']:.2f} ± {mean_spread(uni)['std']:.2f} over seeds")
+    spread = mean_spread(uni)
+    print(f"\nuniform: {spread.mean:.2f} ± {spread.std:.2f} over seeds")
     for t in totals:
         d = t["difference_to_uniform"]
         closed = ", ".join(f"{100 * c:.0f}%" for c in t["gap_closed"])
         print(
-            f"{t['method']}: {d['mean']:+.2f} ± {d['std']:.2f} against uniform"
+            f"{t['method']}: {d.mean:+.2f} ± {d.std:.2f} against uniform"
             + (f"; gap closed per seed {closed}" if closed else "")
         )
     if args.json:
+        for t in totals:
+            t["difference_to_uniform"] = t["difference_to_uniform"].to_json()
         args.json.write_text(json.dumps({"rows": rows, "totals": totals}, indent=1))
     return 0
 
