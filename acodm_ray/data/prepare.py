@@ -9,8 +9,9 @@
 
 Only the driver writes, in source order, so a domain's shards are its token stream exactly as a
 single process would have produced it; the work that costs (parsing, tokenizing) runs on the actor
-pool, which grows with the cluster. Memory stays flat: blocks stream through, the writer holds one
-open file per (split, domain), the driver keeps counters. After every input file the driver
+pool, which grows with the cluster. Memory stays flat: blocks stream through, an actor encodes and
+returns a block a few MB of text at a time (doc_ops.ENCODE_BYTES), the writer holds one open file
+per (split, domain), the driver keeps counters. After every input file the driver
 checkpoints (`progress.json`: the writer's open shards, the router's counters, how many inputs are
 done); a rerun after a crash continues from there and ends with the same bytes.
 """
