@@ -551,3 +551,30 @@ def test_an_encoder_block_larger_than_a_piece_comes_out_in_pieces_with_the_same_
     assert len(whole) == 1 and len(pieces) > 5
     assert pa.concat_tables(pieces).equals(whole[0])
     assert max(sum(p.column("chars").to_pylist()) for p in pieces) <= 200  # ASCII: chars = bytes
+
+
+def test_the_prepare_reads_blocks_no_larger_than_its_block_size_and_restores_ray_data(
+    ray_session, tmp_path, monkeypatch
+):
+    """Inside the prepare a read task's blocks stay near BLOCK_BYTES (Ray would otherwise join a
+    reader's tables up to 128 MiB, held whole by the read task); afterwards the caller's Ray Data
+    settings are as they were."""
+    import ray.data
+
+    from acodm_ray.data import readers
+
+    monkeypatch.setattr(prepare_module, "BLOCK_BYTES", 256 << 10)
+    monkeypatch.setattr(readers, "JSON_BLOCK_BYTES", 32 << 10)
+    rows = [{"text": f"document {i} " + "words of text " * 60, "domain": "a"} for i in range(3000)]
+    train = write_jsonl(tmp_path / "train.jsonl", rows)  # ~2.6 MB
+    plan = plan_source(config(tmp_path, source="json", data_files={"train": [train]}).corpus)
+    before = ray.data.DataContext.get_current().target_max_block_size
+    with prepare_module.ray_for_prepare():
+        blocks = list(
+            readers.read_inputs(plan, plan.inputs).iter_batches(
+                batch_format="pyarrow", batch_size=None
+            )
+        )
+    assert sum(b.num_rows for b in blocks) == 3000
+    assert len(blocks) >= 8 and max(b.nbytes for b in blocks) <= (256 + 32) << 10
+    assert ray.data.DataContext.get_current().target_max_block_size == before

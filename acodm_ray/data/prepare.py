@@ -50,6 +50,10 @@ from acodm_ray.logs import quiet_known_noise
 log = logging.getLogger("acodm_ray.prepare")
 
 PROGRESS = "progress.json"
+# the largest block a read task builds (Ray joins a reader's tables up to this; its default, 128 MiB,
+# held ~600 MB in each read task on a 536 MB JSON file): small enough that reading stays light,
+# large enough that a block's overhead is nothing next to encoding it
+BLOCK_BYTES = 16 << 20
 FAULTS_ENV = "ACODM_PREPARE_FAULTS"  # test hook, JSON: {"kill_after_inputs": n}
 
 
@@ -341,13 +345,21 @@ def ray_for_prepare():
             log_to_driver=False,
         )
     ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
+    settings = [  # (object, attribute, value while the prepare runs)
+        (ctx.execution_options, "preserve_order", True),
+        (ctx, "enable_progress_bars", False),
+        (ctx, "print_on_execution_start", False),
+        (ctx, "target_max_block_size", BLOCK_BYTES),
+    ]
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in settings]
+    for obj, name, value in settings:
+        setattr(obj, name, value)
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     quiet_known_noise()
     try:
         yield
-    finally:
+    finally:  # the caller's Ray Data settings as they were (a job may use Ray Data itself)
+        for obj, name, value in saved:
+            setattr(obj, name, value)
         if started:
             ray.shutdown()
