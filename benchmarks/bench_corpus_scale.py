@@ -2,8 +2,8 @@
 4 GB of text (benchmarks/big_corpus.py), each prepared once, then trained on by every kind of
 process, on a tiny model (the data path is what is measured):
 
-  prepare      `acodm corpus prepare` (2 tokenizer actors): seconds, characters/s, the driver's and
-               the actors' peak RSS;
+  prepare      `acodm corpus prepare` (2 tokenizer actors): seconds, characters/s, the peak RSS of
+               the driver, of a tokenizer actor and of a read task;
   pretrain     `acodm pretrain` (one process): peak RSS, seconds from launch to its first step;
   train worker `jobs/target_pretrain.py` (Ray Train, 1 worker): the worker's peak RSS (its own
                `ru_maxrss`, logged every step) and seconds from launch to the first step;
@@ -69,10 +69,11 @@ def memory_mb(pid: int) -> dict[str, float]:
 
 
 class Peaks(threading.Thread):
-    """Peak RSS and peak anonymous memory (MB) of the process `pid` (if given) and of every process
-    whose command line matches `pattern`, polled every 0.2 s."""
+    """Peak RSS and peak anonymous memory (MB) of the process `pid` (if given), or of every process
+    under it whose command line matches `pattern` (so another Ray on the machine never counts),
+    polled every 0.2 s."""
 
-    def __init__(self, pattern: str | None = None, pid: int | None = None) -> None:
+    def __init__(self, pid: int, pattern: str | None = None) -> None:
         super().__init__(daemon=True)
         self.pattern = re.compile(pattern) if pattern else None
         self.pid, self.peak = pid, {"rss": 0.0, "anon": 0.0}
@@ -80,12 +81,13 @@ class Peaks(threading.Thread):
         self.start()
 
     def pids(self) -> list[int]:
-        found = [self.pid] if self.pid else []
-        if self.pattern:
-            for p in psutil.process_iter(["cmdline"]):
-                if self.pattern.search(" ".join(p.info["cmdline"] or [])):
-                    found.append(p.pid)
-        return found
+        if not self.pattern:
+            return [self.pid]
+        try:
+            under = psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        return [p.pid for p in under if self.pattern.search(" ".join(_cmdline(p)))]
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -101,16 +103,24 @@ class Peaks(threading.Thread):
         return self.peak
 
 
-def run(cmd: list[str], env: dict, pattern: str | None = None) -> tuple[float, dict, dict]:
-    """Run `cmd`: (seconds, its own peak memory, the peak memory of processes matching `pattern`)."""
+def _cmdline(p: psutil.Process) -> list[str]:
+    try:
+        return p.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return []
+
+
+def run(cmd: list[str], env: dict, *patterns: str) -> tuple[float, dict, list[dict]]:
+    """Run `cmd`: (seconds, its own peak memory, the peak memory of the processes under it matching
+    each of `patterns`)."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    own, others = Peaks(pid=proc.pid), (Peaks(pattern) if pattern else None)
+    own, others = Peaks(proc.pid), [Peaks(proc.pid, pattern) for pattern in patterns]
     output, _ = proc.communicate()
     seconds = time.perf_counter() - start
-    peaks = own.stop(), (others.stop() if others else {})
+    peaks = own.stop(), [o.stop() for o in others]
     if proc.returncode:
         raise RuntimeError(f"{cmd} failed:\n{output[-4000:]}")
     return seconds, *peaks
@@ -158,10 +168,10 @@ def measure(corpus: Path, home: Path, tokenizer: Path, out: Path) -> dict:
     train = [*sets, *TINY_MODEL, "train.steps=5"]
     row: dict = {"corpus": corpus.name, "chars": chars_of(corpus)}
 
-    seconds, driver, actors = run([ACODM, "corpus", "prepare", "--config", cfg, "--workers", "2", *flags(sets)],
-                                  env, r"MapWorker|MapBatches")  # fmt: skip
+    seconds, driver, (actors, reads) = run([ACODM, "corpus", "prepare", "--config", cfg, "--workers", "2",
+                                            *flags(sets)], env, r"MapWorker|MapBatches", r"^ray::Read")  # fmt: skip
     row.update(prepare_s=seconds, prepare_mchars_s=row["chars"] / seconds / 1e6, prepare_driver=driver,
-               prepare_actor=actors)  # fmt: skip
+               prepare_actor=actors, prepare_read_task=reads)  # fmt: skip
 
     first = FirstRecord(out / f"pretrain-{corpus.name}" / "metrics.jsonl")
     _, own, _ = run([ACODM, "pretrain", "--config", cfg, "--mixer", "uniform", "--output-dir", str(out),
@@ -169,14 +179,14 @@ def measure(corpus: Path, home: Path, tokenizer: Path, out: Path) -> dict:
     row.update(pretrain=own, pretrain_first_step_s=first.result())
 
     first = FirstRecord(out / f"target-{corpus.name}" / "ranks" / "rank0.jsonl")
-    _, _, worker = run([PY, "jobs/target_pretrain.py", "--config", cfg, "--mixer", "uniform", "--output-dir",
+    _, _, (worker,) = run([PY, "jobs/target_pretrain.py", "--config", cfg, "--mixer", "uniform", "--output-dir",
                         str(out), "--name", f"target-{corpus.name}", *flags([*train, "target.cpus_per_worker=1"])],
                        env, r"RayTrainWorker")  # fmt: skip
     row.update(train_worker=worker, target_first_step_s=first.result())
 
     proxy = out / f"proxy-{corpus.name}"
     launched = time.time()
-    _, _, runner = run([PY, "jobs/proxy_rl.py", "--config", cfg, "--no-rollout", "--iterations", "1", "--output-dir",
+    _, _, (runner,) = run([PY, "jobs/proxy_rl.py", "--config", cfg, "--no-rollout", "--iterations", "1", "--output-dir",
                         str(out), "--name", proxy.name, *flags([*train, "rl.num_env_runners=1",
                         "rl.num_cpus_per_env_runner=0.5", "rl.min_sample_timesteps_per_iteration=5"])],
                        env, r"SingleAgentEnvRunner")  # fmt: skip
@@ -219,7 +229,7 @@ def main() -> int:
         rows.append(measure(Path(corpus), home, tokenizer, work))
         print(json.dumps(rows[-1]), flush=True)
         Path(args.json).write_text(json.dumps(rows, indent=1))
-    header = ["corpus", "M chars", "prepare s", "M chars/s", "driver MB", "actor MB", "pretrain MB",
+    header = ["corpus", "M chars", "prepare s", "M chars/s", "driver MB", "actor MB", "read task MB", "pretrain MB",
               "pretrain 1st step s", "Train worker MB", "target 1st step s", "env runner MB",
               "proxy 1st env step s"]  # fmt: skip
 
@@ -227,7 +237,7 @@ def main() -> int:
         return f"{peak['rss']:,.0f} ({peak['anon']:,.0f})"
 
     body = [[r["corpus"], r["chars"] / 1e6, r["prepare_s"], r["prepare_mchars_s"], mb(r["prepare_driver"]),
-             mb(r["prepare_actor"]), mb(r["pretrain"]), r["pretrain_first_step_s"], mb(r["train_worker"]),
+             mb(r["prepare_actor"]), mb(r["prepare_read_task"]), mb(r["pretrain"]), r["pretrain_first_step_s"], mb(r["train_worker"]),
              r["target_first_step_s"], mb(r["env_runner"]), r["proxy_first_env_step_s"]] for r in rows]  # fmt: skip
     note = "Measured under SCHED_RR (as on an idle machine).\n\n" if under_realtime() else ""
     text = note + table(header, body)
