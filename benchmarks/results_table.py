@@ -48,6 +48,8 @@ GLOSS = {
     "acodm-eval": "AC-ODM rewarded by agreement with the evaluated domains' gradient (the `eval` "
     "score) at the fixed temperature",
     "acodm-evalppl": "`acodm-eval` with that gradient weighted by each domain's perplexity",
+    "acodm-projection": f"`{DEFAULT}` with its actor fitted to the optimum of its objective at the "
+    "critic's values (a variant, docs/method.md)",
 }
 
 
