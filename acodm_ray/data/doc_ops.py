@@ -3,9 +3,9 @@ and encode them.
 
 `extract_docs` keeps the rows that are documents of a wanted domain: a non-empty text, a domain
 from the domain column (dotted for nested fields) or, in file mode, from the file the row came
-from. `Encoder` is the tokenizer actor of `map_batches`: it returns, per document, its domain, its
-length in characters and its token ids followed by eos, as a list column the driver reads without
-a Python loop. Which split a document goes to is the driver's decision (`router`), since it
+from. `Encoder` is the tokenizer actor of `map_batches`: it yields, per piece of a few MB of text
+(`text_pieces`), a table with each document's domain, its length in characters and its token ids
+followed by eos, as a list column the driver reads without a Python loop. Which split a document goes to is the driver's decision (`router`), since it
 depends on the document's place in its domain.
 """
 
