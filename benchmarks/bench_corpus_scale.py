@@ -13,11 +13,11 @@ For comparison, the pre-shard path (commit d256366, `acodm pretrain`, token cach
 smallest corpus: it read every document and every token array into each process.
 
     python benchmarks/bench_corpus_scale.py --corpora /tmp/c01,/tmp/c1,/tmp/c4
-    chrt -r 1 python benchmarks/bench_corpus_scale.py ...   # as on an idle machine (below)
+    chrt -r 1 python benchmarks/bench_corpus_scale.py ...   # ahead of other work (below)
 
 Under `chrt -r 1` (SCHED_RR; root or CAP_SYS_NICE) this script and every process it starts run
-ahead of all other work on the machine, so the times are the pipeline's own even when the machine
-is shared (Linux keeps 5% of each CPU for the rest); the table says whether a run was measured so.
+ahead of all other work on the machine (benchmarks/report.under_realtime says what that does not
+give); the table says whether a run was measured so.
 
 Memory is "peak RSS (peak anonymous)" in MB, polled from /proc every 0.2 s: RSS counts pages shared
 with other processes (libraries, the memory-mapped shard pages a sampler touched, Ray's object-store
@@ -239,7 +239,11 @@ def main() -> int:
     body = [[r["corpus"], r["chars"] / 1e6, r["prepare_s"], r["prepare_mchars_s"], mb(r["prepare_driver"]),
              mb(r["prepare_actor"]), mb(r["prepare_read_task"]), mb(r["pretrain"]), r["pretrain_first_step_s"], mb(r["train_worker"]),
              r["target_first_step_s"], mb(r["env_runner"]), r["proxy_first_env_step_s"]] for r in rows]  # fmt: skip
-    note = "Measured under SCHED_RR (as on an idle machine).\n\n" if under_realtime() else ""
+    note = (
+        "Measured under SCHED_RR (ahead of other work on the machine).\n\n"
+        if under_realtime()
+        else ""
+    )
     text = note + table(header, body)
     print(text)
     update_section("corpus-scale", text)

@@ -17,7 +17,7 @@ raw and to old, and each variant's peak RSS.
 
     python benchmarks/big_corpus.py --gb 0.1 --out /tmp/c01
     python benchmarks/bench_prepare.py --corpus /tmp/c01 --rounds 3
-    chrt -r 1 python benchmarks/bench_prepare.py --corpus /tmp/c01 --rounds 3   # as if idle
+    chrt -r 1 python benchmarks/bench_prepare.py --corpus /tmp/c01 --rounds 3   # ahead of other work
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def one(args: argparse.Namespace) -> None:
 
 def measure(corpus: Path, rounds: int, variants: list[str], home: Path) -> dict:
     """Every variant `rounds` times, order rotating, each in a fresh process (which inherits this
-    one's scheduling: run the script under `chrt -r 1` to measure as on an idle machine)."""
+    one's scheduling: run the script under `chrt -r 1` to run ahead of other work on the machine)."""
     tokenizer = bench_tokenizer(home)
     chars = count_chars(corpus_files(corpus))
     runs: dict[str, list[dict]] = {v: [] for v in variants}
@@ -170,7 +170,7 @@ def report(result: dict, label: str) -> str:
     ]
     head = f"{label}: {chars / 1e6:.0f} M characters, {os.cpu_count()} CPUs, median of {result['rounds']} rounds"
     if result.get("realtime"):
-        head += " (each variant under SCHED_RR: as on an idle machine)"
+        head += " (each variant under SCHED_RR: ahead of other work on the machine)"
     if "new-1" in rate and "new-2" in rate:
         head += f"; 2 tokenizer actors / 1: {rate['new-2'] / rate['new-1']:.2f}x"
     return (

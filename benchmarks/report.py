@@ -20,8 +20,10 @@ def machine() -> str:
 
 def under_realtime() -> bool:
     """Whether this process runs under SCHED_RR (`chrt -r 1 python benchmarks/...`): it and every
-    process it starts then run ahead of all other work on the machine, so a benchmark measures as on
-    an idle machine even when the machine is shared (Linux keeps 5% of each CPU for the rest)."""
+    process it starts then get the CPU ahead of all other work on the machine (Linux keeps 5% of each
+    CPU for the rest). It is not an idle machine: work beside it still shares the cores' caches and
+    runs whenever the benchmark waits, and another Ray cluster beside it can starve past its
+    start-up timeouts, so run nothing Ray-based beside a benchmark under it."""
     return os.sched_getscheduler(0) == os.SCHED_RR
 
 

@@ -5,8 +5,9 @@ and encode them.
 from the domain column (dotted for nested fields) or, in file mode, from the file the row came
 from. `Encoder` is the tokenizer actor of `map_batches`: it yields, per piece of a few MB of text
 (`text_pieces`), a table with each document's domain, its length in characters and its token ids
-followed by eos, as a list column the driver reads without a Python loop. Which split a document goes to is the driver's decision (`router`), since it
-depends on the document's place in its domain.
+followed by eos, as a list column the driver reads without a Python loop. Which split a document
+goes to is the driver's decision (`router`), since it depends on the document's place in its
+domain.
 """
 
 from __future__ import annotations
