@@ -12,7 +12,8 @@ Coverage = Literal["iid", "forced", "weighted"]
 Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["float32", "bfloat16"]
 Score = Literal["auto", "total", "cross", "eval", "paper"]
-EvalWeighting = Literal["loss", "perplexity"]
+EvalWeighting = Literal["loss", "perplexity", "fair"]
+Geometry = Literal["plain", "adam"]
 MixerName = Literal["uniform", "natural", "file", "odm", "alignment"]
 OdmVariant = Literal["smoothed_mean", "exp3"]
 EnvReward = Literal["alignment", "loss"]
@@ -90,7 +91,14 @@ class SignalConfig:
     """What the "eval" score's reference gradient follows: "loss" the evaluated domains' mean
     loss; "perplexity" each reference row's loss weighted by its domain's exp(last training loss)
     / their mean, so g_ref follows the gradient of the mean of the per-domain perplexities (the
-    benchmark's metric)."""
+    benchmark's metric); "fair" each row's loss weighted by 1 / its domain's measured per-step loss
+    decrease under the mix, so g_ref follows the gradient of sum_e log(decrease_e) and no evaluated
+    domain is starved for the ones most like the rest (acodm_ray/target_progress.py)."""
+    geometry: Geometry = "plain"
+    """In which geometry the "eval" score measures agreement: "plain" <g_i, g_ref>; "adam"
+    <g_i, P g_ref>, P = 1 / (sqrt(v_hat) + eps) the optimizer's own per-coordinate step scale on
+    the alignment matrices, so the score is domain i's first-order share of the decrease an AdamW
+    step makes (signals.adam_preconditioner)."""
     score_scale_beta: float = 0.95
     """Decay of the running scale of the "total", "cross" and "eval" scores."""
     score_window: int | None = None

@@ -13,7 +13,7 @@ from typing import Any, get_args
 import numpy as np
 import torch
 
-from acodm_ray.config_train import EvalWeighting, Score
+from acodm_ray.config_train import EvalWeighting, Geometry, Score
 from acodm_ray.score_scale import RunningScale  # noqa: F401  (re-exported: signals.RunningScale)
 
 
@@ -61,6 +61,7 @@ def alignment_scores(
 # signals.score: which per-domain reward the trainer computes ("auto" resolves to one of them)
 SCORES = tuple(s for s in get_args(Score) if s != "auto")
 EVAL_WEIGHTINGS = get_args(EvalWeighting)  # signals.eval_weighting: what g_ref follows
+GEOMETRIES = get_args(Geometry)  # signals.geometry: the inner product of the "eval" score
 
 
 def resolve_score(score: str, eval_domains: Sequence[str]) -> str:
@@ -178,6 +179,23 @@ def perplexity_weights(last_losses: np.ndarray, eval_indices: list[int]) -> np.n
     c[seen] = ppl
     out[eval_indices] = c / c.mean()
     return out
+
+
+def adam_preconditioner(
+    exp_avg_sq: Sequence[torch.Tensor], step: int, beta2: float, eps: float
+) -> torch.Tensor:
+    """[P] flat P = 1 / (sqrt(v_hat) + eps), v_hat = exp_avg_sq / (1 - beta2^step): the per-coordinate
+    factor by which AdamW turns a gradient into a step (momentum aside), over the given matrices.
+
+    Why: an AdamW step moves the LM by -lr * P m, not -lr * g, so to first order the step made of
+    domain i's gradient lowers the evaluated loss by lr <P g_i, grad L_E> = lr <g_i, P grad L_E>.
+    In the plain inner product the coordinates with large gradients (what every domain shares:
+    frequent tokens) outweigh the rest; AdamW moves every coordinate at about the same rate, so the
+    domain-specific coordinates count in the step as much as the shared ones."""
+    correction = 1.0 - beta2 ** max(int(step), 1)
+    return torch.cat(
+        [1.0 / ((v.detach().double() / correction).sqrt() + eps).flatten() for v in exp_avg_sq]
+    )
 
 
 def _sampled_alignment(

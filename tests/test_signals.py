@@ -9,6 +9,7 @@ import torch
 from acodm_ray.signals import (
     RunningScale,
     StateTracker,
+    adam_preconditioner,
     alignment_scores,
     cross_alignment,
     eval_alignment,
@@ -18,6 +19,7 @@ from acodm_ray.signals import (
     total_alignment,
     znorm_clip,
 )
+from acodm_ray.target_progress import TargetProgress, fair_weights
 from acodm_ray.train_step import LMTrainer
 from tests.conftest import tiny_config
 
@@ -150,6 +152,101 @@ def test_eval_alignment_is_each_domain_against_the_reference_and_masks_unsampled
         step_scores(torch.tensor(g), every, "eval", 999.0, 3.0, RunningScale(), None)
 
 
+def test_fair_weights_hand_computed():
+    """c_e = 1 / max(D_e, 0.1 max D) over the evaluation domains, divided by their mean, 0 elsewhere;
+    no estimate yet: the mean of the others' c; nothing positive: all 1."""
+    d = np.array([1.0, 4.0, 2.0, 9.0])
+    np.testing.assert_allclose(
+        fair_weights(d, [0, 1, 2]), [4 / 7 * 3, 1 / 7 * 3, 2 / 7 * 3, 0.0]
+    )  # 1/D = 1, 1/4, 1/2; mean 7/12
+    floored = fair_weights(np.array([-1.0, 0.5, 10.0]), [0, 1, 2])  # floor 1: 1, 1, 0.1
+    np.testing.assert_allclose(floored, np.array([1.0, 1.0, 0.1]) / 0.7)
+    unseen = fair_weights(np.array([2.0, np.nan, 1.0]), [0, 1, 2])  # 0.5, (0.75), 1
+    np.testing.assert_allclose(unseen, np.array([0.5, 0.75, 1.0]) / 0.75)
+    np.testing.assert_allclose(fair_weights(np.array([np.nan, -1.0, 0.0]), [0, 1, 2]), 1.0)
+    np.testing.assert_allclose(fair_weights(np.full(2, np.nan), [1]), [0.0, 1.0])
+
+
+def test_target_progress_is_a_bias_corrected_running_mean_per_domain():
+    """beta 0.5: a domain's first measurement is its mean (m = 0.5 x, corrected by 1 - 0.5); the second
+    folds in: m = 0.5 (0.5 x1) + 0.5 x2, corrected by 1 - 0.25; a domain without rows keeps its mean;
+    a domain never measured is NaN; the state round-trips."""
+    progress = TargetProgress(3, beta=0.5)
+    progress.update(np.array([4.0, 3.0, 0.0]), np.array([2, 1, 0]))  # means 2, 3, -
+    np.testing.assert_allclose(progress.decrease[:2], [2.0, 3.0])
+    assert np.isnan(progress.decrease[2])
+    progress.update(np.array([6.0, 0.0, 0.0]), np.array([1, 0, 0]))
+    np.testing.assert_allclose(progress.decrease[:2], [(0.25 * 2 + 0.5 * 6) / 0.75, 3.0])
+    again = TargetProgress(3, beta=0.5)
+    again.load_state_dict(progress.state_dict())
+    np.testing.assert_allclose(again.decrease[:2], progress.decrease[:2])
+    with pytest.raises(ValueError, match="3 domains"):
+        TargetProgress(2).load_state_dict(progress.state_dict())
+
+
+def test_trainer_fair_progress_is_the_step_gradient_on_each_reference_row(corpus):
+    """signals.eval_weighting fair: what a step adds to TargetProgress is, per reference row, <G, h_r>
+    with G the step's accumulated gradient on the alignment matrices (sum over micro-batches of
+    loss weight x gradient) and h_r the row's own gradient, replayed by hand."""
+    cfg = tiny_config(
+        train={"coverage": "weighted", "eval_domains": list(corpus.domains[:2])},
+        signals={"score": "eval", "eval_weighting": "fair"},
+    )
+    trainer = LMTrainer(cfg, corpus, device="cpu")
+    trainer.step(np.full(3, 1 / 3))
+    replay = copy.deepcopy(trainer)
+    weights = np.array([0.5, 0.3, 0.2])
+    trainer.step(weights)
+    plan, lam = replay.sampler.allocate(weights, cfg.train.grad_accum, "weighted")
+    flat = lambda grads: torch.cat([g.flatten() for g in grads]).double()  # noqa: E731
+    step_grad = sum(
+        float(w)
+        * flat(torch.autograd.grad(replay._loss(replay.sampler.batch(int(d))), replay.align_params))
+        for d, w in zip(plan, lam)
+    )
+    ref_batch, rows = replay.sampler.reference_batch([0, 1])
+    decrease = [
+        float(
+            flat(torch.autograd.grad(replay._loss(ref_batch[r : r + 1]), replay.align_params))
+            @ step_grad
+        )
+        for r in range(len(rows))
+    ]
+    sums = np.bincount(rows, weights=decrease, minlength=3)
+    replay.progress.update(sums, np.bincount(rows, minlength=3))
+    np.testing.assert_allclose(
+        trainer.progress.decrease[:2], replay.progress.decrease[:2], rtol=1e-4
+    )
+    assert np.isnan(trainer.progress.decrease[2])  # not evaluated: never measured
+
+
+def test_adam_preconditioner_hand_computed():
+    """P = 1 / (sqrt(v / (1 - beta2^t)) + eps), flattened over the matrices in order."""
+    v = [torch.tensor([[0.04, 0.0]]), torch.tensor([0.01])]
+    p = adam_preconditioner(v, step=1, beta2=0.5, eps=0.1)  # v_hat = 2 v: 0.08, 0, 0.02
+    expected = 1 / (np.sqrt([0.08, 0.0, 0.02]) + 0.1)
+    np.testing.assert_allclose(p.numpy(), expected)
+    np.testing.assert_allclose(
+        adam_preconditioner(v, step=2, beta2=0.5, eps=0.0).numpy()[[0, 2]],
+        1 / np.sqrt(np.array([0.04, 0.01]) / 0.75),
+    )
+
+
+def test_trainer_adam_geometry_is_plain_before_the_first_update(corpus):
+    """signals.geometry adam: no second moments before the first update, so the first step's eval
+    scores are the plain geometry's, and the later ones differ from them."""
+    runs = {}
+    for geometry in ("plain", "adam"):
+        cfg = tiny_config(
+            train={"coverage": "weighted", "eval_domains": list(corpus.domains[:2])},
+            signals={"score": "eval", "geometry": geometry},
+        )
+        trainer = LMTrainer(cfg, corpus, device="cpu")
+        runs[geometry] = [trainer.step(np.full(3, 1 / 3)).scores for _ in range(2)]
+    np.testing.assert_allclose(runs["adam"][0], runs["plain"][0])
+    assert not np.allclose(runs["adam"][1], runs["plain"][1])
+
+
 def test_perplexity_weights_hand_computed():
     """c_e = ppl_e / mean ppl over the evaluation domains (0 elsewhere); a domain not seen yet takes the
     mean of the seen ones' perplexity; nothing seen: all 1."""
@@ -227,18 +324,20 @@ def test_running_scale_window_averages_the_last_scored_steps():
         RunningScale(window=0)
 
 
-@pytest.mark.parametrize("score", ["total", "cross", "eval", "evalppl"])
+@pytest.mark.parametrize("score", ["total", "cross", "eval", "evalppl", "evalfair", "evaladam"])
 def test_trainer_total_score_equals_per_domain_autograd(corpus, score):
     """signals.score total (cross) under weighted coverage: every domain scored, s_i = <g_i, sum_j g_j>
     (sum over j != i) / scale with g_i each domain's mean gradient by separate autograd passes, and
     the effective mix = w. eval: s_i = <g_i, g_ref> / scale, g_ref the gradient of the reference
     micro-batch (rows of the evaluation domains only: here the first two), replayed by hand; evalppl:
-    each reference row's loss weighted by exp(its domain's last training loss) / their mean."""
-    signals_cfg = (
-        {"score": "eval", "eval_weighting": "perplexity"}
-        if score == "evalppl"
-        else {"score": score}
-    )
+    each reference row's loss weighted by exp(its domain's last training loss) / their mean; evalfair:
+    by fair_weights of the decreases the first step measured."""
+    variant = {
+        "evalppl": {"eval_weighting": "perplexity"},
+        "evalfair": {"eval_weighting": "fair"},
+        "evaladam": {"geometry": "adam"},
+    }
+    signals_cfg = {"score": "eval", **variant[score]} if score in variant else {"score": score}
     cfg = tiny_config(
         train={"coverage": "weighted", "eval_domains": list(corpus.domains[:2])},
         signals=signals_cfg,
@@ -255,16 +354,29 @@ def test_trainer_total_score_equals_per_domain_autograd(corpus, score):
         grads = torch.autograd.grad(loss, replay.align_params)
         per_domain.setdefault(int(d), []).append(torch.cat([g.flatten() for g in grads]).numpy())
     means = np.stack([np.mean(per_domain[i], axis=0) for i in range(3)]).astype(np.float64)
-    if score in ("eval", "evalppl"):
+    if score.startswith("eval"):
         ref_batch, rows = replay.sampler.reference_batch([0, 1])
         per_row = [replay._loss(ref_batch[r : r + 1]) for r in range(len(rows))]
         ppl = np.exp(replay.tracker.last_losses[:2])  # the first step's losses: both domains seen
-        c = ppl / ppl.mean() if score == "evalppl" else np.ones(2)
+        c = {
+            "eval": np.ones(2),
+            "evalppl": ppl / ppl.mean(),
+            "evalfair": fair_weights(replay.progress.decrease, [0, 1]),
+            "evaladam": np.ones(2),
+        }[score]
+        assert score != "evalfair" or np.isfinite(replay.progress.decrease[:2]).all()
         ref = torch.autograd.grad(
             sum(float(c[d]) * loss for d, loss in zip(rows, per_row)) / len(rows),
             replay.align_params,
         )
-        raw = means @ torch.cat([g.flatten() for g in ref]).numpy().astype(np.float64)
+        ref = torch.cat([g.flatten() for g in ref]).numpy().astype(np.float64)
+        if score == "evaladam":  # AdamW's step scale after the first step, by hand
+            opt, b2 = replay.optimizer, replay.optimizer.param_groups[0]["betas"][1]
+            v = np.concatenate(
+                [opt.state[p]["exp_avg_sq"].flatten().numpy() for p in replay.align_params]
+            )
+            ref = ref / (np.sqrt(v / (1 - b2)) + opt.param_groups[0]["eps"])
+        raw = means @ ref
     else:
         raw = means @ means.sum(axis=0) - (0.0 if score == "total" else (means * means).sum(axis=1))
     expected = replay.score_scale(raw)

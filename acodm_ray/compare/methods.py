@@ -144,6 +144,20 @@ METHODS: dict[str, Method] = {
         "proxy",
         {"signals": {"score": "eval", "eval_weighting": "perplexity"}},
     ),
+    "acodm-fair": Method(
+        "variant: acodm-eval with each reference row's loss weighted by 1 / its domain's measured "
+        "per-step loss decrease under the mix, so g_ref follows the gradient of sum_e log(decrease_e): "
+        "proportional fairness over the evaluated domains (signals.eval_weighting: fair)",
+        "proxy",
+        {"signals": {"score": "eval", "eval_weighting": "fair"}},
+    ),
+    "acodm-adam": Method(
+        "variant: acodm whose eval score measures agreement in AdamW's geometry, <g_i, P g_ref> with "
+        "P the optimizer's per-coordinate step scale on the alignment matrices "
+        "(signals.geometry: adam)",
+        "proxy",
+        {"signals": {"score": "eval", "geometry": "adam"}},
+    ),
     # named targets (train.eval_domains) and how far the mix moves (docs/method.md, "Named targets")
     "acodm-total": Method(
         "ablation: acodm rewarded with the total alignment even where train.eval_domains names the "
