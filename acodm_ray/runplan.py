@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from acodm_ray.agent.config import weight_floor
 from acodm_ray.config import ConfigError, CorpusConfig, ExperimentConfig, cache_dir, to_dict
 from acodm_ray.data.corpus_errors import CorpusError, CorpusNotBuiltError
 from acodm_ray.data.debian_domains import domain_specs
@@ -183,10 +184,10 @@ def run_problems(run: PlannedRun, domains: Domains) -> list[str]:
     if (
         run.uses_agent
         and run.cfg.agent.floor_mass is None
-        and run.cfg.agent.weight_floor * K >= 1.0
+        and weight_floor(run.cfg.agent) * K >= 1.0
     ):
         out.append(
-            f"agent.weight_floor = {run.cfg.agent.weight_floor} leaves nothing for the actor with "
+            f"agent.weight_floor = {weight_floor(run.cfg.agent)} leaves nothing for the actor with "
             f"{K} domains (floor * K must be < 1); fix: --set "
             f"{run.set_by('agent.weight_floor')}=<below {1.0 / K:.4f}>, or set agent.floor_mass"
         )

@@ -13,6 +13,7 @@ from typing import Any, get_args
 import numpy as np
 import torch
 
+from acodm_ray.agent.config import DEFAULT_FLOOR
 from acodm_ray.config_train import EvalWeighting, Geometry, Score
 from acodm_ray.score_scale import RunningScale  # noqa: F401  (re-exported: signals.RunningScale)
 
@@ -87,12 +88,15 @@ def resolve_named_targets(sig: Any, agent: Any, eval_domains: Sequence[str]) -> 
     """(signals, agent) configs with every "auto" resolved (copies): the front door of
     docs/method.md, "Named targets". signals.score "auto" is "eval" when `eval_domains` names what
     is evaluated, else "total" (`resolve_score`); then with the "eval" score agent.temperature
-    "auto" is "evidence" and signals.score_window None is EVIDENCE_WINDOW, with any other score
-    "fixed" and 1. Why: the evidence temperature trusts the domains' mean rewards as far as their
-    standard error says, which is right for an unbiased reward ("eval": g_ref is independent of
-    the g_i) and wrong for "total", whose self term carries micro-batch noise that ranks domains by
-    more than their real differences (benchmarks/score_noise.py); on the bundled corpus (seed 100)
-    "total" at the evidence temperature starved literature and ended behind uniform."""
+    "auto" is "evidence", signals.score_window None is EVIDENCE_WINDOW and agent.weight_floor None
+    is 0, with any other score "fixed", 1 and agent.config.DEFAULT_FLOOR. Why: the evidence
+    temperature trusts the domains' mean rewards as far as their standard error says, which is
+    right for an unbiased reward ("eval": g_ref is independent of the g_i) and wrong for "total",
+    whose self term carries micro-batch noise that ranks domains by more than their real
+    differences (benchmarks/score_noise.py); on the bundled corpus (seed 100) "total" at the
+    evidence temperature starved literature and ended behind uniform. Under the evidence
+    temperature the floor only holds the domains the evidence rules out at 0.01 each (on the junk
+    setting, 7 decoys x 0.01 = half the weight the decoys kept), so it goes."""
     score = resolve_score(sig.score, eval_domains)
     aimed = score == "eval"
     window = sig.score_window
@@ -103,9 +107,12 @@ def resolve_named_targets(sig: Any, agent: Any, eval_domains: Sequence[str]) -> 
     temperature = agent.temperature
     if temperature == "auto":
         temperature = "evidence" if aimed else "fixed"
+    floor = agent.weight_floor
+    if floor is None:
+        floor = 0.0 if aimed else DEFAULT_FLOOR
     return (
         dataclasses.replace(sig, score=score, score_window=int(window)),
-        dataclasses.replace(agent, temperature=temperature),
+        dataclasses.replace(agent, temperature=temperature, weight_floor=float(floor)),
     )
 
 

@@ -61,8 +61,11 @@ class AgentConfig:
     r = sum_i w_i s_i; "mean" (the paper's) -mean_i Q_i, which does not depend on how the weights
     are spread; "projection" the cross-entropy to the weighted objective's optimum at constant
     values (ddpg.actor_loss), whose gradient does not vanish as a weight goes to 0."""
-    weight_floor: float = 0.01
-    """The actor outputs (1 - K floor) softmax + floor: no domain starves (the paper's: 0)."""
+    weight_floor: float | None = None
+    """The actor outputs (1 - K floor) softmax + floor: no domain starves (the paper's: 0); null
+    (the named-targets rule, signals.resolve_named_targets): 0 under the "eval" score, whose
+    evidence temperature already keeps every domain the evidence cannot rule out, else
+    DEFAULT_FLOOR (0.01)."""
     entropy_coef: float = 1.0
     """The "weighted" actor's loss is -[sum_i pi_i v_i + coef H(pi)]: a soft-greedy mix (the
     paper's: 0)."""
@@ -97,10 +100,19 @@ class AgentConfig:
     null: weight_floor per domain (floor_per_domain)."""
 
 
+DEFAULT_FLOOR = 0.01  # agent.weight_floor without the "eval" score (and left unresolved)
+
+
+def weight_floor(cfg: AgentConfig) -> float:
+    """agent.weight_floor, null read as DEFAULT_FLOOR (unresolved, as outside a job, where no
+    score chose it; signals.resolve_named_targets resolves it)."""
+    return DEFAULT_FLOOR if cfg.weight_floor is None else float(cfg.weight_floor)
+
+
 def floor_per_domain(cfg: AgentConfig, num_domains: int) -> float:
     """Each domain's weight floor: floor_mass / K when floor_mass is set, else weight_floor."""
     if cfg.floor_mass is None:
-        return float(cfg.weight_floor)
+        return weight_floor(cfg)
     return float(cfg.floor_mass) / int(num_domains)
 
 
@@ -108,7 +120,7 @@ def check_agent(cfg: AgentConfig, num_domains: int | None = None) -> None:
     """Allowed values and ranges; with `num_domains`, also that the floor leaves room for the
     softmax."""
     check_choices(cfg, "agent")
-    if cfg.weight_floor < 0 or cfg.entropy_coef < 0:
+    if weight_floor(cfg) < 0 or cfg.entropy_coef < 0:
         raise ValueError(
             f"agent.weight_floor and agent.entropy_coef must be >= 0, got {cfg.weight_floor}, {cfg.entropy_coef}"
         )
@@ -116,7 +128,7 @@ def check_agent(cfg: AgentConfig, num_domains: int | None = None) -> None:
         raise ValueError(f"agent.floor_mass must be in [0, 1) or null, got {cfg.floor_mass}")
     if num_domains is not None and floor_per_domain(cfg, num_domains) * num_domains >= 1.0:
         raise ValueError(
-            f"agent.weight_floor = {cfg.weight_floor} leaves nothing for the actor with {num_domains} "
+            f"agent.weight_floor = {weight_floor(cfg)} leaves nothing for the actor with {num_domains} "
             f"domains (need floor * K < 1, i.e. floor < {1.0 / num_domains:.4f})"
         )
     if cfg.warmup_updates is not None and cfg.warmup_updates < 0:

@@ -178,6 +178,12 @@ METHODS: dict[str, Method] = {
         "proxy",
         {"signals": {"score_window": 1}},
     ),
+    "acodm-floor": Method(
+        "ablation: acodm with the weight floor 0.01 per domain (agent.weight_floor: 0.01) that its "
+        "eval score otherwise drops: the named-targets default before the floor rule",
+        "proxy",
+        {"agent": {"weight_floor": 0.01}},
+    ),
     "acodm-floormass": Method(
         "variant: acodm with one total floor of 0.07 split over the K domains (agent.floor_mass), "
         "0.01 each at K = 7, 0.005 at K = 14",
