@@ -139,6 +139,14 @@ def test_per_domain_gradients_from_a_mixed_batch_equal_each_domains_own_gradient
     assert not np.allclose(fb.current, 1 / 3)
 
 
+@pytest.mark.parametrize("named", [True, False])
+def test_named_targets_take_the_floor_off_your_loops_online_agent(named):
+    """MixingFeedback(mixer="acodm-online"): with eval_domains named, the eval score's rule gives the
+    online agent's actor no weight floor; without, the floor 0.01 (signals.resolve_named_targets)."""
+    _, _, fb = make("acodm-online", eval_domains=["d0", "d1"] if named else None)
+    assert fb.mixer.actor.floor == (0.0 if named else 0.01)
+
+
 def test_named_targets_give_your_loop_the_evaluation_aimed_reward():
     """MixingFeedback(eval_domains=...): signals.score "auto" is "eval", and each domain's score is
     <g_i, g_ref> / running scale with g_ref the mean-loss gradient of the reference rows (each from
