@@ -765,3 +765,42 @@ def test_projection_objective_fits_the_weighted_optimum_by_cross_entropy():
         pi = actor(obs)
         target = torch.softmax(critic(obs, pi) / 0.5, dim=-1)
     np.testing.assert_allclose(pi.numpy(), target.numpy(), atol=1e-6)
+
+
+def test_proportional_weights_by_hand():
+    """w = floor + (1 - K floor) max(v, 0) / sum max(v, 0); uniform where no value is positive."""
+    v = torch.tensor([[2.0, 1.0, -1.0, 1.0], [-1.0, 0.0, -2.0, -0.5]])
+    np.testing.assert_allclose(
+        ddpg.proportional(v, 0.0).numpy(), [[0.5, 0.25, 0.0, 0.25], [0.25, 0.25, 0.25, 0.25]]
+    )
+    np.testing.assert_allclose(
+        ddpg.proportional(v[:1], 0.05).numpy(), [[0.45, 0.25, 0.05, 0.25]]
+    )  # 0.05 + 0.8 x (0.5, 0.25, 0, 0.25)
+
+
+def test_proportional_objective_fits_weights_proportional_to_the_values():
+    """agent.actor_objective "proportional": -mean_b sum_i w*_i log pi_i with w* = proportional(v),
+    v the values at the actor's weights held constant (no temperature); trained alone it ends at
+    w*, and optimum_gap measures the distance to w*, not to a softmax."""
+    critic = LinearCritic(
+        np.zeros((1, 3)), np.array([[0.0, 3.0, 0.0], [0.0, 0.0, -2.0], [1.0, 0.0, 0.0]])
+    )  # q = pi @ WA: at pi = (1/3, 1/3, 1/3), q = (1/3, 1, -2/3)
+    actor = SoftmaxActor(np.zeros((1, 3)))
+    obs = t(np.ones((1, 1)))
+    loss = ddpg.actor_loss(actor, critic, obs, "proportional", 0.5, 0.0, "horizon", "action")
+    best = np.array([0.25, 0.75, 0.0])  # max(q, 0) / sum
+    assert loss.item() == pytest.approx(-(best * np.log(1 / 3)).sum(), rel=1e-12)
+    assert ddpg.optimum_gap(actor, critic, obs, 0.5, 0.0, "horizon", "proportional") == (
+        pytest.approx(0.5 * np.abs(1 / 3 - best).sum(), rel=1e-10)
+    )
+    opt = torch.optim.SGD(actor.parameters(), lr=1.0)
+    for _ in range(3000):
+        opt.zero_grad()
+        ddpg.actor_loss(
+            actor, critic, obs, "proportional", 0.5, 0.0, "horizon", "action"
+        ).backward()
+        opt.step()
+    with torch.no_grad():
+        pi = actor(obs)
+        target = ddpg.proportional(critic(obs, pi), 0.0)
+    np.testing.assert_allclose(pi.numpy(), target.numpy(), atol=1e-3)

@@ -16,7 +16,7 @@ from typing import Literal, get_args
 
 from acodm_ray.typed_config import check_choices
 
-ActorObjective = Literal["weighted", "mean", "projection"]
+ActorObjective = Literal["weighted", "mean", "projection", "proportional"]
 ValueUnits = Literal["horizon", "relative"]
 LrSchedule = Literal["constant", "cosine"]
 Temperature = Literal["fixed", "evidence", "auto"]
@@ -60,7 +60,9 @@ class AgentConfig:
     """The actor's loss: "weighted" -sum_i pi_i Q_i, the objective whose reward is
     r = sum_i w_i s_i; "mean" (the paper's) -mean_i Q_i, which does not depend on how the weights
     are spread; "projection" the cross-entropy to the weighted objective's optimum at constant
-    values (ddpg.actor_loss), whose gradient does not vanish as a weight goes to 0."""
+    values (ddpg.actor_loss), whose gradient does not vanish as a weight goes to 0; "proportional"
+    the same fit to weights proportional to the positive part of the values (ddpg.proportional),
+    the optimum of sum_i v_i log w_i: diminishing returns in each domain's share, no temperature."""
     weight_floor: float | None = None
     """The actor outputs (1 - K floor) softmax + floor: no domain starves (the paper's: 0); null
     (the named-targets rule, signals.resolve_named_targets): 0 under the "eval" score, whose

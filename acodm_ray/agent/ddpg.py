@@ -179,14 +179,24 @@ def actor_loss(
     minimiser reached by a cross-entropy whose gradient in the logits is pi - w* (for a softmax
     head), where the weighted objective's is pi (v - pi.v) and the entropy's, both vanishing as a
     weight goes to 0, so the actor follows a low temperature in far fewer updates (the policy step
-    of MPO / discrete SAC: fit the improved policy instead of ascending to it)."""
+    of MPO / discrete SAC: fit the improved policy instead of ascending to it).
+
+    objective "proportional": the same cross-entropy fit, to w* = `proportional(v, floor)`, weights
+    proportional to the positive part of the values: the maximiser of sum_i v_i log w_i, a utility
+    with diminishing returns in each domain's share (log), where "weighted" is linear in it and
+    only its temperature keeps the optimum off a vertex. Why: a domain whose first-order value is
+    1.5 times another's gets 1.5 times its weight, not exp(0.5 / T) times; a domain the values say
+    does not help (v <= 0) gets only its floor. No temperature is used.
+    (docs/studies/2026-12-05-closing-the-gap-dev.md)"""
     weights = actor(obs)
     if value_gradient not in VALUE_GRADIENTS:
         raise ValueError(f"unknown value gradient {value_gradient!r}; one of {VALUE_GRADIENTS}")
-    if objective == "projection":  # the optimum of "weighted" at constant values, fitted directly
+    if objective in ("projection", "proportional"):  # an optimum at constant values, fitted
         with torch.no_grad():
             v = per_step_values(critic(obs, weights), gamma, value_units)
-            best = floored_softmax(v, float(entropy_coef), float(getattr(actor, "floor", 0.0)))
+            best = objective_optimum(
+                v, objective, float(entropy_coef), float(getattr(actor, "floor", 0.0))
+            )
         return -(best.to(weights.dtype) * torch.log(weights.clamp_min(1e-12))).sum(dim=-1).mean()
     q = q_frozen(critic, obs, weights.detach() if value_gradient == "none" else weights)
     if objective == "mean":
@@ -195,7 +205,8 @@ def actor_loss(
         value = (weights * per_step_values(q, gamma, value_units)).sum(dim=-1)
     else:
         raise ValueError(
-            f"unknown actor objective {objective!r}; choose weighted, mean or projection"
+            f"unknown actor objective {objective!r}; choose weighted, mean, projection or "
+            "proportional"
         )
     return -(value + entropy_coef * entropy(weights)).mean()
 
@@ -267,6 +278,28 @@ def value_spread(
     return float(values.max() - values.min())
 
 
+def proportional(values: torch.Tensor, floor: float) -> torch.Tensor:
+    """Per row, w = floor + (1 - K floor) max(v, 0) / sum_j max(v_j, 0): weights proportional to the
+    positive part of the values (uniform where no value is positive), the maximiser of
+    sum_i v_i log w_i over the simplex above the floor when every v_i > 0."""
+    v = values.to(torch.float64).clamp_min(0.0)
+    total = v.sum(dim=-1, keepdim=True)
+    share = torch.where(
+        total > 0, v / total.clamp_min(1e-300), torch.full_like(v, 1.0 / v.shape[-1])
+    )
+    return floor + (1.0 - v.shape[-1] * floor) * share
+
+
+def objective_optimum(
+    values: torch.Tensor, objective: str, temperature: float, floor: float
+) -> torch.Tensor:
+    """The weights the actor's objective asks for at constant `values`: `proportional` for the
+    "proportional" objective, `floored_softmax` at `temperature` for the others."""
+    if objective == "proportional":
+        return proportional(values, floor)
+    return floored_softmax(values, temperature, floor)
+
+
 def floored_softmax(values: torch.Tensor, temperature: float, floor: float) -> torch.Tensor:
     """argmax over {w : w_i >= floor, sum_i w_i = 1} of sum_i w_i v_i + T H(w), per row: by the KKT
     conditions w_i = max(floor, c exp(v_i / T)) with c setting the sum to 1 (T = 0: the floor
@@ -297,14 +330,16 @@ def optimum_gap(
     temperature: float,
     gamma: float,
     value_units: str = "relative",
+    objective: str = "weighted",
 ) -> float:
     """Mean over the batch of the total variation distance between the actor's weights and the
-    optimum of its objective at its own values, `floored_softmax(v, temperature, floor)` (a
-    diagnostic): near 0, the actor has reached what its critic and temperature ask for; large, it
-    lags them (too few or too small actor steps), whatever the temperature says."""
+    optimum of its objective at its own values, `objective_optimum` (a diagnostic): near 0, the
+    actor has reached what its critic and temperature ask for; large, it lags them (too few or too
+    small actor steps), whatever the temperature says."""
     weights = actor(obs)
     values = per_step_values(critic(obs, weights), gamma, value_units)
-    target = floored_softmax(values, temperature, float(getattr(actor, "floor", 0.0)))
+    floor = float(getattr(actor, "floor", 0.0))
+    target = objective_optimum(values, objective, temperature, floor)
     return float(0.5 * (weights.to(target.dtype) - target).abs().sum(dim=-1).mean())
 
 

@@ -196,6 +196,13 @@ METHODS: dict[str, Method] = {
         "proxy",
         {"agent": {"actor_objective": "projection"}},
     ),
+    "acodm-proportional": Method(
+        "variant: acodm whose actor is fitted to weights proportional to the positive part of its "
+        "critic's values (agent.actor_objective: proportional), the optimum of sum_i v_i log w_i, "
+        "instead of the softmax of the values at a temperature",
+        "proxy",
+        {"agent": {"actor_objective": "proportional"}},
+    ),
     "acodm-constvalues": Method(
         "variant: acodm whose actor takes the critic's per-domain values as constants, no gradient "
         "through the critic's action input (agent.value_gradient: none): its optimum is softmax(v/T)",

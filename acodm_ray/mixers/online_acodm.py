@@ -200,7 +200,13 @@ class OnlineACODM(Mixer):
             "value_spread": ddpg.value_spread(self.actor, self.critic, b["obs"], gamma, units),
             "temperature": temperature,
             "optimum_gap": ddpg.optimum_gap(
-                self.actor, self.critic, b["obs"], temperature, gamma, units
+                self.actor,
+                self.critic,
+                b["obs"],
+                temperature,
+                gamma,
+                units,
+                self.cfg.actor_objective,
             ),  # fmt: skip
         }
 

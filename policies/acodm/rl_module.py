@@ -155,7 +155,15 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
         )
         spread = ddpg.value_spread(self.actor, self.critic, obs, gamma, agent.value_units)
         temperature = ddpg.actor_temperature(agent, rewards)
-        gap = ddpg.optimum_gap(self.actor, self.critic, obs, temperature, gamma, agent.value_units)
+        gap = ddpg.optimum_gap(
+            self.actor,
+            self.critic,
+            obs,
+            temperature,
+            gamma,
+            agent.value_units,
+            agent.actor_objective,
+        )
         return {
             ACTOR_LOSS: a_loss,
             CRITIC_LOSS: c_loss,
