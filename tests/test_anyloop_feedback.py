@@ -147,6 +147,17 @@ def test_named_targets_take_the_floor_off_your_loops_online_agent(named):
     assert fb.mixer.actor.floor == (0.0 if named else 0.01)
 
 
+@pytest.mark.parametrize("change", [{"eval_weighting": "fair"}, {"geometry": "adam"}])
+def test_eval_score_variants_of_the_ray_path_are_refused_in_your_loop(change):
+    """The reference-row weightings and the AdamW geometry are computed by LMTrainer only: asked of
+    MixingFeedback they fail at construction, naming the setting, not silently ignored."""
+    model, ds, _ = make("alignment", feedback=False)
+    with pytest.raises(ValueError, match="your own loop computes the eval score"):
+        MixingFeedback(
+            model, ds, total_steps=4, signals=SignalConfig(**change), eval_domains=["d0"]
+        )
+
+
 def test_named_targets_give_your_loop_the_evaluation_aimed_reward():
     """MixingFeedback(eval_domains=...): signals.score "auto" is "eval", and each domain's score is
     <g_i, g_ref> / running scale with g_ref the mean-loss gradient of the reference rows (each from

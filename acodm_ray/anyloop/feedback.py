@@ -69,7 +69,14 @@ def _loop_signals(
     the "eval" reward (signals.resolve_named_targets)."""
     if set(named) - set(domains):
         raise ValueError(f"eval_domains {named} are not all among {domains}")
-    return resolve_named_targets(signals or SignalConfig(), agent or AgentConfig(), named)
+    sig = signals or SignalConfig()
+    if sig.eval_weighting != "loss" or sig.geometry != "plain":
+        raise ValueError(
+            f"signals.eval_weighting {sig.eval_weighting!r} and signals.geometry {sig.geometry!r}: "
+            "your own loop computes the eval score with the defaults only (eval_weighting 'loss', "
+            "geometry 'plain'); the other choices run on the Ray path (LMTrainer)"
+        )
+    return resolve_named_targets(sig, agent or AgentConfig(), named)
 
 
 class MixingFeedback:
