@@ -804,3 +804,17 @@ def test_proportional_objective_fits_weights_proportional_to_the_values():
         pi = actor(obs)
         target = ddpg.proportional(critic(obs, pi), 0.0)
     np.testing.assert_allclose(pi.numpy(), target.numpy(), atol=1e-3)
+
+
+def test_lcb_objective_subtracts_the_temperature_before_proportional_weights():
+    """agent.actor_objective "lcb": w* = proportional(v, floor, margin=T): values 1.2, 0.8, 0.3, -0.1
+    at T = 0.3 -> 0.9, 0.5, 0, 0 -> 9/14, 5/14, 0, 0 (without the margin: 1.2, 0.8, 0.3 of 2.3)."""
+    v = torch.tensor([[1.2, 0.8, 0.3, -0.1]])
+    np.testing.assert_allclose(
+        ddpg.objective_optimum(v, "lcb", 0.3, 0.0).numpy(), [[9 / 14, 5 / 14, 0.0, 0.0]], atol=1e-7
+    )
+    np.testing.assert_allclose(
+        ddpg.objective_optimum(v, "proportional", 0.3, 0.0).numpy(),
+        [[1.2 / 2.3, 0.8 / 2.3, 0.3 / 2.3, 0.0]],
+        rtol=1e-6,
+    )

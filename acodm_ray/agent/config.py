@@ -16,7 +16,7 @@ from typing import Literal, get_args
 
 from acodm_ray.typed_config import check_choices
 
-ActorObjective = Literal["weighted", "mean", "projection", "proportional"]
+ActorObjective = Literal["weighted", "mean", "projection", "proportional", "lcb"]
 ValueUnits = Literal["horizon", "relative"]
 LrSchedule = Literal["constant", "cosine"]
 Temperature = Literal["fixed", "evidence", "auto"]
@@ -62,7 +62,9 @@ class AgentConfig:
     are spread; "projection" the cross-entropy to the weighted objective's optimum at constant
     values (ddpg.actor_loss), whose gradient does not vanish as a weight goes to 0; "proportional"
     the same fit to weights proportional to the positive part of the values (ddpg.proportional),
-    the optimum of sum_i v_i log w_i: diminishing returns in each domain's share, no temperature."""
+    the optimum of sum_i v_i log w_i: diminishing returns in each domain's share, no temperature;
+    "lcb" the same with the temperature subtracted first, max(v - T, 0): under the evidence
+    temperature (one standard error) weights proportional to each value's lower confidence bound."""
     weight_floor: float | None = None
     """The actor outputs (1 - K floor) softmax + floor: no domain starves (the paper's: 0); null
     (the named-targets rule, signals.resolve_named_targets): 0 under the "eval" score, whose

@@ -186,12 +186,15 @@ def actor_loss(
     with diminishing returns in each domain's share (log), where "weighted" is linear in it and
     only its temperature keeps the optimum off a vertex. Why: a domain whose first-order value is
     1.5 times another's gets 1.5 times its weight, not exp(0.5 / T) times; a domain the values say
-    does not help (v <= 0) gets only its floor. No temperature is used.
+    does not help (v <= 0) gets only its floor. No temperature is used. Objective "lcb": the same
+    fit to `proportional(v, floor, margin=T)`, T the actor's temperature: under the evidence
+    temperature (the values' standard error) a domain's weight follows its value's lower
+    confidence bound, so a domain not one standard error above 0 gets only its floor.
     (docs/studies/2026-12-05-closing-the-gap-dev.md)"""
     weights = actor(obs)
     if value_gradient not in VALUE_GRADIENTS:
         raise ValueError(f"unknown value gradient {value_gradient!r}; one of {VALUE_GRADIENTS}")
-    if objective in ("projection", "proportional"):  # an optimum at constant values, fitted
+    if objective in ("projection", "proportional", "lcb"):  # an optimum at constant values, fitted
         with torch.no_grad():
             v = per_step_values(critic(obs, weights), gamma, value_units)
             best = objective_optimum(
@@ -205,8 +208,8 @@ def actor_loss(
         value = (weights * per_step_values(q, gamma, value_units)).sum(dim=-1)
     else:
         raise ValueError(
-            f"unknown actor objective {objective!r}; choose weighted, mean, projection or "
-            "proportional"
+            f"unknown actor objective {objective!r}; choose weighted, mean, projection, "
+            "proportional or lcb"
         )
     return -(value + entropy_coef * entropy(weights)).mean()
 
@@ -278,11 +281,12 @@ def value_spread(
     return float(values.max() - values.min())
 
 
-def proportional(values: torch.Tensor, floor: float) -> torch.Tensor:
-    """Per row, w = floor + (1 - K floor) max(v, 0) / sum_j max(v_j, 0): weights proportional to the
-    positive part of the values (uniform where no value is positive), the maximiser of
-    sum_i v_i log w_i over the simplex above the floor when every v_i > 0."""
-    v = values.to(torch.float64).clamp_min(0.0)
+def proportional(values: torch.Tensor, floor: float, margin: float = 0.0) -> torch.Tensor:
+    """Per row, w = floor + (1 - K floor) max(v - margin, 0) / sum_j max(v_j - margin, 0): weights
+    proportional to the positive part of the values less `margin` (uniform where none is
+    positive), the maximiser of sum_i (v_i - margin) log w_i over the simplex above the floor when
+    every v_i > margin."""
+    v = (values.to(torch.float64) - margin).clamp_min(0.0)
     total = v.sum(dim=-1, keepdim=True)
     share = torch.where(
         total > 0, v / total.clamp_min(1e-300), torch.full_like(v, 1.0 / v.shape[-1])
@@ -297,6 +301,8 @@ def objective_optimum(
     "proportional" objective, `floored_softmax` at `temperature` for the others."""
     if objective == "proportional":
         return proportional(values, floor)
+    if objective == "lcb":
+        return proportional(values, floor, margin=temperature)
     return floored_softmax(values, temperature, floor)
 
 

@@ -203,6 +203,12 @@ METHODS: dict[str, Method] = {
         "proxy",
         {"agent": {"actor_objective": "proportional"}},
     ),
+    "acodm-lcb": Method(
+        "variant: acodm-proportional with the evidence temperature subtracted from the values first "
+        "(agent.actor_objective: lcb): weights proportional to each value's lower confidence bound",
+        "proxy",
+        {"agent": {"actor_objective": "lcb"}},
+    ),
     "acodm-constvalues": Method(
         "variant: acodm whose actor takes the critic's per-domain values as constants, no gradient "
         "through the critic's action input (agent.value_gradient: none): its optimum is softmax(v/T)",
