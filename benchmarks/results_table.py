@@ -32,9 +32,16 @@ RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 DEFAULT = "acodm"
 KNOWN_ANSWER = "file"  # the static mix with nothing on the decoys (benchmarks/weights/)
-# comparisons run with named targets (train.eval_domains) while `acodm` still took the `total`
-# reward there: their `acodm` is what `acodm-total` runs now, so they are shown under that name
-TOTAL_REWARD_ACODM = {"mixing-decoys.json", "mixing-swamped.json"}
+# comparisons whose `acodm` (and variants) ran under an earlier default, shown under the name that
+# runs the same config now: with named targets `acodm` took the `total` reward before the front
+# door (`acodm-total`), then the eval score with the floor 0.01 (`acodm-floor`) before the floor rule
+FLOOR = "floor 0.01"
+EARLIER_DEFAULT = {
+    "mixing-decoys.json": {DEFAULT: "acodm-total"},
+    "mixing-swamped.json": {DEFAULT: "acodm-total"},
+    "mixing-swamped-named.json": {DEFAULT: "acodm-floor"},
+    "mixing-junk.json": {DEFAULT: "acodm-floor", "acodm-projection": f"acodm-projection, {FLOOR}"},
+}
 STUDY = "eval_reward_study/"
 Finals = dict[str, dict[int, float]]  # method -> seed -> final average validation perplexity
 
@@ -50,6 +57,8 @@ GLOSS = {
     "acodm-evalppl": "`acodm-eval` with that gradient weighted by each domain's perplexity",
     "acodm-projection": f"`{DEFAULT}` with its actor fitted to the optimum of its objective at the "
     "critic's values (a variant, docs/method.md)",
+    f"acodm-projection, {FLOOR}": "that variant run before the floor rule, with the floor 0.01",
+    "acodm-floor": f"`{DEFAULT}` with the weight floor 0.01 its `eval` reward otherwise drops",
 }
 
 
@@ -77,10 +86,17 @@ SETTINGS = [
     Setting(
         "decoys: 7 domains + 2 decoys",
         "mixing-decoys.json",
-        tuple(f"{STUDY}bench-decoys-{m}.json" for m in ("eval", "evalppl", "realonly")),
+        (
+            *(f"{STUDY}bench-decoys-{m}.json" for m in ("eval", "evalppl", "realonly")),
+            "mixing-decoys-named.json",
+        ),
     ),
-    Setting("swamped: 7 domains + 7 decoys", "mixing-swamped.json", ("mixing-swamped-named.json",)),
-    Setting("junk: 7 domains + 7 junk domains", "mixing-junk.json"),
+    Setting(
+        "swamped: 7 domains + 7 decoys",
+        "mixing-swamped.json",
+        ("mixing-swamped-named.json", "mixing-swamped-nofloor.json"),
+    ),
+    Setting("junk: 7 domains + 7 junk domains", "mixing-junk.json", ("mixing-junk-nofloor.json",)),
 ]
 
 
@@ -94,7 +110,7 @@ def setting_finals(setting: Setting) -> Finals | None:
             continue
         summary = ComparisonSummary.read(RESULTS / name)
         for method in summary.methods:
-            shown = "acodm-total" if method == DEFAULT and name in TOTAL_REWARD_ACODM else method
+            shown = EARLIER_DEFAULT.get(name, {}).get(method, method)
             out.setdefault(shown, finals(summary, method))  # the setting's own runs come first
     return out
 
