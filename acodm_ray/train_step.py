@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from acodm_ray.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401 
 from acodm_ray.collective import Collective
 from acodm_ray.config import ExperimentConfig
 from acodm_ray.errors import AcodmError
+from acodm_ray.eval_reference import EvalReference, Reference
 from acodm_ray.model import alignment_params, build_model, resolve_device, state_params
 from acodm_ray.optim import build_optimizer, warmup_cosine
 from acodm_ray.sampler import MixtureSampler, check_weights, effective_mix
@@ -40,35 +40,17 @@ from acodm_ray.signals import (
     RunningScale,
     StateTracker,
     TrackedWeights,
-    adam_preconditioner,
     domain_means,
     make_state_spec,
-    perplexity_weights,
     step_scores,
 )
 from acodm_ray.step_signals import StepSignals
-from acodm_ray.target_progress import TargetProgress, fair_weights
 
 if TYPE_CHECKING:
     from acodm_ray.data.tokens import TokenizedCorpus
 
 
 TINY_LOSS_WEIGHT = 1e-4  # below this a micro-batch's gradient is read with autograd.grad instead
-
-
-@dataclass
-class Reference:
-    """A step's reference micro-batch (signals.score "eval"): g_ref, each row's own gradient (only
-    under signals.eval_weighting "fair") and each row's domain."""
-
-    grad: torch.Tensor  # [P]
-    row_grads: torch.Tensor | None  # [R, P]
-    rows: np.ndarray  # [R]
-
-
-def _flat(grads: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """One flat float32 CPU vector of the alignment matrices' gradients."""
-    return torch.cat([g.detach().flatten().float() for g in grads]).cpu()
 
 
 class NonFiniteLossError(AcodmError, FloatingPointError):
@@ -152,7 +134,9 @@ class LMTrainer:
         )
         scored = self.cfg.train.eval_domains or self.domains
         self.eval_indices = [self.domains.index(d) for d in scored]  # "eval"'s reference rows
-        self.progress = TargetProgress(len(self.domains))  # what "fair" weights the rows by
+        self.reference = EvalReference(
+            sig, self.sampler, self.eval_indices, self.align_params, self.optimizer, self.collective
+        )
 
     @property
     def state_spec(self) -> dict[str, Any]:
@@ -229,75 +213,13 @@ class LMTrainer:
             mb_count[d] += 1
         effective = effective_mix(plan, loss_weights, K)
         reference = (
-            self._reference_grad()
+            self.reference.draw(self._loss, self._autocast, self.tracker.last_losses, self.device)
             if self.compute_signals and self.cfg.signals.score == "eval"
             else None
         )
         return self._finish_step(
             weights, loss_sum, mb_count, domain_grads, start, weighted_loss, effective, reference
         )
-
-    def _reference_grad(self) -> Reference:
-        """g_ref [P]: the gradient of the mean loss of a reference micro-batch from the evaluation
-        domains, on the alignment matrices only (`autograd.grad`: the step's accumulated `.grad` is
-        untouched). `signals.eval_weighting` weights each row's loss: "perplexity" by its domain's
-        `perplexity_weights` (from the last training losses, before this step's update); "fair" by
-        its domain's `fair_weights` (from the decreases measured before this step), each row's own
-        gradient kept so that `_measure_progress` can measure this step's decrease on it."""
-        batch, rows = self.sampler.reference_batch(self.eval_indices)
-        batch = batch.to(self.device)
-        weighting = self.cfg.signals.eval_weighting
-        with self._autocast():
-            if weighting == "loss":
-                loss = self._loss(batch)
-                grads = torch.autograd.grad(loss, self.align_params)
-                return Reference(_flat(grads), None, rows)
-            per_row = self._loss(batch, reduction="none").view(len(rows), -1).mean(dim=1)
-        if weighting == "perplexity":
-            c = perplexity_weights(self.tracker.last_losses, self.eval_indices)[rows]
-            weights = torch.as_tensor(c, dtype=per_row.dtype, device=per_row.device)
-            grads = torch.autograd.grad((per_row * weights).mean(), self.align_params)
-            return Reference(_flat(grads), None, rows)
-        row_grads = torch.stack(
-            [
-                _flat(torch.autograd.grad(per_row[r], self.align_params, retain_graph=True))
-                for r in range(len(rows))
-            ]
-        )
-        c = fair_weights(self.progress.decrease, self.eval_indices)[rows]
-        grad = (torch.as_tensor(c, dtype=torch.float32).unsqueeze(1) * row_grads).mean(dim=0)
-        return Reference(grad, row_grads, rows)
-
-    def _preconditioner(self) -> torch.Tensor | None:
-        """signals.geometry "adam": AdamW's per-coordinate step scale on the alignment matrices
-        (`signals.adam_preconditioner`), from its state before this step's update; None in the
-        plain geometry and before the first update (no second moments yet: plain)."""
-        if self.cfg.signals.geometry != "adam":
-            return None
-        states = [self.optimizer.state.get(p, {}) for p in self.align_params]
-        if not all("exp_avg_sq" in st for st in states):
-            return None
-        group = self.optimizer.param_groups[0]
-        step = int(float(states[0]["step"]))
-        return adam_preconditioner(
-            [st["exp_avg_sq"] for st in states], step, group["betas"][1], group["eps"]
-        ).cpu()
-
-    def _measure_progress(self, reference: Reference) -> None:
-        """signals.eval_weighting "fair": each reference row's first-order loss decrease under this
-        step, <G, h_r> with G the step's (worker-averaged) gradient on the alignment matrices, summed
-        per domain across workers into `self.progress`."""
-        step_grad = self._flat_align_grads().cpu().to(torch.float64)
-        precondition = self._preconditioner()
-        if precondition is not None:  # the step AdamW takes, momentum aside
-            step_grad = step_grad * precondition
-        decrease = (reference.row_grads.to(torch.float64) @ step_grad).numpy()
-        K = len(self.domains)
-        sums = torch.from_numpy(np.bincount(reference.rows, weights=decrease, minlength=K))
-        counts = torch.from_numpy(np.bincount(reference.rows, minlength=K).astype(np.float64))
-        self.collective.sum_(sums)
-        self.collective.sum_(counts)
-        self.progress.update(sums.numpy(), counts.numpy())
 
     def _finish_step(
         self,
@@ -315,12 +237,7 @@ class LMTrainer:
         self.collective.sum_(weighted_loss)
         if self.compute_signals:
             self.collective.sum_(domain_grads)
-        ref_grad = None
-        if reference is not None:  # each rank drew its own reference rows: their mean
-            ref_grad = self.collective.sum_(reference.grad) / world
-            precondition = self._preconditioner()
-            if precondition is not None:
-                ref_grad = (ref_grad.double() * precondition).float()
+        ref_grad = None if reference is None else self.reference.combined(reference)
         self._sync_grads()
         counts_mb = mb_count * world  # the plan is the same on every worker
         sampled = counts_mb > 0
@@ -329,8 +246,8 @@ class LMTrainer:
             float(weighted_loss.sum()) / world
         )  # the loss the step optimised (mean over micro-batches for iid)
         finite = math.isfinite(step_loss)
-        if reference is not None and reference.row_grads is not None and finite:
-            self._measure_progress(reference)
+        if reference is not None and finite:
+            self.reference.measure(reference, self._flat_align_grads())
         lr, grad_norm = self._update(finite)
         if self.compute_signals and finite:
             mean_grads = domain_grads / counts_mb.clamp(min=1).unsqueeze(1).float()
@@ -441,7 +358,7 @@ class LMTrainer:
             "tracker": self.tracker.state_dict(),
             "snapshots": self.tracked.state_dict(),
             "score_scale": self.score_scale.state_dict(),
-            "target_progress": self.progress.state_dict(),
+            "target_progress": self.reference.progress.state_dict(),
             "last_state": torch.from_numpy(self.last_state.copy()),
             "step": self.step_count,
             "domains": list(self.domains),
@@ -462,4 +379,4 @@ class LMTrainer:
         if "score_scale" in state:  # absent in checkpoints written before signals.score existed
             self.score_scale.load_state_dict(state["score_scale"])
         if "target_progress" in state:  # absent before signals.eval_weighting "fair"
-            self.progress.load_state_dict(state["target_progress"])
+            self.reference.progress.load_state_dict(state["target_progress"])

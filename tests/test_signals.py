@@ -213,11 +213,11 @@ def test_trainer_fair_progress_is_the_step_gradient_on_each_reference_row(corpus
         for r in range(len(rows))
     ]
     sums = np.bincount(rows, weights=decrease, minlength=3)
-    replay.progress.update(sums, np.bincount(rows, minlength=3))
+    replay.reference.progress.update(sums, np.bincount(rows, minlength=3))
     np.testing.assert_allclose(
-        trainer.progress.decrease[:2], replay.progress.decrease[:2], rtol=1e-4
+        trainer.reference.progress.decrease[:2], replay.reference.progress.decrease[:2], rtol=1e-4
     )
-    assert np.isnan(trainer.progress.decrease[2])  # not evaluated: never measured
+    assert np.isnan(trainer.reference.progress.decrease[2])  # not evaluated: never measured
 
 
 def test_adam_preconditioner_hand_computed():
@@ -361,10 +361,10 @@ def test_trainer_total_score_equals_per_domain_autograd(corpus, score):
         c = {
             "eval": np.ones(2),
             "evalppl": ppl / ppl.mean(),
-            "evalfair": fair_weights(replay.progress.decrease, [0, 1]),
+            "evalfair": fair_weights(replay.reference.progress.decrease, [0, 1]),
             "evaladam": np.ones(2),
         }[score]
-        assert score != "evalfair" or np.isfinite(replay.progress.decrease[:2]).all()
+        assert score != "evalfair" or np.isfinite(replay.reference.progress.decrease[:2]).all()
         ref = torch.autograd.grad(
             sum(float(c[d]) * loss for d, loss in zip(rows, per_row)) / len(rows),
             replay.align_params,

@@ -22,6 +22,11 @@ from torch import nn
 from torch.func import functional_call
 
 from acodm_ray.agent.config import TEMPERATURES, VALUE_GRADIENTS, VALUE_UNITS, AgentConfig
+from acodm_ray.agent.optimum import (  # noqa: F401  (re-exported: ddpg.floored_softmax, ...)
+    floored_softmax,
+    objective_optimum,
+    proportional,
+)
 
 
 def _done_mask(dones: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -181,15 +186,8 @@ def actor_loss(
     weight goes to 0, so the actor follows a low temperature in far fewer updates (the policy step
     of MPO / discrete SAC: fit the improved policy instead of ascending to it).
 
-    objective "proportional": the same cross-entropy fit, to w* = `proportional(v, floor)`, weights
-    proportional to the positive part of the values: the maximiser of sum_i v_i log w_i, a utility
-    with diminishing returns in each domain's share (log), where "weighted" is linear in it and
-    only its temperature keeps the optimum off a vertex. Why: a domain whose first-order value is
-    1.5 times another's gets 1.5 times its weight, not exp(0.5 / T) times; a domain the values say
-    does not help (v <= 0) gets only its floor. No temperature is used. Objective "lcb": the same
-    fit to `proportional(v, floor, margin=T)`, T the actor's temperature: under the evidence
-    temperature (the values' standard error) a domain's weight follows its value's lower
-    confidence bound, so a domain not one standard error above 0 gets only its floor.
+    objectives "proportional" and "lcb": the same cross-entropy fit, to weights proportional to the
+    positive part of the values (less the temperature for "lcb"): `optimum.proportional` says why.
     (docs/studies/2026-12-05-closing-the-gap-dev.md)"""
     weights = actor(obs)
     if value_gradient not in VALUE_GRADIENTS:
@@ -279,53 +277,6 @@ def value_spread(
     uniform."""
     values = per_step_values(critic(obs, actor(obs)), gamma, value_units).mean(dim=0)
     return float(values.max() - values.min())
-
-
-def proportional(values: torch.Tensor, floor: float, margin: float = 0.0) -> torch.Tensor:
-    """Per row, w = floor + (1 - K floor) max(v - margin, 0) / sum_j max(v_j - margin, 0): weights
-    proportional to the positive part of the values less `margin` (uniform where none is
-    positive), the maximiser of sum_i (v_i - margin) log w_i over the simplex above the floor when
-    every v_i > margin."""
-    v = (values.to(torch.float64) - margin).clamp_min(0.0)
-    total = v.sum(dim=-1, keepdim=True)
-    share = torch.where(
-        total > 0, v / total.clamp_min(1e-300), torch.full_like(v, 1.0 / v.shape[-1])
-    )
-    return floor + (1.0 - v.shape[-1] * floor) * share
-
-
-def objective_optimum(
-    values: torch.Tensor, objective: str, temperature: float, floor: float
-) -> torch.Tensor:
-    """The weights the actor's objective asks for at constant `values`: `proportional` for the
-    "proportional" objective, `floored_softmax` at `temperature` for the others."""
-    if objective == "proportional":
-        return proportional(values, floor)
-    if objective == "lcb":
-        return proportional(values, floor, margin=temperature)
-    return floored_softmax(values, temperature, floor)
-
-
-def floored_softmax(values: torch.Tensor, temperature: float, floor: float) -> torch.Tensor:
-    """argmax over {w : w_i >= floor, sum_i w_i = 1} of sum_i w_i v_i + T H(w), per row: by the KKT
-    conditions w_i = max(floor, c exp(v_i / T)) with c setting the sum to 1 (T = 0: the floor
-    everywhere and the rest on the best domain). The "weighted" actor's optimum (with constant
-    values), which its (1 - K floor) softmax + floor output can represent exactly."""
-    v = values.detach().to(torch.float64)
-    K = v.shape[-1]
-    if temperature <= 0.0:
-        best = torch.nn.functional.one_hot(v.argmax(dim=-1), K).to(v.dtype)
-        return floor + (1.0 - K * floor) * best
-    e = torch.exp((v - v.max(dim=-1, keepdim=True).values) / temperature)
-    clipped = torch.zeros_like(v, dtype=torch.bool)
-    for _ in range(K):  # move the domains below the floor to it until none is left
-        free = (e * ~clipped).sum(dim=-1, keepdim=True)
-        c = (1.0 - floor * clipped.sum(dim=-1, keepdim=True).to(v.dtype)) / free.clamp_min(1e-300)
-        now = clipped | (c * e < floor)
-        if bool((now == clipped).all()):
-            break
-        clipped = now
-    return torch.where(clipped, torch.full_like(v, floor), c * e)
 
 
 @torch.no_grad()

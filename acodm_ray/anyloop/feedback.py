@@ -38,7 +38,7 @@ from acodm_ray.anyloop.dataset import MixingDataset
 from acodm_ray.anyloop.domain_grads import DomainGradients
 from acodm_ray.anyloop.domain_sums import DomainSums
 from acodm_ray.anyloop.mixer import ONLINE, build_loop_mixer, needs_scores
-from acodm_ray.anyloop.reference import ReferenceGradient
+from acodm_ray.anyloop.reference import ReferenceGradient, check_loop_eval_settings
 from acodm_ray.anyloop.token_loss import IGNORE_INDEX, token_losses  # noqa: F401  (re-exported)
 from acodm_ray.checkpoint import load_checkpoint, save_checkpoint
 from acodm_ray.collective import LocalCollective, TorchCollective, default_collective
@@ -69,13 +69,7 @@ def _loop_signals(
     the "eval" reward (signals.resolve_named_targets)."""
     if set(named) - set(domains):
         raise ValueError(f"eval_domains {named} are not all among {domains}")
-    sig = signals or SignalConfig()
-    if sig.eval_weighting != "loss" or sig.geometry != "plain":
-        raise ValueError(
-            f"signals.eval_weighting {sig.eval_weighting!r} and signals.geometry {sig.geometry!r}: "
-            "your own loop computes the eval score with the defaults only (eval_weighting 'loss', "
-            "geometry 'plain'); the other choices run on the Ray path (LMTrainer)"
-        )
+    sig = check_loop_eval_settings(signals or SignalConfig())
     return resolve_named_targets(sig, agent or AgentConfig(), named)
 
 
