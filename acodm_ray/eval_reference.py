@@ -114,12 +114,12 @@ class EvalReference:
         ).cpu()
 
     def measure(self, reference: Reference, step_grad: torch.Tensor) -> None:
-        """signals.eval_weighting "fair" (a no-op otherwise): each reference row's first-order loss
-        decrease under this step, <G, h_r> with G `step_grad`, the step's worker-averaged gradient
-        on the alignment matrices (AdamW's step under signals.geometry "adam"), summed per domain
-        across workers into `self.progress`."""
+        """signals.eval_weighting "fair" (a reference with `row_grads`): each reference row's
+        first-order loss decrease under this step, <G, h_r> with G `step_grad`, the step's
+        worker-averaged gradient on the alignment matrices (AdamW's step under signals.geometry
+        "adam"), summed per domain across workers into `self.progress`."""
         if reference.row_grads is None:
-            return
+            raise ValueError("only a 'fair' reference keeps its rows' gradients to measure on")
         step_grad = step_grad.cpu().to(torch.float64)
         precondition = self.preconditioner()
         if precondition is not None:  # the step AdamW takes, momentum aside

@@ -12,12 +12,10 @@ from collections.abc import Sequence
 from typing import Any, get_args
 
 from acodm_ray.agent.config import DEFAULT_FLOOR
-from acodm_ray.config_train import EvalWeighting, Geometry, Score
+from acodm_ray.config_train import Score
 
 # signals.score: which per-domain reward the trainer computes ("auto" resolves to one of them)
 SCORES = tuple(s for s in get_args(Score) if s != "auto")
-EVAL_WEIGHTINGS = get_args(EvalWeighting)  # signals.eval_weighting: what g_ref follows
-GEOMETRIES = get_args(Geometry)  # signals.geometry: the inner product of the "eval" score
 
 
 def resolve_score(score: str, eval_domains: Sequence[str]) -> str:

@@ -7,14 +7,14 @@ brute-force computations and shared by the proxy env, the Ray Train workers and 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import get_args
 
 import numpy as np
 import torch
 
+from acodm_ray.config_train import EvalWeighting
 from acodm_ray.named_targets import (  # noqa: F401  (re-exported: signals.resolve_named_targets, ...)
-    EVAL_WEIGHTINGS,
     EVIDENCE_WINDOW,
-    GEOMETRIES,
     SCORES,
     resolve_named_targets,
     resolve_score,
@@ -110,6 +110,9 @@ def eval_alignment(
         g = domain_grads[idx].to(torch.float64)
         out[idx.numpy()] = (g @ reference.to(torch.float64)).numpy()
     return out
+
+
+EVAL_WEIGHTINGS = get_args(EvalWeighting)  # signals.eval_weighting: what g_ref follows
 
 
 def perplexity_weights(last_losses: np.ndarray, eval_indices: list[int]) -> np.ndarray:

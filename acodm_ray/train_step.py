@@ -246,7 +246,7 @@ class LMTrainer:
             float(weighted_loss.sum()) / world
         )  # the loss the step optimised (mean over micro-batches for iid)
         finite = math.isfinite(step_loss)
-        if reference is not None and finite:
+        if reference is not None and reference.row_grads is not None and finite:  # "fair" only
             self.reference.measure(reference, self._flat_align_grads())
         lr, grad_norm = self._update(finite)
         if self.compute_signals and finite:

@@ -38,6 +38,7 @@ def transfer(sets: list[str], seed: int, steps: int, every: int) -> dict:
     from acodm_ray.compare import proxy_config
     from acodm_ray.config import load_config
     from acodm_ray.data.load import load_tokenized
+    from acodm_ray.eval_reference import flat
     from acodm_ray.train_step import LMTrainer
 
     cfg = proxy_config(load_config(ROOT / "configs/bench.yaml", sets), seed, "acodm")
@@ -48,8 +49,7 @@ def transfer(sets: list[str], seed: int, steps: int, every: int) -> dict:
 
     def gradient(domain: int) -> torch.Tensor:
         loss = trainer._loss(trainer.sampler.batch(domain))
-        grads = torch.autograd.grad(loss, trainer.align_params)
-        return torch.cat([g.flatten() for g in grads]).double()
+        return flat(torch.autograd.grad(loss, trainer.align_params)).double()
 
     reads: list[np.ndarray] = []
     uniform = np.full(len(domains), 1.0 / len(domains))

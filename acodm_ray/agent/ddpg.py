@@ -23,6 +23,7 @@ from torch.func import functional_call
 
 from acodm_ray.agent.config import TEMPERATURES, VALUE_GRADIENTS, VALUE_UNITS, AgentConfig
 from acodm_ray.agent.optimum import (  # noqa: F401  (re-exported: ddpg.floored_softmax, ...)
+    FITTED_OBJECTIVES,
     floored_softmax,
     objective_optimum,
     proportional,
@@ -192,7 +193,7 @@ def actor_loss(
     weights = actor(obs)
     if value_gradient not in VALUE_GRADIENTS:
         raise ValueError(f"unknown value gradient {value_gradient!r}; one of {VALUE_GRADIENTS}")
-    if objective in ("projection", "proportional", "lcb"):  # an optimum at constant values, fitted
+    if objective in FITTED_OBJECTIVES:  # an optimum at constant values, fitted
         with torch.no_grad():
             v = per_step_values(critic(obs, weights), gamma, value_units)
             best = objective_optimum(

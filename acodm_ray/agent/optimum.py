@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+FITTED_OBJECTIVES = ("projection", "proportional", "lcb")  # fitted to `objective_optimum`
+
 
 def proportional(values: torch.Tensor, floor: float, margin: float = 0.0) -> torch.Tensor:
     """Per row, w = floor + (1 - K floor) max(v - margin, 0) / sum_j max(v_j - margin, 0): weights
