@@ -32,17 +32,37 @@ RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 DEFAULT = "acodm"
 KNOWN_ANSWER = "file"  # the static mix with nothing on the decoys (benchmarks/weights/)
-# comparisons whose `acodm` (and variants) ran under an earlier default, shown under the name that
-# runs the same config now: with named targets `acodm` took the `total` reward before the front
-# door (`acodm-total`), then the eval score with the floor 0.01 (`acodm-floor`) before the floor rule
+STUDY = "eval_reward_study/"
+# comparisons whose `acodm` and eval-score variants ran under an earlier default, shown under a name
+# that says what they ran: with named targets `acodm` took the `total` reward before the front door
+# (`acodm-total` now) and the eval-score variants the fixed temperature, no window and the floor
+# 0.01; then, before the floor rule, `acodm` kept the floor 0.01 (`acodm-floor` now) and so did the
+# eval-score variants run beside it (their names now run without it)
+FIXED = "fixed temperature, floor 0.01"
 FLOOR = "floor 0.01"
+
+
+def _ran_with(label: str, methods: tuple[str, ...]) -> dict[str, str]:
+    return {m: f"{m}, {label}" for m in methods}
+
+
 EARLIER_DEFAULT = {
     "mixing-decoys.json": {DEFAULT: "acodm-total"},
-    "mixing-swamped.json": {DEFAULT: "acodm-total"},
-    "mixing-swamped-named.json": {DEFAULT: "acodm-floor"},
-    "mixing-junk.json": {DEFAULT: "acodm-floor", "acodm-projection": f"acodm-projection, {FLOOR}"},
+    "mixing-swamped.json": {
+        DEFAULT: "acodm-total",
+        **_ran_with(FIXED, ("acodm-eval", "acodm-evalppl")),
+    },
+    **{
+        f"{STUDY}bench-{setting}-{variant}.json": _ran_with(FIXED, (f"acodm-{variant}",))
+        for setting in ("main", "merged", "decoys")
+        for variant in ("eval", "evalppl")
+    },
+    "mixing-swamped-named.json": {
+        DEFAULT: "acodm-floor",
+        **_ran_with(FLOOR, ("acodm-projection", "acodm-fixedtemp", "acodm-nowindow")),
+    },
+    "mixing-junk.json": {DEFAULT: "acodm-floor", **_ran_with(FLOOR, ("acodm-projection",))},
 }
-STUDY = "eval_reward_study/"
 Finals = dict[str, dict[int, float]]  # method -> seed -> final average validation perplexity
 
 
@@ -52,9 +72,11 @@ GLOSS = {
     "sac": "RLlib's SAC on AC-ODM's environment, its policy transferred like AC-ODM's",
     "acodm-reference": "AC-ODM as the published code runs it",
     "acodm-total": f"`{DEFAULT}` with the `total` reward where targets are named",
-    "acodm-eval": "AC-ODM rewarded by agreement with the evaluated domains' gradient (the `eval` "
-    "score) at the fixed temperature",
-    "acodm-evalppl": "`acodm-eval` with that gradient weighted by each domain's perplexity",
+    f"acodm-eval, {FIXED}": "AC-ODM rewarded by agreement with the evaluated domains' gradient "
+    "(the `eval` score) at the fixed temperature, with the floor 0.01, before the named-targets rule",
+    f"acodm-evalppl, {FIXED}": "AC-ODM rewarded by agreement with the evaluated domains' gradient "
+    "weighted by each domain's perplexity, at the fixed temperature, with the floor 0.01, before "
+    "the named-targets rule",
     "acodm-projection": f"`{DEFAULT}` with its actor fitted to the optimum of its objective at the "
     "critic's values (a variant, docs/method.md)",
     f"acodm-projection, {FLOOR}": "that variant run before the floor rule, with the floor 0.01",
