@@ -52,6 +52,12 @@ def resolve_named_targets(sig: Any, agent: Any, eval_domains: Sequence[str]) -> 
     setting, 7 decoys x 0.01 = half the weight the decoys kept), so it goes."""
     score = resolve_score(sig.score, eval_domains)
     aimed = score == "eval"
+    if not aimed and (sig.eval_weighting != "loss" or sig.geometry != "plain"):
+        raise ValueError(
+            f"signals.eval_weighting {sig.eval_weighting!r} and signals.geometry {sig.geometry!r} "
+            f"shape the eval score, but signals.score is {score!r} here: name the evaluated domains "
+            "(train.eval_domains) or set signals.score: eval, or leave both at their defaults"
+        )
     window = sig.score_window
     if window is None:
         window = EVIDENCE_WINDOW if aimed else 1

@@ -78,6 +78,23 @@ def test_resolve_named_targets_by_hand():
         resolved(window=0)
 
 
+@pytest.mark.parametrize("change", [{"eval_weighting": "fair"}, {"geometry": "adam"}])
+def test_eval_score_settings_without_the_eval_score_are_refused(change):
+    """signals.eval_weighting and signals.geometry shape the eval score only: with another score
+    they would be ignored, so the config is refused, naming them; with the eval score (named
+    targets or by name) they are kept."""
+    with pytest.raises(ValueError, match="shape the eval score, but signals.score is 'total'"):
+        resolve_named_targets(SignalConfig(**change), AgentConfig(), [])
+    with pytest.raises(ConfigError, match="shape the eval score"):
+        load_config("configs/bench.yaml", [f"signals.{k}={v}" for k, v in change.items()])
+    sig, _ = resolve_named_targets(SignalConfig(**change), AgentConfig(), ["legal"])
+    assert (sig.score, sig.eval_weighting, sig.geometry) == (
+        "eval",
+        change.get("eval_weighting", "loss"),
+        change.get("geometry", "plain"),
+    )
+
+
 def test_a_loaded_config_has_its_score_resolved():
     assert how(load_config("configs/bench.yaml")) == ("total", "fixed", 1, 0.01)
     assert how(load_config("configs/bench.yaml", [REAL])) == ("eval", "evidence", 8, 0.0)
