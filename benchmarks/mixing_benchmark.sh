@@ -18,8 +18,8 @@ common=(--config configs/bench.yaml --output-dir "$OUT")
 resume=()
 # the decoy settings evaluate on the bundled corpus's seven real domains only
 REAL_ONLY='train.eval_domains=[python_code,dictionary,c_headers,manuals,literature,latex,legal]'
-# named targets: the default (eval score, evidence temperature, 8-step window, no floor), its ablations, variants
-NAMED_METHODS=uniform,file,acodm,acodm-total,acodm-fixedtemp,acodm-nowindow,acodm-floor,acodm-projection,acodm-floormass,acodm-online,sac
+# named targets: the default (eval score, evidence temperature, 8-step window, no floor, lcb objective), its ablations, variants
+NAMED_METHODS=uniform,file,acodm,acodm-total,acodm-fixedtemp,acodm-nowindow,acodm-floor,acodm-softmax,acodm-projection,acodm-floormass,acodm-online,sac
 case "$setting" in
   main)
     [ -d "$OUT/bench-main" ] && resume=(--resume)

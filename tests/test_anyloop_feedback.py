@@ -142,9 +142,11 @@ def test_per_domain_gradients_from_a_mixed_batch_equal_each_domains_own_gradient
 @pytest.mark.parametrize("named", [True, False])
 def test_named_targets_take_the_floor_off_your_loops_online_agent(named):
     """MixingFeedback(mixer="acodm-online"): with eval_domains named, the eval score's rule gives the
-    online agent's actor no weight floor; without, the floor 0.01 (signals.resolve_named_targets)."""
+    online agent's actor no weight floor and the lcb objective; without, the floor 0.01 and the
+    weighted objective (signals.resolve_named_targets)."""
     _, _, fb = make("acodm-online", eval_domains=["d0", "d1"] if named else None)
     assert fb.mixer.actor.floor == (0.0 if named else 0.01)
+    assert fb.mixer.cfg.actor_objective == ("lcb" if named else "weighted")
 
 
 @pytest.mark.parametrize("change", [{"eval_weighting": "fair"}, {"geometry": "adam"}])

@@ -16,7 +16,7 @@ from typing import Literal, get_args
 
 from acodm_ray.typed_config import check_choices
 
-ActorObjective = Literal["weighted", "mean", "projection", "proportional", "lcb"]
+ActorObjective = Literal["weighted", "mean", "projection", "proportional", "lcb", "auto"]
 ValueUnits = Literal["horizon", "relative"]
 LrSchedule = Literal["constant", "cosine"]
 Temperature = Literal["fixed", "evidence", "auto"]
@@ -56,7 +56,7 @@ class AgentConfig:
     """Largest uniform noise subtracted from the softmax before it is renormalised."""
     updates_per_step: int = 1
     """Learner updates per environment step."""
-    actor_objective: ActorObjective = "weighted"
+    actor_objective: ActorObjective = "auto"
     """The actor's loss: "weighted" -sum_i pi_i Q_i, the objective whose reward is
     r = sum_i w_i s_i; "mean" (the paper's) -mean_i Q_i, which does not depend on how the weights
     are spread; "projection" the cross-entropy to the weighted objective's optimum at constant
@@ -64,7 +64,9 @@ class AgentConfig:
     the same fit to weights proportional to the positive part of the values (ddpg.proportional),
     the optimum of sum_i v_i log w_i: diminishing returns in each domain's share, no temperature;
     "lcb" the same with the temperature subtracted first, max(v - T, 0): under the evidence
-    temperature (one standard error) weights proportional to each value's lower confidence bound."""
+    temperature (one standard error) weights proportional to each value's lower confidence bound;
+    "auto" (the named-targets rule, named_targets.resolve_named_targets): "lcb" under the "eval"
+    score, else DEFAULT_OBJECTIVE ("weighted")."""
     weight_floor: float | None = None
     """The actor outputs (1 - K floor) softmax + floor: no domain starves (the paper's: 0); null
     (the named-targets rule, signals.resolve_named_targets): 0 under the "eval" score, whose
@@ -105,12 +107,19 @@ class AgentConfig:
 
 
 DEFAULT_FLOOR = 0.01  # agent.weight_floor without the "eval" score (and left unresolved)
+DEFAULT_OBJECTIVE = "weighted"  # agent.actor_objective without the "eval" score (and unresolved)
 
 
 def weight_floor(cfg: AgentConfig) -> float:
     """agent.weight_floor, null read as DEFAULT_FLOOR (unresolved, as outside a job, where no
     score chose it; signals.resolve_named_targets resolves it)."""
     return DEFAULT_FLOOR if cfg.weight_floor is None else float(cfg.weight_floor)
+
+
+def actor_objective(cfg: AgentConfig) -> str:
+    """agent.actor_objective, "auto" read as DEFAULT_OBJECTIVE (unresolved, as outside a job, where
+    no score chose it; named_targets.resolve_named_targets resolves it)."""
+    return DEFAULT_OBJECTIVE if cfg.actor_objective == "auto" else cfg.actor_objective
 
 
 def floor_per_domain(cfg: AgentConfig, num_domains: int) -> float:

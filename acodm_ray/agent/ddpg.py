@@ -21,7 +21,13 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from acodm_ray.agent.config import TEMPERATURES, VALUE_GRADIENTS, VALUE_UNITS, AgentConfig
+from acodm_ray.agent.config import (
+    TEMPERATURES,
+    VALUE_GRADIENTS,
+    VALUE_UNITS,
+    AgentConfig,
+    actor_objective,
+)
 from acodm_ray.agent.optimum import (  # noqa: F401  (re-exported: ddpg.floored_softmax, ...)
     FITTED_OBJECTIVES,
     floored_softmax,
@@ -346,7 +352,7 @@ def update_actor_loss(
             actor,
             critic,
             obs,
-            agent.actor_objective,
+            actor_objective(agent),
             actor_temperature(agent, rewards),
             agent.gamma,
             agent.value_units,

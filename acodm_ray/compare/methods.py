@@ -180,9 +180,16 @@ METHODS: dict[str, Method] = {
     ),
     "acodm-floor": Method(
         "ablation: acodm with the weight floor 0.01 per domain (agent.weight_floor: 0.01) that its "
-        "eval score otherwise drops: the named-targets default before the floor rule",
+        "eval score otherwise drops",
         "proxy",
         {"agent": {"weight_floor": 0.01}},
+    ),
+    "acodm-softmax": Method(
+        "ablation: acodm whose actor follows the softmax of its critic's values at the temperature "
+        "(agent.actor_objective: weighted) instead of weights proportional to each value's lower "
+        "confidence bound (lcb) its eval score brings: the named-targets default before lcb",
+        "proxy",
+        {"agent": {"actor_objective": "weighted"}},
     ),
     "acodm-floormass": Method(
         "variant: acodm with one total floor of 0.07 split over the K domains (agent.floor_mass), "
@@ -204,8 +211,9 @@ METHODS: dict[str, Method] = {
         {"agent": {"actor_objective": "proportional"}},
     ),
     "acodm-lcb": Method(
-        "variant: acodm-proportional with the evidence temperature subtracted from the values first "
-        "(agent.actor_objective: lcb): weights proportional to each value's lower confidence bound",
+        "variant: acodm-proportional with the temperature subtracted from the values first "
+        "(agent.actor_objective: lcb, the named-targets default, here also without named targets): "
+        "weights proportional to each value's lower confidence bound",
         "proxy",
         {"agent": {"actor_objective": "lcb"}},
     ),

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from acodm_ray.agent import ddpg
-from acodm_ray.agent.config import AgentConfig, check_agent, lr_at, lr_points
+from acodm_ray.agent.config import AgentConfig, actor_objective, check_agent, lr_at, lr_points
 from acodm_ray.agent.networks import build_networks
 from acodm_ray.agent.replay import ReplayBuffer
 from acodm_ray.mixers.base import Mixer
@@ -206,7 +206,7 @@ class OnlineACODM(Mixer):
                 temperature,
                 gamma,
                 units,
-                self.cfg.actor_objective,
+                actor_objective(self.cfg),
             ),  # fmt: skip
         }
 

@@ -22,7 +22,7 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
 
 from acodm_ray.agent import ddpg
-from acodm_ray.agent.config import AgentConfig
+from acodm_ray.agent.config import AgentConfig, actor_objective
 from acodm_ray.agent.networks import Actor, VectorCritic
 
 VECTOR_REWARDS = "vector_rewards"
@@ -162,7 +162,7 @@ class ACODMTorchRLModule(TorchRLModule, InferenceOnlyAPI, TargetNetworkAPI):
             temperature,
             gamma,
             agent.value_units,
-            agent.actor_objective,
+            actor_objective(agent),
         )
         return {
             ACTOR_LOSS: a_loss,
