@@ -36,10 +36,13 @@ STUDY = "eval_reward_study/"
 # comparisons whose `acodm` and eval-score variants ran under an earlier default, shown under a name
 # that says what they ran: with named targets `acodm` took the `total` reward before the front door
 # (`acodm-total` now) and the eval-score variants the fixed temperature, no window and the floor
-# 0.01; then, before the floor rule, `acodm` kept the floor 0.01 (`acodm-floor` now) and so did the
-# eval-score variants run beside it (their names now run without it)
+# 0.01; then, before the floor rule, `acodm` kept the floor 0.01 and so did the eval-score variants
+# run beside it (their names now run without it); and before the lcb objective every one of them
+# followed the softmax of its values (`acodm-softmax` now)
 FIXED = "fixed temperature, floor 0.01"
 FLOOR = "floor 0.01"
+SOFTMAX = "softmax"
+SOFTMAX_FLOOR = f"{SOFTMAX}, {FLOOR}"
 
 
 def _ran_with(label: str, methods: tuple[str, ...]) -> dict[str, str]:
@@ -58,10 +61,23 @@ EARLIER_DEFAULT = {
         for variant in ("eval", "evalppl")
     },
     "mixing-swamped-named.json": {
-        DEFAULT: "acodm-floor",
-        **_ran_with(FLOOR, ("acodm-projection", "acodm-fixedtemp", "acodm-nowindow")),
+        DEFAULT: f"acodm-softmax, {FLOOR}",
+        **_ran_with(FLOOR, ("acodm-projection",)),
+        **_ran_with(SOFTMAX_FLOOR, ("acodm-fixedtemp", "acodm-nowindow", "acodm-online")),
     },
-    "mixing-junk.json": {DEFAULT: "acodm-floor", **_ran_with(FLOOR, ("acodm-projection",))},
+    "mixing-junk.json": {
+        DEFAULT: f"acodm-softmax, {FLOOR}",
+        **_ran_with(FLOOR, ("acodm-projection",)),
+        **_ran_with(SOFTMAX_FLOOR, ("acodm-online",)),
+    },
+    **{
+        f"mixing-{setting}-nofloor.json": {
+            DEFAULT: "acodm-softmax",
+            **_ran_with(SOFTMAX, ("acodm-online",)),
+        }
+        for setting in ("swamped", "junk")
+    },
+    "mixing-decoys-named.json": {DEFAULT: "acodm-softmax"},
 }
 Finals = dict[str, dict[int, float]]  # method -> seed -> final average validation perplexity
 
@@ -77,10 +93,15 @@ GLOSS = {
     f"acodm-evalppl, {FIXED}": "AC-ODM rewarded by agreement with the evaluated domains' gradient "
     "weighted by each domain's perplexity, at the fixed temperature, with the floor 0.01, before "
     "the named-targets rule",
-    "acodm-projection": f"`{DEFAULT}` with its actor fitted to the optimum of its objective at the "
-    "critic's values (a variant, docs/method.md)",
+    "acodm-projection": f"`{DEFAULT}` with its actor fitted to the softmax of the critic's values "
+    "(a variant, docs/method.md)",
     f"acodm-projection, {FLOOR}": "that variant run before the floor rule, with the floor 0.01",
     "acodm-floor": f"`{DEFAULT}` with the weight floor 0.01 its `eval` reward otherwise drops",
+    "acodm-softmax": f"`{DEFAULT}` with its actor following the softmax of the critic's values "
+    "at the evidence temperature instead of weights proportional to their lower confidence "
+    "bounds: the named-targets default before the lcb objective",
+    f"acodm-softmax, {FLOOR}": "the named-targets default before the floor rule and the lcb "
+    "objective: the softmax of the critic's values, with the floor 0.01",
 }
 
 
@@ -111,14 +132,19 @@ SETTINGS = [
         (
             *(f"{STUDY}bench-decoys-{m}.json" for m in ("eval", "evalppl", "realonly")),
             "mixing-decoys-named.json",
+            "mixing-decoys-lcb.json",
         ),
     ),
     Setting(
         "swamped: 7 domains + 7 decoys",
         "mixing-swamped.json",
-        ("mixing-swamped-named.json", "mixing-swamped-nofloor.json"),
+        ("mixing-swamped-named.json", "mixing-swamped-nofloor.json", "mixing-swamped-lcb.json"),
     ),
-    Setting("junk: 7 domains + 7 junk domains", "mixing-junk.json", ("mixing-junk-nofloor.json",)),
+    Setting(
+        "junk: 7 domains + 7 junk domains",
+        "mixing-junk.json",
+        ("mixing-junk-nofloor.json", "mixing-junk-lcb.json"),
+    ),
 ]
 
 
