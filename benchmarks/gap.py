@@ -10,7 +10,7 @@ matched by (method, seed), so a method run on its own pairs with the runs of an 
 runs are deterministic given config and seed, benchmarks/paired.py). With a run's directory at hand
 (its `steps.csv`), also the weight it put on the decoy domains over the whole run.
 
-    python benchmarks/gap.py results/bench-swamped/summary.json benchmarks/results/mixing-swamped.json \
+    python benchmarks/gap.py benchmarks/results/mixing-swamped.json results/bench-swamped/summary.json \
         --methods acodm,acodm-eval --known file --decoys noise,repeated
 """
 
@@ -39,6 +39,22 @@ def runs_by_key(summaries: list[dict]) -> dict[tuple[str, int], dict]:
             if run.get("final_val_ppl"):
                 out[(run["method"], int(run["seed"]))] = run
     return out
+
+
+def shadowed(summaries: list[dict], names: list[str]) -> list[str]:
+    """A sentence for each (method, seed) that more than one summary holds, naming the summary
+    whose run is used (the later) and the ones it replaces. Why: a method name can run something
+    else after a default changes, and an old summary passed last silently wins."""
+    where: dict[tuple[str, int], list[str]] = {}
+    for summary, name in zip(summaries, names):
+        for run in summary["runs"].values():
+            if run.get("final_val_ppl"):
+                where.setdefault((run["method"], int(run["seed"])), []).append(name)
+    return [
+        f"{method} seed {seed}: using the run in {found[-1]}, not the one in {', '.join(found[:-1])}"
+        for (method, seed), found in sorted(where.items())
+        if len(found) > 1
+    ]
 
 
 def steps_to(run: dict, target: float) -> int | None:
@@ -103,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decoys", default="", help="comma-separated decoy domain name prefixes")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
-    runs = runs_by_key([json.loads(p.read_text()) for p in args.summaries])
+    summaries = [json.loads(p.read_text()) for p in args.summaries]
+    for line in shadowed(summaries, [str(p) for p in args.summaries]):
+        print(f"gap: {line} (the later summary wins)", file=sys.stderr)
+    runs = runs_by_key(summaries)
     decoys = tuple(filter(None, args.decoys.split(",")))
     head = ["method", "seed", "final avg val ppl", "uniform", "difference"]
     if args.known:

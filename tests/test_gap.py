@@ -54,3 +54,21 @@ def test_a_method_that_never_reaches_uniforms_final_has_no_steps_ratio(tmp_path)
     )
     (row,) = json.loads(out.read_text())["rows"]
     assert row == ["odm", 1, "101.00", "100.00", "+1.00", "–", "–"]
+
+
+def test_a_run_in_two_summaries_is_named_with_the_one_used(tmp_path, capsys):
+    """The same (method, seed) in two summaries: the later one's run is used and stderr says so,
+    naming both files (an old summary passed last would otherwise win silently)."""
+    old = {"runs": {"a": run("uniform", 0, [120, 100]), "b": run("acodm", 0, [115, 110])}}
+    new = {"runs": {"c": run("acodm", 0, [115, 95])}}
+    paths = [tmp_path / "old.json", tmp_path / "new.json"]
+    for path, summary in zip(paths, (old, new)):
+        path.write_text(json.dumps(summary))
+    out = tmp_path / "gap.json"
+    assert (
+        gap.main([*map(str, paths), "--methods", "acodm", "--known", "", "--json", str(out)]) == 0
+    )
+    assert json.loads(out.read_text())["rows"][0][2] == "95.00"
+    err = capsys.readouterr().err
+    assert f"acodm seed 0: using the run in {paths[1]}, not the one in {paths[0]}" in err
+    assert "uniform" not in err
