@@ -78,6 +78,11 @@ EARLIER_DEFAULT = {
         for setting in ("swamped", "junk")
     },
     "mixing-decoys-named.json": {DEFAULT: "acodm-softmax"},
+    # switches on the softmax default (acodm-proportional replaces the objective, so it ran as named)
+    **{
+        f"mixing-{setting}-variants.json": _ran_with(SOFTMAX, ("acodm-fair", "acodm-adam"))
+        for setting in ("swamped", "junk")
+    },
 }
 Finals = dict[str, dict[int, float]]  # method -> seed -> final average validation perplexity
 
@@ -138,12 +143,17 @@ SETTINGS = [
     Setting(
         "swamped: 7 domains + 7 decoys",
         "mixing-swamped.json",
-        ("mixing-swamped-named.json", "mixing-swamped-nofloor.json", "mixing-swamped-lcb.json"),
+        (
+            "mixing-swamped-named.json",
+            "mixing-swamped-nofloor.json",
+            "mixing-swamped-lcb.json",
+            "mixing-swamped-variants.json",
+        ),
     ),
     Setting(
         "junk: 7 domains + 7 junk domains",
         "mixing-junk.json",
-        ("mixing-junk-nofloor.json", "mixing-junk-lcb.json"),
+        ("mixing-junk-nofloor.json", "mixing-junk-lcb.json", "mixing-junk-variants.json"),
     ),
 ]
 
