@@ -1,8 +1,8 @@
 """The named-targets rule (docs/method.md, "Named targets"): what signals.score, agent.temperature,
-signals.score_window, agent.weight_floor and agent.actor_objective left at "auto" / null become, depending on whether the
-run names the domains it is evaluated on (`train.eval_domains`). Resolved once, when a config is
-validated (acodm_ray/config.py) or a loop of your own builds its MixingFeedback, so every path sees
-the same settings.
+signals.score_window, agent.weight_floor and agent.actor_objective left at "auto" / null become,
+depending on whether the run names the domains it is evaluated on (`train.eval_domains`). Resolved
+once, when a config is validated (acodm_ray/config.py) or a loop of your own builds its
+MixingFeedback, so every path sees the same settings.
 """
 
 from __future__ import annotations
