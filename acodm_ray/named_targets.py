@@ -34,6 +34,13 @@ def resolve_score(score: str, eval_domains: Sequence[str]) -> str:
     return score
 
 
+def reshapes_eval_score(sig: Any) -> bool:
+    """Whether `sig` sets one of the settings that shape the eval score to other than its default
+    (signals.eval_weighting "loss", signals.geometry "plain"): refused where the score is not
+    "eval" (`resolve_named_targets`) and in a loop of your own (anyloop.reference)."""
+    return sig.eval_weighting != "loss" or sig.geometry != "plain"
+
+
 EVIDENCE_WINDOW = 8  # signals.score_window under the "eval" score (docs/method.md, "Named targets")
 
 
@@ -58,7 +65,7 @@ def resolve_named_targets(sig: Any, agent: Any, eval_domains: Sequence[str]) -> 
     seed the worse of the two decoy settings went from 65% to 79% of the gap to the known answer)."""
     score = resolve_score(sig.score, eval_domains)
     aimed = score == "eval"
-    if not aimed and (sig.eval_weighting != "loss" or sig.geometry != "plain"):
+    if not aimed and reshapes_eval_score(sig):
         raise ValueError(
             f"signals.eval_weighting {sig.eval_weighting!r} and signals.geometry {sig.geometry!r} "
             f"shape the eval score, but signals.score is {score!r} here: name the evaluated domains "

@@ -2,8 +2,8 @@
 from the domains you evaluate on (`MixingFeedback(eval_domains=...)`).
 
 The Ray path draws the reference micro-batch inside its training step, before the optimizer step
-(`acodm_ray.eval_reference.EvalReference.draw`). Here the loop is yours, so `MixingFeedback.step` draws it after your
-optimizer step: `batch_size` windows, each from a domain drawn uniformly from the evaluated ones, by
+(`acodm_ray.eval_reference.EvalReference.draw`). Here the loop is yours, so `MixingFeedback.step`
+draws it after your optimizer step: `batch_size` windows, each from a domain drawn uniformly from the evaluated ones, by
 a generator keyed on (seed, rank, step) apart from every training example's, through your model's
 own forward (unwrapped from DistributedDataParallel, so no gradient is synchronised), and takes the
 gradient of their mean next-token loss on the alignment matrices with `torch.autograd.grad`: your
@@ -24,6 +24,7 @@ import torch
 
 from acodm_ray.anyloop.token_loss import token_losses
 from acodm_ray.config_train import SignalConfig
+from acodm_ray.named_targets import reshapes_eval_score
 
 REFERENCE_KEY = (
     0x5EF  # in the generator's key: the reference rows never repeat a training example's
@@ -34,7 +35,7 @@ def check_loop_eval_settings(sig: SignalConfig) -> SignalConfig:
     """`sig`, after refusing the eval-score settings only the Ray path computes (signals.eval_weighting
     other than "loss", signals.geometry other than "plain"): asked of your loop they would be
     ignored."""
-    if sig.eval_weighting != "loss" or sig.geometry != "plain":
+    if reshapes_eval_score(sig):
         raise ValueError(
             f"signals.eval_weighting {sig.eval_weighting!r} and signals.geometry {sig.geometry!r}: "
             "your own loop computes the eval score with the defaults only (eval_weighting 'loss', "
